@@ -181,12 +181,62 @@ class CacheSettings(_Strict):
     similarity: float = Field(default=0.95, gt=0, le=1)
     """Minimum cosine similarity for a semantic (non-exact) hit."""
     ttl_s: int = Field(default=86400, gt=0)
+    """Seconds an answer stays servable."""
+    semantic: bool = True
+    """Serve answers to paraphrases (embedding similarity); False = exact (normalised-text) hits only."""
+    embedder: str | None = None
+    """Embedder for semantic hits; None = ``default_embedder``. Changing it starts a fresh cache."""
+    guard: bool = True
+    """Refuse semantic hits whose questions differ in negation, numbers, dates, entities,
+    comparatives, opposites or question word (see ``lingxi.gateway.cache_guard``)."""
+    max_entries: int = Field(default=20000, gt=0)
+    """Answers kept (memory: in all; sqlite/redis: per scope); the oldest go first."""
+    sqlite_path: str | None = None
+    """The sqlite backend's file; None = ``<home>/gateway/cache.sqlite``."""
+    redis_prefix: str = "lingxi:cache:"
+    """Key prefix in Redis/Valkey, so several deployments can share one server."""
+
+
+class RouteRule(_Strict):
+    """One ``[[gateway.router.rules]]`` entry: all of its given conditions must hold."""
+
+    model: str
+    """The model this rule sends matching requests to."""
+    name: str | None = None
+    """Shown as the routing reason; None = a description of the conditions."""
+    min_tokens: int | None = Field(default=None, ge=0)
+    """Prompt at least this many tokens (tokenizer-free estimate)."""
+    max_tokens: int | None = Field(default=None, ge=0)
+    """Prompt at most this many tokens."""
+    languages: list[Literal["zh", "en", "other"]] = []
+    """Prompt language (by script) is one of these; empty = any."""
+    keywords: list[str] = []
+    """Prompt contains one of these (case-insensitive); empty = any."""
+    tenants: list[str] = []
+    """Request comes from one of these tenants; empty = any."""
 
 
 class RouterSettings(_Strict):
     """``[gateway.router]``: how the ``router`` model name picks a model per request."""
 
     policy: Literal["rules", "learned", "cascade"] = "rules"
+    """After the rules: ``rules`` = the local model, ``learned`` = a trained query classifier
+    picks local or strong, ``cascade`` = answer locally and escalate when confidence is low."""
+    local_model: str | None = None
+    """The cheap model; None = ``default_model``."""
+    strong_model: str | None = None
+    """The expensive model escalations go to (needed by the learned and cascade policies)."""
+    rules: list[RouteRule] = []
+    """Checked in order before the policy; the first rule that matches picks the model."""
+    policy_path: str | None = None
+    """The trained policy (``lingxi route train``); None = ``<home>/router/policy.json``. Without
+    one, the learned and cascade policies use built-in prior weights."""
+    route_local_above: float = Field(default=0.5, ge=0, le=1)
+    """Learned policy: send to the local model when P(local answer is good | query) >= this."""
+    escalate_below: float = Field(default=0.5, ge=0, le=1)
+    """Cascade: escalate when P(local answer is good | query, answer) < this."""
+    consistency_samples: int = Field(default=0, ge=0, le=4)
+    """Cascade: extra sampled local answers compared with the first (self-consistency); 0 = off."""
 
 
 class GatewaySettings(_Strict):

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible gateway: routing, semantic cache, keys, quotas, metrics and web UI."""

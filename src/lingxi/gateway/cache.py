@@ -1,0 +1,557 @@
+"""The gateway's answer cache: exact and semantic hits, strictly scoped, guarded against look-alikes.
+
+A cached answer is only ever served inside its :class:`CacheScope` — the same tenant, model,
+system prompt and knowledge-base version (a KB update changes its version and so retires every
+answer grounded in the old one) — and only for a conversation whose earlier turns are identical.
+Within that, a question gets:
+
+1. an **exact** hit when its normalised text (Unicode NFKC, case, whitespace, trailing
+   punctuation) hashes to a stored one;
+2. a **semantic** hit when the stored question nearest in embedding space is at least
+   ``similarity`` close *and* the meaning guard (:mod:`lingxi.gateway.cache_guard`) sees no
+   negation, number, date, entity, comparative, opposite or question-word difference.
+
+Backends (``[gateway.cache] backend``): ``memory`` (one process), ``sqlite`` (default, survives
+restarts) and ``redis`` (Redis/Valkey, shared by several gateway replicas). Every backend
+stores answers plus an append-only per-scope log of (question, vector); each process mirrors the
+logs it needs in memory and reads only what is new on each lookup, so a semantic lookup costs one
+small read plus a matrix-vector product, whatever the backend.
+
+What this module does not do: decide *whether* a request may be cached (``n > 1``, tools,
+high temperature — that is the gateway's call) or count hits for metrics (the caller sees each
+:class:`CacheHit`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+import unicodedata
+from abc import ABC, abstractmethod
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from lingxi.errors import ConfigError, UpstreamError, missing_extra
+
+__all__ = [
+    "CacheScope", "CacheHit", "SemanticCache", "CacheStore", "MemoryStore", "SqliteStore", "RedisStore",
+    "create_cache", "normalize_text",
+]
+
+
+@dataclass(frozen=True)
+class CacheScope:
+    """What must be identical for two requests to share an answer."""
+
+    tenant: str
+    model: str
+    system_prompt: str
+    kb_version: str | None
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    """A cached answer: the stored OpenAI ``chat.completion`` body and how it was found."""
+
+    response: dict
+    kind: Literal["exact", "semantic"]
+    similarity: float
+    question: str = ""
+    """The stored question whose answer this is."""
+
+
+@dataclass
+class Entry:
+    """One cached answer as the stores keep it."""
+
+    key: str
+    partition: str
+    text: str
+    vector: np.ndarray | None
+    response: dict
+    created: float
+
+
+@dataclass
+class LogItem:
+    """One line of a partition's append-only log: enough to search, not the answer itself."""
+
+    key: str
+    text: str
+    vector: np.ndarray | None
+    created: float
+
+
+# ---------------------------------------------------------------- normalising
+
+
+_TRAILING = re.compile(r"[\s?!.。？！,，;；:：~～…]+$")
+_SPACES = re.compile(r"\s+")
+
+
+def normalize_text(text: str) -> str:
+    """The form two texts must share for an exact hit: NFKC (full-width -> half-width), lower
+    case, single spaces, no trailing punctuation."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = _SPACES.sub(" ", text).strip()
+    return _TRAILING.sub("", text)
+
+
+def _content(message: dict) -> str | None:
+    """A message's text; None when it carries anything a text cache cannot compare (images, tools)."""
+    if message.get("tool_calls") or message.get("function_call") or message.get("role") in ("tool", "function"):
+        return None
+    content = message.get("content")
+    if content is None or isinstance(content, str):
+        return content or ""
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text":
+                return None
+            parts.append(str(part.get("text", "")))
+        return "".join(parts)
+    return None
+
+
+def _hash(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class _Keyed:
+    partition: str
+    key: str
+    question: str
+    """The final user turn as written (the guard needs its capitals); the key hashes its normalised form."""
+
+
+# ---------------------------------------------------------------- stores
+
+
+class CacheStore(ABC):
+    """Where answers live. Entries are written once; logs are per partition and append-only."""
+
+    name: str = ""
+
+    @abstractmethod
+    async def get(self, key: str) -> Entry | None:
+        """The entry stored under ``key`` (without its vector), or None if absent or expired."""
+
+    @abstractmethod
+    async def put(self, entry: Entry) -> None:
+        """Store ``entry`` and append it to its partition's log."""
+
+    @abstractmethod
+    async def log_since(self, partition: str, cursor: Any) -> tuple[list[LogItem], Any]:
+        """Log items of ``partition`` appended after ``cursor`` (None = from the start), and the new cursor."""
+
+    async def close(self) -> None:
+        """Release connections. Safe to call twice."""
+
+
+class MemoryStore(CacheStore):
+    """In-process: a dict of entries (oldest evicted past ``max_entries``) and per-partition logs."""
+
+    name = "memory"
+
+    def __init__(self, max_entries: int, ttl_s: float):
+        self.max_entries = max_entries
+        self.ttl_s = ttl_s
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._logs: dict[str, deque[tuple[int, LogItem]]] = {}
+        self._seq = 0
+
+    async def get(self, key: str) -> Entry | None:
+        entry = self._entries.get(key)
+        if entry is None or entry.created + self.ttl_s < time.time():
+            return None
+        return entry
+
+    async def put(self, entry: Entry) -> None:
+        self._seq += 1
+        self._entries.pop(entry.key, None)
+        self._entries[entry.key] = entry
+        self._logs.setdefault(entry.partition, deque()).append(
+            (self._seq, LogItem(entry.key, entry.text, entry.vector, entry.created)))
+        while len(self._entries) > self.max_entries:
+            _, old = self._entries.popitem(last=False)
+            log = self._logs.get(old.partition)
+            while log and log[0][1].key not in self._entries:
+                log.popleft()
+            if log is not None and not log:
+                del self._logs[old.partition]
+
+    async def log_since(self, partition: str, cursor: Any) -> tuple[list[LogItem], Any]:
+        log = self._logs.get(partition, ())
+        start = cursor or 0
+        items = [item for seq, item in log if seq > start]
+        return items, (log[-1][0] if log else start)
+
+
+class SqliteStore(CacheStore):
+    """One SQLite file (WAL): survives restarts; for one host. Calls run in a worker thread."""
+
+    name = "sqlite"
+    _SCHEMA = [
+        """CREATE TABLE IF NOT EXISTS cache_entries (
+               id INTEGER PRIMARY KEY AUTOINCREMENT,
+               key TEXT NOT NULL UNIQUE,
+               partition TEXT NOT NULL,
+               text TEXT NOT NULL,
+               vector BLOB,
+               response TEXT NOT NULL,
+               created REAL NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS cache_entries_partition ON cache_entries (partition, id)",
+        "CREATE INDEX IF NOT EXISTS cache_entries_created ON cache_entries (created)",
+    ]
+
+    def __init__(self, path: Path, max_entries: int, ttl_s: float):
+        self.path = Path(path)
+        self.max_entries = max_entries
+        self.ttl_s = ttl_s
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        for step, sql in enumerate(self._SCHEMA[version:], start=version):
+            self._db.execute(sql)
+            self._db.execute(f"PRAGMA user_version={step + 1}")
+        self._puts = 0
+
+    def _run(self, fn: Any, *args: Any) -> Any:
+        with self._lock:
+            return fn(*args)
+
+    async def get(self, key: str) -> Entry | None:
+        return await asyncio.to_thread(self._run, self._get, key)
+
+    def _get(self, key: str) -> Entry | None:
+        row = self._db.execute(
+            "SELECT partition, text, response, created FROM cache_entries WHERE key = ? AND created >= ?",
+            (key, time.time() - self.ttl_s)).fetchone()
+        if row is None:
+            return None
+        return Entry(key, row[0], row[1], None, json.loads(row[2]), row[3])
+
+    async def put(self, entry: Entry) -> None:
+        await asyncio.to_thread(self._run, self._put, entry)
+
+    def _put(self, entry: Entry) -> None:
+        blob = None if entry.vector is None else np.asarray(entry.vector, dtype=np.float32).tobytes()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("DELETE FROM cache_entries WHERE key = ?", (entry.key,))
+            self._db.execute(
+                "INSERT INTO cache_entries (key, partition, text, vector, response, created) VALUES (?, ?, ?, ?, ?, ?)",
+                (entry.key, entry.partition, entry.text, blob, json.dumps(entry.response, ensure_ascii=False),
+                 entry.created))
+            count = self._db.execute("SELECT count(*) FROM cache_entries WHERE partition = ?",
+                                     (entry.partition,)).fetchone()[0]
+            if count > self.max_entries:
+                self._db.execute(
+                    "DELETE FROM cache_entries WHERE id IN (SELECT id FROM cache_entries WHERE partition = ? "
+                    "ORDER BY id LIMIT ?)", (entry.partition, count - self.max_entries))
+            self._puts += 1
+            if self._puts % 100 == 1:  # expired answers are never served; delete them now and then
+                self._db.execute("DELETE FROM cache_entries WHERE created < ?", (time.time() - self.ttl_s,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    async def log_since(self, partition: str, cursor: Any) -> tuple[list[LogItem], Any]:
+        return await asyncio.to_thread(self._run, self._log_since, partition, cursor)
+
+    def _log_since(self, partition: str, cursor: Any) -> tuple[list[LogItem], Any]:
+        rows = self._db.execute(
+            "SELECT id, key, text, vector, created FROM cache_entries WHERE partition = ? AND id > ? ORDER BY id",
+            (partition, cursor or 0)).fetchall()
+        items = [LogItem(key, text, None if blob is None else np.frombuffer(blob, dtype=np.float32), created)
+                 for _, key, text, blob, created in rows]
+        return items, (rows[-1][0] if rows else cursor or 0)
+
+    async def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class RedisStore(CacheStore):
+    """Redis/Valkey, shared by gateway replicas.
+
+    Answers are JSON strings under ``<prefix>e:<key>`` with the TTL as Redis expiry; each
+    partition's log is a Redis stream ``<prefix>s:<partition>`` (capped near ``max_entries``,
+    its own expiry renewed on each write), read incrementally with an exclusive ``XRANGE``.
+    """
+
+    name = "redis"
+
+    def __init__(self, url: str, prefix: str, max_entries: int, ttl_s: int):
+        try:
+            import redis.asyncio as aioredis
+        except ImportError as exc:
+            raise missing_extra("the redis cache backend", "redis", exc) from exc
+        self.url = url
+        self.prefix = prefix
+        self.max_entries = max_entries
+        self.ttl_s = int(ttl_s)
+        self._redis = aioredis.from_url(url, decode_responses=False)
+
+    async def _call(self, coro: Any) -> Any:
+        import redis
+
+        try:
+            return await coro
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise UpstreamError(self.url, f"cache server unreachable: {exc}", retryable=True) from exc
+
+    async def get(self, key: str) -> Entry | None:
+        raw = await self._call(self._redis.get(f"{self.prefix}e:{key}"))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return Entry(key, data["p"], data["t"], None, data["r"], data["c"])
+
+    async def put(self, entry: Entry) -> None:
+        body = json.dumps({"p": entry.partition, "t": entry.text, "r": entry.response, "c": entry.created},
+                          ensure_ascii=False)
+        fields: dict[str, Any] = {"k": entry.key, "t": entry.text.encode("utf-8"), "c": repr(entry.created)}
+        if entry.vector is not None:
+            fields["v"] = np.asarray(entry.vector, dtype=np.float32).tobytes()
+        stream = f"{self.prefix}s:{entry.partition}"
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(f"{self.prefix}e:{entry.key}", body.encode("utf-8"), ex=self.ttl_s)
+        pipe.xadd(stream, fields, maxlen=self.max_entries, approximate=True)
+        pipe.expire(stream, self.ttl_s)
+        await self._call(pipe.execute())
+
+    async def log_since(self, partition: str, cursor: Any) -> tuple[list[LogItem], Any]:
+        start = b"(" + cursor if cursor else b"-"
+        rows = await self._call(self._redis.xrange(f"{self.prefix}s:{partition}", min=start, max=b"+"))
+        items = []
+        for _, f in rows:
+            vector = np.frombuffer(f[b"v"], dtype=np.float32) if b"v" in f else None
+            items.append(LogItem(f[b"k"].decode(), f[b"t"].decode("utf-8"), vector, float(f[b"c"])))
+        return items, (rows[-1][0] if rows else cursor)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+# ---------------------------------------------------------------- the cache
+
+
+@dataclass
+class _Mirror:
+    """This process's copy of one partition's log, as a matrix for one matrix-vector product."""
+
+    cursor: Any = None
+    keys: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    created: list[float] = field(default_factory=list)
+    vectors: np.ndarray | None = None
+
+    def extend(self, items: list[LogItem], dim: int) -> None:
+        items = [i for i in items if i.vector is not None and i.vector.shape == (dim,)]
+        if not items:
+            return
+        self.keys += [i.key for i in items]
+        self.texts += [i.text for i in items]
+        self.created += [i.created for i in items]
+        block = np.stack([i.vector for i in items]).astype(np.float32)
+        self.vectors = block if self.vectors is None else np.concatenate([self.vectors, block])
+
+    def drop(self, index: int) -> None:
+        del self.keys[index], self.texts[index], self.created[index]
+        self.vectors = np.delete(self.vectors, index, axis=0)
+
+    def trim(self, keep: int) -> None:
+        if len(self.keys) > keep:
+            cut = len(self.keys) - keep
+            del self.keys[:cut], self.texts[:cut], self.created[:cut]
+            self.vectors = self.vectors[cut:]
+
+
+class SemanticCache:
+    """Exact + semantic answer cache over a :class:`CacheStore`. Safe to share by concurrent requests."""
+
+    #: Semantic candidates checked per lookup, nearest first (the guard may refuse the nearest).
+    CANDIDATES = 4
+
+    def __init__(self, store: CacheStore, *, embedder: Any = None, embedder_name: str = "",
+                 similarity: float = 0.95, ttl_s: float = 86400, guard: bool = True, max_entries: int = 20000):
+        self.store = store
+        self.embedder = embedder
+        self.embedder_name = embedder_name if embedder is not None else ""
+        self.similarity = similarity
+        self.ttl_s = ttl_s
+        self.guard = guard
+        self.max_entries = max_entries
+        self._mirrors: OrderedDict[str, _Mirror] = OrderedDict()
+        self._mirrored = 0
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    # ------------------------------------------------------------ public
+
+    async def get(self, scope: CacheScope, messages: Sequence[dict]) -> CacheHit | None:
+        """The cached answer for ``messages`` in ``scope``, or None.
+
+        Raises:
+            UpstreamError: the redis backend is unreachable (the gateway should answer uncached).
+        """
+        keyed = self._keyed(scope, messages)
+        if keyed is None:
+            return None
+        entry = await self.store.get(keyed.key)
+        if entry is not None and entry.created + self.ttl_s >= time.time():
+            return CacheHit(entry.response, "exact", 1.0, entry.text)
+        if self.embedder is None:
+            return None
+        mirror = await self._refresh(keyed.partition)
+        if mirror.vectors is None or not mirror.keys:
+            return None
+        query = await self._embed(keyed.question)
+        scores = mirror.vectors @ query
+        order = np.argsort(-scores)[: self.CANDIDATES]
+        now = time.time()
+        stale: list[str] = []
+        hit = None
+        for i in order:
+            score = float(scores[i])
+            if score < self.similarity:
+                break
+            if mirror.created[i] + self.ttl_s < now:
+                stale.append(mirror.keys[i])
+                continue
+            if self.guard and _guard_refuses(keyed.question, mirror.texts[i]):
+                continue
+            entry = await self.store.get(mirror.keys[i])
+            if entry is None:  # evicted or expired in the store
+                stale.append(mirror.keys[i])
+                continue
+            hit = CacheHit(entry.response, "semantic", score, entry.text)
+            break
+        for key in stale:
+            if key in mirror.keys:
+                mirror.drop(mirror.keys.index(key))
+                self._mirrored -= 1
+        return hit
+
+    async def put(self, scope: CacheScope, messages: Sequence[dict], response: dict) -> None:
+        """Store ``response`` (an OpenAI chat.completion body) as the answer to ``messages`` in ``scope``.
+
+        Conversations a text cache cannot compare (images, tool calls, no final user turn) are skipped.
+        """
+        keyed = self._keyed(scope, messages)
+        if keyed is None:
+            return
+        vector = None
+        if self.embedder is not None:
+            vector = await self._embed(keyed.question)
+        await self.store.put(Entry(keyed.key, keyed.partition, keyed.question, vector, response, time.time()))
+
+    async def close(self) -> None:
+        await self.store.close()
+        self._mirrors.clear()
+
+    # ------------------------------------------------------------ internals
+
+    def _keyed(self, scope: CacheScope, messages: Sequence[dict]) -> _Keyed | None:
+        if not messages or messages[-1].get("role") != "user":
+            return None
+        texts = []
+        for message in messages:
+            text = _content(message)
+            if text is None:
+                return None
+            texts.append([message.get("role", ""), normalize_text(text)])
+        if not texts[-1][1]:
+            return None
+        partition = _hash("v1", scope.tenant, scope.model, scope.system_prompt, scope.kb_version, texts[:-1],
+                          self.embedder_name)
+        question = unicodedata.normalize("NFKC", _content(messages[-1]) or "").strip()
+        return _Keyed(partition, _hash(partition, texts[-1][1]), question)
+
+    async def _embed(self, question: str) -> np.ndarray:
+        # A miss is usually followed by a put of the same question: embed it once.
+        vector = self._vectors.get(question)
+        if vector is None:
+            vector = (await self.embedder.aembed([question], kind="query"))[0].astype(np.float32)
+            self._vectors[question] = vector
+            if len(self._vectors) > 256:
+                self._vectors.popitem(last=False)
+        return vector
+
+    async def _refresh(self, partition: str) -> _Mirror:
+        lock = self._locks.setdefault(partition, asyncio.Lock())
+        async with lock:
+            mirror = self._mirrors.get(partition)
+            if mirror is None:
+                mirror = self._mirrors[partition] = _Mirror()
+            self._mirrors.move_to_end(partition)
+            before = len(mirror.keys)
+            items, mirror.cursor = await self.store.log_since(partition, mirror.cursor)
+            mirror.extend(items, self.embedder.dim)
+            mirror.trim(self.max_entries)
+            self._mirrored += len(mirror.keys) - before
+            # Bound this process's memory: forget the least recently used partitions first.
+            while self._mirrored > self.max_entries and len(self._mirrors) > 1:
+                old_partition, old = self._mirrors.popitem(last=False)
+                self._mirrored -= len(old.keys)
+                self._locks.pop(old_partition, None)
+            return mirror
+
+
+def _guard_refuses(question: str, cached: str) -> bool:
+    from lingxi.gateway.cache_guard import meaning_differs
+
+    return meaning_differs(question, cached) is not None
+
+
+# ---------------------------------------------------------------- factory
+
+
+def create_cache(settings: Any) -> SemanticCache:
+    """Build the cache ``settings.gateway.cache`` describes.
+
+    Raises:
+        ConfigError: the redis backend has no URL, or the embedder is unknown.
+        MissingExtraError: the backend's or embedder's package is not installed.
+    """
+    cfg = settings.gateway.cache
+    if cfg.backend == "memory":
+        store: CacheStore = MemoryStore(cfg.max_entries, cfg.ttl_s)
+    elif cfg.backend == "sqlite":
+        path = Path(cfg.sqlite_path).expanduser() if cfg.sqlite_path else settings.home_dir / "gateway" / "cache.sqlite"
+        store = SqliteStore(path, cfg.max_entries, cfg.ttl_s)
+    else:
+        url = cfg.redis_url or os.environ.get("LINGXI_REDIS_URL")
+        if not url:
+            raise ConfigError(["gateway.cache.redis_url: required for backend 'redis' (or set $LINGXI_REDIS_URL)"],
+                              settings.source)
+        store = RedisStore(url, cfg.redis_prefix, cfg.max_entries, cfg.ttl_s)
+    embedder, name = None, ""
+    if cfg.semantic:
+        from lingxi.engines import load_embedder
+
+        name = cfg.embedder or settings.default_embedder
+        if name not in settings.all_embedders():
+            raise ConfigError([f"gateway.cache.embedder: unknown embedder '{name}'; known: "
+                               f"{', '.join(sorted(settings.all_embedders()))}"], settings.source)
+        embedder = load_embedder(name, settings)
+    return SemanticCache(store, embedder=embedder, embedder_name=name, similarity=cfg.similarity,
+                         ttl_s=cfg.ttl_s, guard=cfg.guard, max_entries=cfg.max_entries)

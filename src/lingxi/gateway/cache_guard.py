@@ -1,0 +1,397 @@
+"""The meaning guard of the semantic cache: two near-identical questions that ask different things.
+
+An embedding puts "How do I enable 2FA?" and "How do I disable 2FA?", or "明天北京会下雨吗" and
+"明天上海会下雨吗", very close together; serving one's answer for the other is the worst thing a
+cache can do. Before a semantic hit is served, :func:`meaning_differs` compares the *signatures*
+of the two texts — the parts that flip a meaning while barely moving an embedding — and refuses
+the hit when any of them differ:
+
+- negation: English ``not``/``n't``/``never``/``no``/``without``…, Chinese 不/没/没有/非/别/无/未/勿…
+  (words that only contain such a character, like 非常 "very", 别人 "others" or 不过 "but", do not count);
+- numbers: digits, English number words and Chinese numerals, all read as values (``3`` = three = 三);
+- dates and times: month and weekday names, relative days (tomorrow, 明天, 上周…), jieba time words;
+- named entities: English capitalised words and acronyms (``iPhone``, ``NASA``, ``Paris``) and Chinese
+  person/place/organisation names (jieba part-of-speech ``nr``/``ns``/``nt``/``nz``);
+- comparatives and direction: more/less, better/worse, -er than…, 更X/最X/比/大于/以上…,
+  and pairs of opposite verbs (buy/sell, 买/卖, enable/disable, 增加/减少…);
+- what is asked: why / when / where / who / how many (为什么 / 什么时候 / 哪里 / 谁 / 多少).
+
+The guard only ever *refuses* hits; it never creates one. It is lexical and deliberately strict:
+a refused paraphrase costs one model call, a served non-paraphrase costs a wrong answer.
+Chinese entity and time tagging uses jieba (``server`` extra), loaded on the first Chinese text.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+from lingxi.errors import missing_extra
+
+__all__ = ["Signature", "signature", "meaning_differs"]
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'’\-]*[A-Za-z]|[A-Za-z]|\d+(?:[.,]\d+)*%?")
+
+# ---------------------------------------------------------------- English lexicons
+
+_EN_NEG = {
+    "not", "no", "never", "none", "nothing", "nobody", "nowhere", "neither", "nor", "without",
+    "cannot", "cant", "dont", "doesnt", "didnt", "isnt", "arent", "wasnt", "werent", "wont",
+    "wouldnt", "shouldnt", "couldnt", "havent", "hasnt", "hadnt", "mustnt", "neednt", "aint",
+}
+_EN_NUMBERS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
+    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30,
+    "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100,
+    "thousand": 1000, "million": 10**6, "billion": 10**9, "first": 1, "second": 2, "third": 3,
+    "fourth": 4, "fifth": 5, "half": 0.5, "dozen": 12, "twice": 2, "double": 2, "triple": 3,
+}
+_EN_DATES = {
+    "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+    "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct",
+    "nov", "dec", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
+    "today", "tomorrow", "yesterday", "tonight", "morning", "afternoon", "evening", "weekend",
+    "ago", "next", "last", "spring", "summer",
+    "autumn", "fall", "winter", "daily", "weekly", "monthly", "yearly", "annual", "annually",
+}
+# A date word only counts where it can mean a date ("may" the month vs "may" the verb).
+_EN_AMBIGUOUS_DATES = {"may", "march", "fall", "last", "next", "spring"}
+_EN_COMPARATIVES = {
+    "more", "most", "less", "least", "fewer", "fewest", "better", "best", "worse", "worst",
+    "greater", "larger", "largest", "bigger", "biggest", "smaller", "smallest", "higher", "highest",
+    "lower", "lowest", "faster", "fastest", "slower", "slowest", "cheaper", "cheapest", "older",
+    "oldest", "younger", "youngest", "longer", "longest", "shorter", "shortest", "stronger",
+    "strongest", "weaker", "weakest", "easier", "easiest", "harder", "hardest", "safer", "safest",
+    "heavier", "lighter", "warmer", "colder", "hotter", "richer", "poorer", "above", "below",
+    "over", "under", "before", "after", "earlier", "later", "max", "maximum", "min", "minimum",
+}
+# Each word names its side of an opposition ("a|b" lists words of one side); texts that pick
+# different sides of one pair differ.
+_OPPOSITES = [
+    ("buy", "sell"), ("bought", "sold"), ("enable", "disable"), ("enabled", "disabled"),
+    ("increase", "decrease"), ("add", "remove"), ("install", "uninstall"), ("open", "close"),
+    ("start", "stop"), ("win", "lose"), ("up", "down"), ("import", "export"), ("upload", "download"),
+    ("encrypt", "decrypt"), ("allow", "deny"), ("accept", "reject"), ("lock", "unlock"),
+    ("on", "off"), ("min", "max"), ("left", "right"), ("inbound", "outbound"),
+    ("true", "false"), ("positive", "negative"), ("hot", "cold"), ("male", "female"),
+    ("north", "south"), ("east", "west"), ("input", "output"), ("login", "logout"),
+    ("push", "pull"), ("send", "receive"), ("borrow", "lend"), ("before", "after"),
+    ("advantages", "disadvantages"), ("pros", "cons"), ("benefits", "risks"),
+    ("买", "卖"), ("开启|打开|启用|开通", "关闭|禁用|停用|关掉"), ("增加", "减少"), ("上升", "下降"),
+    ("涨", "跌"), ("安装", "卸载"), ("上传", "下载"), ("加密", "解密"), ("登录", "退出"),
+    ("允许", "禁止"), ("接受", "拒绝"), ("优点", "缺点"), ("好处", "坏处"), ("输入", "输出"),
+    ("进口", "出口"), ("借入", "借出"), ("发送", "接收"), ("左", "右"), ("男", "女"), ("冷", "热"),
+    ("南", "北"), ("东", "西"), ("之前", "之后"), ("以前", "以后"), ("最大", "最小"), ("最高", "最低"),
+]
+_EN_INTENTS = {
+    "why": "reason", "when": "time", "where": "place", "who": "person", "whom": "person",
+    "whose": "person",
+}
+# Words that start a sentence without being a name.
+_EN_COMMON_INITIAL = {
+    "a", "an", "the", "what", "whats", "what's", "how", "hows", "why", "when", "where", "who", "which",
+    "whom", "whose", "is", "are", "was", "were", "do", "does", "did", "can", "could", "should",
+    "would", "will", "shall", "may", "might", "must", "have", "has", "had", "i", "im", "i'm", "my",
+    "me", "we", "our", "you", "your", "it", "its", "it's", "this", "that", "these", "those", "there",
+    "please", "tell", "give", "show", "list", "explain", "describe", "write", "make", "help", "find",
+    "let", "lets", "let's", "in", "on", "at", "for", "from", "to", "with", "by", "of", "about",
+    "if", "and", "or", "but", "so", "any", "some", "all", "each", "every", "no", "not", "yes",
+    "hi", "hello", "hey", "thanks", "thank", "ok", "okay", "now", "then", "also", "just", "get",
+    "summarize", "summarise", "translate", "compare", "define", "name", "suggest", "recommend",
+    "create", "generate", "convert", "calculate", "compute", "check", "fix", "set", "use", "using",
+    "instructions", "steps", "ways", "way", "best", "good", "quick", "simple", "short", "brief",
+    "could", "would", "share", "walk", "guide", "teach", "need", "want", "looking", "tips",
+    "meaning", "definition", "difference", "differences", "one", "two", "three", "another",
+    "other", "many", "much", "most", "more", "less", "few", "like", "as", "than", "into",
+    "resetting", "reset", "install", "installing", "enable", "enabling", "disable", "disabling",
+    "change", "changing", "cancel", "cancelling", "canceling", "delete", "deleting", "remove",
+    "removing", "add", "adding", "update", "updating", "turn", "turning", "open", "opening",
+    "close", "closing", "start", "starting", "stop", "stopping", "what’s", "i’m", "it’s", "let’s",
+}
+
+# ---------------------------------------------------------------- Chinese lexicons
+
+_ZH_NEG = re.compile(r"没有|不|没|非|别|无|未|勿|莫|否|甭|休想")
+# Words that contain a negation character without negating anything.
+_ZH_NOT_NEG = [
+    "非常", "非洲", "是非", "除非", "莫斯科", "莫名", "别人", "别的", "特别", "区别", "分别", "类别", "级别",
+    "性别", "告别", "识别", "辨别", "差别", "个别", "别墅", "鉴别", "派别", "组别", "无论", "无线", "无人机",
+    "未来", "不过", "不错", "不仅", "不但", "不断", "不久", "不管", "不如", "不同", "不得不", "否则",
+    "是否", "能否", "可否", "要不要", "是不是", "会不会", "能不能", "可不可以", "有没有", "对不对", "好不好",
+    "行不行", "用不用", "需不需要", "要不", "不然", "无疑", "毫无疑问", "莫过于",
+]
+_ZH_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7,
+              "八": 8, "九": 9}
+_ZH_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10**4, "亿": 10**8}
+_ZH_NUMERAL = re.compile(r"[零〇一二两三四五六七八九十百千万亿]+")
+# Words that contain a numeral character without being a number.
+_ZH_NOT_NUMBER = [
+    "一下", "一些", "一起", "一样", "一般", "一直", "一定", "一切", "一点", "一旦", "一边", "一共", "一致",
+    "一概", "一向", "一番", "一时", "一度", "统一", "唯一", "万一", "一律", "同一", "一体", "专一", "之一",
+    "第一次", "一会儿", "一部分", "不一", "一种", "一个", "一款", "一篇", "一段", "一首", "一封", "一份",
+    "一句", "一条", "一只", "一位", "一名", "一门", "一本", "一张", "一套", "一项", "千万", "万物", "百度",
+    "千克", "三明治", "十分", "万里长城", "七夕", "一带一路", "百科", "百分比",
+]
+_ZH_DATES = re.compile(
+    r"今天|明天|后天|昨天|前天|今晚|明晚|昨晚|今早|明早|今年|明年|去年|前年|后年|本周|上周|下周|这周|"
+    r"本月|上个?月|下个?月|这个月|周[一二三四五六日末]|星期[一二三四五六日天]|礼拜[一二三四五六日天]|"
+    r"早上|上午|中午|下午|晚上|凌晨|春天|夏天|秋天|冬天|春节|国庆|元旦|中秋|端午|"
+    r"(?:\d+|[一二三四五六七八九十]+)(?:年|月|日|号|点|时|分钟|小时|天|周|个月)"
+)
+_ZH_COMPARATIVE = re.compile(
+    r"[更最较比越][\u4e00-\u9fff]|大于|小于|多于|少于|高于|低于|超过|不到|以上|以下|以内|之内|至少|至多|最多|最少"
+)
+_ZH_INTENTS = [
+    ("reason", re.compile(r"为什么|为何|为啥|怎么会|何故|原因")),
+    ("time", re.compile(r"什么时候|何时|几点|哪天|哪一天|哪年|多久|多长时间")),
+    ("place", re.compile(r"哪里|哪儿|在哪|何处|什么地方|哪个国家|哪个城市")),
+    ("person", re.compile(r"谁|哪位")),
+    ("quantity", re.compile(r"多少|几个|几[个次天年岁种位]|多大|多高|多重|多远|多长")),
+]
+_ZH_ENTITY_FLAGS = {"nr", "nrt", "nrfg", "ns", "nt", "nz", "nx", "eng"}
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The meaning-bearing parts of one text that an embedding barely sees."""
+
+    negations: int
+    """How many negations (a count, not a parity: "not un-X" is still worth a model call)."""
+    numbers: frozenset[str]
+    dates: frozenset[str]
+    entities: frozenset[str]
+    comparatives: frozenset[str]
+    opposites: frozenset[str]
+    intents: frozenset[str]
+
+
+def meaning_differs(a: str, b: str) -> str | None:
+    """Why ``a`` and ``b`` must not share a cached answer, or None when no difference is seen.
+
+    Returns the name of the first differing part: ``"negation"``, ``"number"``, ``"date"``,
+    ``"entity"``, ``"comparative"``, ``"opposite"`` or ``"intent"``.
+    """
+    sa, sb = signature(a), signature(b)
+    if sa.negations != sb.negations:
+        return "negation"
+    if _opposed(sa.opposites, sb.opposites):
+        return "opposite"
+    for part in ("numbers", "dates", "entities", "comparatives", "intents"):
+        if getattr(sa, part) != getattr(sb, part):
+            return {"numbers": "number", "dates": "date", "entities": "entity", "comparatives": "comparative",
+                    "opposites": "opposite", "intents": "intent"}[part]
+    return None
+
+
+def _opposed(a: frozenset[str], b: frozenset[str]) -> bool:
+    """One text takes one side of an opposite pair and the other text takes the other side."""
+    pairs = {side.split(":")[0] for side in a | b}
+    for pair in pairs:
+        sides_a = {s for s in a if s.split(":")[0] == pair}
+        sides_b = {s for s in b if s.split(":")[0] == pair}
+        if sides_a and sides_b and sides_a != sides_b:
+            return True
+    return False
+
+
+@lru_cache(maxsize=4096)
+def signature(text: str) -> Signature:
+    """Extract a text's :class:`Signature` (cached: the same cached question is checked often)."""
+    text = unicodedata.normalize("NFKC", text)
+    negations = 0
+    numbers: set[str] = set()
+    dates: set[str] = set()
+    entities: set[str] = set()
+    comparatives: set[str] = set()
+    opposites: set[str] = set()
+    intents: set[str] = set()
+
+    _english(text, numbers, dates, entities, comparatives, opposites, intents)
+    negations += _english_negations(text)
+    if _CJK.search(text):
+        negations += _chinese(text, numbers, dates, entities, comparatives, opposites, intents)
+    return Signature(negations, frozenset(numbers), frozenset(dates), frozenset(entities),
+                     frozenset(comparatives), frozenset(opposites), frozenset(intents))
+
+
+# ---------------------------------------------------------------- English
+
+
+def _english_negations(text: str) -> int:
+    lowered = text.lower().replace("’", "'")
+    count = len(re.findall(r"[a-z]n't\b", lowered))
+    for word in re.findall(r"[a-z']+", lowered):
+        if word.replace("'", "") in _EN_NEG and not word.endswith("n't"):
+            count += 1
+    return count
+
+
+_SENTENCE_START = re.compile(r"(?:^|[.!?。！？:;\n]\s*)$")
+_OPPOSITE_SIDE = {
+    w: f"{i}:{side}" for i, pair in enumerate(_OPPOSITES) for side, words in enumerate(pair) for w in words.split("|")
+}
+
+
+def _english(text: str, numbers: set, dates: set, entities: set, comparatives: set, opposites: set,
+             intents: set) -> None:
+    words = list(_WORD.finditer(text))
+    lowered = [m.group().lower().replace("’", "'") for m in words]
+    for i, m in enumerate(words):
+        word, low = m.group(), lowered[i]
+        bare = low.rstrip("%")
+        if bare[:1].isdigit():
+            numbers.add(_number(bare.replace(",", "")) + ("%" if low.endswith("%") else ""))
+            continue
+        if low in _EN_NUMBERS and not (low == "one" and _pronoun_one(lowered, i)) and low != "second":
+            numbers.add(_number(str(_EN_NUMBERS[low])))
+        if low in _EN_DATES and (low not in _EN_AMBIGUOUS_DATES or _date_context(lowered, i)
+                                 or (word[:1].isupper() and not _SENTENCE_START.search(text[: m.start()]))):
+            dates.add(low[:3] if low in _MONTHS_AND_DAYS else low)
+        if low in _EN_COMPARATIVES or (i + 1 < len(lowered) and lowered[i + 1] == "than" and len(low) > 3):
+            comparatives.add(low)
+        if low in _OPPOSITE_SIDE:
+            opposites.add(_OPPOSITE_SIDE[low])
+        if low in _EN_INTENTS:
+            intents.add(_EN_INTENTS[low])
+        if low == "how" and i + 1 < len(lowered) and lowered[i + 1] in ("many", "much", "long", "old", "far"):
+            intents.add("quantity" if lowered[i + 1] in ("many", "much") else lowered[i + 1])
+        if _is_name(word, low, text, m.start()):
+            entities.add(low)
+
+
+_MONTHS_AND_DAYS = {
+    "january", "february", "march", "april", "june", "july", "august", "september", "october",
+    "november", "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday",
+    "sunday", "sept",
+}
+
+
+def _pronoun_one(words: list[str], i: int) -> bool:
+    """"one" as a pronoun ("which one", "the one", "one of") is not a number."""
+    prev = words[i - 1] if i else ""
+    nxt = words[i + 1] if i + 1 < len(words) else ""
+    return prev in ("which", "the", "this", "that", "any", "every", "each", "no", "some") or nxt == "of"
+
+
+def _date_context(words: list[str], i: int) -> bool:
+    prev = words[i - 1] if i else ""
+    nxt = words[i + 1] if i + 1 < len(words) else ""
+    unit = {"week", "month", "year", "day", "time", "night", "weekend", "quarter", "season", "semester"}
+    if nxt in unit:
+        return True
+    return words[i] in ("may", "march") and (prev in ("in", "on", "since", "until", "by", "during") or nxt[:1].isdigit())
+
+
+def _is_name(word: str, low: str, text: str, start: int) -> bool:
+    """A capitalised word, an acronym or a mixed-case brand ("iPhone"), but not a sentence's first word
+    unless it is not a common word either."""
+    if len(word) == 1 and word != "I":
+        return word.isupper() and not _SENTENCE_START.search(text[:start])
+    if word == "I" or not any(c.isupper() for c in word):
+        return False
+    if word[1:] != word[1:].lower():  # NASA, iPhone, GPT-4, McDonald
+        return True
+    at_start = bool(_SENTENCE_START.search(text[:start]))
+    return not at_start or low not in _EN_COMMON_INITIAL
+
+
+def _number(raw: str) -> str:
+    try:
+        value = float(raw)
+    except ValueError:
+        return raw
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+# ---------------------------------------------------------------- Chinese
+
+
+def _chinese(text: str, numbers: set, dates: set, entities: set, comparatives: set, opposites: set,
+             intents: set) -> int:
+    neg_text = text
+    for word in _ZH_NOT_NEG:
+        neg_text = neg_text.replace(word, " ")
+    negations = len(_ZH_NEG.findall(neg_text))
+
+    num_text = text
+    for word in _ZH_NOT_NUMBER:
+        num_text = num_text.replace(word, " ")
+    for run in _ZH_NUMERAL.findall(num_text):
+        value = _zh_number(run)
+        if value is not None:
+            numbers.add(_number(str(value)))
+    # "第一" and "一" mean the same position; digits were read by the English pass.
+
+    for m in _ZH_DATES.finditer(text):
+        dates.add(_zh_date(m.group()))
+    for m in _ZH_COMPARATIVE.finditer(text):
+        comparatives.add(m.group())
+    for name, pattern in _ZH_INTENTS:
+        if pattern.search(text):
+            intents.add(name)
+    for word in _OPPOSITE_SIDE:
+        if _CJK.match(word) and word in text:
+            opposites.add(_OPPOSITE_SIDE[word])
+
+    for word, flag in _posseg(text):
+        if flag in _ZH_ENTITY_FLAGS and _CJK.search(word):
+            entities.add(word)
+        elif flag == "t" and _CJK.search(word):
+            dates.add(_zh_date(word))
+    return negations
+
+
+def _zh_date(word: str) -> str:
+    """Read the numerals of a date so 3月 and 三月 are the same date."""
+    def repl(m: re.Match) -> str:
+        value = _zh_number(m.group())
+        return str(value) if value is not None else m.group()
+    return re.sub(r"[零〇一二两三四五六七八九十百千]+", repl, word).replace("星期", "周").replace("礼拜", "周")
+
+
+def _zh_number(run: str) -> int | None:
+    """Value of a Chinese numeral run: 三 = 3, 十五 = 15, 两百零五 = 205, 三万 = 30000; 一二三 = 123."""
+    if not any(ch in _ZH_UNITS for ch in run):
+        digits = [_ZH_DIGITS.get(ch) for ch in run]
+        if None in digits:
+            return None
+        return int("".join(str(d) for d in digits))
+    total, section, digit = 0, 0, None
+    for ch in run:
+        if ch in _ZH_DIGITS:
+            digit = _ZH_DIGITS[ch]
+        elif ch in ("万", "亿"):
+            section = (section + (digit or 0)) or 1
+            total = (total + section) * _ZH_UNITS[ch]
+            section, digit = 0, None
+        else:
+            section += (1 if digit is None else digit) * _ZH_UNITS[ch]
+            digit = None
+    return total + section + (digit or 0)
+
+
+_jieba_lock = threading.Lock()
+_jieba_posseg = None
+
+
+def _posseg(text: str) -> list[tuple[str, str]]:
+    global _jieba_posseg
+    if _jieba_posseg is None:
+        with _jieba_lock:
+            if _jieba_posseg is None:
+                try:
+                    import logging
+
+                    import jieba
+                    import jieba.posseg
+                except ImportError as exc:
+                    raise missing_extra("the semantic cache's Chinese meaning guard", "server", exc) from exc
+                jieba.setLogLevel(logging.WARNING)
+                jieba.initialize()
+                _jieba_posseg = jieba.posseg
+    return [(w.word, w.flag) for w in _jieba_posseg.cut(text)]
