@@ -244,6 +244,34 @@ class GatewaySettings(_Strict):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, gt=0, lt=65536)
+    replicas: dict[str, list[str]] = {}
+    """Served name -> configured models that are replicas of it (load-balanced, failed over),
+    e.g. ``qwen = ["qwen-a", "qwen-b"]``."""
+    state: Literal["local", "redis"] = "local"
+    """Where API keys and quota counters live: ``local`` (SQLite under ``home`` + in-process
+    counters, one replica) or ``redis`` (shared by several gateway replicas)."""
+    redis_url: str | None = None
+    """Redis/Valkey URL for ``state = "redis"``; falls back to ``$LINGXI_REDIS_URL``."""
+    kb_model: str | None = None
+    """Chat model that answers ``kb:NAME`` requests; None = ``default_model``."""
+    max_concurrency: int = Field(default=64, gt=0)
+    """Requests generating at once; more wait in the queue."""
+    max_queue: int = Field(default=256, ge=0)
+    """Requests allowed to wait; beyond it the gateway answers 429 with Retry-After."""
+    queue_timeout_s: float = Field(default=30.0, gt=0)
+    """Longest wait in the queue before a 429."""
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    """Largest request body accepted (413 beyond)."""
+    retries: int = Field(default=2, ge=0)
+    """Extra attempts on other replicas when one fails before its first token."""
+    breaker_failures: int = Field(default=3, gt=0)
+    """Consecutive failures that open a replica's circuit breaker."""
+    breaker_reset_s: float = Field(default=15.0, gt=0)
+    """Seconds an open breaker waits before letting one trial request through."""
+    health_interval_s: float = Field(default=10.0, ge=0)
+    """Seconds between health checks of HTTP replicas (0 = off)."""
+    access_log: bool = True
+    """Write one JSON line per request to the ``lingxi.gateway.access`` logger (stderr)."""
     cache: CacheSettings = CacheSettings()
     router: RouterSettings = RouterSettings()
 
@@ -349,7 +377,11 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Settings:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"not valid TOML: {exc}"], str(file)) from None
+        message = str(exc)
+        if "end of document" in message:  # tomllib gives no position there; the end is the last line
+            lines = text.splitlines() or [""]
+            message = message.replace("end of document", f"line {len(lines)}, column {len(lines[-1]) + 1}")
+        raise ConfigError([f"not valid TOML: {message}"], str(file)) from None
     return parse_config(data, source=str(file))
 
 

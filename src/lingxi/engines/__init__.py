@@ -24,11 +24,12 @@ from lingxi.engines.base import (
     Prompt,
     Timing,
     Usage,
+    collect,
 )
 
 __all__ = [
     "ChatEngine", "Chunk", "Completion", "Embedder", "GenerationParams", "Message", "ModelInfo",
-    "Prompt", "Timing", "Usage", "CHAT_BACKENDS", "EMBED_BACKENDS", "create_engine",
+    "Prompt", "Timing", "Usage", "collect", "CHAT_BACKENDS", "EMBED_BACKENDS", "create_engine",
     "create_embedder", "load_engine", "load_embedder",
 ]
 

@@ -1,0 +1,3 @@
+from lingxi.cli import main
+
+main()

