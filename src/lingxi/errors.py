@@ -152,3 +152,10 @@ class RateLimitError(LingxiError):
 def missing_extra(what: str, extra: str, exc: ImportError) -> MissingExtraError:
     """Build the error for ``except ImportError as e: raise missing_extra(..., e) from e``."""
     return MissingExtraError(what, extra, getattr(exc, "name", None))
+
+
+class PayloadTooLargeError(UsageError):
+    """A request body over the server's limit (HTTP 413)."""
+
+    http_status = 413
+    code = "payload_too_large"

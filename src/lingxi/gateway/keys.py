@@ -1,0 +1,300 @@
+"""API keys and tenants: who may call the gateway, and with which limits.
+
+A key is a random secret (``lx-`` + 43 URL-safe characters, 256 bits) shown once at creation.
+Only its SHA-256 is stored: a key has full entropy, so a slow password hash would add latency
+to every request and no security. Each key belongs to a tenant (used for metrics, cost, cache
+scope and routing), may carry knowledge-base groups (access control for ``kb:`` models), and
+carries its own limits, counted per key by :mod:`lingxi.gateway.limits`.
+
+Two stores behind one interface: :class:`SQLiteKeyStore` (embedded default, one file under
+Lingxi's home) and :class:`RedisKeyStore` (shared by several gateway replicas). Management
+(create/list/revoke) is synchronous, for the CLI; the per-request lookup is async.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lingxi.errors import MissingExtraError, NotFoundError, UsageError
+
+KEY_PREFIX = "lx-"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Requests and tokens per minute and per day; None = unlimited."""
+
+    rpm: int | None = None
+    rpd: int | None = None
+    tpm: int | None = None
+    tpd: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if value is not None and value < 1:
+                raise UsageError(f"{name} must be a positive number, got {value}")
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """What the gateway knows about a caller (never the secret itself)."""
+
+    id: str
+    tenant: str
+    name: str = ""
+    groups: tuple[str, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    created: float = 0.0
+    revoked: bool = False
+    hint: str = ""  # the first characters of the secret, to tell keys apart in listings
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["groups"] = list(self.groups)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ApiKey:
+        return cls(**{**d, "groups": tuple(d.get("groups") or ()), "limits": Limits(**(d.get("limits") or {}))})
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def _new_key(tenant: str, name: str, groups: list[str] | tuple[str, ...], limits: Limits) -> tuple[str, ApiKey]:
+    if not tenant or not tenant.strip():
+        raise UsageError("a key needs a tenant name")
+    secret = _new_secret()
+    key = ApiKey(
+        id="key_" + secrets.token_hex(6),
+        tenant=tenant.strip(),
+        name=name,
+        groups=tuple(g.strip() for g in groups if g.strip()),
+        limits=limits,
+        created=time.time(),
+        hint=secret[: len(KEY_PREFIX) + 4],
+    )
+    return secret, key
+
+
+class KeyStore(ABC):
+    """Where keys live. ``authenticate`` is on the request path and must be fast."""
+
+    @abstractmethod
+    def create(self, tenant: str, *, name: str = "", groups: list[str] | tuple[str, ...] = (),
+               limits: Limits = Limits()) -> tuple[str, ApiKey]:
+        """Make a key; returns ``(secret, key)``. The secret is not stored and cannot be shown again."""
+
+    @abstractmethod
+    def list(self, *, include_revoked: bool = False) -> list[ApiKey]: ...
+
+    @abstractmethod
+    def revoke(self, key_id: str) -> ApiKey:
+        """Revoke by id. Raises NotFoundError for an unknown id."""
+
+    @abstractmethod
+    async def authenticate(self, secret: str) -> ApiKey | None:
+        """The active key for ``secret``, or None."""
+
+    @abstractmethod
+    async def has_keys(self) -> bool:
+        """Whether any active key exists (with none, the gateway serves loopback only)."""
+
+    def has_keys_sync(self) -> bool:
+        return any(True for _ in self.list())
+
+    def close(self) -> None:
+        """Release connections. Safe to call twice."""
+
+
+# ---------------------------------------------------------------- SQLite
+
+
+def _m001_keys(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE keys (
+            id TEXT PRIMARY KEY, hash TEXT UNIQUE NOT NULL, tenant TEXT NOT NULL, name TEXT NOT NULL,
+            groups TEXT NOT NULL, limits TEXT NOT NULL, created REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,
+            hint TEXT NOT NULL)"""
+    )
+
+
+#: Ordered schema changes; each runs once and is recorded in ``_migrations``.
+KEY_MIGRATIONS = [_m001_keys]
+
+
+def migrate(db: sqlite3.Connection, migrations: list) -> None:
+    """Apply the migrations this database has not seen yet, in order."""
+    with db:
+        db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)")
+        done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+        for step in migrations:
+            if step.__name__ not in done:
+                step(db)
+                db.execute("INSERT INTO _migrations VALUES (?, ?)", (step.__name__, time.time()))
+
+
+def open_sqlite(path: Path, migrations: list) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA busy_timeout=10000")
+    migrate(db, migrations)
+    return db
+
+
+class SQLiteKeyStore(KeyStore):
+    """Keys in one SQLite file (default ``HOME/gateway/keys.db``)."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self._db = open_sqlite(self.path, KEY_MIGRATIONS)
+        self._lock = threading.Lock()
+
+    def create(self, tenant, *, name="", groups=(), limits=Limits()):
+        secret, key = _new_key(tenant, name, groups, limits)
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO keys (id, hash, tenant, name, groups, limits, created, revoked, hint)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                (key.id, hash_secret(secret), key.tenant, key.name, json.dumps(list(key.groups)),
+                 json.dumps(asdict(key.limits)), key.created, key.hint),
+            )
+        return secret, key
+
+    def _row(self, row: tuple) -> ApiKey:
+        id_, tenant, name, groups, limits, created, revoked, hint = row
+        return ApiKey(id=id_, tenant=tenant, name=name, groups=tuple(json.loads(groups)),
+                      limits=Limits(**json.loads(limits)), created=created, revoked=bool(revoked), hint=hint)
+
+    _COLUMNS = "id, tenant, name, groups, limits, created, revoked, hint"
+
+    def list(self, *, include_revoked=False):
+        where = "" if include_revoked else " WHERE revoked = 0"
+        with self._lock:
+            rows = self._db.execute(f"SELECT {self._COLUMNS} FROM keys{where} ORDER BY created").fetchall()
+        return [self._row(r) for r in rows]
+
+    def revoke(self, key_id):
+        with self._lock, self._db:
+            row = self._db.execute(f"SELECT {self._COLUMNS} FROM keys WHERE id = ?", (key_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"no API key with id '{key_id}'")
+            self._db.execute("UPDATE keys SET revoked = 1 WHERE id = ?", (key_id,))
+        return self._row(row[:6] + (1,) + row[7:])
+
+    async def authenticate(self, secret):
+        # A primary-key lookup in SQLite takes microseconds: cheaper than a thread hop.
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {self._COLUMNS} FROM keys WHERE hash = ? AND revoked = 0", (hash_secret(secret),)
+            ).fetchone()
+        return self._row(row) if row else None
+
+    async def has_keys(self):
+        return self.has_keys_sync()
+
+    def has_keys_sync(self):
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM keys WHERE revoked = 0 LIMIT 1").fetchone() is not None
+
+    def close(self):
+        self._db.close()
+
+
+# ---------------------------------------------------------------- Redis
+
+
+class RedisKeyStore(KeyStore):
+    """Keys in Redis/Valkey, shared by every gateway replica pointing at the same server.
+
+    Layout: ``{prefix}key:{sha256}`` -> the key as JSON; ``{prefix}id:{id}`` -> its sha256;
+    ``{prefix}active`` -> set of active key ids.
+    """
+
+    def __init__(self, url: str, prefix: str = "lingxi:"):
+        try:
+            import redis
+            import redis.asyncio as aredis
+        except ImportError as exc:
+            raise MissingExtraError("the redis gateway state", "redis", exc.name) from exc
+        self.url = url
+        self.prefix = prefix
+        self._sync = redis.Redis.from_url(url, decode_responses=True)
+        self._async = aredis.Redis.from_url(url, decode_responses=True)
+
+    def create(self, tenant, *, name="", groups=(), limits=Limits()):
+        secret, key = _new_key(tenant, name, groups, limits)
+        digest = hash_secret(secret)
+        pipe = self._sync.pipeline()
+        pipe.set(f"{self.prefix}key:{digest}", json.dumps(key.to_dict()))
+        pipe.set(f"{self.prefix}id:{key.id}", digest)
+        pipe.sadd(f"{self.prefix}active", key.id)
+        pipe.execute()
+        return secret, key
+
+    def _all(self) -> list[ApiKey]:
+        digests = [self._sync.get(k) for k in self._sync.scan_iter(f"{self.prefix}id:*")]
+        raw = self._sync.mget([f"{self.prefix}key:{d}" for d in digests if d]) if digests else []
+        return [ApiKey.from_dict(json.loads(r)) for r in raw if r]
+
+    def list(self, *, include_revoked=False):
+        keys = sorted(self._all(), key=lambda k: k.created)
+        return keys if include_revoked else [k for k in keys if not k.revoked]
+
+    def revoke(self, key_id):
+        digest = self._sync.get(f"{self.prefix}id:{key_id}")
+        raw = self._sync.get(f"{self.prefix}key:{digest}") if digest else None
+        if raw is None:
+            raise NotFoundError(f"no API key with id '{key_id}'")
+        key = ApiKey.from_dict({**json.loads(raw), "revoked": True})
+        pipe = self._sync.pipeline()
+        pipe.set(f"{self.prefix}key:{digest}", json.dumps(key.to_dict()))
+        pipe.srem(f"{self.prefix}active", key_id)
+        pipe.execute()
+        return key
+
+    async def authenticate(self, secret):
+        raw = await self._async.get(f"{self.prefix}key:{hash_secret(secret)}")
+        if raw is None:
+            return None
+        key = ApiKey.from_dict(json.loads(raw))
+        return None if key.revoked else key
+
+    async def has_keys(self):
+        return await self._async.scard(f"{self.prefix}active") > 0
+
+    def has_keys_sync(self):
+        return self._sync.scard(f"{self.prefix}active") > 0
+
+    def close(self):
+        self._sync.close()
+
+
+def redis_url(settings: Any) -> str:
+    url = settings.gateway.redis_url or os.environ.get("LINGXI_REDIS_URL")
+    if not url:
+        raise UsageError("gateway.state = 'redis' needs gateway.redis_url or $LINGXI_REDIS_URL")
+    return url
+
+
+def open_key_store(settings: Any) -> KeyStore:
+    """The key store the configuration names (``gateway.state``)."""
+    if settings.gateway.state == "redis":
+        return RedisKeyStore(redis_url(settings))
+    return SQLiteKeyStore(settings.home_dir / "gateway" / "keys.db")

@@ -1,0 +1,172 @@
+"""Quotas and rate limits per API key: requests and tokens per minute and per day.
+
+Fixed windows (the current minute, the current UTC day). A request is counted when it is
+admitted; its tokens are counted when it finishes, because a completion's length is not known
+before it is generated. So a token limit stops the *next* request once the window is spent.
+A refused request is not counted. Refusals raise :class:`RateLimitError` with the seconds until
+the window that refused it resets (the HTTP layer sends them as ``Retry-After``).
+
+Two backends: :class:`MemoryLimiter` (one gateway process) and :class:`RedisLimiter` (counters
+shared by several replicas, atomic INCR with expiry).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from abc import ABC, abstractmethod
+from typing import Any
+
+from lingxi.errors import RateLimitError
+from lingxi.gateway.keys import ApiKey, Limits
+
+#: window name -> seconds
+WINDOWS = {"minute": 60, "day": 86400}
+
+
+def _checks(limits: Limits) -> list[tuple[str, str, int]]:
+    """(window, counter, limit) for every limit that is set."""
+    out = []
+    for window, req, tok in (("minute", limits.rpm, limits.tpm), ("day", limits.rpd, limits.tpd)):
+        if req:
+            out.append((window, "req", req))
+        if tok:
+            out.append((window, "tok", tok))
+    return out
+
+
+def _refuse(key: ApiKey, window: str, counter: str, limit: int, now: float) -> RateLimitError:
+    seconds = WINDOWS[window]
+    retry = math.ceil(seconds - now % seconds)
+    what = "requests" if counter == "req" else "tokens"
+    return RateLimitError(
+        f"rate limit reached for key {key.id} (tenant '{key.tenant}'): {limit} {what} per {window}; "
+        f"retry in {retry} s",
+        retry_after_s=retry,
+    )
+
+
+class Limiter(ABC):
+    @abstractmethod
+    async def admit(self, key: ApiKey) -> None:
+        """Count one request, or raise RateLimitError if any of the key's limits is spent."""
+
+    @abstractmethod
+    async def add_tokens(self, key: ApiKey, tokens: int) -> None:
+        """Count the tokens of a finished request."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class MemoryLimiter(Limiter):
+    """Counters in this process. Old windows are dropped as time moves on."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str, str, int], int] = {}
+        self._lock = threading.Lock()
+        self._pruned_at = 0
+
+    def _index(self, window: str, now: float) -> int:
+        return int(now // WINDOWS[window])
+
+    def _prune(self, now: float) -> None:
+        minute = int(now // 60)
+        if minute == self._pruned_at:
+            return
+        self._pruned_at = minute
+        current = {w: self._index(w, now) for w in WINDOWS}
+        self._counts = {k: v for k, v in self._counts.items() if k[3] == current[k[1]]}
+
+    async def admit(self, key):
+        checks = _checks(key.limits)
+        if not checks:
+            return
+        now = time.time()
+        with self._lock:
+            self._prune(now)
+            for window, counter, limit in checks:
+                used = self._counts.get((key.id, window, counter, self._index(window, now)), 0)
+                if used + (1 if counter == "req" else 0) > limit:
+                    raise _refuse(key, window, counter, limit, now)
+            for window, counter, _ in checks:
+                if counter == "req":
+                    slot = (key.id, window, counter, self._index(window, now))
+                    self._counts[slot] = self._counts.get(slot, 0) + 1
+
+    async def add_tokens(self, key, tokens):
+        if not tokens or not (key.limits.tpm or key.limits.tpd):
+            return
+        now = time.time()
+        with self._lock:
+            for window in WINDOWS:
+                slot = (key.id, window, "tok", self._index(window, now))
+                self._counts[slot] = self._counts.get(slot, 0) + tokens
+
+
+class RedisLimiter(Limiter):
+    """Counters in Redis/Valkey: ``{prefix}rl:{key}:{window}:{counter}:{index}`` with expiry."""
+
+    def __init__(self, url: str, prefix: str = "lingxi:"):
+        from lingxi.errors import MissingExtraError
+
+        try:
+            import redis.asyncio as aredis
+        except ImportError as exc:
+            raise MissingExtraError("the redis gateway state", "redis", exc.name) from exc
+        self._redis = aredis.Redis.from_url(url, decode_responses=True)
+        self.prefix = prefix
+
+    def _slot(self, key: ApiKey, window: str, counter: str, now: float) -> str:
+        return f"{self.prefix}rl:{key.id}:{window}:{counter}:{int(now // WINDOWS[window])}"
+
+    async def admit(self, key):
+        checks = _checks(key.limits)
+        if not checks:
+            return
+        now = time.time()
+        tok_checks = [c for c in checks if c[1] == "tok"]
+        req_checks = [c for c in checks if c[1] == "req"]
+        if tok_checks:
+            used = await self._redis.mget([self._slot(key, w, c, now) for w, c, _ in tok_checks])
+            for (window, counter, limit), value in zip(tok_checks, used):
+                if int(value or 0) >= limit:
+                    raise _refuse(key, window, counter, limit, now)
+        if req_checks:
+            pipe = self._redis.pipeline(transaction=False)
+            for window, counter, _ in req_checks:
+                slot = self._slot(key, window, counter, now)
+                pipe.incr(slot)
+                pipe.expire(slot, WINDOWS[window] + 60)
+            counts = (await pipe.execute())[::2]
+            for (window, counter, limit), count in zip(req_checks, counts):
+                if count > limit:
+                    # Give the slots back: a refused request does not use the quota.
+                    undo = self._redis.pipeline(transaction=False)
+                    for w, c, _ in req_checks:
+                        undo.decr(self._slot(key, w, c, now))
+                    await undo.execute()
+                    raise _refuse(key, window, counter, limit, now)
+
+    async def add_tokens(self, key, tokens):
+        if not tokens or not (key.limits.tpm or key.limits.tpd):
+            return
+        now = time.time()
+        pipe = self._redis.pipeline(transaction=False)
+        for window in WINDOWS:
+            slot = self._slot(key, window, "tok", now)
+            pipe.incrby(slot, tokens)
+            pipe.expire(slot, WINDOWS[window] + 60)
+        await pipe.execute()
+
+    async def close(self):
+        await self._redis.aclose()
+
+
+def create_limiter(settings: Any) -> Limiter:
+    if settings.gateway.state == "redis":
+        from lingxi.gateway.keys import redis_url
+
+        return RedisLimiter(redis_url(settings))
+    return MemoryLimiter()

@@ -1,0 +1,79 @@
+"""Prometheus metrics and the structured request log of the gateway.
+
+Every gateway app has its own registry (several apps in one process, as in tests, do not
+collide). Labels are bounded: model names come from config, tenants from the key store, and
+status codes / error types from a fixed set.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from lingxi.errors import missing_extra
+
+access_log = logging.getLogger("lingxi.gateway.access")
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_TPS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
+
+
+class GatewayMetrics:
+    """The gateway's counters and histograms, in one registry served at ``/metrics``."""
+
+    def __init__(self) -> None:
+        try:
+            from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        except ImportError as exc:
+            raise missing_extra("gateway metrics", "server", exc) from exc
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter("lingxi_requests", "Requests answered, by route, model, tenant and status.",
+                                ["route", "model", "tenant", "status"], registry=r)
+        self.errors = Counter("lingxi_errors", "Requests that ended in an error, by model and error type.",
+                              ["model", "type"], registry=r)
+        self.latency = Histogram("lingxi_request_seconds", "Whole request time.", ["route"],
+                                 buckets=_LATENCY_BUCKETS, registry=r)
+        self.ttft = Histogram("lingxi_ttft_seconds", "Time to first token (from admission).", ["model"],
+                              buckets=_LATENCY_BUCKETS, registry=r)
+        self.tps = Histogram("lingxi_decode_tokens_per_second", "Decode speed per request.", ["model"],
+                             buckets=_TPS_BUCKETS, registry=r)
+        self.queue = Histogram("lingxi_queue_seconds", "Time spent waiting for a generation slot.",
+                               buckets=_LATENCY_BUCKETS, registry=r)
+        self.tokens = Counter("lingxi_tokens", "Tokens processed, by model, tenant and kind (prompt|completion).",
+                              ["model", "tenant", "kind"], registry=r)
+        self.cost = Counter("lingxi_cost_usd", "Cost in USD from the models' configured prices.",
+                            ["model", "tenant"], registry=r)
+        self.cache = Counter("lingxi_cache_lookups", "Semantic cache lookups, by model and result "
+                             "(exact|semantic|miss).", ["model", "result"], registry=r)
+        self.inflight = Gauge("lingxi_inflight_requests", "Requests generating now.", registry=r)
+        self.waiting = Gauge("lingxi_queued_requests", "Requests waiting for a slot.", registry=r)
+        self.replica_up = Gauge("lingxi_replica_up", "1 if a replica is healthy with its breaker closed.",
+                                ["model", "replica"], registry=r)
+
+    def render(self) -> tuple[bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _JsonLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        import orjson
+
+        data: dict[str, Any] = getattr(record, "fields", None) or {"message": record.getMessage()}
+        return orjson.dumps(data).decode()
+
+
+def setup_access_log(enabled: bool) -> None:
+    """Send the access log (one JSON object per line) to stderr, once per process."""
+    access_log.propagate = False
+    if not enabled:
+        access_log.disabled = True
+        return
+    access_log.disabled = False
+    if not access_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_JsonLines())
+        access_log.addHandler(handler)
+        access_log.setLevel(logging.INFO)

@@ -1,0 +1,229 @@
+"""The OpenAI wire format: request schemas, response bodies, stream chunks and error bodies.
+
+Requests are validated with pydantic (unknown fields are ignored, as OpenAI-compatible servers
+do, so newer SDKs keep working); a validation failure becomes one 400 naming every bad field.
+Responses are plain dicts serialised with orjson: building them costs microseconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from typing import Any, Literal
+
+import numpy as np
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lingxi.engines.base import GenerationParams, Usage
+from lingxi.errors import UsageError
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
+    name: str | None = None
+
+    def plain(self) -> dict[str, str]:
+        """The message as the engines take it: role ``developer`` read as system, parts joined."""
+        content = self.content
+        if isinstance(content, list):
+            bad = [p.type for p in content if p.type != "text"]
+            if bad:
+                raise UsageError(f"unsupported content part type '{bad[0]}'; only text is supported")
+            content = "".join(p.text or "" for p in content)
+        role = "system" if self.role == "developer" else self.role
+        return {"role": role, "content": content or ""}
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    include_usage: bool = False
+
+
+class _Sampling(_Request):
+    model: str = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(default=1, ge=1, le=1)
+    user: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _few_stops(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(v, list) and len(v) > 16:
+            raise ValueError("at most 16 stop sequences")
+        return v
+
+    def params(self, default_max_tokens: int = 512) -> GenerationParams:
+        stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        return GenerationParams(
+            max_tokens=self.max_tokens or default_max_tokens,
+            temperature=0.7 if self.temperature is None else self.temperature,
+            top_p=1.0 if self.top_p is None else self.top_p,
+            stop=stop,
+            seed=self.seed,
+        )
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+    def params(self, default_max_tokens: int = 512) -> GenerationParams:
+        p = super().params(default_max_tokens)
+        if self.max_completion_tokens and not self.max_tokens:
+            p = GenerationParams(self.max_completion_tokens, p.temperature, p.top_p, p.stop, p.seed)
+        return p
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str]
+
+    def text(self) -> str:
+        if isinstance(self.prompt, list):
+            if len(self.prompt) != 1:
+                raise UsageError("prompt: exactly one prompt per request is supported")
+            return self.prompt[0]
+        return self.prompt
+
+
+class EmbeddingRequest(_Request):
+    model: str = Field(min_length=1)
+    input: str | list[str] = Field(min_length=1)
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+
+    def texts(self) -> list[str]:
+        texts = [self.input] if isinstance(self.input, str) else self.input
+        if len(texts) > 2048:
+            raise UsageError("input: at most 2048 texts per request")
+        return texts
+
+
+class FeedbackRequest(_Request):
+    response_id: str = Field(min_length=1, max_length=200)
+    model: str = Field(min_length=1)
+    rating: Literal[1, -1]
+    comment: str = Field(default="", max_length=4000)
+    messages: list[dict[str, Any]] = []
+    answer: str = ""
+
+
+def parse(model: type[BaseModel], body: bytes) -> Any:
+    """Validate a JSON body; every problem goes into one :class:`UsageError`."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise UsageError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError("request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise UsageError(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+# ---------------------------------------------------------------- responses
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def usage_dict(usage: Usage | None) -> dict[str, int]:
+    usage = usage or Usage()
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens}
+
+
+def chat_completion(rid: str, model: str, text: str, finish: str, usage: Usage | None,
+                    citations: list[dict] | None = None, created: int | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if citations is not None:
+        message["citations"] = citations
+    return {
+        "id": rid, "object": "chat.completion", "created": created or int(time.time()), "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": usage_dict(usage),
+    }
+
+
+def chat_chunk(rid: str, created: int, model: str, delta: dict[str, Any], finish: str | None = None,
+               usage: Usage | None = None, choices: bool = True) -> bytes:
+    body: dict[str, Any] = {
+        "id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}] if choices else [],
+    }
+    if usage is not None:
+        body["usage"] = usage_dict(usage)
+    return sse(body)
+
+
+def text_completion(rid: str, model: str, text: str, finish: str, usage: Usage | None) -> dict[str, Any]:
+    return {
+        "id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}],
+        "usage": usage_dict(usage),
+    }
+
+
+def text_chunk(rid: str, created: int, model: str, text: str, finish: str | None = None,
+               usage: Usage | None = None, choices: bool = True) -> bytes:
+    body: dict[str, Any] = {
+        "id": rid, "object": "text_completion", "created": created, "model": model,
+        "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": None}] if choices else [],
+    }
+    if usage is not None:
+        body["usage"] = usage_dict(usage)
+    return sse(body)
+
+
+def embeddings(model: str, vectors: np.ndarray, encoding: str, prompt_tokens: int) -> dict[str, Any]:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if encoding == "base64":
+        data = [base64.b64encode(v.astype("<f4").tobytes()).decode("ascii") for v in vectors]
+    else:
+        data = vectors.tolist()
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(data)],
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }
+
+
+def sse(obj: Any) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+DONE = b"data: [DONE]\n\n"
+
+
+def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
