@@ -165,9 +165,24 @@ class KnowledgeSettings(_Strict):
     pg_url: str | None = None
     """PostgreSQL URL for the postgres store; falls back to ``$LINGXI_PG_URL``."""
     embedder: str | None = None
-    """Embedder name for new knowledge bases; None = ``default_embedder``."""
+    """Embedder name for new knowledge bases; None = chosen at the first ingest by the script of
+    the text: ``e5-small`` (multilingual) for mostly Chinese text, else ``default_embedder``."""
     chunk_tokens: int = Field(default=256, gt=16)
+    """Chunk size in (estimated) tokens."""
     chunk_overlap: int = Field(default=32, ge=0)
+    """Tokens of whole sentences shared by consecutive pieces of a long paragraph."""
+    max_file_mb: int = Field(default=100, gt=0)
+    """Files larger than this are refused at ingest with a message (split them first)."""
+    ann_threshold: int = Field(default=20000, gt=0)
+    """Embedded store: from this many chunks on, dense search uses an HNSW index instead of an
+    exact scan."""
+    candidates: int = Field(default=50, gt=0)
+    """Hybrid search: candidates taken from each retriever before fusion."""
+    reranker: str | None = None
+    """A local cross-encoder folder (sentence-transformers layout) that reranks hybrid and dense
+    results; None = no reranking."""
+    answer_max_tokens: int = Field(default=256, gt=0)
+    """Most tokens a cited answer may take (when the caller gives no generation params)."""
 
 
 class CacheSettings(_Strict):
@@ -276,8 +291,40 @@ class GatewaySettings(_Strict):
     router: RouterSettings = RouterSettings()
 
 
+class ScenarioPreset(_Strict):
+    """``[catalog.scenarios.NAME]``: a named set of requirements for ``lingxi models select``."""
+
+    title: str
+    """Short name shown in listings."""
+    rationale: str = "user-defined scenario"
+    """Why these requirements (shown with the result)."""
+    task: Literal["chat", "code", "rag", "summarize", "translate", "math", "agent"] | None = None
+    lang: Literal["zh", "en", "multi"] | None = None
+    deploy: Literal["local", "cloud", "either"] | None = None
+    max_gpu_mem: float | None = Field(default=None, gt=0)
+    """GiB of accelerator memory available per deployment."""
+    context: int | None = Field(default=None, gt=0)
+    """Tokens the model must handle (prompt + answer)."""
+    license: Literal["commercial", "any"] | None = None
+    budget_per_mtok: float | None = Field(default=None, ge=0)
+    """USD per million tokens (3:1 prompt:completion blend) an API model may cost at most."""
+    weights: dict[Literal["quality", "language", "task", "context", "cost"], float] = {}
+    """Multipliers on the advisor's score components (default 1 each)."""
+
+
 class CatalogSettings(_Strict):
     """``[catalog]``: user additions to the model catalog and selection presets."""
+
+    models: dict[str, dict[str, Any]] = {}
+    """Extra catalog entries by id (same fields as the shipped ``models/*.toml``); validated when
+    the catalog loads. An id that exists in the shipped catalog replaces that entry."""
+    gpus: dict[str, dict[str, Any]] = {}
+    """Extra accelerators by id (same fields as the shipped ``gpus.toml``)."""
+    scenarios: dict[str, ScenarioPreset] = {}
+    """User-defined selection scenarios, used as ``lingxi models select --scenario NAME``."""
+    cny_per_usd: float | None = Field(default=None, gt=0)
+    """Exchange rate used to compare CNY-priced APIs with a USD budget; None = CNY prices are not
+    compared (such models are rejected by ``--budget-per-mtok`` with that reason)."""
 
 
 class Settings(_Strict):

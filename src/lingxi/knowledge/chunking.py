@@ -1,0 +1,139 @@
+"""Structure-aware chunking: headings open sections, paragraphs are packed up to a token budget,
+long paragraphs are split on sentence boundaries (Chinese 。！？； first-class) with overlap.
+
+Every chunk gets a stable hierarchical id ``document.section.paragraph.piece``: section 0 is
+the text before the first heading, paragraphs count from 1 inside their section, and ``piece``
+numbers the parts of a paragraph too long for one chunk. A chunk that packs several short
+paragraphs takes the number of its first one. Editing one section leaves the ids of the
+others unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+from lingxi.engines.base import estimate_tokens
+from lingxi.knowledge.text import split_sentences
+from lingxi.knowledge.types import Chunk, Document
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def chunk_document(
+    doc: Document,
+    doc_no: int,
+    *,
+    chunk_tokens: int = 256,
+    overlap: int = 32,
+    count: Callable[[str], int] = estimate_tokens,
+    whole: bool = False,
+) -> list[Chunk]:
+    """Split ``doc`` into chunks of at most ``chunk_tokens`` (estimated) tokens.
+
+    Args:
+        whole: one chunk for the whole document (retrieval evaluation indexes documents whole).
+    """
+    if whole:
+        text = "\n\n".join(b.text for b in doc.blocks)
+        return [_make(f"{doc_no}.0.1.0", text, doc.title, [], doc.blocks[0].page if doc.blocks else None)]
+    chunks: list[Chunk] = []
+    headings: list[tuple[int, str]] = []
+    section, para = 0, 0
+    pending: list[str] = []
+    pending_id = ""
+    pending_page: int | None = None
+    pending_tokens = 0
+
+    def flush() -> None:
+        nonlocal pending, pending_tokens
+        if pending:
+            chunks.append(_make(pending_id, "\n\n".join(pending), doc.title, [h for _, h in headings], pending_page))
+        pending, pending_tokens = [], 0
+
+    for block in doc.blocks:
+        if block.level > 0:
+            flush()
+            headings = [h for h in headings if h[0] < block.level] + [(block.level, block.text)]
+            section, para = section + 1, 0
+            continue
+        para += 1
+        n = count(block.text)
+        if n > chunk_tokens:
+            flush()
+            for piece, text in enumerate(_split_long(block.text, chunk_tokens, overlap, count)):
+                chunks.append(_make(f"{doc_no}.{section}.{para}.{piece}", text, doc.title,
+                                    [h for _, h in headings], block.page))
+            continue
+        if pending and pending_tokens + n > chunk_tokens:
+            flush()
+        if not pending:
+            pending_id, pending_page = f"{doc_no}.{section}.{para}.0", block.page
+        pending.append(block.text)
+        pending_tokens += n
+    flush()
+    return chunks
+
+
+def _make(cid: str, text: str, title: str, headings: list[str], page: int | None) -> Chunk:
+    context = " > ".join([t for t in [title, *headings] if t][:4])
+    chunk = Chunk(id=cid, text=text, context=context, headings=headings, page=page)
+    chunk.hash = content_hash(chunk.search_text)
+    return chunk
+
+
+def _split_long(text: str, budget: int, overlap: int, count: Callable[[str], int]) -> list[str]:
+    """Pack sentences into pieces of at most ``budget`` tokens; consecutive pieces share up to
+    ``overlap`` tokens of whole sentences. A sentence longer than the budget is cut by length."""
+    sentences: list[str] = []
+    for s in split_sentences(text):
+        sentences.extend(_hard_split(s, budget, count) if count(s) > budget else [s])
+    pieces: list[str] = []
+    current: list[tuple[str, int]] = []
+    size = 0
+    for s in sentences:
+        n = count(s)
+        if current and size + n > budget:
+            pieces.append(_join([t for t, _ in current]))
+            carry: list[tuple[str, int]] = []
+            kept = 0
+            for t, m in reversed(current):
+                if kept + m > overlap or kept + m + n > budget:
+                    break
+                carry.insert(0, (t, m))
+                kept += m
+            current, size = carry, kept
+        current.append((s, n))
+        size += n
+    if current:
+        pieces.append(_join([t for t, _ in current]))
+    return pieces
+
+
+def _join(sentences: list[str]) -> str:
+    out = ""
+    for s in sentences:
+        # No space between Chinese sentences; one space between Western ones.
+        out += s if not out or out[-1] in "。！？；”」』）" else " " + s
+    return out
+
+
+def _hard_split(sentence: str, budget: int, count: Callable[[str], int]) -> list[str]:
+    spaced = " " in sentence
+    words = sentence.split(" ") if spaced else list(sentence)
+    sep = " " if spaced else ""
+    out: list[str] = []
+    cur: list[str] = []
+    size = 0
+    for w in words:
+        n = max(1, count(w))
+        if cur and size + n > budget:
+            out.append(sep.join(cur))
+            cur, size = [], 0
+        cur.append(w)
+        size += n
+    if cur:
+        out.append(sep.join(cur))
+    return out

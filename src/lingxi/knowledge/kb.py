@@ -1,0 +1,490 @@
+"""A knowledge base: ingest documents, search them (BM25, dense, hybrid), answer with verified
+citations. The CLI (``lingxi kb``) and the gateway (``kb:NAME`` models) call this module.
+
+Knowledge bases are registered under ``<home>/kb/NAME/kb.json`` (store kind, embedder,
+chunking); the embedded store keeps its data in the same folder, the Postgres store in the
+database named by ``knowledge.pg_url`` / ``$LINGXI_PG_URL``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lingxi.errors import NotFoundError, UsageError
+from lingxi.knowledge.answer import build_prompt, no_answer, relevant_hits, verify
+from lingxi.knowledge.chunking import chunk_document
+from lingxi.knowledge.embedding_cache import EmbeddingCache, embedder_key
+from lingxi.knowledge.fusion import FusionStats, fuse
+from lingxi.knowledge.loaders import LoadError, iter_files, load_file
+from lingxi.knowledge.store import KnowledgeStore
+from lingxi.knowledge.text import cjk_ratio, tokenize
+from lingxi.knowledge.types import Answer, Chunk, Document, Hit, IngestReport
+
+MODES = ("bm25", "dense", "hybrid")
+_NAME = re.compile(r"^[\w][\w.-]{0,63}$")
+#: Chosen automatically for mostly-Chinese text when the default embedder is English-only.
+CHINESE_EMBEDDER = "e5-small"
+#: Bundled embedders that cannot embed Chinese usefully (MiniLM: nDCG@10 0.23 on Chinese retrieval).
+ENGLISH_ONLY = {"minilm"}
+
+
+def kb_root(settings: Any) -> Path:
+    return settings.home_dir / "kb"
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise UsageError(f"invalid knowledge base name '{name}': use letters, digits, '_', '-' or '.', "
+                         "at most 64 characters")
+
+
+def list_kbs(settings: Any) -> list[dict[str, Any]]:
+    """Every registered knowledge base: ``{"name", "store", "embedder", "created_at"}``."""
+    root = kb_root(settings)
+    out = []
+    for f in sorted(root.glob("*/kb.json")) if root.is_dir() else []:
+        try:
+            out.append(json.loads(f.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out
+
+
+def create_kb(name: str, settings: Any, store: str | None = None, embedder: str | None = None) -> KnowledgeBase:
+    """Create and register a knowledge base.
+
+    Args:
+        store: "sqlite" (embedded) or "postgres"; default ``knowledge.store``.
+        embedder: an embedder name; default ``knowledge.embedder``, else chosen at the first
+            ingest by the script of the text (``e5-small`` for Chinese, the default embedder
+            otherwise). The choice is recorded: queries always use the embedder the chunks used.
+
+    Raises:
+        UsageError: bad or taken name, unknown store or embedder.
+    """
+    _check_name(name)
+    store = store or settings.knowledge.store
+    if store not in ("sqlite", "postgres"):
+        raise UsageError(f"unknown store '{store}'; expected sqlite or postgres")
+    embedder = embedder or settings.knowledge.embedder
+    if embedder is not None:
+        settings.embedder(embedder)  # raises ModelNotFoundError listing the known ones
+    folder = kb_root(settings) / name
+    if (folder / "kb.json").exists():
+        raise UsageError(f"knowledge base '{name}' already exists")
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"name": name, "store": store, "embedder": embedder, "created_at": time.time(),
+              "chunk_tokens": settings.knowledge.chunk_tokens, "chunk_overlap": settings.knowledge.chunk_overlap}
+    backend = _open_store(name, store, settings, folder, create=True)
+    backend.set_meta({k: v for k, v in record.items() if k != "name"} | {"dim": 0, "version": ""})
+    tmp = folder / "kb.json.tmp"
+    tmp.write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
+    tmp.replace(folder / "kb.json")
+    return KnowledgeBase(name, settings, backend, folder)
+
+
+def open_kb(name: str, settings: Any) -> KnowledgeBase:
+    """Open a registered knowledge base.
+
+    Raises:
+        NotFoundError: no such knowledge base (the message lists the existing ones).
+    """
+    folder = kb_root(settings) / name
+    path = folder / "kb.json"
+    if not _NAME.match(name) or not path.is_file():
+        known = ", ".join(k["name"] for k in list_kbs(settings)) or "(none)"
+        raise NotFoundError(f"no knowledge base '{name}'; existing: {known}")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    return KnowledgeBase(name, settings, _open_store(name, record["store"], settings, folder), folder)
+
+
+def _open_store(name: str, kind: str, settings: Any, folder: Path, create: bool = False) -> KnowledgeStore:
+    if kind == "postgres":
+        from lingxi.knowledge.pg_store import PgStore
+
+        url = settings.knowledge.pg_url or os.environ.get("LINGXI_PG_URL")
+        if not url:
+            raise UsageError("the postgres store needs knowledge.pg_url in the config or $LINGXI_PG_URL")
+        return PgStore(url, name, create=create)
+    from lingxi.knowledge.sqlite_store import SQLiteStore
+
+    return SQLiteStore(folder, ann_threshold=settings.knowledge.ann_threshold)
+
+
+class KnowledgeBase:
+    """One knowledge base. Thread-safe for searches; one ingest at a time (a file lock)."""
+
+    def __init__(self, name: str, settings: Any, store: KnowledgeStore, folder: Path):
+        self.name = name
+        self.settings = settings
+        self.store = store
+        self.folder = folder
+        self._embedder = None
+        self._lock = threading.Lock()
+        self._cache: EmbeddingCache | None = None
+        self.fusion = FusionStats(**self.store.meta().get("fusion", {}))
+        self._saved_fusion = self.fusion.queries
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def version(self) -> str:
+        """Changes on every ingest or delete that changes content (cache keys use it)."""
+        return self.store.version()
+
+    @property
+    def embedder_name(self) -> str | None:
+        return self.store.meta().get("embedder")
+
+    def embedder(self) -> Any:
+        from lingxi.engines import load_embedder
+
+        name = self.embedder_name
+        if name is None:
+            raise UsageError(f"knowledge base '{self.name}' is empty: ingest documents first")
+        if self._embedder is None:
+            self._embedder = load_embedder(name, self.settings)
+        return self._embedder
+
+    def _embedding_cache(self) -> EmbeddingCache:
+        if self._cache is None:
+            self._cache = EmbeddingCache(self.settings.home_dir / "cache" / "embeddings.sqlite")
+        return self._cache
+
+    # ------------------------------------------------------------ ingest
+
+    @contextmanager
+    def _writer(self) -> Iterator[None]:
+        with open(self.folder / "ingest.lock", "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UsageError(f"knowledge base '{self.name}' is being changed by another process; "
+                                 "try again when it has finished") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def ingest(self, paths: Sequence[str | os.PathLike[str]], groups: Sequence[str] | None = None,
+               *, progress: bool = True) -> IngestReport:
+        """Add or update the documents under ``paths`` (files or folders, recursively).
+
+        Unchanged files (same content hash and groups) are skipped without parsing; changed
+        ones re-embed only chunks whose text changed. Each document is committed on its own,
+        so an interrupted ingest keeps what it finished and a re-run resumes. A file that
+        cannot be used is reported in ``IngestReport.errors`` and the rest goes on.
+        """
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        groups = sorted({g.strip() for g in groups or [] if g.strip()})
+        start = time.perf_counter()
+        report = IngestReport()
+        max_bytes = self.settings.knowledge.max_file_mb * 2**20
+        loaded: list[tuple[Document, str]] = []
+        with self._writer():
+            known = {}
+            for d in self.store.documents():
+                known.setdefault(d.source, []).append(d)
+            for path, problem in iter_files(list(paths)):
+                shown = str(path)
+                if problem:
+                    report.errors[shown] = problem
+                    continue
+                source = str(path.resolve())
+                try:
+                    size = path.stat().st_size
+                    if size > max_bytes:
+                        load_file(path, max_bytes=max_bytes)  # raises the size error
+                    file_hash = _file_hash(path, groups)
+                    previous = known.get(source, [])
+                    if previous and all(d.file_hash == file_hash for d in previous):
+                        report.unchanged.append(shown)
+                        continue
+                    docs = load_file(path, max_bytes=max_bytes)
+                except LoadError as exc:
+                    report.errors[shown] = exc.message
+                    continue
+                except OSError as exc:
+                    report.errors[shown] = f"cannot read: {exc.strerror or exc}"
+                    continue
+                keys = set()
+                for doc in docs:
+                    doc.source = source
+                    doc.key = source + doc.key[len(str(path)):] if doc.key.startswith(str(path)) else doc.key
+                    keys.add(doc.key)
+                    loaded.append((doc, file_hash))
+                for old in previous:  # records that vanished from a changed JSONL/CSV file
+                    if old.key not in keys:
+                        report.chunks_removed += self.store.delete_document(old.doc_no)
+                (report.updated if previous else report.added).append(shown)
+            self._write(loaded, groups, report, progress=progress, whole=False)
+        report.seconds = round(time.perf_counter() - start, 3)
+        report.version = self.version
+        return report
+
+    def ingest_documents(self, docs: Sequence[Document], groups: Sequence[str] | None = None, *,
+                         whole: bool = False, progress: bool = True) -> IngestReport:
+        """Ingest already-loaded documents (records from code, evaluation corpora).
+
+        Args:
+            whole: index each document as one chunk (retrieval evaluation, as BEIR does).
+        """
+        groups = sorted(set(groups or []))
+        report = IngestReport()
+        start = time.perf_counter()
+        with self._writer():
+            payload = json.dumps([groups, whole])
+            batch = [(d, hashlib.sha256((payload + "\n".join(b.text for b in d.blocks)).encode()).hexdigest())
+                     for d in docs]
+            known = {d.key: d.file_hash for d in self.store.documents()}
+            todo = [(d, h) for d, h in batch if known.get(d.key) != h]
+            report.unchanged = [d.key for d, h in batch if known.get(d.key) == h]
+            report.added = [d.key for d, _ in todo if d.key not in known]
+            report.updated = [d.key for d, _ in todo if d.key in known]
+            self._write(todo, groups, report, progress=progress, whole=whole)
+        report.seconds = round(time.perf_counter() - start, 3)
+        report.version = self.version
+        return report
+
+    def _write(self, loaded: list[tuple[Document, str]], groups: list[str], report: IngestReport, *,
+               progress: bool, whole: bool) -> None:
+        if not loaded:
+            return
+        meta = self.store.meta()
+        plan: list[tuple[Document, int, str, list[Chunk]]] = []
+        for doc, file_hash in loaded:
+            doc_no = self.store.reserve_doc_no(doc.key)
+            chunks = chunk_document(doc, doc_no, chunk_tokens=int(meta.get("chunk_tokens", 256)),
+                                    overlap=int(meta.get("chunk_overlap", 32)), whole=whole)
+            plan.append((doc, doc_no, file_hash, chunks))
+        all_chunks = [c for *_, chunks in plan for c in chunks]
+        if meta.get("embedder") is None:
+            sample = "".join(c.text for c in all_chunks[:200])
+            name = self.settings.default_embedder
+            if name in ENGLISH_ONLY and cjk_ratio(sample) >= 0.2 and CHINESE_EMBEDDER in self.settings.all_embedders():
+                name = CHINESE_EMBEDDER
+            self.store.set_meta({"embedder": name})
+            self._update_record(embedder=name)
+        embedder = self.embedder()
+        if not meta.get("dim"):
+            self.store.set_meta({"dim": int(embedder.dim)})
+        vectors = self.store.vectors_for([c.hash for c in all_chunks])
+        missing = [c for c in all_chunks if c.hash not in vectors]
+        report.chunks_reused = len(all_chunks) - len(missing)
+        if missing:
+            model = embedder_key(self.embedder_name, self.settings.embedder(self.embedder_name).model_dump_json())
+            bar = _progress(len({c.hash for c in missing}), f"embedding {self.name}", progress)
+            try:
+                got, report.chunks_embedded = self._embedding_cache().embed(
+                    model, [c.search_text for c in missing], [c.hash for c in missing],
+                    lambda texts: embedder.embed(texts, kind="passage"), progress=bar.update)
+            finally:
+                bar.close()
+            vectors.update(got)
+        for doc, doc_no, file_hash, chunks in plan:
+            mat = np.stack([vectors[c.hash] for c in chunks]) if chunks else np.zeros((0, embedder.dim), np.float32)
+            tokens = [tokenize(c.search_text) for c in chunks]
+            added, removed = self.store.replace_document(doc, doc_no, file_hash, groups, chunks, mat, tokens)
+            report.chunks_added += added
+            report.chunks_removed += removed
+        self.store.prepare()
+
+    def _update_record(self, **updates: Any) -> None:
+        path = self.folder / "kb.json"
+        record = json.loads(path.read_text(encoding="utf-8")) | updates
+        tmp = path.with_name("kb.json.tmp")
+        tmp.write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
+        tmp.replace(path)
+
+    def delete(self, doc: str) -> int:
+        """Remove a document (by number, key or source path) and its chunks; returns chunks removed.
+
+        Raises:
+            NotFoundError: no such document.
+        """
+        with self._writer():
+            found = self.store.find_document(str(doc))
+            if found is None:
+                resolved = str(Path(doc).resolve()) if not str(doc).isdigit() else str(doc)
+                found = self.store.find_document(resolved)
+            if found is None:
+                raise NotFoundError(f"no document '{doc}' in knowledge base '{self.name}'")
+            removed = self.store.delete_document(found.doc_no)
+            self.store.prepare()
+            return removed
+
+    # ------------------------------------------------------------ search
+
+    def search(self, query: str, mode: str = "hybrid", k: int = 5, groups: Sequence[str] | None = None,
+               filters: dict[str, Any] | None = None) -> list[Hit]:
+        """The ``k`` best chunks for ``query`` that the caller's ``groups`` may see.
+
+        Args:
+            mode: "bm25", "dense" or "hybrid" (adaptive fusion, see :mod:`lingxi.knowledge.fusion`).
+            groups: the caller's groups; None = a trusted caller that sees everything.
+            filters: document metadata that must match (``{"type": "pdf"}``, ``{"source": [...]}``).
+        """
+        scored = self.search_ids(query, mode=mode, k=k, groups=groups, filters=filters)
+        return self.store.hits(scored)
+
+    def search_ids(self, query: str, mode: str = "hybrid", k: int = 5, groups: Sequence[str] | None = None,
+                   filters: dict[str, Any] | None = None, *, learn: bool = True) -> list[tuple[str, float]]:
+        """Like :meth:`search` but only (chunk id, score): no text is read (evaluation, benchmarks)."""
+        if mode not in MODES:
+            raise UsageError(f"unknown search mode '{mode}'; expected one of {', '.join(MODES)}")
+        if k < 1:
+            raise UsageError(f"k must be >= 1, got {k}")
+        if not query.strip():
+            raise UsageError("empty query")
+        if self.embedder_name is None:
+            return []
+        groups = list(groups) if groups is not None else None
+        tokens = tokenize(query)
+        if mode == "bm25":
+            return self.store.search_bm25(tokens, k, groups, filters)
+        vector = self.embedder().embed([query], kind="query")[0]
+        if mode == "dense":
+            return self._rerank(query, self.store.search_dense(vector, k, groups, filters), k)
+        n = max(self.settings.knowledge.candidates, k)
+        bm = self.store.search_bm25(tokens, n, groups, filters)
+        dense = self.store.search_dense(vector, n, groups, filters)
+        if learn:
+            self.fusion.observe([i for i, _ in bm], [i for i, _ in dense])
+            self._save_fusion()
+        return self._rerank(query, self.fuse(bm, dense, tokens, vector)[: max(k, self._rerank_depth())], k)
+
+    def fuse(self, bm: list[tuple[str, float]], dense: list[tuple[str, float]], tokens: list[str],
+             vector: np.ndarray) -> list[tuple[str, float]]:
+        """Fuse two candidate lists with the knowledge base's current fusion weight."""
+        ids = list(dict.fromkeys([i for i, _ in bm] + [i for i, _ in dense]))
+        if not ids:
+            return []
+        b, d = self.store.score(ids, tokens, vector)
+        bm_ref = np.array([s for _, s in bm], dtype=np.float32) if bm else b
+        dense_ref = np.array([s for _, s in dense], dtype=np.float32) if dense else d
+        return fuse(ids, b, d, bm_ref, dense_ref, self.fusion.bm25_weight())
+
+    def _save_fusion(self) -> None:
+        # Persist the running statistics now and then, not on every query.
+        if self.fusion.queries - self._saved_fusion >= 20:
+            self._saved_fusion = self.fusion.queries
+            try:
+                self.store.set_meta({"fusion": {k: v for k, v in self.fusion.to_dict().items() if k != "bm25_weight"}})
+            except Exception:  # a busy database must not fail a search; the next save catches up
+                self._saved_fusion -= 20
+
+    def _rerank_depth(self) -> int:
+        return 20 if self.settings.knowledge.reranker else 0
+
+    def _rerank(self, query: str, scored: list[tuple[str, float]], k: int) -> list[tuple[str, float]]:
+        path = self.settings.knowledge.reranker
+        if not path or not scored:
+            return scored[:k]
+        from lingxi.knowledge.rerank import rerank
+
+        hits = self.store.hits(scored)
+        return rerank(path, query, [(h.id, h.text) for h in hits])[:k]
+
+    # ------------------------------------------------------------ answers
+
+    def _prepare_answer(self, question: str, groups: Sequence[str] | None, k: int) -> list[Hit]:
+        hits = self.search(question, "hybrid", k=k, groups=groups)
+        return relevant_hits(question, hits)
+
+    def answer(self, question: str, engine: Any, params: Any = None, groups: Sequence[str] | None = None,
+               k: int = 5) -> Answer:
+        """Retrieve, ask ``engine`` to answer citing chunk ids, and verify every citation."""
+        result = None
+        for item in self.stream_answer(question, engine, params, groups, k):
+            if isinstance(item, Answer):
+                result = item
+        assert result is not None
+        return result
+
+    def stream_answer(self, question: str, engine: Any, params: Any = None, groups: Sequence[str] | None = None,
+                      k: int = 5) -> Iterator[str | Answer]:
+        """Yield the model's text deltas as they come, then the verified :class:`Answer` last.
+
+        The final answer may differ from the streamed text: unsupported sentences are dropped
+        and missing citations attributed (see :func:`lingxi.knowledge.answer.verify`).
+        """
+        from lingxi.engines.base import GenerationParams
+
+        hits = self._prepare_answer(question, groups, k)
+        if not hits:
+            result = no_answer(question)
+            yield result.answer
+            yield result
+            return
+        params = params or GenerationParams(max_tokens=self.settings.knowledge.answer_max_tokens, temperature=0.0)
+        parts: list[str] = []
+        for chunk in engine.stream(build_prompt(question, hits), params):
+            if chunk.text:
+                parts.append(chunk.text)
+                yield chunk.text
+        yield verify(question, "".join(parts), hits)
+
+    # ------------------------------------------------------------ housekeeping
+
+    def stats(self) -> dict[str, Any]:
+        meta = self.store.meta()
+        return {"name": self.name, "store": self.store.backend, "embedder": meta.get("embedder"),
+                "dim": meta.get("dim"), "version": self.version, "chunk_tokens": meta.get("chunk_tokens"),
+                "chunk_overlap": meta.get("chunk_overlap"), **self.store.stats(), "fusion": self.fusion.to_dict()}
+
+    def documents(self) -> list[dict[str, Any]]:
+        return [d.__dict__ for d in self.store.documents()]
+
+    def drop(self) -> None:
+        """Delete the knowledge base and its registration."""
+        import shutil
+
+        self.store.drop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def close(self) -> None:
+        self.store.close()
+        if self._cache is not None:
+            self._cache.close()
+
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _file_hash(path: Path, groups: list[str]) -> str:
+    h = hashlib.sha256(json.dumps(groups).encode())
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="chunk", file=sys.stderr, dynamic_ncols=True, leave=False)

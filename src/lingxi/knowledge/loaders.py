@@ -1,0 +1,282 @@
+"""Turn files into :class:`Document` objects, keeping title, headings and page numbers.
+
+Formats: .txt, .md/.markdown, .html/.htm, .pdf (pypdf), .docx (python-docx), .jsonl/.csv (one
+document per record). A folder is walked recursively (hidden files skipped). Parsers are real
+libraries (markdown-it, selectolax, pypdf, python-docx), imported only for their format.
+
+A file that cannot be used raises :class:`LoadError` with a one-line reason; the caller reports
+it and goes on with the other files. This module never writes anything.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from lingxi.errors import UsageError, missing_extra
+from lingxi.knowledge.types import Block, Document
+
+TEXT_EXTS = {".txt", ".text", ".rst", ".log"}
+MARKDOWN_EXTS = {".md", ".markdown"}
+HTML_EXTS = {".html", ".htm", ".xhtml"}
+RECORD_EXTS = {".jsonl", ".ndjson", ".csv"}
+SUPPORTED = TEXT_EXTS | MARKDOWN_EXTS | HTML_EXTS | RECORD_EXTS | {".pdf", ".docx"}
+
+#: Record fields used as the text / title / id of a JSONL or CSV record, in order of preference.
+TEXT_FIELDS = ("text", "content", "body", "passage", "answer")
+TITLE_FIELDS = ("title", "name", "question", "heading")
+ID_FIELDS = ("_id", "id", "doc_id", "key")
+
+
+class LoadError(UsageError):
+    """A file that cannot be ingested; the message says why in one line."""
+
+
+def iter_files(paths: list[str | Path]) -> Iterator[tuple[Path, str | None]]:
+    """Files to ingest under ``paths`` (recursively), each with an error if it cannot be taken.
+
+    Yields ``(path, None)`` for a supported file, ``(path, reason)`` for a missing path or an
+    unsupported file named explicitly. Unsupported files found inside folders are skipped silently.
+    """
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            yield p, "no such file or folder"
+        elif p.is_dir():
+            for f in sorted(p.rglob("*")):
+                rel = f.relative_to(p)
+                if f.is_file() and not any(part.startswith(".") for part in rel.parts) and f.suffix.lower() in SUPPORTED:
+                    yield f, None
+        elif p.suffix.lower() not in SUPPORTED:
+            yield p, f"unsupported file type '{p.suffix or '(none)'}'; supported: {', '.join(sorted(SUPPORTED))}"
+        else:
+            yield p, None
+
+
+def load_file(path: Path, *, max_bytes: int) -> list[Document]:
+    """Parse one file into documents (one, or one per record for JSONL/CSV).
+
+    Raises:
+        LoadError: empty, too large, binary, encrypted or unparsable file.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        raise LoadError("empty file")
+    if size > max_bytes:
+        raise LoadError(
+            f"file is {size / 2**20:.0f} MiB, over the limit of {max_bytes / 2**20:.0f} MiB "
+            "(knowledge.max_file_mb); split it or raise the limit"
+        )
+    ext = path.suffix.lower()
+    source = str(path)
+    if ext == ".pdf":
+        docs = [_load_pdf(path, source)]
+    elif ext == ".docx":
+        docs = [_load_docx(path, source)]
+    else:
+        text = decode_text(path.read_bytes())
+        if ext in MARKDOWN_EXTS:
+            docs = [_load_markdown(text, source, path.stem)]
+        elif ext in HTML_EXTS:
+            docs = [_load_html(text, source, path.stem)]
+        elif ext in RECORD_EXTS:
+            docs = _load_records(text, source, ext)
+        else:
+            docs = [_load_text(text, source, path.stem)]
+    docs = [d for d in docs if any(b.text.strip() for b in d.blocks)]
+    if not docs:
+        raise LoadError("no text found in the file")
+    return docs
+
+
+def decode_text(data: bytes) -> str:
+    """Decode a text file: UTF-8 (with or without BOM), UTF-16 with BOM, else GB18030.
+
+    Raises:
+        LoadError: the bytes look binary (NUL bytes or many control characters).
+    """
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    head = data[:65536]
+    controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13))
+    if b"\x00" in head or controls > len(head) * 0.01:
+        raise LoadError("looks like a binary file, not text")
+    for enc in ("utf-8-sig", "gb18030"):
+        try:
+            return data.decode(enc)
+        except UnicodeDecodeError:
+            continue
+    raise LoadError("not valid UTF-8 or GB18030 text")
+
+
+def _paragraphs(text: str, page: int | None = None) -> list[Block]:
+    parts = re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return [Block(p.strip(), 0, page) for p in parts if p.strip()]
+
+
+def _load_text(text: str, source: str, stem: str) -> Document:
+    blocks = _paragraphs(text)
+    first = blocks[0].text.splitlines()[0].strip() if blocks else stem
+    title = first if 0 < len(first) <= 80 else stem
+    return Document(source, source, title, blocks, {"type": "text"})
+
+
+def _load_markdown(text: str, source: str, stem: str) -> Document:
+    try:
+        from markdown_it import MarkdownIt
+    except ImportError as exc:
+        raise missing_extra("Markdown loading", "knowledge", exc) from exc
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    blocks: list[Block] = []
+    level = 0
+    for i, tok in enumerate(tokens):
+        if tok.type == "heading_open":
+            level = int(tok.tag[1])
+        elif tok.type == "inline" and tok.content.strip():
+            in_item = tokens[i - 1].type == "paragraph_open" and tok.level > 1
+            if level:
+                blocks.append(Block(tok.content.strip(), level))
+                level = 0
+            elif in_item and blocks and blocks[-1].level == 0:
+                blocks[-1].text += "\n" + tok.content.strip()  # keep a list together
+            else:
+                blocks.append(Block(tok.content.strip(), 0))
+        elif tok.type in ("fence", "code_block") and tok.content.strip():
+            blocks.append(Block(tok.content.rstrip(), 0))
+    title = next((b.text for b in blocks if b.level == 1), None) or next((b.text for b in blocks if b.level), stem)
+    return Document(source, source, title, blocks, {"type": "markdown"})
+
+
+_HTML_BLOCKS = "h1,h2,h3,h4,h5,h6,p,li,pre,blockquote,td,th,dt,dd,figcaption,caption"
+
+
+def _load_html(text: str, source: str, stem: str) -> Document:
+    try:
+        from selectolax.parser import HTMLParser
+    except ImportError as exc:
+        raise missing_extra("HTML loading", "knowledge", exc) from exc
+    tree = HTMLParser(text)
+    for node in tree.css("script,style,noscript,template,nav,footer,svg"):
+        node.decompose()
+    title_node = tree.css_first("title")
+    blocks: list[Block] = []
+    root = tree.body or tree.root
+    seen: set[int] = set()
+    for node in root.css(_HTML_BLOCKS) if root is not None else []:
+        # Skip a block nested in another block already taken (a <p> inside an <li>).
+        parent, nested = node.parent, False
+        while parent is not None:
+            if id(parent) in seen or parent.mem_id in seen:
+                nested = True
+                break
+            parent = parent.parent
+        if nested:
+            continue
+        seen.add(node.mem_id)
+        body = re.sub(r"[ \t\r\f\v]+", " ", node.text(separator=" ")).strip()
+        if not body:
+            continue
+        level = int(node.tag[1]) if re.fullmatch(r"h[1-6]", node.tag) else 0
+        blocks.append(Block(body, level))
+    if not blocks and root is not None:
+        blocks = _paragraphs(root.text(separator="\n"))
+    title = (title_node.text().strip() if title_node else "") or next((b.text for b in blocks if b.level), stem)
+    return Document(source, source, title, blocks, {"type": "html"})
+
+
+def _load_pdf(path: Path, source: str) -> Document:
+    try:
+        from pypdf import PdfReader
+        from pypdf.errors import PdfReadError
+    except ImportError as exc:
+        raise missing_extra("PDF loading", "knowledge", exc) from exc
+    try:
+        reader = PdfReader(str(path))
+        if reader.is_encrypted:
+            try:
+                ok = reader.decrypt("")
+            except Exception:  # pypdf raises several types for unsupported encryption
+                ok = 0
+            if not ok:
+                raise LoadError("encrypted PDF (needs a password); decrypt it first")
+        blocks: list[Block] = []
+        for n, page in enumerate(reader.pages, 1):
+            blocks.extend(_paragraphs(page.extract_text() or "", page=n))
+        meta_title = (reader.metadata.title if reader.metadata else None) or ""
+    except LoadError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise LoadError(f"unreadable PDF ({type(exc).__name__}: {exc})") from None
+    if not blocks:
+        raise LoadError("PDF has no extractable text (scanned images need OCR first)")
+    title = meta_title.strip() or blocks[0].text.splitlines()[0][:80]
+    return Document(source, source, title, blocks, {"type": "pdf", "pages": len(reader.pages)})
+
+
+def _load_docx(path: Path, source: str) -> Document:
+    try:
+        import docx
+        from docx.opc.exceptions import PackageNotFoundError
+    except ImportError as exc:
+        raise missing_extra("DOCX loading", "knowledge", exc) from exc
+    try:
+        d = docx.Document(str(path))
+    except (PackageNotFoundError, ValueError, KeyError, OSError) as exc:
+        raise LoadError(f"unreadable DOCX ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # zipfile.BadZipFile and lxml errors for corrupt files
+        raise LoadError(f"unreadable DOCX ({type(exc).__name__})") from None
+    blocks: list[Block] = []
+    for para in d.paragraphs:
+        text = para.text.strip()
+        if not text:
+            continue
+        style = (para.style.name if para.style is not None else "") or ""
+        m = re.match(r"(?:Heading|标题)\s*(\d)", style)
+        level = 1 if style == "Title" else int(m.group(1)) if m else 0
+        blocks.append(Block(text, level))
+    for table in d.tables:
+        for row in table.rows:
+            cells = [c.text.strip() for c in row.cells if c.text.strip()]
+            if cells:
+                blocks.append(Block(" | ".join(dict.fromkeys(cells)), 0))
+    core = d.core_properties.title or ""
+    title = core.strip() or next((b.text for b in blocks if b.level), path.stem)
+    return Document(source, source, title, blocks, {"type": "docx"})
+
+
+def _record_doc(rec: dict, source: str, n: int) -> Document:
+    rid = next((str(rec[f]) for f in ID_FIELDS if rec.get(f) not in (None, "")), str(n))
+    title = next((str(rec[f]) for f in TITLE_FIELDS if rec.get(f)), "")
+    text = next((str(rec[f]) for f in TEXT_FIELDS if rec.get(f)), "")
+    used = {f for f in ID_FIELDS + TITLE_FIELDS + TEXT_FIELDS if f in rec}
+    extra = {k: v for k, v in rec.items() if k not in used}
+    if not text:  # no known text field: the record itself, one "key: value" line per field
+        text = "\n".join(f"{k}: {v}" for k, v in extra.items() if v not in (None, ""))
+        extra = {}
+    meta = {k: v for k, v in extra.items() if isinstance(v, (str, int, float, bool))}
+    meta["type"] = "record"
+    return Document(f"{source}#{rid}", source, title or rid, _paragraphs(text), meta)
+
+
+def _load_records(text: str, source: str, ext: str) -> list[Document]:
+    docs: list[Document] = []
+    if ext == ".csv":
+        reader = csv.DictReader(io.StringIO(text))
+        for n, row in enumerate(reader, 1):
+            docs.append(_record_doc({k: v for k, v in row.items() if k}, source, n))
+        return docs
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise LoadError(f"line {n} is not JSON ({exc.msg})") from None
+        if not isinstance(rec, dict):
+            raise LoadError(f"line {n} is not a JSON object")
+        docs.append(_record_doc(rec, source, n))
+    return docs

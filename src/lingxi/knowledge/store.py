@@ -1,0 +1,127 @@
+"""The store interface every knowledge-base backend implements, and shared helpers.
+
+A store keeps documents, chunks, vectors and search structures for ONE knowledge base and
+answers three kinds of query: BM25, dense (cosine), and scoring a given set of chunks by both
+(used by hybrid fusion). Access control (``groups``) and metadata ``filters`` are applied inside
+these queries, so a caller can never see a chunk its groups do not allow, not even in a count.
+
+Visibility rule: a document ingested without groups is public; a document with groups is
+visible to a caller that shares at least one of them. ``groups=None`` means a trusted local
+caller (CLI, library) that sees everything.
+
+Backends: :class:`~lingxi.knowledge.sqlite_store.SQLiteStore` (embedded default) and
+:class:`~lingxi.knowledge.pg_store.PgStore` (PostgreSQL + pgvector).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from lingxi.knowledge.types import Chunk, Document, Hit
+
+Scored = list[tuple[str, float]]  # (chunk id, score), best first
+
+
+@dataclass
+class DocRecord:
+    doc_no: int
+    key: str
+    source: str
+    title: str
+    file_hash: str
+    groups: list[str] = field(default_factory=list)
+    chunks: int = 0
+
+
+class KnowledgeStore(ABC):
+    """Persistence and search for one knowledge base."""
+
+    backend: str = ""
+
+    # ------------------------------------------------------------ metadata
+
+    @abstractmethod
+    def meta(self) -> dict[str, Any]:
+        """The knowledge base's settings as created (embedder, dim, chunking, created_at)."""
+
+    @abstractmethod
+    def set_meta(self, updates: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def version(self) -> str:
+        """Changes whenever content changes (ingest or delete that added/removed chunks)."""
+
+    # ------------------------------------------------------------ documents
+
+    @abstractmethod
+    def documents(self) -> list[DocRecord]: ...
+
+    @abstractmethod
+    def find_document(self, ref: str) -> DocRecord | None:
+        """A document by key/source path or by number."""
+
+    @abstractmethod
+    def reserve_doc_no(self, key: str) -> int:
+        """The number of the document with ``key``, or a new one (numbers are never reused)."""
+
+    @abstractmethod
+    def vectors_for(self, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """Stored vectors of chunks with these content hashes (to skip re-embedding)."""
+
+    @abstractmethod
+    def replace_document(self, doc: Document, doc_no: int, file_hash: str, groups: list[str],
+                         chunks: list[Chunk], vectors: np.ndarray, tokens: list[list[str]]) -> tuple[int, int]:
+        """Atomically replace one document's chunks. Returns (chunks added, chunks removed),
+        counting a chunk whose id and hash are unchanged as neither."""
+
+    @abstractmethod
+    def delete_document(self, doc_no: int) -> int:
+        """Remove a document and its chunks atomically; returns chunks removed."""
+
+    def prepare(self) -> None:
+        """Bring derived search structures up to date after a change (no-op where the
+        database maintains them itself)."""
+
+    # ------------------------------------------------------------ search
+
+    @abstractmethod
+    def search_bm25(self, tokens: list[str], k: int, groups: list[str] | None, filters: dict | None) -> Scored: ...
+
+    @abstractmethod
+    def search_dense(self, vector: np.ndarray, k: int, groups: list[str] | None, filters: dict | None) -> Scored: ...
+
+    @abstractmethod
+    def score(self, ids: Sequence[str], tokens: list[str], vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """BM25 and cosine scores of the given (already visible) chunks, in ``ids`` order."""
+
+    @abstractmethod
+    def hits(self, scored: Scored) -> list[Hit]:
+        """Full hits (text, source, title) for scored chunk ids, in the given order."""
+
+    @abstractmethod
+    def stats(self) -> dict[str, Any]: ...
+
+    def close(self) -> None:
+        """Release connections and files. Safe to call twice."""
+
+    def drop(self) -> None:
+        """Delete the whole knowledge base from this store."""
+
+
+def matches(meta: dict[str, Any], filters: dict | None) -> bool:
+    """Metadata filter semantics shared by stores: every key must equal (or be in, for a list)."""
+    if not filters:
+        return True
+    for key, want in filters.items():
+        have = meta.get(key)
+        if isinstance(want, (list, tuple, set)):
+            if have not in want:
+                return False
+        elif have != want:
+            return False
+    return True

@@ -1,0 +1,119 @@
+"""Language-aware text handling shared by chunking and BM25: script detection, sentence
+splitting and search tokenisation for Chinese and English.
+
+Chinese runs are segmented with jieba's search mode (overlapping words, so 北京大学 also yields
+北京 and 大学); other runs are split into words and stemmed with the Snowball English stemmer
+(PyStemmer). Both sides of a search (documents and queries) go through :func:`tokenize`, so the
+same rules apply everywhere, including in the Postgres store, which receives pre-tokenised text.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import unicodedata
+from functools import lru_cache
+
+from lingxi.errors import missing_extra
+
+_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK_RUN = re.compile(f"([{_CJK}]+)")
+_WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
+_CJK_CHAR = re.compile(f"[{_CJK}]")
+
+# Sentence ends: Chinese full-width marks are first-class, then Western ones followed by space.
+_SENTENCE_END = re.compile(r"(?<=[。！？；!?])[”’」』）)]*|(?<=[.;])(?=\s)|(?<=[.;][\"')\]])(?=\s)")
+
+#: Very common words that carry no topic (scored by BM25 anyway, but they bloat the index).
+STOPWORDS_ZH = frozenset(
+    "的 了 是 在 和 与 及 或 就 都 而 也 又 被 把 让 给 对 从 向 以 于 之 其 这 那 这个 那个 一个 什么 哪 哪个 哪些 "
+    "吗 呢 吧 啊 呀 么 个 着 过 得 地 有 没有 为 为了 由 将 等 中 上 下 里 请问 多少 如何 怎么 怎样 为什么".split()
+)
+
+_lock = threading.Lock()
+
+
+def is_cjk(ch: str) -> bool:
+    return bool(_CJK_CHAR.match(ch))
+
+
+def cjk_ratio(text: str) -> float:
+    """Share of CJK characters among the non-space characters of ``text``."""
+    chars = [c for c in text if not c.isspace()]
+    if not chars:
+        return 0.0
+    return sum(1 for c in chars if is_cjk(c)) / len(chars)
+
+
+def normalize_text(text: str) -> str:
+    """NFKC (full-width Latin and digits become ASCII), lower case."""
+    return unicodedata.normalize("NFKC", text).lower()
+
+
+@lru_cache(maxsize=1)
+def _jieba():
+    try:
+        import jieba
+    except ImportError as exc:
+        raise missing_extra("Chinese tokenisation", "knowledge", exc) from exc
+    with _lock:
+        jieba.setLogLevel(logging.WARNING)
+        jieba.initialize()
+    return jieba
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    try:
+        import Stemmer
+    except ImportError as exc:
+        raise missing_extra("English stemming", "knowledge", exc) from exc
+    return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=1)
+def _stopwords_en() -> frozenset[str]:
+    try:
+        from bm25s.stopwords import STOPWORDS_EN
+    except ImportError as exc:
+        raise missing_extra("BM25", "knowledge", exc) from exc
+    return frozenset(STOPWORDS_EN)
+
+
+def tokenize(text: str) -> list[str]:
+    """Search tokens of ``text``: jieba words for Chinese, stemmed words otherwise.
+
+    Stop words are dropped; digits and Latin words inside Chinese text are kept as words.
+    """
+    text = normalize_text(text)
+    stop_en = _stopwords_en()
+    latin: list[str] = []
+    out: list[str] = []
+    for i, part in enumerate(_CJK_RUN.split(text)):
+        if not part:
+            continue
+        if i % 2 == 1:  # a CJK run
+            out.extend(w for w in _jieba().lcut_for_search(part) if w not in STOPWORDS_ZH and w.strip())
+        else:
+            words = [w for w in _WORD.findall(part) if w not in stop_en]
+            latin.extend(words)
+            out.extend(words)
+    if latin:
+        stems = dict(zip(latin, _stemmer().stemWords(latin), strict=True))
+        out = [stems.get(w, w) for w in out]
+    return out
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split into sentences on 。！？； and on . ! ? ; followed by white space. Keeps the marks."""
+    pieces: list[str] = []
+    start = 0
+    for m in _SENTENCE_END.finditer(text):
+        end = m.end()
+        if end > start:
+            pieces.append(text[start:end])
+            start = end
+    if start < len(text):
+        pieces.append(text[start:])
+    return [p for p in (s.strip() for s in pieces) if p]

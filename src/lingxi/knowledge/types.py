@@ -1,0 +1,117 @@
+"""The plain data a knowledge base hands out and takes in. No behaviour, no heavy imports."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Block:
+    """One structural piece of a loaded document: a heading (``level`` >= 1) or a paragraph (0)."""
+
+    text: str
+    level: int = 0
+    page: int | None = None
+
+
+@dataclass
+class Document:
+    """A loaded document before chunking.
+
+    ``key`` identifies it inside a knowledge base across re-ingests (its source path, or
+    ``path#record-id`` for one record of a JSONL/CSV file).
+    """
+
+    key: str
+    source: str
+    title: str
+    blocks: list[Block]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Chunk:
+    """A retrievable piece of a document.
+
+    ``id`` is hierarchical and stable: ``document.section.paragraph.piece`` (e.g. ``3.2.5.0``).
+    ``context`` is the title and heading path; it is searched together with ``text`` but is
+    not part of the quoted text.
+    """
+
+    id: str
+    text: str
+    context: str = ""
+    headings: list[str] = field(default_factory=list)
+    page: int | None = None
+    hash: str = ""
+
+    @property
+    def search_text(self) -> str:
+        return f"{self.context}\n{self.text}" if self.context else self.text
+
+
+@dataclass
+class Hit:
+    """One search result. ``score`` is comparable within one result list, not across modes."""
+
+    id: str
+    doc: str
+    source: str
+    title: str
+    text: str
+    score: float
+    headings: list[str] = field(default_factory=list)
+    page: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Citation:
+    id: str
+    source: str
+    text: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "source": self.source, "text": self.text, "score": self.score}
+
+
+@dataclass
+class Answer:
+    """A verified answer. ``supported`` is true when every kept sentence cites a retrieved chunk
+    that supports it; unsupported sentences were dropped and are listed in ``dropped``."""
+
+    answer: str
+    citations: list[Citation]
+    supported: bool
+    dropped: list[str] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer,
+            "citations": [c.to_dict() for c in self.citations],
+            "supported": self.supported,
+        }
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did. ``errors`` maps a path to a one-line reason; the rest was ingested."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+    seconds: float = 0.0
+    version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
