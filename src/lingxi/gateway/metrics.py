@@ -57,12 +57,17 @@ class GatewayMetrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-class _JsonLines(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
+class _JsonLines(logging.Handler):
+    """One JSON object per line on whatever ``sys.stderr`` is when the line is written."""
+
+    def emit(self, record: logging.LogRecord) -> None:
         import orjson
 
         data: dict[str, Any] = getattr(record, "fields", None) or {"message": record.getMessage()}
-        return orjson.dumps(data).decode()
+        try:
+            sys.stderr.write(orjson.dumps(data).decode() + "\n")
+        except (OSError, ValueError):  # stderr closed: drop the line rather than fail the request
+            pass
 
 
 def setup_access_log(enabled: bool) -> None:
@@ -72,8 +77,6 @@ def setup_access_log(enabled: bool) -> None:
         access_log.disabled = True
         return
     access_log.disabled = False
-    if not access_log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_JsonLines())
-        access_log.addHandler(handler)
-        access_log.setLevel(logging.INFO)
+    access_log.setLevel(logging.INFO)
+    if not any(isinstance(h, _JsonLines) for h in access_log.handlers):
+        access_log.addHandler(_JsonLines())
