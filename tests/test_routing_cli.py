@@ -1,0 +1,93 @@
+"""``lingxi route train | eval | explain | collect`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_lingxi
+
+CONFIG = """
+default_model = "local"
+[models.local]
+engine = "fake"
+replies = ["Paris.", "I'm sorry, I don't know.", "巴黎。", "the the the the the the the the the the"]
+[models.strong]
+engine = "fake"
+cost_per_mtok_in = 2.5
+cost_per_mtok_out = 10.0
+replies = ["Paris.", "Because of the Euclid argument.", "巴黎。", "An essay."]
+[gateway.router]
+policy = "cascade"
+local_model = "local"
+strong_model = "strong"
+policy_path = "{policy}"
+[[gateway.router.rules]]
+name = "legal"
+model = "strong"
+keywords = ["contract"]
+"""
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "lingxi.toml"
+    path.write_text(CONFIG.replace("{policy}", str(tmp_path / "policy.json")), encoding="utf-8")
+    return path
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+QUESTIONS = [
+    {"id": "q1", "question": "What is the capital of France?", "reference": "Paris"},
+    {"id": "q2", "question": "Why are there infinitely many primes?", "reference": "Euclid"},
+    {"id": "q3", "question": "法国的首都是哪里？", "reference": "巴黎"},
+    {"id": "q4", "question": "Write an essay about autumn.", "reference": "essay"},
+]
+
+
+def test_collect_train_eval_explain_end_to_end(tmp_path, config):
+    questions = write_jsonl(tmp_path / "questions.jsonl", QUESTIONS)
+    answered = tmp_path / "answered.jsonl"
+    r = run_lingxi("route", "collect", str(questions), "--out", str(answered), config=config)
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line) for line in answered.read_text(encoding="utf-8").splitlines()]
+    assert [rec["local"]["quality"] for rec in records] == [1.0, 0.0, 1.0, 0.0]
+    assert [rec["strong"]["quality"] for rec in records] == [1.0, 1.0, 1.0, 1.0]
+    assert not (tmp_path / "answered.jsonl.partial").exists()
+
+    r = run_lingxi("route", "train", str(answered), "--json", config=config)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["examples"] == 4 and report["good_share"] == 0.5
+    assert (tmp_path / "policy.json").is_file()
+
+    r = run_lingxi("route", "eval", str(answered), "--json", config=config)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["policy_source"] == "answered.jsonl"
+    assert report["policies"]["always_strong"]["cost_saved"] == 0.0
+    assert set(report["policies"]) >= {"always_local", "always_strong", "learned", "cascade", "oracle", "rules"}
+    r = run_lingxi("route", "eval", str(answered), config=config)
+    assert r.returncode == 0 and "cascade" in r.stdout and "saved" in r.stdout
+
+    r = run_lingxi("route", "explain", "Please review this contract", "--json", config=config)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["model"] == "strong"
+    r = run_lingxi("route", "explain", "hello", "--answer", "I'm sorry, I cannot help.", config=config)
+    assert r.returncode == 0 and "escalate" in r.stdout
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, config):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": "hi", "feedback": "up"}\nnot json\n', encoding="utf-8")
+    r = run_lingxi("route", "train", str(bad), config=config)
+    assert r.returncode == 2 and r.stderr.strip().startswith("error:") and "bad.jsonl:2" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = run_lingxi("route", "eval", str(tmp_path / "missing.jsonl"), config=config)
+    assert r.returncode == 2 and "cannot read" in r.stderr
+    assert not (tmp_path / "policy.json").exists()
