@@ -263,10 +263,15 @@ class Gateway:
     async def _health_loop(self) -> None:
         import httpx
 
+        from lingxi.gateway.upstreams import probe
+
+        targets = sorted({(r.base_url, r.api_key_env or "") for p in self.pools.values() for r in p.replicas if r.base_url})
         async with httpx.AsyncClient(timeout=5.0) as client:
             while True:
-                for pool in self.pools.values():
-                    await pool.check_health(client)
+                results = await asyncio.gather(*(probe(client, url, env) for url, env in targets))
+                for (url, _), ok in zip(targets, results):
+                    for pool in self.pools.values():
+                        pool.set_health(url, ok)
                 await asyncio.sleep(self.settings.gateway.health_interval_s)
 
     def _replica_state(self, pool: str, replica: Any) -> None:

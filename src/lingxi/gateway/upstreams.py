@@ -184,22 +184,10 @@ class ModelPool:
 
     # ------------------------------------------------------------ health
 
-    async def check_health(self, client: Any) -> None:
-        """Probe every HTTP replica once (``client`` is an ``httpx.AsyncClient``)."""
-        import os
-
+    def set_health(self, base_url: str, ok: bool) -> None:
+        """Record a probe of ``base_url`` on the replicas that live there."""
         for r in self.replicas:
-            if not r.base_url:
-                continue
-            headers = {}
-            if r.api_key_env and os.environ.get(r.api_key_env):
-                headers["authorization"] = f"Bearer {os.environ[r.api_key_env]}"
-            try:
-                resp = await client.get(f"{r.base_url}/models", headers=headers)
-                ok = resp.status_code < 500
-            except Exception:  # any transport failure means "not reachable now"
-                ok = False
-            if ok != r.healthy:
+            if r.base_url == base_url and r.healthy != ok:
                 log.warning("replica %s of %s is now %s", r.name, self.name, "healthy" if ok else "unhealthy")
                 r.healthy = ok
                 self._on_state(self.name, r)
@@ -211,6 +199,24 @@ class ModelPool:
              "inflight": r.inflight, "loaded": r.engine is not None}
             for r in self.replicas
         ]
+
+
+async def probe(client: Any, base_url: str, api_key_env: str | None) -> bool:
+    """Whether an OpenAI-compatible server answers ``GET {base_url}/models`` (``client``: httpx.AsyncClient).
+
+    Any answer but a gateway/overload status (502, 503, 504) counts as alive: a server that does not
+    implement ``/models`` still serves completions.
+    """
+    import os
+
+    headers = {}
+    if api_key_env and os.environ.get(api_key_env):
+        headers["authorization"] = f"Bearer {os.environ[api_key_env]}"
+    try:
+        resp = await client.get(f"{base_url}/models", headers=headers)
+    except Exception:  # any transport failure means "not reachable now"
+        return False
+    return resp.status_code not in (502, 503, 504)
 
 
 def build_pools(settings: Any, engines: dict[str, ChatEngine] | None = None) -> dict[str, ModelPool]:
