@@ -340,7 +340,8 @@ class Gateway:
         if lister is None:
             return []
         try:
-            return sorted(getattr(kb, "name", kb) for kb in lister(self.settings))
+            return sorted(kb["name"] if isinstance(kb, dict) else getattr(kb, "name", str(kb))
+                          for kb in lister(self.settings))
         except LingxiError:
             return []
 
@@ -613,12 +614,12 @@ class Gateway:
     async def _kb_chat(self, req, messages, params, caller, out, read_cache, write_cache):
         name = req.model[len(KB_PREFIX):]
         kb = await asyncio.to_thread(self._kb, name)
+        version = str(await asyncio.to_thread(lambda: kb.version() if callable(kb.version) else kb.version))
         questions = [m["content"] for m in messages if m["role"] == "user"]
         if not questions or not questions[-1].strip():
             raise UsageError("messages: a kb: model needs a user message with the question")
         question = questions[-1]
         await self._quota(caller)
-        version = str(getattr(kb, "version", ""))
         scope = self._scope(caller, req.model, messages, kb_version=version)
         hit = await self._cache_get(scope, messages, out) if read_cache else None
         if hit is not None:
@@ -679,7 +680,11 @@ class Gateway:
                     else:
                         cites = _citations(item)
                         await finish(item.answer, first)
-                        chunk = wire.chat_chunk(rid, created, req.model, {"citations": cites}, "stop", out.usage)
+                        last: dict[str, Any] = {"citations": cites, "supported": bool(getattr(item, "supported", True))}
+                        if item.answer != "".join(parts):
+                            # verification dropped or re-attributed sentences: this is the answer to show
+                            last["final_content"] = item.answer
+                        chunk = wire.chat_chunk(rid, created, req.model, last, "stop", out.usage)
                         yield chunk
                         yield wire.DONE
                         if write_cache:

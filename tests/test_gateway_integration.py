@@ -1,0 +1,164 @@
+"""The gateway with its neighbours: the semantic cache, the router, and knowledge bases (``kb:``)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from gateway_helpers import gateway_settings, running
+from lingxi.config import parse_config
+from lingxi.engines.fake import FakeEngine
+
+MSG = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is the capital of France?"}]
+
+
+def settings_with(tmp_path, **gateway):
+    data = {
+        "home": str(tmp_path), "default_model": "fake", "default_embedder": "hash",
+        "models": {"fake": {"engine": "fake"}, "fake2": {"engine": "fake"}},
+        "embedders": {"hash": {"engine": "hash", "dim": 64}},
+        "gateway": {"access_log": False, "cache": {"enabled": False}, **gateway},
+    }
+    return parse_config(data)
+
+
+def test_cache_answers_repeats_without_the_model(tmp_path):
+    pytest.importorskip("lingxi.gateway.cache")
+    fake = FakeEngine("fake", replies=["Paris.", "Lyon?"])
+    settings = settings_with(tmp_path, cache={"enabled": True, "backend": "memory", "embedder": "hash"})
+    with running(settings, engines={"fake": fake}) as srv:
+        url = srv.url + "/v1/chat/completions"
+        first = httpx.post(url, json={"model": "fake", "messages": MSG})
+        assert first.headers["x-lingxi-cache"] == "miss"
+        again = httpx.post(url, json={"model": "fake", "messages": MSG})
+        assert again.headers["x-lingxi-cache"] == "exact"
+        assert again.json()["choices"][0]["message"]["content"] == "Paris."
+        assert again.json()["id"] != first.json()["id"]
+        c = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)
+        streamed = "".join(ch.choices[0].delta.content or "" for ch in c.chat.completions.create(
+            model="fake", messages=MSG, stream=True) if ch.choices)
+        assert streamed == "Paris."
+        assert len(fake.prompts) == 1
+        # another system prompt is another scope; no-cache skips the lookup
+        other = [{"role": "system", "content": "Answer at length."}, MSG[1]]
+        assert httpx.post(url, json={"model": "fake", "messages": other}).headers["x-lingxi-cache"] == "miss"
+        bypass = httpx.post(url, json={"model": "fake", "messages": MSG}, headers={"cache-control": "no-cache"})
+        assert "x-lingxi-cache" not in bypass.headers and len(fake.prompts) == 3
+        metrics = httpx.get(srv.url + "/metrics").text
+    assert 'lingxi_cache_lookups_total{model="fake",result="exact"} 2.0' in metrics
+
+
+def test_cache_is_scoped_by_tenant(tmp_path):
+    pytest.importorskip("lingxi.gateway.cache")
+    from lingxi.gateway.keys import SQLiteKeyStore
+
+    fake = FakeEngine("fake")
+    settings = settings_with(tmp_path, cache={"enabled": True, "backend": "memory", "semantic": False})
+    store = SQLiteKeyStore(settings.home_dir / "gateway" / "keys.db")
+    a, _ = store.create("acme")
+    b, _ = store.create("globex")
+    with running(settings, engines={"fake": fake}) as srv:
+        url = srv.url + "/v1/chat/completions"
+        for key, expected in ((a, "miss"), (a, "exact"), (b, "miss")):
+            r = httpx.post(url, json={"model": "fake", "messages": MSG}, headers={"authorization": f"Bearer {key}"})
+            assert r.headers["x-lingxi-cache"] == expected
+
+
+def test_router_rules_pick_the_model(tmp_path):
+    pytest.importorskip("lingxi.gateway.routing")
+    local, strong = FakeEngine("fake", replies=["local answer"]), FakeEngine("fake2", replies=["strong answer"])
+    settings = settings_with(tmp_path, router={"policy": "rules", "local_model": "fake", "strong_model": "fake2",
+                                               "rules": [{"model": "fake2", "keywords": ["contract", "合同"]}]})
+    with running(settings, engines={"fake": local, "fake2": strong}) as srv:
+        c = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)
+        ids = [m.id for m in c.models.list()]
+        assert "router" in ids
+        r = c.chat.completions.with_raw_response.create(
+            model="router", messages=[{"role": "user", "content": "Review this 合同 clause"}])
+        body = r.parse()
+        assert body.model == "fake2" and body.choices[0].message.content == "strong answer"
+        assert r.headers["x-lingxi-route"] == "fake2"
+        r = c.chat.completions.create(model="router", messages=[{"role": "user", "content": "hello"}])
+        assert r.model == "fake" and r.choices[0].message.content == "local answer"
+        streamed = list(c.chat.completions.create(model="router", stream=True,
+                                                  messages=[{"role": "user", "content": "a contract"}]))
+        assert {ch.model for ch in streamed} == {"fake2"}
+
+
+def test_router_cascade_answers_through_the_gateway(tmp_path):
+    pytest.importorskip("lingxi.gateway.routing")
+    local, strong = FakeEngine("fake", replies=["I am not sure."]), FakeEngine("fake2", replies=["Paris."])
+    settings = settings_with(tmp_path, router={"policy": "cascade", "local_model": "fake", "strong_model": "fake2"})
+    with running(settings, engines={"fake": local, "fake2": strong}) as srv:
+        for stream in (False, True):
+            r = httpx.post(srv.url + "/v1/chat/completions",
+                           json={"model": "router", "messages": MSG, "stream": stream})
+            assert r.status_code == 200
+            assert r.headers["x-lingxi-route"] in ("fake", "fake2")
+            if stream:
+                assert r.text.rstrip().endswith("data: [DONE]")
+            else:
+                assert r.json()["model"] == r.headers["x-lingxi-route"]
+            local.enqueue("I am not sure.")
+            strong.enqueue("Paris.")
+
+
+@pytest.fixture
+def kb_settings(tmp_path):
+    pytest.importorskip("lingxi.gateway.cache")
+    knowledge = pytest.importorskip("lingxi.knowledge")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "policy.md").write_text(
+        "# Leave policy\n\nEmployees get 25 days of paid annual leave per year.\n\n"
+        "# 报销\n\n差旅费用须在出差结束后三十天内提交报销申请。\n", encoding="utf-8")
+    settings = settings_with(tmp_path / "home", cache={"enabled": True, "backend": "memory", "semantic": False})
+    kb = knowledge.create_kb("docs", settings, embedder="hash")
+    kb.ingest([str(docs)], progress=False)
+    return settings, docs
+
+
+def test_kb_model_answers_with_citations(kb_settings):
+    settings, _ = kb_settings
+    fake = FakeEngine("fake")
+    with running(settings, engines={"fake": fake}) as srv:
+        c = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)
+        assert "kb:docs" in [m.id for m in c.models.list()]
+        fake.enqueue("Employees get 25 days of paid annual leave per year.")
+        q = [{"role": "user", "content": "How many days of paid annual leave do employees get?"}]
+        r = httpx.post(srv.url + "/v1/chat/completions", json={"model": "kb:docs", "messages": q}).json()
+        message = r["choices"][0]["message"]
+        assert "25 days" in message["content"]
+        assert message["citations"] and {"id", "source", "text", "score"} <= set(message["citations"][0])
+        assert "policy.md" in message["citations"][0]["source"]
+
+        fake.enqueue("差旅费用须在出差结束后三十天内提交报销申请。")
+        with httpx.stream("POST", srv.url + "/v1/chat/completions",
+                          json={"model": "kb:docs", "stream": True,
+                                "messages": [{"role": "user", "content": "差旅费用多久内提交报销？"}]}) as resp:
+            events = [json.loads(line[6:]) for line in resp.iter_lines() if line.startswith("data: {")]
+        last = events[-1]["choices"][0]
+        assert last["finish_reason"] == "stop" and last["delta"]["citations"]
+        assert "三十天" in last["delta"]["citations"][0]["text"]
+
+        with pytest.raises(openai.NotFoundError):
+            c.chat.completions.create(model="kb:nope", messages=q)
+
+
+def test_kb_update_invalidates_cached_answers(kb_settings):
+    settings, docs = kb_settings
+    fake = FakeEngine("fake")
+    q = [{"role": "user", "content": "How many days of paid annual leave do employees get?"}]
+    with running(settings, engines={"fake": fake}) as srv:
+        url = srv.url + "/v1/chat/completions"
+        assert httpx.post(url, json={"model": "kb:docs", "messages": q}).headers["x-lingxi-cache"] == "miss"
+        assert httpx.post(url, json={"model": "kb:docs", "messages": q}).headers["x-lingxi-cache"] == "exact"
+        (docs / "policy.md").write_text("# Leave policy\n\nEmployees get 30 days of paid annual leave per year.\n",
+                                        encoding="utf-8")
+        import lingxi.knowledge as knowledge
+
+        knowledge.open_kb("docs", settings).ingest([str(docs)], progress=False)
+        assert httpx.post(url, json={"model": "kb:docs", "messages": q}).headers["x-lingxi-cache"] == "miss"
