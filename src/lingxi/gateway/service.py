@@ -237,7 +237,8 @@ class Gateway:
         if self._cache_arg is None and self.settings.gateway.cache.enabled:
             self._cache_mod = _import_cache()
             if self._cache_mod is not None:
-                self.cache = self._cache_mod.create_cache(self.settings)
+                # loading the cache's embedder can take seconds: keep the event loop free meanwhile
+                self.cache = await asyncio.to_thread(self._cache_mod.create_cache, self.settings)
         elif self._cache_arg:
             self.cache, self._cache_mod = self._cache_arg, _import_cache()
         if self._router_arg is None:
