@@ -19,7 +19,7 @@ import numpy as np
 from lingxi.catalog.estimate import estimate
 from lingxi.catalog.registry import Catalog, CatalogModelNotFoundError
 from lingxi.catalog.schema import GPU
-from lingxi.errors import UsageError
+from lingxi.errors import EngineError, UsageError
 
 DEFAULT_PROMPT = "Explain in three sentences why the sky is blue."
 
@@ -95,6 +95,7 @@ def bench(
     Raises:
         ModelNotFoundError: ``name`` is not a configured or bundled model.
         UsageError: ``runs`` or ``max_tokens`` below 1.
+        EngineError: the model answered with no tokens, so there is nothing to time.
     """
     from lingxi.engines import GenerationParams, load_engine
 
@@ -109,9 +110,12 @@ def bench(
             raise
         note = f"no catalog entry for '{name}' ({exc}); pass --catalog-id to compare with an estimate"
     engine = load_engine(name, settings)
+    messages = [{"role": "user", "content": prompt}]
     params = GenerationParams(max_tokens=max_tokens, temperature=0.0, seed=0)
-    engine.generate(prompt, GenerationParams(max_tokens=4, temperature=0.0, seed=0))  # warm-up: load, caches
-    results = [engine.generate(prompt, params) for _ in range(runs)]
+    engine.generate(messages, GenerationParams(max_tokens=4, temperature=0.0, seed=0))  # warm-up: load, caches
+    results = [engine.generate(messages, params) for _ in range(runs)]
+    if not any(r.usage.completion_tokens > 1 for r in results):
+        raise EngineError(f"{name} produced no tokens to time (finish reason '{results[-1].finish_reason}')")
     prompt_tokens = results[-1].usage.prompt_tokens
     completion = [r.usage.completion_tokens for r in results]
     measured = {
