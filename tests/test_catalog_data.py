@@ -139,3 +139,29 @@ def test_scenario_presets_cover_the_seed_scenarios(catalog):
             "code-assistant", "edge-device"} <= set(catalog.scenarios)
     for s in catalog.scenarios.values():
         assert s.rationale and s.title_zh
+
+
+def test_bundled_smollm2_gguf_matches_its_catalog_entry(catalog):
+    # The one model whose weights ship with Lingxi: its GGUF metadata must agree with the catalog.
+    gguf = pytest.importorskip("gguf")
+    from lingxi.engines.bundled import smollm2_gguf
+
+    try:
+        path = smollm2_gguf()
+    except Exception as exc:  # the llamacpp extra is not installed
+        pytest.skip(str(exc))
+    fields = gguf.GGUFReader(path).fields
+
+    def value(key: str) -> int:
+        field = fields[key]
+        return int(field.parts[field.data[0]][0])
+
+    entry = catalog.model("smollm2")
+    a = entry.arch
+    assert value("llama.block_count") == a.layers
+    assert value("llama.embedding_length") == a.hidden_size
+    assert value("llama.feed_forward_length") == a.intermediate_size
+    assert value("llama.attention.head_count") == a.attention_heads
+    assert value("llama.attention.head_count_kv") == a.kv_heads
+    assert value("llama.context_length") == entry.context_length
+    assert len(fields["tokenizer.ggml.tokens"].data) == a.vocab_size
