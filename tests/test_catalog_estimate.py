@@ -163,3 +163,11 @@ def test_bad_requests_are_usage_errors(cat, kwargs, message):
 def test_unknown_architecture_is_an_error_not_a_guess(cat):
     with pytest.raises(UsageError, match="architecture"):
         estimate(cat.model("qwen2.5-7b-instruct").model_copy(update={"arch": None}))
+
+
+def test_a_missing_parameter_count_is_computed_from_the_architecture_and_said_so(cat):
+    entry = cat.model("chinese-alpaca-2-7b")  # the project states no parameter count
+    assert entry.params_b is None
+    e = estimate(entry)
+    assert e.params_b == pytest.approx(6.93, abs=0.01)  # Llama 2 7B with a 55,296-token vocabulary
+    assert any("computed from the architecture" in a for a in e.assumptions)

@@ -123,10 +123,17 @@ def kv_cache_bytes(entry: ModelEntry, context: int, batch: int = 1, bytes_per_va
     return per_token * cached * batch * bytes_per_value
 
 
+def total_parameters(entry: ModelEntry) -> float | None:
+    """The card's parameter count, else the count implied by a dense architecture, else None."""
+    if entry.params_b is not None:
+        return entry.params_b * 1e9
+    return entry.arch.dense_parameters() if entry.arch is not None else None
+
+
 def weight_bytes(entry: ModelEntry, precision: str, params: float | None = None) -> float:
     """Bytes of ``params`` (default: all) parameters at ``precision``; quantized formats keep the
     embedding and output layer in 16 bits."""
-    params = entry.params_b * 1e9 if params is None else params
+    params = total_parameters(entry) if params is None else params
     per = PRECISIONS[precision]
     if precision in ("int8", "int4") and entry.arch is not None:
         emb = entry.arch.embedding_parameters() or 0.0
@@ -196,12 +203,14 @@ def estimate(
                         memory_gib=None, params_b=entry.params_b, cost=cost,
                         assumptions=["API-only model: memory and speed depend on the vendor's servers"])
     a = entry.arch
-    if entry.params_b is None:
+    params = total_parameters(entry)
+    if params is None:
         raise UsageError(f"the catalog does not know {entry.id}'s parameter count, so its memory cannot be estimated")
     if a is None or a.layers is None or a.hidden_size is None or a.kv_values_per_token() is None:
         raise UsageError(f"the catalog does not know {entry.id}'s architecture (layers, hidden size, heads), "
                          "so its KV cache and activations cannot be estimated")
-    params = entry.params_b * 1e9
+    if entry.params_b is None:
+        assumptions.append(f"parameter count {params / 1e9:.2f}B computed from the architecture (the card states none)")
     h, vocab = a.hidden_size, a.vocab_size or 0
 
     trainable = 0.0
@@ -227,6 +236,8 @@ def estimate(
         weights = weight_bytes(entry, precision) + lora * 4
         gradients, optimizer = lora * 4, lora * 8
         assumptions.append(f"LoRA rank {lora_rank} on every linear layer, adapters in fp32 with AdamW")
+        if a.is_mla:
+            assumptions.append("MLA projections sized as standard attention for LoRA (approximate)")
     else:  # freeze
         per_layer = (params - (a.embedding_parameters() or 0.0)) / a.layers
         n = min(freeze_layers, a.layers)
@@ -263,7 +274,7 @@ def estimate(
     memory = {k: round(v, 3) for k, v in memory.items()}
 
     result = Estimate(model=entry.id, precision=precision, mode=mode, context=context, batch=batch,
-                      memory_gib=memory, params_b=entry.params_b,
+                      memory_gib=memory, params_b=round(params / 1e9, 3),
                       trainable_params_b=round(trainable / 1e9, 4) if training else None,
                       cost=cost, assumptions=assumptions)
     if gpu is not None:
@@ -280,7 +291,7 @@ def _fit_and_speed(result: Estimate, entry: ModelEntry, gpu: GPU, precision: str
     if result.mode != "inference":
         return
     n = result.gpus_needed
-    active = entry.active_params or entry.params_b * 1e9
+    active = entry.active_params or total_parameters(entry)
     active_bytes = weight_bytes(entry, precision, active)
     if gpu.bandwidth_gbs:
         per_seq_kv = kv / result.batch
