@@ -122,3 +122,16 @@ def test_cny_priced_models_need_an_exchange_rate():
 def test_bad_requirements_are_usage_errors(kwargs):
     with pytest.raises(UsageError):
         Requirements(**kwargs)
+
+
+def test_a_model_that_cannot_be_sized_is_rejected_only_when_memory_matters():
+    settings = parse_config({"catalog": {"models": {"mystery-7b": {
+        "name": "Mystery 7B", "vendor": "x", "family": "x", "open_weights": True, "card": "https://example.org",
+        "chinese": "native", "context_length": 8192, "commercial": "yes"}}}})
+    cat = load_catalog(settings)
+    free = select(cat, Requirements(lang="zh", deploy="local"))
+    mystery = next(c for c in free.candidates if c["model"] == "mystery-7b")
+    assert mystery["estimate"] is None
+    limited = select(cat, Requirements(lang="zh", deploy="local", max_gpu_mem=24))
+    why = {r["model"]: " ".join(r["why"]) for r in limited.rejected}
+    assert "parameter count" in why["mystery-7b"]

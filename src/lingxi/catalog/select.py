@@ -156,7 +156,7 @@ def _hard_filters(catalog: Catalog, m: ModelEntry, req: Requirements) -> tuple[l
     est = None
     if m.open_weights and not why:
         est, problem = _local_estimate(catalog, m, req)
-        if problem:
+        if problem and req.max_gpu_mem is not None:  # without a memory limit, not knowing the size is no reason to reject
             why.append(problem)
     return why, est
 
