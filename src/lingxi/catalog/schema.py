@@ -19,6 +19,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lingxi.config import ScenarioPreset
+
 #: Benchmarks the catalog records; scores are percentages as published.
 BENCHMARKS = ("MMLU", "C-Eval", "CMMLU", "HumanEval", "GSM8K")
 
@@ -254,23 +256,17 @@ class GPU(_Strict):
     _check = field_validator("source", "price_source")(classmethod(lambda cls, v: _check_source(v)))
 
 
-class Scenario(_Strict):
-    """A named set of requirements and score weights for :func:`lingxi.catalog.select`."""
+class Scenario(ScenarioPreset):
+    """A named set of requirements and score weights for :func:`lingxi.catalog.select`.
+
+    The same fields as a user's ``[catalog.scenarios.NAME]`` (:class:`lingxi.config.ScenarioPreset`),
+    plus the id and a Chinese title; shipped scenarios must state their rationale.
+    """
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9\-]*$")
-    title: str
     title_zh: str | None = None
     rationale: str
     """Why these requirements: what the scenario needs and what follows from it."""
-    task: Literal["chat", "code", "rag", "summarize", "translate", "math", "agent"] | None = None
-    lang: Literal["zh", "en", "multi"] | None = None
-    deploy: Literal["local", "cloud", "either"] | None = None
-    max_gpu_mem: float | None = Field(default=None, gt=0)
-    context: int | None = Field(default=None, gt=0)
-    license: Literal["commercial", "any"] | None = None
-    budget_per_mtok: float | None = Field(default=None, ge=0)
-    weights: dict[Literal["quality", "language", "task", "context", "cost"], float] = {}
-    """Multipliers on the score components (default 1 each)."""
 
 
 def missing_sources(entry: ModelEntry) -> list[str]:
