@@ -204,6 +204,9 @@ class CacheSettings(_Strict):
     guard: bool = True
     """Refuse semantic hits whose questions differ in negation, numbers, dates, entities,
     comparatives, opposites or question word (see ``lingxi.gateway.cache_guard``)."""
+    guard_topic: bool = True
+    """The guard also refuses when each question has a content word the other lacks (a swapped
+    topic: "symptoms" / "treatments"). Safer; costs paraphrase hits that swap synonyms."""
     max_entries: int = Field(default=20000, gt=0)
     """Answers kept (memory: in all; sqlite/redis: per scope); the oldest go first."""
     sqlite_path: str | None = None

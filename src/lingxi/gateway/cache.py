@@ -43,6 +43,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lingxi.errors import ConfigError, UpstreamError, missing_extra
+from lingxi.gateway.cache_guard import meaning_differs
 
 __all__ = [
     "CacheScope", "CacheHit", "SemanticCache", "CacheStore", "MemoryStore", "SqliteStore", "RedisStore",
@@ -392,13 +393,15 @@ class SemanticCache:
     CANDIDATES = 4
 
     def __init__(self, store: CacheStore, *, embedder: Any = None, embedder_name: str = "",
-                 similarity: float = 0.95, ttl_s: float = 86400, guard: bool = True, max_entries: int = 20000):
+                 similarity: float = 0.95, ttl_s: float = 86400, guard: bool = True, guard_topic: bool = True,
+                 max_entries: int = 20000):
         self.store = store
         self.embedder = embedder
         self.embedder_name = embedder_name if embedder is not None else ""
         self.similarity = similarity
         self.ttl_s = ttl_s
         self.guard = guard
+        self.guard_topic = guard_topic
         self.max_entries = max_entries
         self._mirrors: OrderedDict[str, _Mirror] = OrderedDict()
         self._mirrored = 0
@@ -437,7 +440,7 @@ class SemanticCache:
             if mirror.created[i] + self.ttl_s < now:
                 stale.append(mirror.keys[i])
                 continue
-            if self.guard and _guard_refuses(keyed.question, mirror.texts[i]):
+            if self.guard and meaning_differs(keyed.question, mirror.texts[i], substitution=self.guard_topic):
                 continue
             entry = await self.store.get(mirror.keys[i])
             if entry is None:  # evicted or expired in the store
@@ -516,12 +519,6 @@ class SemanticCache:
             return mirror
 
 
-def _guard_refuses(question: str, cached: str) -> bool:
-    from lingxi.gateway.cache_guard import meaning_differs
-
-    return meaning_differs(question, cached) is not None
-
-
 # ---------------------------------------------------------------- factory
 
 
@@ -554,4 +551,4 @@ def create_cache(settings: Any) -> SemanticCache:
                                f"{', '.join(sorted(settings.all_embedders()))}"], settings.source)
         embedder = load_embedder(name, settings)
     return SemanticCache(store, embedder=embedder, embedder_name=name, similarity=cfg.similarity,
-                         ttl_s=cfg.ttl_s, guard=cfg.guard, max_entries=cfg.max_entries)
+                         ttl_s=cfg.ttl_s, guard=cfg.guard, guard_topic=cfg.guard_topic, max_entries=cfg.max_entries)

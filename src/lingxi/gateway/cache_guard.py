@@ -57,7 +57,7 @@ _EN_DATES = {
     "nov", "dec", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
     "today", "tomorrow", "yesterday", "tonight", "morning", "afternoon", "evening", "weekend",
     "ago", "next", "last", "spring", "summer",
-    "autumn", "fall", "winter", "daily", "weekly", "monthly", "yearly", "annual", "annually",
+    "autumn", "fall", "winter",
 }
 # A date word only counts where it can mean a date ("may" the month vs "may" the verb).
 _EN_AMBIGUOUS_DATES = {"may", "march", "fall", "last", "next", "spring"}
@@ -75,7 +75,8 @@ _EN_COMPARATIVES = {
 _OPPOSITES = [
     ("buy", "sell"), ("bought", "sold"), ("enable", "disable"), ("enabled", "disabled"),
     ("increase", "decrease"), ("add", "remove"), ("install", "uninstall"), ("open", "close"),
-    ("start", "stop"), ("win", "lose"), ("up", "down"), ("import", "export"), ("upload", "download"),
+    ("start", "stop"), ("win|won|wins", "lose|lost|loses"), ("up", "down"), ("soft", "hard"),
+    ("boil|boiling", "freeze|freezing"), ("subscribe", "unsubscribe"), ("maximum", "minimum"), ("import", "export"), ("upload", "download"),
     ("encrypt", "decrypt"), ("allow", "deny"), ("accept", "reject"), ("lock", "unlock"),
     ("on", "off"), ("min", "max"), ("left", "right"), ("inbound", "outbound"),
     ("true", "false"), ("positive", "negative"), ("hot", "cold"), ("male", "female"),
@@ -86,7 +87,7 @@ _OPPOSITES = [
     ("涨", "跌"), ("安装", "卸载"), ("上传", "下载"), ("加密", "解密"), ("登录", "退出"),
     ("允许", "禁止"), ("接受", "拒绝"), ("优点", "缺点"), ("好处", "坏处"), ("输入", "输出"),
     ("进口", "出口"), ("借入", "借出"), ("发送", "接收"), ("左", "右"), ("男", "女"), ("冷", "热"),
-    ("南", "北"), ("东", "西"), ("之前", "之后"), ("以前", "以后"), ("最大", "最小"), ("最高", "最低"),
+    ("南", "北"), ("东", "西"), ("大", "小"), ("开门", "关门"), ("涨价", "降价"), ("之前", "之后"), ("以前", "以后"), ("最大", "最小"), ("最高", "最低"),
 ]
 _EN_INTENTS = {
     "why": "reason", "when": "time", "where": "place", "who": "person", "whom": "person",
@@ -138,13 +139,14 @@ _ZH_NOT_NUMBER = [
     "千克", "三明治", "十分", "万里长城", "七夕", "一带一路", "百科", "百分比",
 ]
 _ZH_DATES = re.compile(
-    r"今天|明天|后天|昨天|前天|今晚|明晚|昨晚|今早|明早|今年|明年|去年|前年|后年|本周|上周|下周|这周|"
-    r"本月|上个?月|下个?月|这个月|周[一二三四五六日末]|星期[一二三四五六日天]|礼拜[一二三四五六日天]|"
+    r"(?:上|下|这|本)个?(?:周|星期|礼拜)[一二三四五六日天末]?|"
+    r"今天|明天|后天|昨天|前天|今晚|明晚|昨晚|今早|明早|今年|明年|去年|前年|后年|"
+    r"本月|上个?月(?![球亮光饼])|下个?月(?![球亮光饼])|这个月|周[一二三四五六日末]|星期[一二三四五六日天]|礼拜[一二三四五六日天]|"
     r"早上|上午|中午|下午|晚上|凌晨|春天|夏天|秋天|冬天|春节|国庆|元旦|中秋|端午|"
     r"(?:\d+|[一二三四五六七八九十]+)(?:年|月|日|号|点|时|分钟|小时|天|周|个月)"
 )
 _ZH_COMPARATIVE = re.compile(
-    r"[更最较比越][\u4e00-\u9fff]|大于|小于|多于|少于|高于|低于|超过|不到|以上|以下|以内|之内|至少|至多|最多|最少"
+    r"[更最较越][\u4e00-\u9fff]|比|大于|小于|多于|少于|高于|低于|超过|不到|以上|以下|至少|至多|最多|最少"
 )
 _ZH_INTENTS = [
     ("reason", re.compile(r"为什么|为何|为啥|怎么会|何故|原因")),
@@ -153,6 +155,28 @@ _ZH_INTENTS = [
     ("person", re.compile(r"谁|哪位")),
     ("quantity", re.compile(r"多少|几个|几[个次天年岁种位]|多大|多高|多重|多远|多长")),
 ]
+_ZH_A_NOT_A = re.compile(r"([\u4e00-\u9fff])[不没]\1")
+# Nouns that carry no topic of their own ("the way to", "what time", "which city").
+_ZH_GENERIC_NOUNS = {"时候", "方法", "办法", "问题", "东西", "时间", "地方", "城市", "国家", "样子", "情况", "原因",
+                     "名字", "意思", "建议", "步骤", "方式", "作者", "人"}
+_ZH_NOT_TOPIC = set("内外上下中天年月日时前后里边面人家点分度次个号种样事")
+# English words that carry no topic of their own: a paraphrase may add or drop them freely.
+_EN_FUNCTION = {
+    "a", "an", "the", "what", "what's", "whats", "how", "why", "when", "where", "who", "which", "whom", "whose",
+    "is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "done", "doing", "can", "could",
+    "should", "would", "will", "shall", "may", "might", "must", "have", "has", "had", "i", "i'm", "me", "my",
+    "mine", "we", "us", "our", "you", "your", "yours", "he", "she", "it", "it's", "its", "they", "them", "their",
+    "this", "that", "these", "those", "there", "here", "please", "tell", "give", "show", "explain", "describe",
+    "let", "let's", "in", "on", "at", "for", "from", "to", "with", "by", "of", "about", "into", "onto", "over",
+    "if", "and", "or", "but", "so", "as", "than", "then", "also", "just", "any", "some", "all", "each", "every",
+    "way", "ways", "step", "steps", "method", "thing", "things", "something", "anything", "one", "ones",
+    "get", "got", "make", "made", "use", "using", "need", "want", "know", "help", "able", "allowed", "possible",
+    "okay", "ok", "kind", "sort", "type", "really", "actually", "exactly", "right", "now", "currently", "still",
+    "it’s", "what’s", "i’m", "vs", "versus", "between", "s", "t", "re", "ll", "ve", "d", "m", "yes", "no", "not",
+    "time", "much", "many", "long", "often", "per", "each", "someone", "somebody", "people", "person", "go",
+    "going", "say", "said", "called", "mean", "meaning", "like", "look", "looks", "seem", "seems", "lot", "lots",
+    "whether", "within", "without", "after", "before", "during", "up", "out", "off", "down", "do", "say",
+}
 _ZH_ENTITY_FLAGS = {"nr", "nrt", "nrfg", "ns", "nt", "nz", "nx", "eng"}
 
 
@@ -168,24 +192,66 @@ class Signature:
     comparatives: frozenset[str]
     opposites: frozenset[str]
     intents: frozenset[str]
+    words: frozenset[str] = frozenset()
+    """Every word (English stemmed, Chinese as jieba cuts it): where an entity of the other text is looked for."""
+    text: str = ""
+    content: frozenset[str] = frozenset()
+    """Content words (English non-function words, Chinese nouns), for spotting a swapped topic word."""
+    orders: frozenset[tuple[str, str]] = frozenset()
+    """Directed pairs: "X to Y", "from X to Y", "把X转换成Y"."""
 
 
-def meaning_differs(a: str, b: str) -> str | None:
+def meaning_differs(a: str, b: str, *, substitution: bool = True) -> str | None:
     """Why ``a`` and ``b`` must not share a cached answer, or None when no difference is seen.
 
-    Returns the name of the first differing part: ``"negation"``, ``"number"``, ``"date"``,
-    ``"entity"``, ``"comparative"``, ``"opposite"`` or ``"intent"``.
+    Returns the name of the first differing part: ``"negation"``, ``"opposite"``, ``"direction"``,
+    ``"number"``, ``"date"``, ``"entity"``, ``"comparative"``, ``"intent"`` or ``"substitution"``
+    (each text has a content word the other lacks: "symptoms of the flu" / "treatments for the flu";
+    checked only with ``substitution=True``, since paraphrases that swap synonyms fail it too).
     """
     sa, sb = signature(a), signature(b)
     if sa.negations != sb.negations:
         return "negation"
     if _opposed(sa.opposites, sb.opposites):
         return "opposite"
-    for part in ("numbers", "dates", "entities", "comparatives", "intents"):
-        if getattr(sa, part) != getattr(sb, part):
-            return {"numbers": "number", "dates": "date", "entities": "entity", "comparatives": "comparative",
-                    "opposites": "opposite", "intents": "intent"}[part]
+    if any((y, x) in sb.orders for x, y in sa.orders if x != y):
+        return "direction"
+    if sa.numbers != sb.numbers:
+        return "number"
+    if sa.dates != sb.dates:
+        return "date"
+    if _unmatched(sa, sb) or _unmatched(sb, sa):
+        return "entity"
+    # One text may add a comparative or a question word the other leaves implicit ("bigger font" /
+    # "increase the font"); two different ones ("faster" / "slower", why / when) differ.
+    if not (sa.comparatives <= sb.comparatives or sb.comparatives <= sa.comparatives):
+        return "comparative"
+    if not (sa.intents <= sb.intents or sb.intents <= sa.intents):
+        return "intent"
+    if substitution and _swapped(sa, sb) and _swapped(sb, sa):
+        return "substitution"
     return None
+
+
+def _swapped(sa: Signature, sb: Signature) -> bool:
+    """``sa`` has a content word that ``sb`` does not contain (Chinese: not even as part of a word)."""
+    for word in sa.content - sb.content:
+        if _CJK.search(word) and (word in sb.text or any(w in word for w in sb.content if len(w) > 1)):
+            continue
+        return True
+    return False
+
+
+def _unmatched(sa: Signature, sb: Signature) -> bool:
+    """An entity of ``sa`` that ``sb`` does not mention at all (in any case or inflection)."""
+    for entity in sa.entities - sb.entities:
+        if _CJK.search(entity):
+            if entity in sb.text or any(w in entity for w in sb.entities | sb.content if len(w) > 1):
+                continue
+        elif _stem(entity) in sb.words:
+            continue
+        return True
+    return False
 
 
 def _opposed(a: frozenset[str], b: frozenset[str]) -> bool:
@@ -203,20 +269,13 @@ def _opposed(a: frozenset[str], b: frozenset[str]) -> bool:
 def signature(text: str) -> Signature:
     """Extract a text's :class:`Signature` (cached: the same cached question is checked often)."""
     text = unicodedata.normalize("NFKC", text)
-    negations = 0
-    numbers: set[str] = set()
-    dates: set[str] = set()
-    entities: set[str] = set()
-    comparatives: set[str] = set()
-    opposites: set[str] = set()
-    intents: set[str] = set()
-
-    _english(text, numbers, dates, entities, comparatives, opposites, intents)
-    negations += _english_negations(text)
+    parts: dict[str, set] = {name: set() for name in (
+        "numbers", "dates", "entities", "comparatives", "opposites", "intents", "words", "content", "orders")}
+    _english(text, parts)
+    negations = _english_negations(text)
     if _CJK.search(text):
-        negations += _chinese(text, numbers, dates, entities, comparatives, opposites, intents)
-    return Signature(negations, frozenset(numbers), frozenset(dates), frozenset(entities),
-                     frozenset(comparatives), frozenset(opposites), frozenset(intents))
+        negations += _chinese(text, parts)
+    return Signature(negations, text=text.lower(), **{k: frozenset(v) for k, v in parts.items()})
 
 
 # ---------------------------------------------------------------- English
@@ -237,10 +296,39 @@ _OPPOSITE_SIDE = {
 }
 
 
-def _english(text: str, numbers: set, dates: set, entities: set, comparatives: set, opposites: set,
-             intents: set) -> None:
+def _stem(word: str) -> str:
+    """Crude English inflection stripping, enough to match "renting" with "rent" and "Australia's"
+    with "australia" (never "Austria" with "Australia")."""
+    word = word.lower().replace("’", "'")
+    if word.endswith("'s"):
+        word = word[:-2]
+    if re.search(r"(?:s|x|z|ch|sh|o)es$", word) and len(word) > 4:
+        return word[:-2]
+    for suffix, keep in (("ies", 4), ("ing", 5), ("ly", 5), ("ed", 4), ("s", 3)):
+        if word.endswith(suffix) and len(word) > keep and not word.endswith("ss"):
+            word = word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+            break
+    return word.rstrip("'")
+
+
+_ORDER_EN = re.compile(r"\b(?:from\s+)?(\w+)\s+(?:to|into|->)\s+(\w+)", re.I)
+_ORDER_ZH = re.compile(r"把(.+?)(?:转换成|转换为|转成|转为|换成|翻译成|改成)([^，。？?！!]+)")
+
+
+def _english(text: str, parts: dict[str, set]) -> None:
+    numbers, dates, entities = parts["numbers"], parts["dates"], parts["entities"]
+    comparatives, opposites, intents = parts["comparatives"], parts["opposites"], parts["intents"]
     words = list(_WORD.finditer(text))
     lowered = [m.group().lower().replace("’", "'") for m in words]
+    for low in lowered:
+        stem = _stem(low)
+        parts["words"].add(stem)
+        if stem not in _EN_FUNCTION and low not in _EN_FUNCTION and not stem[:1].isdigit() and len(stem) > 1:
+            parts["content"].add(stem)
+    for m in _ORDER_EN.finditer(text):
+        a, b = _stem(m.group(1)), _stem(m.group(2))
+        if a not in _EN_FUNCTION and b not in _EN_FUNCTION:
+            parts["orders"].add((a, b))
     for i, m in enumerate(words):
         word, low = m.group(), lowered[i]
         bare = low.rstrip("%")
@@ -261,7 +349,7 @@ def _english(text: str, numbers: set, dates: set, entities: set, comparatives: s
         if low == "how" and i + 1 < len(lowered) and lowered[i + 1] in ("many", "much", "long", "old", "far"):
             intents.add("quantity" if lowered[i + 1] in ("many", "much") else lowered[i + 1])
         if _is_name(word, low, text, m.start()):
-            entities.add(low)
+            entities.add(_stem(low))
 
 
 _MONTHS_AND_DAYS = {
@@ -292,12 +380,12 @@ def _is_name(word: str, low: str, text: str, start: int) -> bool:
     unless it is not a common word either."""
     if len(word) == 1 and word != "I":
         return word.isupper() and not _SENTENCE_START.search(text[:start])
-    if word == "I" or not any(c.isupper() for c in word):
+    if word in ("I", "OK") or not any(c.isupper() for c in word):
         return False
     if word[1:] != word[1:].lower():  # NASA, iPhone, GPT-4, McDonald
         return True
     at_start = bool(_SENTENCE_START.search(text[:start]))
-    return not at_start or low not in _EN_COMMON_INITIAL
+    return not at_start or (low not in _EN_COMMON_INITIAL and low not in _EN_FUNCTION)
 
 
 def _number(raw: str) -> str:
@@ -311,9 +399,10 @@ def _number(raw: str) -> str:
 # ---------------------------------------------------------------- Chinese
 
 
-def _chinese(text: str, numbers: set, dates: set, entities: set, comparatives: set, opposites: set,
-             intents: set) -> int:
-    neg_text = text
+def _chinese(text: str, parts: dict[str, set]) -> int:
+    numbers, dates, entities = parts["numbers"], parts["dates"], parts["entities"]
+    comparatives, opposites, intents = parts["comparatives"], parts["opposites"], parts["intents"]
+    neg_text = _ZH_A_NOT_A.sub(" ", text)  # 放不放假, 有没有: a question, not a negation
     for word in _ZH_NOT_NEG:
         neg_text = neg_text.replace(word, " ")
     negations = len(_ZH_NEG.findall(neg_text))
@@ -327,8 +416,8 @@ def _chinese(text: str, numbers: set, dates: set, entities: set, comparatives: s
             numbers.add(_number(str(value)))
     # "第一" and "一" mean the same position; digits were read by the English pass.
 
-    for m in _ZH_DATES.finditer(text):
-        dates.add(_zh_date(m.group()))
+    spans = [m.group() for m in _ZH_DATES.finditer(text)]
+    dates.update(_zh_date(span) for span in spans)
     for m in _ZH_COMPARATIVE.finditer(text):
         comparatives.add(m.group())
     for name, pattern in _ZH_INTENTS:
@@ -338,11 +427,19 @@ def _chinese(text: str, numbers: set, dates: set, entities: set, comparatives: s
         if _CJK.match(word) and word in text:
             opposites.add(_OPPOSITE_SIDE[word])
 
+    for m in _ORDER_ZH.finditer(text):
+        parts["orders"].add((m.group(1).strip().lower(), m.group(2).strip().lower()))
     for word, flag in _posseg(text):
-        if flag in _ZH_ENTITY_FLAGS and _CJK.search(word):
+        if not _CJK.search(word) or word in _ZH_GENERIC_NOUNS:
+            continue
+        parts["words"].add(word)
+        if len(word) < 2:  # one character: a topic (猫, 水) unless it is a place/time/unit word (上, 内, 天)
+            if flag == "n" and word not in _ZH_NOT_TOPIC:
+                parts["content"].add(word)
+        elif flag in _ZH_ENTITY_FLAGS:
             entities.add(word)
-        elif flag == "t" and _CJK.search(word):
-            dates.add(_zh_date(word))
+        elif flag.startswith("n"):
+            parts["content"].add(word)
     return negations
 
 
@@ -351,7 +448,9 @@ def _zh_date(word: str) -> str:
     def repl(m: re.Match) -> str:
         value = _zh_number(m.group())
         return str(value) if value is not None else m.group()
-    return re.sub(r"[零〇一二两三四五六七八九十百千]+", repl, word).replace("星期", "周").replace("礼拜", "周")
+    word = re.sub(r"(星期|礼拜)", "周", word).replace("个", "")
+    word = re.sub(r"周天", "周日", word)
+    return re.sub(r"[零〇一二两三四五六七八九十百千]+", repl, word)
 
 
 def _zh_number(run: str) -> int | None:
