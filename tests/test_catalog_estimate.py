@@ -92,6 +92,11 @@ def test_mla_and_sliding_window_kv(cat):
     assert kv_cache_bytes(v3, 1) == 61 * (512 + 64) * 2  # latent + RoPE key per layer, 16-bit
     mistral = cat.model("mistral-7b-v0.1")
     assert kv_cache_bytes(mistral, 8192) == kv_cache_bytes(mistral, 4096)  # window 4096 caps it
+    # Gemma 3 27B: 62 layers, every 6th global (10), the other 52 keep a 1024-token window.
+    gemma = cat.model("gemma-3-27b-it")
+    per_layer_token = 2 * 16 * 128 * 2
+    assert kv_cache_bytes(gemma, 131072) == (10 * 131072 + 52 * 1024) * per_layer_token
+    assert kv_cache_bytes(gemma, 1024) == 62 * 1024 * per_layer_token
 
 
 def test_13b_int4_fits_a_24gb_card_and_fp16_does_not(cat):

@@ -7,8 +7,9 @@ Memory is in GiB (2^30 bytes), split the way it is spent:
   layer in 16 bits, as bitsandbytes, GPTQ and AWQ checkpoints do. LoRA/freeze add their fp32
   trainable copies here.
 - ``kv_cache``: ``2 × layers × kv_heads × head_dim × context × batch × 2 bytes`` (GQA/MQA use
-  ``kv_heads``; MLA caches ``layers × (kv_lora_rank + rope_dim)`` per token; a model whose every
-  layer is windowed caches at most its window). Inference only.
+  ``kv_heads``; MLA caches ``layers × (kv_lora_rank + rope_dim)`` per token; windowed layers cache at most their
+  window, so Mistral 7B stops growing at 4096 tokens and Gemma 3 grows only in its global
+  layers). Inference only.
 - ``activations``: inference: one chunk of prefill (≤2048 tokens) through one layer plus last-token
   logits. Training: gradient checkpointing (one hidden state per layer), one layer recomputed
   (34·s·b·h bytes, Korthikanti et al. 2022, arXiv:2205.05198, flash attention), fp32 logits and
@@ -116,11 +117,10 @@ def kv_cache_bytes(entry: ModelEntry, context: int, batch: int = 1, bytes_per_va
     """KV cache for ``batch`` sequences of ``context`` tokens (None if the shape is unknown)."""
     if entry.arch is None:
         return None
-    per_token = entry.arch.kv_values_per_token()
-    if per_token is None:
+    per_layer = entry.arch.kv_values_per_layer()
+    if per_layer is None:
         return None
-    cached = min(context, entry.arch.sliding_window) if entry.arch.sliding_window else context
-    return per_token * cached * batch * bytes_per_value
+    return per_layer * entry.arch.cached_token_layers(context) * batch * bytes_per_value
 
 
 def total_parameters(entry: ModelEntry) -> float | None:

@@ -69,7 +69,10 @@ class Architecture(_Strict):
     """Routed experts per MoE layer; None for dense models."""
     experts_per_token: int | None = Field(default=None, gt=0)
     sliding_window: int | None = Field(default=None, gt=0)
-    """Attention window when *every* layer is windowed (the KV cache never grows past it)."""
+    """Local attention window. Alone it means every layer is windowed (Mistral 7B); with
+    ``sliding_window_pattern`` only the local layers are."""
+    sliding_window_pattern: int | None = Field(default=None, gt=1)
+    """Every N-th layer attends globally, the others use ``sliding_window`` (Gemma 2: 2, Gemma 3: 6)."""
     kv_lora_rank: int | None = Field(default=None, gt=0)
     """Multi-head latent attention (DeepSeek-V3): the compressed KV width cached per layer."""
     qk_rope_head_dim: int | None = Field(default=None, gt=0)
@@ -92,15 +95,31 @@ class Architecture(_Strict):
 
     def kv_values_per_token(self) -> int | None:
         """Numbers cached per token over all layers (keys and values), or None if unknown."""
+        per_layer = self.kv_values_per_layer()
+        return None if per_layer is None else per_layer * self.layers
+
+    def kv_values_per_layer(self) -> int | None:
         if self.layers is None:
             return None
         if self.is_mla:
-            return self.layers * (self.kv_lora_rank + (self.qk_rope_head_dim or 0))
+            return self.kv_lora_rank + (self.qk_rope_head_dim or 0)
         hd = self.resolved_head_dim
         kv = self.kv_heads or self.attention_heads
         if hd is None or kv is None:
             return None
-        return 2 * self.layers * kv * hd
+        return 2 * kv * hd
+
+    def cached_token_layers(self, context: int) -> int | None:
+        """Sum over layers of the tokens each one keeps in its KV cache for ``context`` tokens."""
+        if self.layers is None:
+            return None
+        if self.sliding_window is None:
+            return self.layers * context
+        local = min(context, self.sliding_window)
+        if self.sliding_window_pattern is None:
+            return self.layers * local
+        global_layers = self.layers // self.sliding_window_pattern
+        return global_layers * context + (self.layers - global_layers) * local
 
     def dense_parameters(self) -> float | None:
         """Parameters implied by the shape of a dense model (embeddings + layers), or None.
