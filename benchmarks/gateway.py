@@ -114,6 +114,7 @@ def _upstream_main(port: int, cpus: list[int] | None) -> None:
 class Conn:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader, self.writer = reader, writer
+        self.used = time.perf_counter()
 
     async def request(self, raw: bytes) -> tuple[int, bytes]:
         self.writer.write(raw)
@@ -149,14 +150,21 @@ async def open_loop(port: int, path: str, payload: dict, rate: float, seconds: f
 
     async def one(scheduled: float) -> None:
         nonlocal errors
-        conn = idle.pop() if idle else Conn(*await asyncio.open_connection("127.0.0.1", port))
+        conn = None
+        while idle and conn is None:
+            conn = idle.pop()
+            if time.perf_counter() - conn.used > 3.0:  # the server may close idle keep-alives (5 s)
+                conn.writer.close()
+                conn = None
+        conn = conn or Conn(*await asyncio.open_connection("127.0.0.1", port))
         start = time.perf_counter()
         try:
             status, _ = await conn.request(raw)
         except (OSError, asyncio.IncompleteReadError):
             errors += 1
             return
-        latencies.append(time.perf_counter() - start)
+        conn.used = time.perf_counter()
+        latencies.append(conn.used - start)
         if status != 200:
             errors += 1
         idle.append(conn)

@@ -97,9 +97,27 @@ def create_app(settings: Any = None, *, gateway: Any = None, **gateway_options: 
             self._stream = stream
 
         async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            # Starlette watches for a disconnect with an anyio task group per response; one plain
+            # watcher task that cancels this one does the same job for a fraction of the cost.
+            me = asyncio.current_task()
+            gone = False
+
+            async def watch() -> None:
+                nonlocal gone
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                gone = True
+                me.cancel()
+
+            watcher = asyncio.ensure_future(watch())
             try:
-                await super().__call__(scope, receive, send)
+                await self.stream_response(send)
+            except asyncio.CancelledError:
+                if not gone:
+                    raise
+                me.uncancel()  # the client left: a normal end for this response
             finally:
+                watcher.cancel()
                 await self._stream.close()
 
     async def read_body(request: Request) -> bytes:
