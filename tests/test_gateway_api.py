@@ -87,6 +87,9 @@ def test_embeddings_float_and_base64(server):
     assert v.shape == (32,) and abs(np.linalg.norm(v) - 1) < 1e-5
     f = c.embeddings.create(model="hash", input="the cat sat", encoding_format="float")
     assert np.allclose(f.data[0].embedding, v, atol=1e-6)
+    q = c.embeddings.create(model="hash", input="the cat sat", encoding_format="float",
+                            extra_body={"input_type": "query"})
+    assert len(q.data[0].embedding) == 32
     assert r.usage.prompt_tokens > 0
 
 

@@ -47,8 +47,9 @@ def test_keys_create_list_revoke(config):
 
 
 def test_serve_prints_the_url_and_answers(config):
-    env = {**os.environ, "LINGXI_CONFIG": str(config)}
-    proc = subprocess.Popen([sys.executable, "-m", "lingxi", "serve", "--port", "0"], stdout=subprocess.PIPE,
+    env = {k: v for k, v in os.environ.items() if k != "LINGXI_CONFIG"}
+    proc = subprocess.Popen([sys.executable, "-m", "lingxi", "serve", "--port", "0", "--config", str(config)],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline()

@@ -230,8 +230,7 @@ def create_app(settings: Any = None, *, gateway: Any = None, **gateway_options: 
         body = await read_body(request)
         caller = await caller_for(request)
         req = wire.parse(wire.EmbeddingRequest, body)
-        input_type = orjson.loads(body).get("input_type", "passage")
-        return respond(await unless_disconnected(request, gw.embed(req, caller, out, input_type)), out)
+        return respond(await unless_disconnected(request, gw.embed(req, caller, out)), out)
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> Response:

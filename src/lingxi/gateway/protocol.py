@@ -110,6 +110,8 @@ class EmbeddingRequest(_Request):
     input: str | list[str] = Field(min_length=1)
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
+    input_type: Literal["query", "passage"] = "passage"
+    """Not in OpenAI's API: embedders trained with query/passage prefixes (e5) use it."""
 
     def texts(self) -> list[str]:
         texts = [self.input] if isinstance(self.input, str) else self.input

@@ -581,8 +581,7 @@ class Gateway:
 
     # ------------------------------------------------------------ embeddings
 
-    async def embed(self, req: wire.EmbeddingRequest, caller: Caller, out: Outcome,
-                    input_type: str = "passage") -> dict[str, Any]:
+    async def embed(self, req: wire.EmbeddingRequest, caller: Caller, out: Outcome) -> dict[str, Any]:
         from lingxi.engines import load_embedder
 
         out.model, out.tenant = req.model, caller.tenant
@@ -593,7 +592,7 @@ class Gateway:
         admitted = await self._admit(caller, out)
         try:
             embedder = await asyncio.to_thread(load_embedder, req.model, self.settings)
-            vectors = await embedder.aembed(texts, kind="query" if input_type == "query" else "passage")
+            vectors = await embedder.aembed(texts, kind=req.input_type)
             tokens = sum(embedder.count_tokens(t) for t in texts)
         finally:
             self._release(admitted)
