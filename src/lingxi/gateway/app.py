@@ -207,30 +207,27 @@ def create_app(settings: Any = None, *, gateway: Any = None, **gateway_options: 
 
     # ------------------------------------------------------------ API
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
+    async def answer(request: Request, schema: Any, call: Any) -> Response:
+        """Parse, authenticate, run ``call(req, caller, out)`` until done or the client leaves."""
         out = request.state.outcome = Outcome()
         body = await read_body(request)
         caller = await caller_for(request)
-        req = wire.parse(wire.ChatCompletionRequest, body)
-        result = await unless_disconnected(request, gw.chat(req, caller, out, **cache_flags(request)))
-        return respond(result, out)
+        req = wire.parse(schema, body)
+        return respond(await unless_disconnected(request, call(req, caller, out)), out)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        flags = cache_flags(request)
+        return await answer(request, wire.ChatCompletionRequest,
+                            lambda req, caller, out: gw.chat(req, caller, out, **flags))
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
-        out = request.state.outcome = Outcome()
-        body = await read_body(request)
-        caller = await caller_for(request)
-        req = wire.parse(wire.CompletionRequest, body)
-        return respond(await unless_disconnected(request, gw.complete(req, caller, out)), out)
+        return await answer(request, wire.CompletionRequest, gw.complete)
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
-        out = request.state.outcome = Outcome()
-        body = await read_body(request)
-        caller = await caller_for(request)
-        req = wire.parse(wire.EmbeddingRequest, body)
-        return respond(await unless_disconnected(request, gw.embed(req, caller, out)), out)
+        return await answer(request, wire.EmbeddingRequest, gw.embed)
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> Response:

@@ -166,34 +166,32 @@ async def iterate_in_thread(make: Callable[[], Iterator[Any]]) -> AsyncIterator[
         stop.set()
 
 
-def _import_cache() -> Any:
+def _optional(module: str) -> Any:
+    """A sibling layer that may not be installed (yet): the module, or None if it is missing.
+
+    Only the module itself being absent counts; an ImportError from inside it is a real bug.
+    """
+    import importlib
+
     try:
-        from lingxi.gateway import cache
+        return importlib.import_module(module)
     except ImportError as exc:
-        if exc.name == "lingxi.gateway.cache":
+        if exc.name == module:
             return None
         raise
-    return cache
+
+
+def _import_cache() -> Any:
+    return _optional("lingxi.gateway.cache")
 
 
 def _import_routing() -> Any:
-    try:
-        from lingxi.gateway import routing
-    except ImportError as exc:
-        if exc.name == "lingxi.gateway.routing":
-            return None
-        raise
-    return routing
+    return _optional("lingxi.gateway.routing")
 
 
 def _import_knowledge() -> Any:
-    try:
-        import lingxi.knowledge as knowledge
-    except ImportError as exc:
-        if exc.name == "lingxi.knowledge":
-            return None
-        raise
-    return knowledge if hasattr(knowledge, "open_kb") else None
+    knowledge = _optional("lingxi.knowledge")
+    return knowledge if knowledge is not None and hasattr(knowledge, "open_kb") else None
 
 
 class Gateway:
