@@ -162,3 +162,27 @@ def test_kb_update_invalidates_cached_answers(kb_settings):
 
         knowledge.open_kb("docs", settings).ingest([str(docs)], progress=False)
         assert httpx.post(url, json={"model": "kb:docs", "messages": q}).headers["x-lingxi-cache"] == "miss"
+
+
+def test_kb_answers_only_from_documents_the_key_may_read(tmp_path):
+    pytest.importorskip("lingxi.gateway.cache")
+    knowledge = pytest.importorskip("lingxi.knowledge")
+    from lingxi.gateway.keys import SQLiteKeyStore
+
+    docs = tmp_path / "legal"
+    docs.mkdir()
+    (docs / "merger.md").write_text("# Merger\n\nThe merger with Globex closes on 30 June.\n", encoding="utf-8")
+    settings = settings_with(tmp_path / "home")
+    knowledge.create_kb("secret", settings, embedder="hash").ingest([str(docs)], groups=["legal"], progress=False)
+    store = SQLiteKeyStore(settings.home_dir / "gateway" / "keys.db")
+    lawyer, _ = store.create("acme", groups=["legal"])
+    clerk, _ = store.create("acme", groups=["hr"])
+    q = [{"role": "user", "content": "When does the merger with Globex close?"}]
+    with running(settings, engines={"fake": FakeEngine("fake")}) as srv:
+        def ask(key):
+            r = httpx.post(srv.url + "/v1/chat/completions", json={"model": "kb:secret", "messages": q},
+                           headers={"authorization": f"Bearer {key}"})
+            return r.json()["choices"][0]["message"]
+        allowed, denied = ask(lawyer), ask(clerk)
+    assert allowed["citations"] and "30 June" in allowed["citations"][0]["text"]
+    assert denied["citations"] == [] and "30 June" not in denied["content"]
