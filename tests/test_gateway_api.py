@@ -293,3 +293,27 @@ def test_web_ui_page_is_served(server):
     r = httpx.get(server.url + "/")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     assert "灵犀" in r.text and "/v1/chat/completions" in r.text and "/v1/feedback" in r.text
+
+
+def test_a_failure_mid_stream_ends_the_stream_with_an_error_event(tmp_path):
+    from lingxi.engines.base import ChatEngine, Chunk, ModelInfo
+    from lingxi.errors import EngineError
+
+    class Breaks(ChatEngine):
+        engine_name = "breaks"
+
+        @property
+        def info(self):
+            return ModelInfo(name=self.name, engine=self.engine_name)
+
+        def stream(self, prompt, params=None):
+            yield Chunk(text="half ")
+            raise EngineError("the model crashed mid-answer")
+
+    with running(gateway_settings(tmp_path), engines={"breaks": Breaks("breaks")}) as srv:
+        c = client(srv)
+        with pytest.raises(openai.APIError, match="crashed mid-answer"):
+            for _ in c.chat.completions.create(model="breaks", messages=[{"role": "user", "content": "x"}],
+                                               stream=True):
+                pass
+        assert httpx.get(srv.url + "/healthz").status_code == 200

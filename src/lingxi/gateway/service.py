@@ -538,6 +538,10 @@ class Gateway:
             # Headers are gone already: report the failure in the stream, OpenAI-style.
             self.metrics.errors.labels(model, exc.error_type).inc()
             yield wire.sse(wire.error_body(exc.message, exc.error_type, exc.code))
+        except Exception as exc:  # a bug: keep its traceback in the log, end the stream cleanly
+            log.error("stream from %s failed", model, exc_info=exc)
+            self.metrics.errors.labels(model, "server_error").inc()
+            yield wire.sse(wire.error_body(f"internal error: {type(exc).__name__}", "server_error", "internal_error"))
         finally:
             await agen.aclose()  # type: ignore[attr-defined]
 
