@@ -67,8 +67,8 @@ def chunk_document(
                 chunks.append(_make(f"{doc_no}.{section}.{para}.{piece}", text, doc.title,
                                     [h for _, h in headings], block.page))
             continue
-        if pending and pending_tokens + n > chunk_tokens:
-            flush()
+        if pending and (pending_tokens + n > chunk_tokens or block.page != pending_page):
+            flush()  # a chunk never spans pages, so its page number is exact
         if not pending:
             pending_id, pending_page = f"{doc_no}.{section}.{para}.0", block.page
         pending.append(block.text)

@@ -114,3 +114,101 @@ def write_trec_run(run: Mapping[str, Iterable[tuple[str, float]]], path: str | P
             for rank, (doc, score) in enumerate(list(hits)[:depth], 1):
                 fh.write(f"{qid} Q0 {doc} {rank} {score:.6f} {tag}\n")
     tmp.replace(path)
+
+
+def corpus_documents(data: BeirData, source: str) -> list:
+    """One whole document per corpus entry (title kept apart, searched with the text)."""
+    from lingxi.knowledge.types import Block, Document
+
+    return [Document(key=str(d["_id"]), source=source, title=str(d.get("title") or ""),
+                     blocks=[Block(str(d["text"]) or str(d.get("title") or ""))], metadata={})
+            for d in data.corpus]
+
+
+def retrieval_run(kb, queries: dict[str, str], mode: str, depth: int = 100, progress: bool = True) -> Run:
+    """Search every query; chunk ids are mapped back to corpus ids.
+
+    Hybrid runs in two passes: both retrievers' candidates for every query first (which also
+    feeds the knowledge base's label-free fusion statistics), then the fusion, so every query
+    is fused with the same collection-level weights whatever its position in the file.
+    """
+    import numpy as np
+
+    from lingxi.knowledge.text import tokenize
+
+    doc_of = {d.doc_no: d.key for d in kb.store.documents()}
+    ids = list(queries)
+    texts = [queries[q] for q in ids]
+
+    def corpus_ids(scored):
+        return [(doc_of[int(cid.split(".", 1)[0])], s) for cid, s in scored]
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(ids), desc=f"queries ({mode})", unit="q", file=__import__("sys").stderr, leave=False)
+    run: Run = {}
+    if mode == "bm25":
+        for q, text in zip(ids, texts, strict=True):
+            run[q] = corpus_ids(kb.store.search_bm25(tokenize(text), depth, None, None))
+            bar and bar.update()
+        bar and bar.close()
+        return run
+    embedder = kb.embedder()
+    vectors = np.concatenate([embedder.embed(texts[i:i + 64], kind="query") for i in range(0, len(texts), 64)]) \
+        if texts else np.zeros((0, embedder.dim), np.float32)
+    if mode == "dense":
+        for q, v in zip(ids, vectors, strict=True):
+            run[q] = corpus_ids(kb.store.search_dense(v, depth, None, None))
+            bar and bar.update()
+        bar and bar.close()
+        return run
+    n = max(kb.settings.knowledge.candidates, depth)
+    candidates = []
+    for text, v in zip(texts, vectors, strict=True):
+        tokens = tokenize(text)
+        bm = kb.store.search_bm25(tokens, n, None, None)
+        dense = kb.store.search_dense(v, n, None, None)
+        kb.fusion.observe([i for i, _ in bm], [i for i, _ in dense])
+        candidates.append((tokens, v, bm, dense))
+    for q, (tokens, v, bm, dense) in zip(ids, candidates, strict=True):
+        run[q] = corpus_ids(kb.fuse(bm, dense, tokens, v)[:depth])
+        bar and bar.update()
+    bar and bar.close()
+    return run
+
+
+def evaluate_retrieval(settings, corpus: str | Path, queries: str | Path, qrels: str | Path, *, mode: str = "hybrid",
+                       embedder: str | None = None, save_run: str | Path | None = None,
+                       progress: bool = True) -> dict:
+    """Index a BEIR corpus (one chunk per document) in a scratch knowledge base and score ``mode``.
+
+    Returns ``{"ndcg@10", "recall@10", "mrr@10", "queries", "mode", "embedder", ...}``.
+    """
+    import tempfile
+
+    from lingxi.knowledge.kb import MODES, scratch_kb
+
+    if mode not in MODES:
+        raise UsageError(f"unknown mode '{mode}'; expected one of {', '.join(MODES)}")
+    data = load_beir(corpus, queries, qrels)
+    if not data.queries:
+        raise UsageError("no query in the queries file has a judgement in the qrels")
+    with tempfile.TemporaryDirectory(prefix="lingxi-eval-") as tmp:
+        kb = scratch_kb(settings, Path(tmp) / "eval", embedder=embedder)
+        try:
+            kb.ingest_documents(corpus_documents(data, str(corpus)), whole=True, progress=progress)
+            run = retrieval_run(kb, data.queries, mode, progress=progress)
+            used = kb.embedder_name
+            fusion = kb.fusion.to_dict()
+        finally:
+            kb.close()
+    metrics = evaluate_run(run, {q: data.qrels[q] for q in data.queries})
+    if save_run:
+        write_trec_run(run, save_run, tag=f"lingxi-{mode}")
+    out = {**{k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}, "mode": mode,
+           "embedder": used if mode != "bm25" else None}
+    if mode == "hybrid":
+        out["fusion"] = {"bm25_weight": fusion["bm25_weight"], "t": fusion["t"]}
+    return out

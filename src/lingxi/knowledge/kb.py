@@ -135,7 +135,8 @@ class KnowledgeBase:
         self._embedder = None
         self._lock = threading.Lock()
         self._cache: EmbeddingCache | None = None
-        self.fusion = FusionStats(**self.store.meta().get("fusion", {}))
+        saved = self.store.meta().get("fusion", {})
+        self.fusion = FusionStats(**{k: saved[k] for k in ("queries", "diff_sum", "diff_sq_sum") if k in saved})
         self._saved_fusion = self.fusion.queries
 
     # ------------------------------------------------------------ properties
@@ -383,7 +384,8 @@ class KnowledgeBase:
         if self.fusion.queries - self._saved_fusion >= 20:
             self._saved_fusion = self.fusion.queries
             try:
-                self.store.set_meta({"fusion": {k: v for k, v in self.fusion.to_dict().items() if k != "bm25_weight"}})
+                self.store.set_meta({"fusion": {k: v for k, v in self.fusion.to_dict().items()
+                                                 if k in ("queries", "diff_sum", "diff_sq_sum")}})
             except Exception:  # a busy database must not fail a search; the next save catches up
                 self._saved_fusion -= 20
 
@@ -488,3 +490,19 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="chunk", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+def scratch_kb(settings: Any, folder: str | Path, embedder: str | None = None) -> KnowledgeBase:
+    """An unregistered embedded knowledge base in ``folder`` (evaluation, benchmarks). It shares
+    the machine's embedding cache, so a second run over the same corpus embeds nothing."""
+    from lingxi.knowledge.sqlite_store import SQLiteStore
+
+    folder = Path(folder)
+    store = SQLiteStore(folder, ann_threshold=settings.knowledge.ann_threshold)
+    if embedder is not None:
+        settings.embedder(embedder)
+    store.set_meta({"store": "sqlite", "embedder": embedder, "dim": 0, "version": "", "created_at": time.time(),
+                    "chunk_tokens": settings.knowledge.chunk_tokens, "chunk_overlap": settings.knowledge.chunk_overlap})
+    (folder / "kb.json").write_text(json.dumps({"name": folder.name, "store": "sqlite", "embedder": embedder}),
+                                    encoding="utf-8")
+    return KnowledgeBase(folder.name, settings, store, folder)

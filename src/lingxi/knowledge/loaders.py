@@ -151,40 +151,53 @@ def _load_markdown(text: str, source: str, stem: str) -> Document:
     return Document(source, source, title, blocks, {"type": "markdown"})
 
 
-_HTML_BLOCKS = "h1,h2,h3,h4,h5,h6,p,li,pre,blockquote,td,th,dt,dd,figcaption,caption"
+_HTML_BLOCKS = {"h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "blockquote", "td", "th", "dt", "dd",
+                "figcaption", "caption"}
+_HTML_SKIP = {"script", "style", "noscript", "template", "nav", "footer", "svg", "head"}
 
 
 def _load_html(text: str, source: str, stem: str) -> Document:
     try:
-        from selectolax.parser import HTMLParser
+        from selectolax.lexbor import LexborHTMLParser
     except ImportError as exc:
         raise missing_extra("HTML loading", "knowledge", exc) from exc
-    tree = HTMLParser(text)
-    for node in tree.css("script,style,noscript,template,nav,footer,svg"):
-        node.decompose()
+    tree = LexborHTMLParser(text)
     title_node = tree.css_first("title")
+    title = title_node.text().strip() if title_node else ""
     blocks: list[Block] = []
+    loose: list[str] = []
+
+    def flush_loose() -> None:
+        joined = re.sub(r"\s+", " ", " ".join(loose)).strip()
+        if joined:
+            blocks.append(Block(joined, 0))
+        loose.clear()
+
+    def walk(node) -> None:  # a block element is taken whole; text between blocks is kept too
+        child = node.child
+        while child is not None:
+            tag = child.tag
+            if tag == "-text":
+                if child.text_content and child.text_content.strip():
+                    loose.append(child.text_content)
+            elif tag in _HTML_SKIP or tag == "-comment":
+                pass
+            elif tag in _HTML_BLOCKS:
+                flush_loose()
+                body = re.sub(r"[ \t\r\f\v]+", " ", child.text(separator=" ")).strip()
+                if body:
+                    blocks.append(Block(body, int(tag[1]) if re.fullmatch(r"h[1-6]", tag) else 0))
+            else:
+                if tag in ("div", "section", "article", "br", "tr", "table", "ul", "ol", "main", "header"):
+                    flush_loose()
+                walk(child)
+            child = child.next
+
     root = tree.body or tree.root
-    seen: set[int] = set()
-    for node in root.css(_HTML_BLOCKS) if root is not None else []:
-        # Skip a block nested in another block already taken (a <p> inside an <li>).
-        parent, nested = node.parent, False
-        while parent is not None:
-            if id(parent) in seen or parent.mem_id in seen:
-                nested = True
-                break
-            parent = parent.parent
-        if nested:
-            continue
-        seen.add(node.mem_id)
-        body = re.sub(r"[ \t\r\f\v]+", " ", node.text(separator=" ")).strip()
-        if not body:
-            continue
-        level = int(node.tag[1]) if re.fullmatch(r"h[1-6]", node.tag) else 0
-        blocks.append(Block(body, level))
-    if not blocks and root is not None:
-        blocks = _paragraphs(root.text(separator="\n"))
-    title = (title_node.text().strip() if title_node else "") or next((b.text for b in blocks if b.level), stem)
+    if root is not None:
+        walk(root)
+        flush_loose()
+    title = title or next((b.text for b in blocks if b.level), stem)
     return Document(source, source, title, blocks, {"type": "html"})
 
 

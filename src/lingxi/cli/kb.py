@@ -1,0 +1,169 @@
+"""``lingxi kb …``: create knowledge bases, ingest documents, search and ask with citations."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from lingxi.cli import emit_json, settings
+from lingxi.errors import UsageError
+
+
+@click.group()
+def kb() -> None:
+    """Knowledge bases: ingest documents, search them, ask questions with cited answers."""
+
+
+@kb.command("create")
+@click.argument("name")
+@click.option("--store", type=click.Choice(["sqlite", "postgres"]), default=None,
+              help="Where it lives (default: knowledge.store, i.e. embedded SQLite).")
+@click.option("--embedder", default=None,
+              help="Embedder name (default: chosen at first ingest, e5-small for Chinese text).")
+def create(name: str, store: str | None, embedder: str | None) -> None:
+    """Create an empty knowledge base NAME."""
+    from lingxi.knowledge import create_kb
+
+    base = create_kb(name, settings(), store=store, embedder=embedder)
+    click.echo(f"created knowledge base '{name}' ({base.store.backend})")
+    base.close()
+
+
+@kb.command("ingest")
+@click.argument("name")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--groups", default="", help="Comma-separated groups allowed to see these documents "
+                                           "(default: everyone).")
+@click.option("--json", "as_json", is_flag=True, help="Print the ingest report as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def ingest(name: str, paths: tuple[str, ...], groups: str, as_json: bool, quiet: bool) -> None:
+    """Add or update the files and folders PATHS in knowledge base NAME.
+
+    Unchanged files are skipped; changed ones re-embed only changed chunks. A file that cannot
+    be read is reported and the rest is ingested. Exits 1 if any file failed.
+    """
+    from lingxi.knowledge import open_kb
+
+    with open_kb(name, settings()) as base:
+        report = base.ingest(list(paths), groups=[g for g in groups.split(",") if g.strip()], progress=not quiet)
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        click.echo(f"{len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged, "
+                   f"{len(report.errors)} failed; chunks +{report.chunks_added} -{report.chunks_removed} "
+                   f"({report.chunks_embedded} embedded, {report.chunks_reused} reused) in {report.seconds:.1f}s")
+    for path, reason in report.errors.items():
+        click.echo(f"error: {path}: {reason}", err=True)
+    if report.errors:
+        raise SystemExit(1)
+
+
+def _filters(raw: tuple[str, ...]) -> dict | None:
+    out = {}
+    for item in raw:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--filter expects KEY=VALUE, got '{item}'")
+        out[key] = value
+    return out or None
+
+
+def _groups(raw: str | None) -> list[str] | None:
+    return None if raw is None else [g.strip() for g in raw.split(",") if g.strip()]
+
+
+@kb.command("search")
+@click.argument("name")
+@click.argument("query")
+@click.option("--mode", type=click.Choice(["bm25", "dense", "hybrid"]), default="hybrid", show_default=True)
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Results to return.")
+@click.option("--groups", default=None, help="Search as a caller in these comma-separated groups.")
+@click.option("--filter", "filters", multiple=True, help="Document metadata KEY=VALUE (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
+def search(name: str, query: str, mode: str, k: int, groups: str | None, filters: tuple[str, ...],
+           as_json: bool) -> None:
+    """Search knowledge base NAME for QUERY."""
+    from lingxi.knowledge import open_kb
+
+    with open_kb(name, settings()) as base:
+        hits = base.search(query, mode=mode, k=k, groups=_groups(groups), filters=_filters(filters))
+    if as_json:
+        emit_json([h.to_dict() for h in hits])
+        return
+    if not hits:
+        click.echo("no results")
+    for h in hits:
+        where = f"{h.source}" + (f" p.{h.page}" if h.page else "")
+        click.echo(f"[{h.id}] {h.score:.3f}  {h.title}  ({where})")
+        click.echo("    " + h.text[:300].replace("\n", " ") + ("…" if len(h.text) > 300 else ""))
+
+
+@kb.command("ask")
+@click.argument("name")
+@click.argument("question")
+@click.option("--model", default=None, help="Chat model (default: default_model, the bundled SmolLM2).")
+@click.option("-k", "k", type=click.IntRange(1, 50), default=5, show_default=True, help="Chunks to retrieve.")
+@click.option("--groups", default=None, help="Ask as a caller in these comma-separated groups.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"answer", "citations": [{"id", "source", "text", "score"}], "supported"}.')
+def ask(name: str, question: str, model: str | None, k: int, groups: str | None, as_json: bool) -> None:
+    """Answer QUESTION from knowledge base NAME, with verified citations."""
+    from lingxi.engines import load_engine
+    from lingxi.knowledge import open_kb
+
+    s = settings()
+    with open_kb(name, s) as base:
+        result = base.answer(question, load_engine(model, s), groups=_groups(groups), k=k)
+    if as_json:
+        emit_json(result.to_dict())
+        return
+    click.echo(result.answer)
+    for c in result.citations:
+        click.echo(f"  [{c.id}] {c.source}: {c.text[:160].replace(chr(10), ' ')}")
+    if not result.supported:
+        click.echo("(not supported by the documents)", err=True)
+
+
+@kb.command("delete")
+@click.argument("name")
+@click.argument("doc")
+def delete(name: str, doc: str) -> None:
+    """Remove document DOC (its number or source path) from NAME."""
+    from lingxi.knowledge import open_kb
+
+    with open_kb(name, settings()) as base:
+        removed = base.delete(doc)
+    click.echo(f"deleted '{doc}' ({removed} chunks)")
+
+
+@kb.command("stats")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def stats(name: str, as_json: bool) -> None:
+    """Documents, chunks, embedder, store and version of NAME."""
+    from lingxi.knowledge import open_kb
+
+    with open_kb(name, settings()) as base:
+        data = base.stats()
+    if as_json:
+        emit_json(data)
+    else:
+        for key, value in data.items():
+            click.echo(f"{key}: {json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value}")
+
+
+@kb.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def list_(as_json: bool) -> None:
+    """Knowledge bases on this machine."""
+    from lingxi.knowledge import list_kbs
+
+    rows = list_kbs(settings())
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no knowledge bases; create one with: lingxi kb create NAME")
+    for r in rows:
+        click.echo(f"{r['name']}  store={r['store']}  embedder={r.get('embedder') or '(auto)'}")

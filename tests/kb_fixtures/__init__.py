@@ -1,0 +1,1 @@
+"""Helpers for the knowledge-base tests (tests/test_kb_*.py)."""
