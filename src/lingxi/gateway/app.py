@@ -176,7 +176,7 @@ def create_app(settings: Any = None, *, gateway: Any = None, **gateway_options: 
     @app.exception_handler(LingxiError)
     async def lingxi_error(request: Request, exc: LingxiError) -> Response:
         out = outcome_of(request)
-        gw.metrics.errors.labels(out.model if out else "", exc.error_type).inc()
+        gw.metrics.errors.labels(gw.model_label(out.model if out else ""), exc.error_type).inc()
         headers = None
         if isinstance(exc, RateLimitError):
             headers = {"retry-after": str(max(1, round(exc.retry_after_s)))}
@@ -202,7 +202,7 @@ def create_app(settings: Any = None, *, gateway: Any = None, **gateway_options: 
     async def bug(request: Request, exc: Exception) -> Response:
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         out = outcome_of(request)
-        gw.metrics.errors.labels(out.model if out else "", "server_error").inc()
+        gw.metrics.errors.labels(gw.model_label(out.model if out else ""), "server_error").inc()
         return error_response(500, f"internal error: {type(exc).__name__}", "server_error", "internal_error")
 
     # ------------------------------------------------------------ API
@@ -333,7 +333,7 @@ class _Edge:
         m = self.gw.metrics
         m.latency.labels(route).observe(elapsed)
         if out is not None:
-            m.requests.labels(route, out.model, out.tenant, str(status)).inc()
+            m.requests.labels(route, self.gw.model_label(out.model), out.tenant, str(status)).inc()
         else:
             m.requests.labels(route, "", "", str(status)).inc()
         if route in ("/metrics", "/healthz", "/readyz") or access_log.disabled:

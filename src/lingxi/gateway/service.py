@@ -344,6 +344,15 @@ class Gateway:
         except LingxiError:
             return []
 
+    def model_label(self, name: str) -> str:
+        """``name`` as a metric label: names that are not served become "unknown", so that
+        clients sending made-up model names cannot grow the metrics without bound."""
+        if not name or name in self.pools or name == ROUTER or name in self.settings.all_embedders():
+            return name
+        if name.startswith(KB_PREFIX) and name[len(KB_PREFIX):] in self._kbs:
+            return name
+        return "unknown"
+
     def pool(self, name: str) -> ModelPool:
         try:
             return self.pools[name]
