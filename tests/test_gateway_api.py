@@ -112,6 +112,10 @@ def test_models_lists_chat_models_and_embedders(server):
     (json.dumps({"model": "fake", "messages": [{"role": "user", "content": "x"}], "n": 3}).encode(), "n"),
     (json.dumps({"model": "fake", "messages": [{"role": "user", "content": "x"}], "max_tokens": "ten"}).encode(),
      "max_tokens"),
+    (json.dumps({"model": "fake", "messages": [{"role": "user", "content": "x"}],
+                 "tools": [{"type": "function", "function": {"name": "f"}}]}).encode(), "tool calling"),
+    (json.dumps({"model": "fake", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}).encode(),
+     "image_url"),
 ])
 def test_bad_requests_get_openai_shaped_400(server, body, fragment):
     r = httpx.post(server.url + "/v1/chat/completions", content=body, headers={"content-type": "application/json"})

@@ -86,6 +86,15 @@ class _Sampling(_Request):
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    tools: list[Any] | None = None
+
+    @field_validator("tools")
+    @classmethod
+    def _no_tools(cls, v: list[Any] | None) -> list[Any] | None:
+        # Silently dropping tools would leave a client waiting for a tool call that never comes.
+        if v:
+            raise ValueError("tool calling is not supported by Lingxi's engines; send the request without tools")
+        return v
 
     def params(self, default_max_tokens: int = 512) -> GenerationParams:
         p = super().params(default_max_tokens)
