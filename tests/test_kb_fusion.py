@@ -1,0 +1,85 @@
+"""Adaptive fusion: the weights follow which retriever the other one corroborates, so hybrid is
+not dragged below the better retriever by a much weaker one (as plain RRF is)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lingxi.knowledge.evaluation import evaluate_run
+from lingxi.knowledge.fusion import MIN_QUERIES, FusionStats, fuse
+
+
+def _simulate(good_noise: float, bad_noise: float, good_is_bm25: bool, seed: int = 0):
+    """Queries over 500 docs with 3 relevant each; a good and a bad ranker (noisy relevance)."""
+    rng = np.random.default_rng(seed)
+    n_docs, ids = 500, [f"d{i}" for i in range(500)]
+    queries = []
+    for q in range(120):
+        rel = rng.choice(n_docs, 3, replace=False)
+        truth = np.zeros(n_docs)
+        truth[rel] = 1.0
+        good = truth * 3 + rng.normal(0, good_noise, n_docs)
+        bad = truth * 3 + rng.normal(0, bad_noise, n_docs)
+        queries.append((f"q{q}", rel, (good, bad) if good_is_bm25 else (bad, good)))
+    return ids, queries
+
+
+def _ndcg(ids, queries, scorer):
+    run, qrels = {}, {}
+    for q, rel, scores in queries:
+        order = scorer(scores)
+        run[q] = [(ids[i], 0.0) for i in order[:10]]
+        qrels[q] = {ids[i]: 1 for i in rel}
+    return evaluate_run(run, qrels)["ndcg@10"]
+
+
+def _hybrid(ids, queries):
+    stats = FusionStats()
+    tops = []
+    for _, _, (b, d) in queries:
+        bt, dt = np.argsort(-b)[:50], np.argsort(-d)[:50]
+        stats.observe([ids[i] for i in bt], [ids[i] for i in dt])
+        tops.append((bt, dt))
+    w = stats.bm25_weight()
+
+    def scorer(scores):
+        b, d = scores
+        bt, dt = np.argsort(-b)[:50], np.argsort(-d)[:50]
+        cand = list(dict.fromkeys(list(bt) + list(dt)))
+        fused = fuse([ids[i] for i in cand], b[cand], d[cand], b[bt], d[dt], w)
+        pos = {ids[i]: i for i in cand}
+        return [pos[i] for i, _ in fused]
+    return scorer, w
+
+
+def test_weak_dense_is_switched_off():
+    ids, queries = _simulate(good_noise=0.8, bad_noise=6.0, good_is_bm25=True)
+    scorer, w = _hybrid(ids, queries)
+    assert w == 1.0
+    bm25 = _ndcg(ids, queries, lambda s: np.argsort(-s[0]))
+    assert _ndcg(ids, queries, scorer) >= bm25
+
+
+def test_weak_bm25_is_switched_off():
+    ids, queries = _simulate(good_noise=0.8, bad_noise=6.0, good_is_bm25=False)
+    scorer, w = _hybrid(ids, queries)
+    assert w == 0.0
+    dense = _ndcg(ids, queries, lambda s: np.argsort(-s[1]))
+    assert _ndcg(ids, queries, scorer) >= dense
+
+
+def test_equal_retrievers_are_mixed_and_fusion_helps():
+    ids, queries = _simulate(good_noise=1.5, bad_noise=1.5, good_is_bm25=True)
+    scorer, w = _hybrid(ids, queries)
+    assert 0.1 < w < 0.9
+    best = max(_ndcg(ids, queries, lambda s: np.argsort(-s[0])), _ndcg(ids, queries, lambda s: np.argsort(-s[1])))
+    assert _ndcg(ids, queries, scorer) > best
+
+
+def test_equal_weight_until_enough_queries():
+    stats = FusionStats()
+    for _ in range(MIN_QUERIES - 1):
+        stats.observe(list("abcdefgh"), list("stuvwxyz"))
+    assert stats.bm25_weight() == 0.5
+    stats.observe(list("ab"), list("st"))  # too short to tell anything: not counted
+    assert stats.queries == MIN_QUERIES - 1

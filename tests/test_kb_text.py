@@ -1,0 +1,69 @@
+"""Tokenisation, sentence splitting and structure-aware chunking (Chinese and English)."""
+
+from __future__ import annotations
+
+from lingxi.engines.base import estimate_tokens
+from lingxi.knowledge.chunking import chunk_document
+from lingxi.knowledge.text import cjk_ratio, split_sentences, tokenize
+from lingxi.knowledge.types import Block, Document
+
+
+def test_tokenize_segments_chinese_and_stems_english():
+    toks = tokenize("北京大学的学生在2018年发表了论文。The cats were Running quickly!")
+    assert {"北京", "大学", "北京大学", "学生", "2018", "论文"} <= set(toks)
+    assert "的" not in toks and "the" not in toks
+    assert {"cat", "run", "quick"} <= set(toks)
+    assert tokenize("ＡＢＣ Running") == tokenize("abc running")  # full-width folded
+
+
+def test_split_sentences_chinese_marks_first_class():
+    assert split_sentences("第一句。第二句！第三句？“引号里。”后面；最后") == [
+        "第一句。", "第二句！", "第三句？", "“引号里。”", "后面；", "最后"]
+    assert split_sentences("One. Two! Three? Pi is 3.14 here") == ["One.", "Two!", "Three?", "Pi is 3.14 here"]
+
+
+def _doc(blocks):
+    return Document("k", "src.md", "Title", blocks)
+
+
+def test_chunk_ids_follow_sections_and_paragraphs():
+    blocks = [Block("intro text", 0), Block("A", 1), Block("para a1", 0), Block("para a2", 0),
+              Block("B", 1), Block("B.1", 2), Block("para b1", 0)]
+    chunks = chunk_document(_doc(blocks), 7, chunk_tokens=3, overlap=0)
+    assert [(c.id, c.text) for c in chunks] == [
+        ("7.0.1.0", "intro text"), ("7.1.1.0", "para a1"), ("7.1.2.0", "para a2"), ("7.3.1.0", "para b1")]
+    assert chunks[-1].headings == ["B", "B.1"] and chunks[-1].context == "Title > B > B.1"
+
+
+def test_small_paragraphs_pack_and_ids_stay_stable_when_another_section_changes():
+    base = [Block("S1", 1), Block("alpha beta", 0), Block("gamma delta", 0), Block("S2", 1), Block("epsilon", 0)]
+    changed = [Block("S1", 1), Block("alpha beta", 0), Block("gamma delta", 0), Block("S2", 1), Block("zeta eta", 0)]
+    a = chunk_document(_doc(base), 1, chunk_tokens=64, overlap=8)
+    b = chunk_document(_doc(changed), 1, chunk_tokens=64, overlap=8)
+    assert a[0].id == b[0].id == "1.1.1.0" and a[0].text == "alpha beta\n\ngamma delta"
+    assert a[0].hash == b[0].hash and a[1].hash != b[1].hash and a[1].id == b[1].id
+
+
+def test_long_chinese_paragraph_splits_on_sentences_within_budget_with_overlap():
+    sentences = [f"第{i}句讲的是一个相当长的事情，需要很多字来说明白。" for i in range(40)]
+    chunks = chunk_document(_doc([Block("".join(sentences), 0)]), 2, chunk_tokens=64, overlap=30)
+    assert len(chunks) > 5
+    assert [c.id for c in chunks[:3]] == ["2.0.1.0", "2.0.1.1", "2.0.1.2"]
+    for c in chunks:
+        assert estimate_tokens(c.text) <= 64
+        assert c.text.endswith("。")  # cut on sentence boundaries
+    assert chunks[1].text.startswith(chunks[0].text.split("。")[-2].split("。")[-1])  # overlap carried over
+
+
+def test_sentence_longer_than_budget_is_cut_by_length():
+    chunks = chunk_document(_doc([Block("字" * 1000, 0)]), 1, chunk_tokens=100, overlap=0)
+    assert all(estimate_tokens(c.text) <= 100 for c in chunks) and "".join(c.text for c in chunks) == "字" * 1000
+
+
+def test_whole_mode_is_one_chunk():
+    chunks = chunk_document(_doc([Block("a " * 2000, 0), Block("b", 0)]), 3, whole=True)
+    assert len(chunks) == 1 and chunks[0].id == "3.0.1.0"
+
+
+def test_cjk_ratio():
+    assert cjk_ratio("中文 text") > 0.2 and cjk_ratio("english only") == 0.0
