@@ -9,16 +9,24 @@ the hit when any of them differ:
 - negation: English ``not``/``n't``/``never``/``no``/``without``…, Chinese 不/没/没有/非/别/无/未/勿…
   (words that only contain such a character, like 非常 "very", 别人 "others" or 不过 "but", do not count);
 - numbers: digits, English number words and Chinese numerals, all read as values (``3`` = three = 三);
-- dates and times: month and weekday names, relative days (tomorrow, 明天, 上周…), jieba time words;
+- dates and times: month and weekday names, relative days (tomorrow, 明天, 下周一…);
 - named entities: English capitalised words and acronyms (``iPhone``, ``NASA``, ``Paris``) and Chinese
   person/place/organisation names (jieba part-of-speech ``nr``/``ns``/``nt``/``nz``);
 - comparatives and direction: more/less, better/worse, -er than…, 更X/最X/比/大于/以上…,
   and pairs of opposite verbs (buy/sell, 买/卖, enable/disable, 增加/减少…);
-- what is asked: why / when / where / who / how many (为什么 / 什么时候 / 哪里 / 谁 / 多少).
+- direction: "convert km to miles" / "convert miles to km", 把PDF转换成Word / 把Word转换成PDF;
+- what is asked: why / when / where / who / how many (为什么 / 什么时候 / 哪里 / 谁 / 多少) — one
+  text may leave the question word (or a comparative) implicit, but two different ones differ;
+- a swapped topic word (optional, ``substitution=True``): each text has a content word the other
+  lacks ("symptoms" / "treatments of the flu", 狗 / 猫). Paraphrases that swap synonyms
+  ("turn on" / "enable") fail this check too, so it trades hits for safety.
+
+Entities are matched across the two texts: a name one text capitalises and the other writes in
+lower case, inflects ("Australia's") or embeds in a longer Chinese word still counts as the same.
 
 The guard only ever *refuses* hits; it never creates one. It is lexical and deliberately strict:
 a refused paraphrase costs one model call, a served non-paraphrase costs a wrong answer.
-Chinese entity and time tagging uses jieba (``server`` extra), loaded on the first Chinese text.
+Chinese entity and noun tagging uses jieba (``server`` extra), loaded on the first Chinese text.
 """
 
 from __future__ import annotations
