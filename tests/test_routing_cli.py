@@ -91,3 +91,28 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, config):
     r = run_lingxi("route", "eval", str(tmp_path / "missing.jsonl"), config=config)
     assert r.returncode == 2 and "cannot read" in r.stderr
     assert not (tmp_path / "policy.json").exists()
+
+
+def test_train_from_the_gateways_feedback_store(tmp_path, config):
+    from lingxi.gateway.feedback import FeedbackStore
+
+    home = tmp_path / "home"
+    env = {"LINGXI_HOME": str(home)}
+    r = run_lingxi("route", "train", "--feedback", config=config, env=env)
+    assert r.returncode == 2 and "no feedback recorded yet" in r.stderr
+    store = FeedbackStore(home / "gateway" / "feedback.db")
+    easy = ["hello", "thanks", "what is the capital of Italy", "你好", "who is Ada Lovelace", "翻译：苹果"]
+    hard = ["Prove that sqrt(2) is irrational", "Write a Python function to merge sorted lists",
+            "计算 123 * 456 并解释步骤", "Explain why quicksort is O(n log n) on average", "证明三角形内角和为180度",
+            "Design a database schema and explain the trade-offs"]
+    for i, q in enumerate(easy + hard):
+        store.add(response_id=f"r{i}", model="local", rating=1 if q in easy else -1,
+                  messages=[{"role": "user", "content": q}], answer="An answer.")
+    store.add(response_id="s", model="strong", rating=1, messages=[{"role": "user", "content": "x"}], answer="y")
+    store.close()
+    r = run_lingxi("route", "train", "--feedback", "--json", config=config, env=env)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["examples"] == 12 and report["good_share"] == 0.5
+    r = run_lingxi("route", "train", str(tmp_path / "x.jsonl"), "--feedback", config=config, env=env)
+    assert r.returncode == 2

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from lingxi.cli import emit_json, settings
+from lingxi.errors import UsageError
 
 
 @click.group()
@@ -16,14 +17,16 @@ def route() -> None:
 
 
 @route.command()
-@click.argument("data", type=click.Path(dir_okay=False))
+@click.argument("data", type=click.Path(dir_okay=False), required=False)
+@click.option("--feedback", "use_feedback", is_flag=True,
+              help="Learn from the gateway's stored thumbs up/down (<home>/gateway/feedback.db) instead of DATA.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None,
               help="Where to save the policy (default: gateway.router.policy_path, else <home>/router/policy.json).")
 @click.option("--margin", type=float, default=0.2, show_default=True,
               help="Evaluation records: the local answer is good enough when its quality >= strong's - margin.")
 @click.option("--l2", type=float, default=1.0, show_default=True, help="L2 regularisation strength.")
 @click.option("--json", "as_json", is_flag=True, help="Print the training report as JSON.")
-def train(data: str, out: str | None, margin: float, l2: float, as_json: bool) -> None:
+def train(data: str | None, use_feedback: bool, out: str | None, margin: float, l2: float, as_json: bool) -> None:
     """Fit the routing policy from logged traffic/feedback or evaluation records (JSONL).
 
     Each line is either {"messages", "model", "answer", "feedback": up/down | "quality": 0..1}
@@ -37,8 +40,25 @@ def train(data: str, out: str | None, margin: float, l2: float, as_json: bool) -
 
     s = settings()
     router = create_router(s)
-    exs = examples(data, router.local, margin=margin)
-    policy, report = fit(exs, l2=l2, source=Path(data).name)
+    if use_feedback == bool(data):
+        raise click.UsageError("give DATA (a JSONL file) or --feedback, not both or neither")
+    if use_feedback:
+        from lingxi.gateway.feedback import FeedbackStore
+        from lingxi.gateway.routing_eval import examples_from
+
+        path = s.home_dir / "gateway" / "feedback.db"
+        if not path.is_file():
+            raise UsageError(f"no feedback recorded yet (looked for {path})")
+        store = FeedbackStore(path)
+        try:
+            exs = examples_from(((f"feedback row {r['id']}", r) for r in store.rows()), router.local, margin)
+        finally:
+            store.close()
+        source = "feedback.db"
+    else:
+        exs = examples(data, router.local, margin=margin)
+        source = Path(data).name
+    policy, report = fit(exs, l2=l2, source=source)
     target = Path(out) if out else policy_path(s)
     save_policy(policy, target)
     report["saved_to"] = str(target)

@@ -8,6 +8,7 @@ Two record shapes are read (one JSON object per line):
      "feedback": "up" | "down" | 1 | -1 | true | false}      # or "quality": 0.0..1.0
 
   Only answers by the local model teach the router (they say whether local was good enough).
+  The gateway's thumbs up/down store (``rating`` +1/-1) is read the same way (``route train --feedback``).
 
 - **evaluation record** (both models' answers to the same request, each with a quality)::
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,8 @@ from lingxi.gateway.routing_policy import (
     query_features,
 )
 
-__all__ = ["Answer", "Example", "read_records", "examples", "train", "evaluate", "collect", "model_cost"]
+__all__ = ["Answer", "Example", "read_records", "examples", "examples_from", "train", "evaluate", "collect",
+           "model_cost"]
 
 _FEEDBACK = {"up": 1.0, "good": 1.0, "down": 0.0, "bad": 0.0, "1": 1.0, "-1": 0.0, "true": 1.0, "false": 0.0,
              "👍": 1.0, "👎": 0.0}
@@ -134,13 +136,18 @@ def _answer(obj: Any, where: str) -> Answer:
 
 def examples(path: str | os.PathLike[str], local_model: str, margin: float = 0.2) -> list[Example]:
     """Read traffic-log and evaluation records into :class:`Example` s (see the module docstring)."""
+    return examples_from(((f"{path}:{n}", obj) for n, obj in read_records(path)), local_model, margin)
+
+
+def examples_from(records: Iterable[tuple[str, dict]], local_model: str, margin: float = 0.2) -> list[Example]:
+    """Like :func:`examples`, from ``(where, record)`` pairs — e.g. the gateway's feedback store rows
+    (``rating`` +1/-1 is read as feedback)."""
     out = []
-    for n, obj in read_records(path):
-        where = f"{path}:{n}"
+    for where, obj in records:
         messages = _messages(obj, where)
         refs = obj.get("reference", obj.get("references", []))
         refs = [refs] if isinstance(refs, str) else list(refs or [])
-        ident = str(obj.get("id", n))
+        ident = str(obj.get("id", where))
         if "local" in obj or "strong" in obj:
             local = _answer(obj["local"], f"{where}: local") if "local" in obj else None
             strong = _answer(obj["strong"], f"{where}: strong") if "strong" in obj else None
@@ -151,7 +158,7 @@ def examples(path: str | os.PathLike[str], local_model: str, margin: float = 0.2
             continue
         if obj.get("model") not in (None, local_model):
             continue  # a strong-model answer says nothing about the local model
-        value = obj.get("quality", obj.get("feedback"))
+        value = obj.get("quality", obj.get("feedback", obj.get("rating")))
         quality = None if value is None else _quality(value, where)
         local = Answer(obj.get("answer"), quality, obj.get("finish_reason", "stop"))
         out.append(Example(ident, messages, local, None, None if quality is None else quality >= 0.5, refs))
