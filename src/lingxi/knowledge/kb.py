@@ -375,9 +375,9 @@ class KnowledgeBase:
         if not ids:
             return []
         b, d = self.store.score(ids, tokens, vector)
-        bm_ref = np.array([s for _, s in bm], dtype=np.float32) if bm else b
-        dense_ref = np.array([s for _, s in dense], dtype=np.float32) if dense else d
-        return fuse(ids, b, d, bm_ref, dense_ref, self.fusion.bm25_weight())
+        # Normalise over the union: a chunk BM25 did not match scores 0, which is ordinary among
+        # the dense candidates, not an outlier as it would be against BM25's own matches.
+        return fuse(ids, b, d, b, d, self.fusion.bm25_weight())
 
     def _save_fusion(self) -> None:
         # Persist the running statistics now and then, not on every query.
