@@ -231,3 +231,18 @@ def test_real_embedder_serves_a_paraphrase_and_the_guard_refuses_a_negation(tmp_
     paraphrase, negated, unrelated = run(go())
     assert paraphrase is not None and paraphrase.kind == "semantic"
     assert negated is None and unrelated is None
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_concurrent_requests_get_their_own_answers(tmp_path, backend):
+    topics = ["printer", "router", "laptop", "monitor", "keyboard", "scanner", "projector", "webcam"]
+
+    async def go():
+        c = make(tmp_path, backend)
+        await asyncio.gather(*(c.put(SCOPE, user(f"How do I reset the {t} in the office?"), {"id": t}) for t in topics))
+        hits = await asyncio.gather(*(c.get(SCOPE, user(f"In the office, how can I reset the {t}?")) for t in topics * 3))
+        await c.close()
+        return hits
+
+    hits = run(go())
+    assert [h.response["id"] if h else None for h in hits] == topics * 3

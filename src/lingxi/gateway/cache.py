@@ -430,21 +430,21 @@ class SemanticCache:
         query = await self._embed(keyed.question)
         scores = mirror.vectors @ query
         order = np.argsort(-scores)[: self.CANDIDATES]
+        # Copy the candidates out before the first await: other requests may change the mirror meanwhile.
+        candidates = [(float(scores[i]), mirror.keys[i], mirror.texts[i], mirror.created[i]) for i in order
+                      if scores[i] >= self.similarity]
         now = time.time()
         stale: list[str] = []
         hit = None
-        for i in order:
-            score = float(scores[i])
-            if score < self.similarity:
-                break
-            if mirror.created[i] + self.ttl_s < now:
-                stale.append(mirror.keys[i])
+        for score, key, text, created in candidates:
+            if created + self.ttl_s < now:
+                stale.append(key)
                 continue
-            if self.guard and meaning_differs(keyed.question, mirror.texts[i], substitution=self.guard_topic):
+            if self.guard and meaning_differs(keyed.question, text, substitution=self.guard_topic):
                 continue
-            entry = await self.store.get(mirror.keys[i])
-            if entry is None:  # evicted or expired in the store
-                stale.append(mirror.keys[i])
+            entry = await self.store.get(key)
+            if entry is None or entry.text != text:  # evicted, expired or replaced in the store
+                stale.append(key)
                 continue
             hit = CacheHit(entry.response, "semantic", score, entry.text)
             break
