@@ -69,7 +69,8 @@ class Router:
 
     # ------------------------------------------------------------ deciding
 
-    def _rule(self, messages: Sequence[dict], tenant: str) -> RouteDecision | None:
+    def match_rule(self, messages: Sequence[dict], tenant: str) -> RouteDecision | None:
+        """The decision of the first rule that matches, or None."""
         if not self.cfg.rules:
             return None
         text = "\n".join(str(m.get("content") or "") for m in messages)
@@ -92,15 +93,16 @@ class Router:
 
     async def route(self, messages: Sequence[dict], tenant: str) -> RouteDecision:
         """The model that should answer (for ``cascade``: the model that answers first)."""
-        decision = self._rule(messages, tenant)
+        decision = self.match_rule(messages, tenant)
         if decision is not None:
             return decision
         if self.cfg.policy == "rules":
             return RouteDecision(self.local, "no rule matched: local model", False)
         if self.cfg.policy == "cascade":
             return RouteDecision(self.local, "cascade: local model answers first", True)
-        p = self.policy.query.proba(query_features(messages))
-        why = _top_reasons(self.policy.query.contributions(query_features(messages)))
+        feats = query_features(messages)
+        p = self.policy.query.proba(feats)
+        why = _top_reasons(self.policy.query.contributions(feats))
         if p >= self.cfg.route_local_above:
             return RouteDecision(self.local, f"learned: P(local ok)={p:.2f} >= {self.cfg.route_local_above}{why}",
                                  False, p)

@@ -273,7 +273,7 @@ def evaluate(exs: Sequence[Example], settings: Any, router: Any,
         "oracle": summary(l_q < s_q, np.where(l_q < s_q, s_cost, l_cost)),
     }
     if router.cfg.rules:
-        picks = np.array([(router._rule(e.messages, "") or _Default(local)).model == strong for e in rows])
+        picks = np.array([(router.match_rule(e.messages, "") or _Default(local)).model == strong for e in rows])
         policies["rules"] = summary(picks, np.where(picks, s_cost, l_cost))
     sweep = [{"escalate_below": t, **summary(conf < t, l_cost + np.where(conf < t, s_cost, 0.0))} for t in thresholds]
     good = np.array([e.good for e in rows], dtype=bool)
