@@ -542,6 +542,10 @@ def create_cache(settings: Any) -> SemanticCache:
                               settings.source)
         store = RedisStore(url, cfg.redis_prefix, cfg.max_entries, cfg.ttl_s)
     embedder, name = None, ""
+    if cfg.semantic and cfg.guard:
+        # Load jieba now (seconds, off the event loop when the caller builds the cache in a thread)
+        # rather than inside the first Chinese request; a missing extra shows up at start-up.
+        meaning_differs("预热", "预热")
     if cfg.semantic:
         from lingxi.engines import load_embedder
 
