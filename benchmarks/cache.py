@@ -148,7 +148,7 @@ def main() -> None:
         "embedders": {},
     }
     keys = ("threshold", "guard", "guard_topic", "hit_rate", "false_hit_rate", "false_hits_per_lookalike", "by_lang",
-            "lookalike_hits_by_trap")
+            "lookalike_hits_by_trap", "lookup_ms_mean")
     for name in args.embedders.split(","):
         print(f"embedding with {name}...", file=sys.stderr)
         embedder = MemoEmbedder(load_embedder(name, settings))
