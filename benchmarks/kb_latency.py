@@ -73,7 +73,7 @@ def main() -> None:
     settings = parse_config({
         "home": str(work), "default_embedder": "hash384",
         "embedders": {"hash384": {"engine": "hash", "dim": 384}},
-        "knowledge": {"store": args.store, "pg_url": args.pg_url, "chunk_tokens": 250, "chunk_overlap": 0},
+        "knowledge": {"store": args.store, "pg_url": args.pg_url, "chunk_tokens": 400, "chunk_overlap": 0},
     })
     name = f"lat{args.chunks}"
     out: dict = {"chunks": args.chunks, "store": args.store, "cpu_count": os.cpu_count()}
@@ -85,7 +85,8 @@ def main() -> None:
         rng = np.random.default_rng(0)
         per_doc = 100
         docs = [Document(f"doc{d}", f"synthetic/doc{d}", f"Document {d}",
-                         [Block(paragraph(rng, zh=(d % 2 == 1))) for _ in range(per_doc)])
+                         [b for j in range(per_doc)  # a heading per paragraph: exactly one chunk each
+                          for b in (Block(f"Part {j}", 2), Block(paragraph(rng, zh=(d % 2 == 1))))])
                 for d in range(args.chunks // per_doc)]
         t = time.perf_counter()
         kb.ingest_documents(docs, progress=True)

@@ -67,3 +67,14 @@ def test_whole_mode_is_one_chunk():
 
 def test_cjk_ratio():
     assert cjk_ratio("中文 text") > 0.2 and cjk_ratio("english only") == 0.0
+
+
+def test_importing_the_knowledge_package_stays_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, lingxi.knowledge, lingxi.cli.kb, lingxi.cli.eval; "
+            "heavy = [m for m in ('bm25s', 'jieba', 'hnswlib', 'psycopg', 'pypdf', 'docx', 'torch', 'Stemmer') "
+            "if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
