@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -44,6 +45,9 @@ import numpy as np
 
 from lingxi.errors import ConfigError, UpstreamError, missing_extra
 from lingxi.gateway.cache_guard import meaning_differs
+
+log = logging.getLogger(__name__)
+_STORE_ERRORS = (UpstreamError, sqlite3.OperationalError)
 
 __all__ = [
     "CacheScope", "CacheHit", "SemanticCache", "CacheStore", "MemoryStore", "SqliteStore", "RedisStore",
@@ -407,15 +411,43 @@ class SemanticCache:
         self._mirrored = 0
         self._locks: dict[str, asyncio.Lock] = {}
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.errors = 0
+        """Store failures so far (each answered as a miss)."""
+        self._last_warning = -1e9
 
     # ------------------------------------------------------------ public
 
     async def get(self, scope: CacheScope, messages: Sequence[dict]) -> CacheHit | None:
         """The cached answer for ``messages`` in ``scope``, or None.
 
-        Raises:
-            UpstreamError: the redis backend is unreachable (the gateway should answer uncached).
+        A store that fails (Redis unreachable, SQLite locked past its timeout) is a miss, logged
+        and counted in :attr:`errors`: the request is answered uncached, never failed.
         """
+        try:
+            return await self._get(scope, messages)
+        except _STORE_ERRORS as exc:
+            self._failed("get", exc)
+            return None
+
+    async def put(self, scope: CacheScope, messages: Sequence[dict], response: dict) -> None:
+        """Store ``response`` (an OpenAI chat.completion body) as the answer to ``messages`` in ``scope``.
+
+        Conversations a text cache cannot compare (images, tool calls, no final user turn) are
+        skipped; a failing store is logged and counted in :attr:`errors`, like :meth:`get`.
+        """
+        try:
+            await self._put(scope, messages, response)
+        except _STORE_ERRORS as exc:
+            self._failed("put", exc)
+
+    def _failed(self, op: str, exc: Exception) -> None:
+        self.errors += 1
+        now = time.monotonic()
+        if now - self._last_warning >= 30:  # one line per 30 s, not one per request, while a store is down
+            self._last_warning = now
+            log.warning("cache %s failed (%s backend), answering uncached: %s", op, self.store.name, exc)
+
+    async def _get(self, scope: CacheScope, messages: Sequence[dict]) -> CacheHit | None:
         keyed = self._keyed(scope, messages)
         if keyed is None:
             return None
@@ -454,11 +486,7 @@ class SemanticCache:
                 self._mirrored -= 1
         return hit
 
-    async def put(self, scope: CacheScope, messages: Sequence[dict], response: dict) -> None:
-        """Store ``response`` (an OpenAI chat.completion body) as the answer to ``messages`` in ``scope``.
-
-        Conversations a text cache cannot compare (images, tool calls, no final user turn) are skipped.
-        """
+    async def _put(self, scope: CacheScope, messages: Sequence[dict], response: dict) -> None:
         keyed = self._keyed(scope, messages)
         if keyed is None:
             return
