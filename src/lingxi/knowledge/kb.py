@@ -135,8 +135,7 @@ class KnowledgeBase:
         self._embedder = None
         self._lock = threading.Lock()
         self._cache: EmbeddingCache | None = None
-        saved = self.store.meta().get("fusion", {})
-        self.fusion = FusionStats(**{k: saved[k] for k in ("queries", "diff_sum", "diff_sq_sum") if k in saved})
+        self.fusion = FusionStats(**_read_fusion(folder / "fusion.json"))
         self._saved_fusion = self.fusion.queries
 
     # ------------------------------------------------------------ properties
@@ -379,15 +378,18 @@ class KnowledgeBase:
         # the dense candidates, not an outlier as it would be against BM25's own matches.
         return fuse(ids, b, d, b, d, self.fusion.bm25_weight())
 
-    def _save_fusion(self) -> None:
-        # Persist the running statistics now and then, not on every query.
-        if self.fusion.queries - self._saved_fusion >= 20:
+    def _save_fusion(self, force: bool = False) -> None:
+        # A sidecar file replaced atomically, now and then: a search never waits on a database
+        # lock held by an ingest.
+        if force or self.fusion.queries - self._saved_fusion >= 20:
             self._saved_fusion = self.fusion.queries
+            state = {k: v for k, v in self.fusion.to_dict().items() if k in ("queries", "diff_sum", "diff_sq_sum")}
+            tmp = self.folder / f".fusion-{os.getpid()}-{threading.get_ident()}.tmp"
             try:
-                self.store.set_meta({"fusion": {k: v for k, v in self.fusion.to_dict().items()
-                                                 if k in ("queries", "diff_sum", "diff_sq_sum")}})
-            except Exception:  # a busy database must not fail a search; the next save catches up
-                self._saved_fusion -= 20
+                tmp.write_text(json.dumps(state), encoding="utf-8")
+                tmp.replace(self.folder / "fusion.json")
+            except OSError:
+                tmp.unlink(missing_ok=True)
 
     def _rerank_depth(self) -> int:
         return 20 if self.settings.knowledge.reranker else 0
@@ -459,6 +461,8 @@ class KnowledgeBase:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def close(self) -> None:
+        if self.fusion.queries != self._saved_fusion and self.folder.is_dir():
+            self._save_fusion(force=True)
         self.store.close()
         if self._cache is not None:
             self._cache.close()
@@ -468,6 +472,14 @@ class KnowledgeBase:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _read_fusion(path: Path) -> dict[str, Any]:
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        return {k: saved[k] for k in ("queries", "diff_sum", "diff_sq_sum") if k in saved}
+    except (OSError, ValueError, TypeError):
+        return {}
 
 
 def _file_hash(path: Path, groups: list[str]) -> str:
