@@ -235,3 +235,11 @@ def test_search_rejects_bad_arguments(kb):
 def test_concurrent_ingest_is_refused(kb, folder):
     with kb._writer(), pytest.raises(UsageError, match="another process"):
         kb.ingest([folder], progress=False)
+
+
+def test_repeated_sentences_are_said_once(kb):
+    hit = kb.search("notice period resignation", k=1)[0]
+    sentence = f"The notice period for resignation is thirty days [{hit.id}]."
+    answer = kb.answer("What is the notice period for resignation?",
+                       FakeEngine(replies=[" ".join([sentence] * 5) + " The notice period for"]))
+    assert answer.answer.count("thirty days") == 1 and answer.supported

@@ -86,6 +86,7 @@ def verify(question: str, text: str, hits: list[Hit]) -> Answer:
     dropped: list[str] = []
     cited: dict[str, Citation] = {}
     refusal = NO_ANSWER[lang].rstrip("。.")
+    seen_keys: list[str] = []
     for sentence in split_sentences(text.strip()):
         ids = [i.strip() for m in _CITE.finditer(sentence) for i in re.split(r"[,，;；]", m.group(1))]
         plain = _CITE.sub("", sentence).strip()
@@ -93,6 +94,10 @@ def verify(question: str, text: str, hits: list[Hit]) -> Answer:
             continue
         if refusal in plain or plain.lower().startswith(("i don't know", "i do not know")):
             continue  # the model's own refusal: decided below from what is left
+        key = re.sub(r"\W+", "", plain.lower())
+        if any(seen.startswith(key) for seen in seen_keys):
+            continue  # small models repeat themselves; say each thing once
+        seen_keys.append(key)
         toks = tokenize(plain)
         good = [i for i in dict.fromkeys(ids) if i in by_id and coverage(toks, chunk_tokens[i]) >= SUPPORT]
         if not good:
