@@ -243,3 +243,16 @@ def test_repeated_sentences_are_said_once(kb):
     answer = kb.answer("What is the notice period for resignation?",
                        FakeEngine(replies=[" ".join([sentence] * 5) + " The notice period for"]))
     assert answer.answer.count("thirty days") == 1 and answer.supported
+
+
+def test_second_machine_attaches_to_an_existing_postgres_kb(tmp_path, tmp_path_factory):
+    url = pg_url(tmp_path_factory)
+    first = create_kb("shared", kb_settings(tmp_path / "a", "postgres", url))
+    first.ingest([make_folder(tmp_path / "docs")], progress=False)
+    other = create_kb("shared", kb_settings(tmp_path / "b", "postgres", url))  # another machine's registry
+    try:
+        assert other.version == first.version and other.stats()["documents"] == 8
+        assert other.search("违约金", k=1)[0].text == first.search("违约金", k=1)[0].text
+    finally:
+        other.close()
+        first.drop()

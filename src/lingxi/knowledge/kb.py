@@ -89,7 +89,11 @@ def create_kb(name: str, settings: Any, store: str | None = None, embedder: str 
     record = {"name": name, "store": store, "embedder": embedder, "created_at": time.time(),
               "chunk_tokens": settings.knowledge.chunk_tokens, "chunk_overlap": settings.knowledge.chunk_overlap}
     backend = _open_store(name, store, settings, folder, create=True)
-    backend.set_meta({k: v for k, v in record.items() if k != "name"} | {"dim": 0, "version": ""})
+    # A Postgres knowledge base created on another machine is attached, not reset.
+    existing = backend.meta()
+    fresh = {k: v for k, v in record.items() if k != "name"} | {"dim": 0, "version": ""}
+    backend.set_meta({k: v for k, v in fresh.items() if k not in existing})
+    record["embedder"] = existing.get("embedder", record["embedder"])
     tmp = folder / "kb.json.tmp"
     tmp.write_text(json.dumps(record, ensure_ascii=False, indent=2), encoding="utf-8")
     tmp.replace(folder / "kb.json")
