@@ -107,3 +107,23 @@ def test_new_user_flow_through_the_cli(tmp_path, docs, monkeypatch, capsys):
     answer = json.loads(out)
     assert code == 0 and answer["citations"] and answer["supported"]
     assert any("十五天" in c["text"] for c in answer["citations"])
+
+
+def test_reranker_reorders_the_candidates(tmp_path, docs):
+    # No trained cross-encoder ships in a package; MiniLM's BERT weights with a fresh scoring head
+    # exercise the whole path (load, score pairs, reorder) without claiming any quality.
+    from lingxi.engines.bundled import minilm_dir
+
+    plain = parse_config({"home": str(tmp_path / "home")})
+    reranked = parse_config({"home": str(tmp_path / "home"), "knowledge": {"reranker": str(minilm_dir())}})
+    kb = create_kb("rr", plain)
+    kb.ingest([docs[0]], progress=False)
+    kb.close()
+    from lingxi.knowledge import open_kb
+
+    kb = open_kb("rr", reranked)
+    hits = kb.search("visitors badge", k=2)
+    assert len(hits) == 2
+    candidates = {h.id for h in open_kb("rr", plain).search("visitors badge", k=20)}
+    assert {h.id for h in hits} <= candidates
+    kb.close()
