@@ -10,6 +10,7 @@ gateway's queue or to several llama.cpp servers behind it.
 from __future__ import annotations
 
 import codecs
+import ctypes
 import os
 import threading
 from collections.abc import Iterator
@@ -63,6 +64,7 @@ class LlamaCppEngine(ChatEngine):
         template = config.chat_format or self._llm.metadata.get("tokenizer.chat_template")
         self._formatter = self._make_formatter(template) if template else None
         self._lock = threading.Lock()
+        self._pieces: dict[int, bytes] = {}
 
     def _make_formatter(self, template: str) -> Any:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -112,6 +114,20 @@ class LlamaCppEngine(ChatEngine):
         tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
         return tokens, stops
 
+    def _piece(self, token: int) -> bytes:
+        """The bytes of one token (may be part of a UTF-8 character), cached: the vocabulary is fixed."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            size = 64
+            while True:
+                buf = ctypes.create_string_buffer(size)
+                n = self._llama_cpp.llama_token_to_piece(self._llm._model.vocab, token, buf, size, 0, False)
+                if n >= 0:
+                    break
+                size = -n  # a negative length is the size the piece needs
+            piece = self._pieces[token] = buf.raw[:n]
+        return piece
+
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
@@ -137,6 +153,10 @@ class LlamaCppEngine(ChatEngine):
         with self._lock:
             if params.seed is not None:
                 llm.set_seed(params.seed)
+                # Reusing a cached prompt prefix recomputes the last logits in a different batch
+                # shape, which changes them in the last bits; a seeded request starts clean so that
+                # the same seed gives the same answer.
+                llm.reset()
             greedy = params.temperature == 0
             gen = llm.generate(
                 tokens,
@@ -153,7 +173,7 @@ class LlamaCppEngine(ChatEngine):
                         finish = "stop"
                         break
                     produced += 1
-                    pending += decoder.decode(llm._model.token_to_piece(token, special=False))
+                    pending += decoder.decode(self._piece(token))
                     if stops:
                         cut = _find_stop(pending, stops)
                         if cut is not None:
