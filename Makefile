@@ -3,8 +3,11 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# llama.cpp is built from source. Portable x86-64 kernels (AVX2/FMA): a native build picks up
-# AMX on CPUs whose virtual machines do not enable it, and crashes in its matmul.
+# llama.cpp is built from source (about 4 minutes on 2 cores). Portable x86-64 kernels (AVX2/FMA):
+# a native build picks up AMX on CPUs whose virtual machines do not enable it, and crashes in its
+# matmul. --no-cache-dir: pip's wheel cache ignores CMAKE_ARGS and would hand back a wheel built
+# with other flags.
+LLAMA_VERSION ?= 0.3.36
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 EXTRAS ?= all,dev
 DEBIAN_PACKAGES := chromium
@@ -25,7 +28,8 @@ system-deps:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -c "import llama_cpp" 2>/dev/null || \
-	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet "llama-cpp-python>=0.3.8"
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet --no-cache-dir --no-binary llama-cpp-python \
+	    "llama-cpp-python==$(LLAMA_VERSION)"
 	$(BIN)/pip install --quiet "torch==2.13.0"
 	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@

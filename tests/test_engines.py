@@ -7,6 +7,7 @@ import pytest
 
 from lingxi.config import parse_config
 from lingxi.engines import GenerationParams, create_embedder, create_engine, load_engine
+from lingxi.engines.base import collect
 from lingxi.engines.fake import FakeEngine
 from lingxi.errors import ContextLengthError, ModelNotFoundError, UpstreamError, UsageError
 from local_upstream import LocalUpstream
@@ -79,12 +80,22 @@ def test_load_engine_unknown_model_lists_known():
 def test_openai_upstream_streams_with_usage(upstream, monkeypatch):
     monkeypatch.setenv("LINGXI_TEST_KEY", "sk-test")
     engine = openai_engine(upstream.url)
-    result = engine.generate([{"role": "user", "content": "capital?"}], GenerationParams(max_tokens=8, seed=1))
+    chunks = engine.stream([{"role": "user", "content": "capital?"}], GenerationParams(max_tokens=8, seed=1))
+    result = collect(engine.name, chunks)
     assert result.text == "Paris is the capital"
     assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (7, 4)
     sent = upstream.requests[-1]
     assert sent["path"] == "/v1/chat/completions" and sent["auth"] == "Bearer sk-test"
     assert sent["payload"]["seed"] == 1 and sent["payload"]["stream_options"] == {"include_usage": True}
+
+
+def test_openai_upstream_generate_is_one_plain_request(upstream, monkeypatch):
+    monkeypatch.setenv("LINGXI_TEST_KEY", "sk-test")
+    result = openai_engine(upstream.url).generate([{"role": "user", "content": "capital?"}])
+    assert result.text == "Paris is the capital" and result.finish_reason == "stop"
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (7, 4)
+    sent = upstream.requests[-1]["payload"]
+    assert sent["stream"] is False and "stream_options" not in sent
 
 
 def test_openai_upstream_plain_prompt_uses_completions(upstream, monkeypatch):

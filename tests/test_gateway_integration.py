@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from gateway_helpers import gateway_settings, running
+from gateway_helpers import running
 from lingxi.config import parse_config
 from lingxi.engines.fake import FakeEngine
 

@@ -27,7 +27,7 @@ class CatalogModelNotFoundError(ModelNotFoundError):
         close = difflib.get_close_matches(name.lower(), known, n=5, cutoff=0.5)
         if not close:
             close = [k for k in known if name.lower().split("-")[0] in k][:5]
-        hint = f"; did you mean: {', '.join(close)}?" if close else f"; see 'lingxi models catalog'"
+        hint = f"; did you mean: {', '.join(close)}?" if close else "; see 'lingxi models catalog'"
         UsageError.__init__(self, f"unknown {kind} '{name}'{hint}")
         self.name = name
         self.known = close

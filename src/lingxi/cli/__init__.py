@@ -86,8 +86,13 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="lingxi", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        # One line, like every other user error; the help is one flag away.
+        command = exc.ctx.command_path if exc.ctx else "lingxi"
+        click.echo(f"error: {exc.format_message()} (see '{command} --help')", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

@@ -13,11 +13,13 @@ import asyncio
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 
 class Message(TypedDict, total=False):
@@ -145,6 +147,51 @@ def collect(model: str, chunks: Iterator[Chunk]) -> Completion:
     return Completion(model=model, text="".join(parts), finish_reason=finish, usage=usage, timing=timing)
 
 
+async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+    """Run a blocking iterator in a worker thread and hand its items to the event loop.
+
+    Closing the async side early (a client disconnect) stops the worker at its next item, so a
+    cancelled request does not keep an engine busy. An exception in the worker is re-raised here.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()  # a stream is small: unbounded is fine
+    stop = threading.Event()
+
+    def put(kind: str, value: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+        except RuntimeError:  # the loop has closed: nobody is listening any more
+            stop.set()
+
+    def work() -> None:
+        it = None
+        try:
+            it = make()
+            for item in it:
+                if stop.is_set():
+                    break
+                put("item", item)
+            put("end", None)
+        except BaseException as exc:  # handed to the awaiting side and re-raised there
+            put("error", exc)
+        finally:
+            if it is not None and hasattr(it, "close"):
+                it.close()
+
+    loop.run_in_executor(None, work)
+    try:
+        while True:
+            kind, value = await queue.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+
+
 class ChatEngine(ABC):
     """A text-generation backend.
 
@@ -182,43 +229,12 @@ class ChatEngine(ABC):
         Closing the async iterator early (a client disconnect) stops the worker after its
         current token, so a cancelled request does not keep the engine busy.
         """
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()  # a stream is small: unbounded is fine
-        cancelled = threading.Event()
-
-        def put(kind: str, value: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
-            except RuntimeError:  # the loop has closed: nobody is listening any more
-                cancelled.set()
-
-        def work() -> None:
-            gen = None
-            try:
-                gen = self.stream(prompt, params)
-                for chunk in gen:
-                    if cancelled.is_set():
-                        break
-                    put("chunk", chunk)
-                put("end", None)
-            except BaseException as exc:  # handed to the awaiting side and re-raised there
-                put("error", exc)
-            finally:
-                if gen is not None and hasattr(gen, "close"):
-                    gen.close()
-
-        loop.run_in_executor(None, work)
+        chunks = iterate_in_thread(lambda: self.stream(prompt, params))
         try:
-            while True:
-                kind, value = await queue.get()
-                if kind == "chunk":
-                    yield value
-                elif kind == "error":
-                    raise value
-                else:
-                    return
+            async for chunk in chunks:
+                yield chunk
         finally:
-            cancelled.set()
+            await chunks.aclose()  # now, not when the garbage collector gets to it
 
     async def agenerate(self, prompt: Prompt, params: GenerationParams | None = None) -> Completion:
         """Async :meth:`generate`."""

@@ -39,9 +39,11 @@ class SentenceTransformerEmbedder(Embedder):
             raise ModelFileNotFoundError(f"embedder '{name}': model folder not found: {path}")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder must never reach for the hub
         try:
+            import transformers
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
             raise missing_extra("the sentence-transformers embedder", "hf", exc) from exc
+        transformers.utils.logging.disable_progress_bar()  # a server's stderr is for logs, not bars
         device = None if config.device == "auto" else config.device
         self._model = SentenceTransformer(str(path), device=device, local_files_only=True)
         self._config = config

@@ -105,19 +105,25 @@ class HttpUpstream:
         raise AssertionError("unreachable")
 
     def stream(self, path: str, payload: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """POST with ``stream: true`` and yield each SSE ``data:`` event as JSON."""
+        """POST with ``stream: true`` and yield each SSE ``data:`` event as JSON.
+
+        Only a request that has not started streaming is retried: a retry after the first event
+        would repeat text the caller already has.
+        """
+        started = False
         for attempt in range(self.max_retries + 1):
             retry_after = None
             try:
                 with self.client.stream("POST", path, json=payload, headers=self.headers()) as response:
                     if response.status_code < 400:
+                        started = True
                         yield from _sse_events(response.iter_lines(), self._url(path))
                         return
                     response.read()
                     error, retry_after = self._error(path, response), response.headers.get("retry-after")
             except httpx.HTTPError as exc:
                 error = self._transport_error(path, exc)
-            if not error.retryable or attempt == self.max_retries:
+            if started or not error.retryable or attempt == self.max_retries:
                 raise error
             time.sleep(self._backoff(attempt, error, retry_after))
 
@@ -139,11 +145,13 @@ class HttpUpstream:
         raise AssertionError("unreachable")
 
     async def astream(self, path: str, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        started = False
         for attempt in range(self.max_retries + 1):
             retry_after = None
             try:
                 async with self.aclient.stream("POST", path, json=payload, headers=self.headers()) as response:
                     if response.status_code < 400:
+                        started = True
                         async for line_event in _asse_events(response.aiter_lines(), self._url(path)):
                             yield line_event
                         return
@@ -151,7 +159,7 @@ class HttpUpstream:
                     error, retry_after = self._error(path, response), response.headers.get("retry-after")
             except httpx.HTTPError as exc:
                 error = self._transport_error(path, exc)
-            if not error.retryable or attempt == self.max_retries:
+            if started or not error.retryable or attempt == self.max_retries:
                 raise error
             await asyncio.sleep(self._backoff(attempt, error, retry_after))
 
@@ -180,19 +188,29 @@ def _parse_event(line: str, url: str) -> dict[str, Any] | None | bool:
     return event
 
 
+# After ``[DONE]`` the rest of the body is read (it is only the end of the chunked stream), so
+# the connection goes back to the pool instead of being closed half-read.
+
+
 def _sse_events(lines: Iterator[str], url: str) -> Iterator[dict[str, Any]]:
+    done = False
     for line in lines:
+        if done:
+            continue
         event = _parse_event(line, url)
         if event is False:
-            return
-        if event:
+            done = True
+        elif event:
             yield event
 
 
 async def _asse_events(lines: AsyncIterator[str], url: str) -> AsyncIterator[dict[str, Any]]:
+    done = False
     async for line in lines:
+        if done:
+            continue
         event = _parse_event(line, url)
         if event is False:
-            return
-        if event:
+            done = True
+        elif event:
             yield event

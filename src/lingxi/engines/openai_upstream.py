@@ -8,10 +8,21 @@ the tokenizer-free estimate instead. Native async, so the gateway never parks a 
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from lingxi.engines.base import ChatEngine, Chunk, GenerationParams, ModelInfo, Prompt, Usage, estimate_tokens
+from lingxi.engines.base import (
+    ChatEngine,
+    Chunk,
+    Completion,
+    GenerationParams,
+    ModelInfo,
+    Prompt,
+    Timing,
+    Usage,
+    estimate_tokens,
+)
 from lingxi.engines.http import HttpUpstream
 
 
@@ -71,6 +82,32 @@ class OpenAIUpstream(ChatEngine):
             shown = prompt if isinstance(prompt, str) else "\n".join(m.get("content") or "" for m in prompt)
             counted = Usage(estimate_tokens(shown), estimate_tokens("".join(state["text"])))
         return Chunk(finish_reason=state["finish"] or "stop", usage=counted)
+
+    def _completion(self, prompt: Prompt, body: dict[str, Any], elapsed: float) -> Completion:
+        state: dict[str, Any] = {"text": [], "finish": None, "usage": body.get("usage")}
+        choice = (body.get("choices") or [{}])[0]
+        text = choice.get("text")
+        if text is None:
+            text = (choice.get("message") or {}).get("content") or ""
+        state["text"].append(text)
+        state["finish"] = choice.get("finish_reason")
+        final = self._final(prompt, state)
+        # Without a stream the first token is not observable: it arrives with the last one.
+        timing = Timing(ttft_s=elapsed, total_s=elapsed)
+        return Completion(self.name, text, final.finish_reason or "stop", final.usage or Usage(), timing)
+
+    def generate(self, prompt: Prompt, params: GenerationParams | None = None) -> Completion:
+        """One non-streaming request: cheaper for the server than a stream nobody watches."""
+        path, payload = self._request(prompt, params or GenerationParams(), stream=False)
+        start = time.perf_counter()
+        body = self.http.post(path, payload)
+        return self._completion(prompt, body, time.perf_counter() - start)
+
+    async def agenerate(self, prompt: Prompt, params: GenerationParams | None = None) -> Completion:
+        path, payload = self._request(prompt, params or GenerationParams(), stream=False)
+        start = time.perf_counter()
+        body = await self.http.apost(path, payload)
+        return self._completion(prompt, body, time.perf_counter() - start)
 
     def stream(self, prompt: Prompt, params: GenerationParams | None = None) -> Iterator[Chunk]:
         path, payload = self._request(prompt, params or GenerationParams(), stream=True)

@@ -34,6 +34,7 @@ class TransformersEngine(ChatEngine):
             import transformers
         except ImportError as exc:
             raise missing_extra("the transformers engine", "hf", exc) from exc
+        transformers.utils.logging.disable_progress_bar()  # loading is not a job for a progress bar
         self._torch = torch
         self._transformers = transformers
         device = config.device

@@ -48,7 +48,7 @@ def create_app(settings: Any = None, *, gateway: Any = None, **gateway_options: 
         from fastapi import FastAPI, Request
         from fastapi.exceptions import RequestValidationError
         from starlette.exceptions import HTTPException
-        from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+        from starlette.responses import HTMLResponse, Response, StreamingResponse
     except ImportError as exc:
         raise missing_extra("the gateway", "server", exc) from exc
 

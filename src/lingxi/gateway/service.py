@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from lingxi.engines.base import ChatEngine, Chunk, GenerationParams, ModelInfo, Prompt, Usage
+from lingxi.engines.base import ChatEngine, Chunk, GenerationParams, ModelInfo, Prompt, Usage, iterate_in_thread
 from lingxi.errors import AuthError, LingxiError, ModelNotFoundError, UsageError
 from lingxi.gateway import protocol as wire
 from lingxi.gateway.admission import Admission
@@ -123,47 +122,6 @@ class PooledEngine(ChatEngine):
 
     def count_tokens(self, text: str) -> int:
         return self._replica_engine().count_tokens(text)
-
-
-async def iterate_in_thread(make: Callable[[], Iterator[Any]]) -> AsyncIterator[Any]:
-    """Run a blocking iterator in a worker thread; closing the async side stops it at its next item."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-    stop = threading.Event()
-
-    def put(kind: str, value: Any) -> None:
-        try:
-            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
-        except RuntimeError:
-            stop.set()
-
-    def work() -> None:
-        it = None
-        try:
-            it = make()
-            for item in it:
-                if stop.is_set():
-                    break
-                put("item", item)
-            put("end", None)
-        except BaseException as exc:  # re-raised on the awaiting side
-            put("error", exc)
-        finally:
-            if it is not None and hasattr(it, "close"):
-                it.close()
-
-    loop.run_in_executor(None, work)
-    try:
-        while True:
-            kind, value = await queue.get()
-            if kind == "item":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
-    finally:
-        stop.set()
 
 
 def _optional(module: str) -> Any:
