@@ -323,3 +323,18 @@ def test_a_failure_mid_stream_ends_the_stream_with_an_error_event(tmp_path):
                                                stream=True):
                 pass
         assert httpx.get(srv.url + "/healthz").status_code == 200
+
+
+def test_langchain_openai_client_works_unchanged(server, fake):
+    langchain_openai = pytest.importorskip("langchain_openai", reason="pip install 'lingxi[dev]'")
+    fake.enqueue("Paris.", "巴黎 是 法国 的 首都")
+    llm = langchain_openai.ChatOpenAI(base_url=server.url + "/v1", api_key="unused", model="fake",
+                                      temperature=0, max_retries=0)
+    reply = llm.invoke("What is the capital of France?")
+    assert reply.content == "Paris." and reply.usage_metadata["output_tokens"] == 1
+    streamed = "".join(part.content for part in llm.stream("法国的首都是哪里？"))
+    assert streamed == "巴黎 是 法国 的 首都"
+    vectors = langchain_openai.OpenAIEmbeddings(
+        base_url=server.url + "/v1", api_key="unused", model="hash", check_embedding_ctx_length=False,
+    ).embed_documents(["灵犀", "Lingxi"])
+    assert len(vectors) == 2 and len(vectors[0]) == len(vectors[1]) > 0

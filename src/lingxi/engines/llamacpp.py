@@ -65,6 +65,9 @@ class LlamaCppEngine(ChatEngine):
         self._formatter = self._make_formatter(template) if template else None
         self._lock = threading.Lock()
         self._pieces: dict[int, bytes] = {}
+        # llama.cpp pads a small context up (to 256) but llama-cpp-python sizes its token buffer
+        # by the requested one: the smaller of the two is what a prompt may use.
+        self._n_ctx = min(self._llm.n_ctx(), self._llm.context_params.n_ctx)
 
     def _make_formatter(self, template: str) -> Any:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -84,11 +87,11 @@ class LlamaCppEngine(ChatEngine):
         return ModelInfo(
             name=self.name,
             engine=self.engine_name,
-            context_length=self._llm.n_ctx(),
+            context_length=self._n_ctx,
             source=str(self.path),
             details={
                 "architecture": meta.get("general.architecture"),
-                "n_ctx_train": self._llm.n_ctx_train(),
+                "n_ctx_train": self._llm._model.n_ctx_train(),
                 "n_params": self._llm._model.n_params(),
                 "file_type": meta.get("general.file_type"),
                 "n_threads": self._llm.n_threads,
@@ -136,16 +139,15 @@ class LlamaCppEngine(ChatEngine):
     def stream(self, prompt: Prompt, params: GenerationParams | None = None) -> Iterator[Chunk]:
         params = params or GenerationParams()
         tokens, template_stops = self._prompt_tokens(prompt)
-        n_ctx = self._llm.n_ctx()
-        if len(tokens) >= n_ctx:
-            raise ContextLengthError(len(tokens), n_ctx)
+        if len(tokens) >= self._n_ctx:
+            raise ContextLengthError(len(tokens), self._n_ctx)
         stops = tuple(s for s in params.stop + template_stops if s)
         return self._generate(tokens, params, stops)
 
     def _generate(self, tokens: list[int], params: GenerationParams, stops: tuple[str, ...]) -> Iterator[Chunk]:
         llm, lib = self._llm, self._llama_cpp
         vocab = llm._model.vocab
-        budget = min(params.max_tokens, llm.n_ctx() - len(tokens))
+        budget = min(params.max_tokens, self._n_ctx - len(tokens))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         holdback = max((len(s) for s in stops), default=1) - 1
         pending = ""  # decoded text not yet sent, kept back while it may start a stop string

@@ -138,6 +138,7 @@ class TransformersEngine(ChatEngine):
             worker = threading.Thread(target=work, daemon=True)
             worker.start()
             text, sent, finish = "", 0, None
+            exhausted = False  # a spent streamer blocks forever on another read
             try:
                 for piece in streamer:
                     text += piece
@@ -150,10 +151,13 @@ class TransformersEngine(ChatEngine):
                         sent = len(text)
                     if finish:
                         break
+                else:
+                    exhausted = True
             finally:
                 halt.set()
-                for _ in streamer:  # drain so the worker can finish
-                    pass
+                if not exhausted:
+                    for _ in streamer:  # drain so the worker can finish
+                        pass
                 worker.join()
         if "error" in result:
             raise EngineError(f"model '{self.name}': generation failed: {result['error']}") from result["error"]
