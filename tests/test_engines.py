@@ -167,3 +167,13 @@ def test_hash_embedder_is_deterministic_and_normalised():
     assert a.shape == (128,) and abs(float(np.linalg.norm(a)) - 1) < 1e-5
     assert a @ b > a @ c
     assert np.array_equal(embedder.embed(["合同的付款期限"])[0], a)
+
+
+def test_llamacpp_holds_back_only_text_that_may_begin_a_stop():
+    from lingxi.engines.llamacpp import _find_stop, _partial_stop
+
+    stops = ("<|im_end|>", "\n\nUser:")
+    assert _partial_stop("Paris", stops) == 0  # goes out at once
+    assert _partial_stop("Paris<|im", stops) == 4
+    assert _partial_stop("Paris\n\nUs", stops) == 4
+    assert _find_stop("Paris<|im_end|> tail", stops) == 5

@@ -149,7 +149,6 @@ class LlamaCppEngine(ChatEngine):
         vocab = llm._model.vocab
         budget = min(params.max_tokens, self._n_ctx - len(tokens))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        holdback = max((len(s) for s in stops), default=1) - 1
         pending = ""  # decoded text not yet sent, kept back while it may start a stop string
         produced, finish = 0, "length"
         with self._lock:
@@ -181,7 +180,7 @@ class LlamaCppEngine(ChatEngine):
                         if cut is not None:
                             pending, finish = pending[:cut], "stop"
                             break
-                        safe = len(pending) - holdback
+                        safe = len(pending) - _partial_stop(pending, stops)
                     else:
                         safe = len(pending)
                     if safe > 0:
@@ -208,4 +207,16 @@ class LlamaCppEngine(ChatEngine):
 def _find_stop(text: str, stops: tuple[str, ...]) -> int | None:
     hits = [i for i in (text.find(s) for s in stops) if i >= 0]
     return min(hits) if hits else None
+
+
+def _partial_stop(text: str, stops: tuple[str, ...]) -> int:
+    """Length of the longest tail of ``text`` that begins a stop string: only that is held back,
+    so text that cannot become a stop goes out at once (a fixed holdback delays the first token)."""
+    longest = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:k]):
+                longest = k
+                break
+    return longest
 
