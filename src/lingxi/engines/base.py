@@ -10,10 +10,12 @@ This module imports nothing heavy: no torch, no llama_cpp, no httpx.
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypedDict, TypeVar
 
@@ -147,41 +149,65 @@ def collect(model: str, chunks: Iterator[Chunk]) -> Completion:
     return Completion(model=model, text="".join(parts), finish_reason=finish, usage=usage, timing=timing)
 
 
-async def iterate_in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
-    """Run a blocking iterator in a worker thread and hand its items to the event loop.
+def _pump(make: Callable[[], Iterator[T]], put: Callable[[str, Any], None], stop: threading.Event) -> None:
+    """Drive ``make()`` to its end (or until ``stop``), handing each item, the end or the error to ``put``."""
+    it = None
+    try:
+        it = make()
+        for item in it:
+            if stop.is_set():
+                break
+            put("item", item)
+        put("end", None)
+    except BaseException as exc:  # handed to the consuming side and re-raised there
+        put("error", exc)
+    finally:
+        if it is not None and hasattr(it, "close"):
+            it.close()
+
+
+def iterate_on(executor: Executor, make: Callable[[], Iterator[T]]) -> Iterator[T]:
+    """Run a blocking iterator on ``executor`` and yield its items in the calling thread.
+
+    Closing the returned generator stops the producer at its next item.
+    """
+    items: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+    stop = threading.Event()
+    executor.submit(_pump, make, lambda kind, value: items.put((kind, value)), stop)
+    try:
+        while True:
+            kind, value = items.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+
+
+async def iterate_in_thread(make: Callable[[], Iterator[T]], executor: Executor | None = None) -> AsyncIterator[T]:
+    """Run a blocking iterator in a worker thread (``executor``, else the loop's default) and hand
+    its items to the event loop.
 
     Closing the async side early (a client disconnect) stops the worker at its next item, so a
     cancelled request does not keep an engine busy. An exception in the worker is re-raised here.
     """
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()  # a stream is small: unbounded is fine
+    items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()  # a stream is small: unbounded is fine
     stop = threading.Event()
 
     def put(kind: str, value: Any) -> None:
         try:
-            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+            loop.call_soon_threadsafe(items.put_nowait, (kind, value))
         except RuntimeError:  # the loop has closed: nobody is listening any more
             stop.set()
 
-    def work() -> None:
-        it = None
-        try:
-            it = make()
-            for item in it:
-                if stop.is_set():
-                    break
-                put("item", item)
-            put("end", None)
-        except BaseException as exc:  # handed to the awaiting side and re-raised there
-            put("error", exc)
-        finally:
-            if it is not None and hasattr(it, "close"):
-                it.close()
-
-    loop.run_in_executor(None, work)
+    loop.run_in_executor(executor, _pump, make, put, stop)
     try:
         while True:
-            kind, value = await queue.get()
+            kind, value = await items.get()
             if kind == "item":
                 yield value
             elif kind == "error":
