@@ -30,10 +30,19 @@ def _median(xs):
 
 
 def bench_raw(path: str, n_threads: int, max_tokens: int, rounds: int):
+    """Raw llama-cpp-python, called on the same single thread Lingxi uses for llama.cpp.
+
+    Two threads calling llama.cpp in one process slow each other down about threefold (OpenMP
+    teams belong to the calling thread; see lingxi/engines/llamacpp.py), so raw calls made from
+    the main thread would measure that, not llama-cpp-python.
+    """
     import llama_cpp
 
-    llm = llama_cpp.Llama(model_path=path, n_ctx=4096, n_threads=n_threads, n_threads_batch=n_threads,
-                          n_batch=512, verbose=False)
+    from lingxi.engines.llamacpp import llama_thread
+
+    thread = llama_thread()
+    llm = thread.submit(lambda: llama_cpp.Llama(model_path=path, n_ctx=4096, n_threads=n_threads,
+                                                n_threads_batch=n_threads, n_batch=512, verbose=False)).result()
 
     def run(prompt):
         start = time.perf_counter()
@@ -46,7 +55,7 @@ def bench_raw(path: str, n_threads: int, max_tokens: int, rounds: int):
         end = time.perf_counter()
         return first - start, (tokens - 1) / (end - first) if tokens > 1 else 0.0
 
-    return run
+    return lambda prompt: thread.submit(run, prompt).result()
 
 
 def bench_engine(engine, max_tokens: int):

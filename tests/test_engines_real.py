@@ -120,3 +120,23 @@ def test_e5_paraphrase_is_closer_in_chinese_and_english():
     assert near > far
     q = embedder.embed(["付款期限"], kind="query")
     assert q.shape == (1, 384) and np.isclose(np.linalg.norm(q), 1.0, atol=1e-4)
+
+
+def test_every_llama_call_runs_on_one_thread(smollm2, monkeypatch):
+    """OpenAI-style servers call from many threads; llama.cpp must only ever see one (OpenMP)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    seen = set()
+    generate = smollm2._llm.generate
+
+    def recording(*args, **kwargs):
+        seen.add(threading.current_thread().name)
+        yield from generate(*args, **kwargs)
+
+    monkeypatch.setattr(smollm2._llm, "generate", recording)
+    smollm2.generate(CAPITAL, GREEDY)
+    asyncio.run(smollm2.agenerate(CAPITAL, GREEDY))
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda _: smollm2.generate(CAPITAL, GREEDY).text, range(2)))
+    assert len(seen) == 1 and next(iter(seen)).startswith("llamacpp")
