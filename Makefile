@@ -12,7 +12,7 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 EXTRAS ?= all,dev
 DEBIAN_PACKAGES := chromium
 
-.PHONY: install run test test-fast bench clean system-deps
+.PHONY: install run test test-fast lint bench clean system-deps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,7 +39,10 @@ install: system-deps $(VENV)/.installed
 run: install
 	$(BIN)/lingxi serve
 
-test: install
+lint: install
+	$(BIN)/ruff check --select F,E9 src tests benchmarks
+
+test: install lint
 	$(BIN)/python -m pytest -m "not gpu" -p no:cacheprovider; rc=$$?; [ $$rc -eq 5 ] && rc=0; exit $$rc
 
 test-fast: install
