@@ -397,7 +397,7 @@ class SemanticCache:
     CANDIDATES = 4
 
     def __init__(self, store: CacheStore, *, embedder: Any = None, embedder_name: str = "",
-                 similarity: float = 0.95, ttl_s: float = 86400, guard: bool = True, guard_topic: bool = True,
+                 similarity: float = 0.97, ttl_s: float = 86400, guard: bool = True, guard_topic: bool = True,
                  max_entries: int = 20000):
         self.store = store
         self.embedder = embedder
