@@ -43,6 +43,13 @@ def test_seed_makes_sampling_repeatable(smollm2):
     assert smollm2.generate(prompt, params).text == smollm2.generate(prompt, params).text
 
 
+def test_a_seeded_request_does_not_fix_the_seed_of_later_ones(smollm2):
+    prompt = [{"role": "user", "content": "Write a short poem about the sea."}]
+    seeded = smollm2.generate(prompt, GenerationParams(max_tokens=24, temperature=1.2, seed=42)).text
+    later = {smollm2.generate(prompt, GenerationParams(max_tokens=24, temperature=1.2)).text for _ in range(3)}
+    assert len(later) > 1 and seeded not in later
+
+
 def test_stop_and_max_tokens(smollm2):
     result = smollm2.generate([{"role": "user", "content": "Count from 1 to 20, separated by commas."}],
                               GenerationParams(max_tokens=5, temperature=0))

@@ -194,8 +194,10 @@ class LlamaCppEngine(ChatEngine):
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pending = ""  # decoded text not yet sent, kept back while it may start a stop string
         produced, finish = 0, "length"
+        # The seed sticks to the Llama object: set it on every request, else one seeded request
+        # would make every later unseeded one repeat its samples.
+        llm.set_seed(lib.LLAMA_DEFAULT_SEED if params.seed is None else params.seed)
         if params.seed is not None:
-            llm.set_seed(params.seed)
             # Reusing a cached prompt prefix recomputes the last logits in a different batch
             # shape, which changes them in the last bits; a seeded request starts clean so that
             # the same seed gives the same answer.
