@@ -1,7 +1,10 @@
 """A tiny OpenAI-compatible HTTP server on loopback for upstream tests (stdlib only).
 
-It answers chat/completions, completions and embeddings; ``script`` holds HTTP statuses to
-answer before succeeding (e.g. ``[429, 503]``), so retries and error mapping meet a real socket.
+It answers chat/completions, completions and embeddings; ``script`` holds what to answer
+before succeeding, so retries and error mapping meet a real socket: an HTTP status (e.g.
+``[429, 503]``, sent with ``Retry-After: {retry_after}``), ``"cut"`` (a 200 stream closed
+before any event), ``"cut-mid"`` (one event, then closed without ``[DONE]``) or ``"html"``
+(a 200 whose body is an HTML page).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ class LocalUpstream:
     def __init__(self, reply: str = "Hello from upstream", key: str | None = None):
         self.reply = reply
         self.key = key
-        self.script: list[int] = []
+        self.script: list[int | str] = []
+        self.retry_after = "0"
         self.requests: list[dict] = []
         outer = self
 
@@ -33,14 +37,33 @@ class LocalUpstream:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _misbehave(self, step: str):
+                self.close_connection = True
+                self.send_response(200)
+                if step == "html":
+                    data = b"<html><body>Service Unavailable</body></html>"
+                    self.send_header("content-type", "text/html")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                if step == "cut-mid":
+                    first = {"choices": [{"index": 0, "delta": {"content": "Par"}}]}
+                    self.wfile.write(f"data: {json.dumps(first)}\n\n".encode())
+
             def do_POST(self):
                 payload = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 outer.requests.append({"path": self.path, "payload": payload, "auth": self.headers.get("authorization")})
                 if outer.key and self.headers.get("authorization") != f"Bearer {outer.key}":
                     return self._send(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
                 if outer.script:
-                    status = outer.script.pop(0)
-                    return self._send(status, {"error": {"message": f"scripted {status}"}}, {"retry-after": "0"})
+                    step = outer.script.pop(0)
+                    if isinstance(step, int):
+                        return self._send(step, {"error": {"message": f"scripted {step}"}},
+                                          {"retry-after": outer.retry_after})
+                    return self._misbehave(step)
                 if self.path.endswith("/embeddings"):
                     data = [{"index": i, "embedding": [float(len(t)), 1.0, 0.5]} for i, t in enumerate(payload["input"])]
                     return self._send(200, {"data": data, "model": payload["model"]})

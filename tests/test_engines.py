@@ -177,3 +177,75 @@ def test_llamacpp_holds_back_only_text_that_may_begin_a_stop():
     assert _partial_stop("Paris<|im", stops) == 4
     assert _partial_stop("Paris\n\nUs", stops) == 4
     assert _find_stop("Paris<|im_end|> tail", stops) == 5
+
+
+def test_openai_upstream_stream_cut_before_any_event_is_retried(upstream, monkeypatch):
+    monkeypatch.setenv("LINGXI_TEST_KEY", "sk-test")
+    upstream.script = ["cut"]
+    chunks = list(openai_engine(upstream.url).stream([{"role": "user", "content": "x"}]))
+    assert "".join(c.text for c in chunks) == "Paris is the capital"
+    assert len(upstream.requests) == 2
+
+
+def test_openai_upstream_stream_cut_midway_is_an_error_not_a_short_answer(upstream, monkeypatch):
+    monkeypatch.setenv("LINGXI_TEST_KEY", "sk-test")
+    upstream.script = ["cut-mid"]
+    seen = []
+    with pytest.raises(UpstreamError) as err:
+        for chunk in openai_engine(upstream.url).stream([{"role": "user", "content": "x"}]):
+            seen.append(chunk.text)
+    assert "".join(seen) == "Par" and "[DONE]" in str(err.value)
+    assert len(upstream.requests) == 1  # text had gone out: never replayed
+
+
+def test_openai_upstream_non_json_success_names_url_and_status(upstream, monkeypatch):
+    monkeypatch.setenv("LINGXI_TEST_KEY", "sk-test")
+    upstream.script = ["html"]
+    with pytest.raises(UpstreamError) as err:
+        openai_engine(upstream.url).generate("x")
+    assert upstream.url in str(err.value) and "200" in str(err.value) and "not a JSON object" in str(err.value)
+
+
+@pytest.mark.parametrize("retry_after", ["-1", "nan", "soon"])
+def test_openai_upstream_odd_retry_after_still_retries(upstream, monkeypatch, retry_after):
+    monkeypatch.setenv("LINGXI_TEST_KEY", "sk-test")
+    upstream.script, upstream.retry_after = [429], retry_after
+    engine = openai_engine(upstream.url)
+    assert engine.generate("x").text == "Paris is the capital"
+    assert asyncio.run(engine.agenerate("x")).text == "Paris is the capital"
+
+
+def test_openai_upstream_serves_more_than_one_event_loop(upstream, monkeypatch):
+    monkeypatch.setenv("LINGXI_TEST_KEY", "sk-test")
+    engine = openai_engine(upstream.url)
+    for _ in range(2):  # the second asyncio.run must not reuse the first loop's closed pool
+        assert asyncio.run(engine.agenerate("x")).text == "Paris is the capital"
+
+
+def test_a_stream_abandoned_while_queued_never_starts():
+    """A client that leaves while its request waits for the (one) engine thread costs nothing."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lingxi.engines.base import iterate_in_thread
+
+    started = []
+
+    def make():
+        started.append(1)
+        return iter([1, 2])
+
+    async def leave_while_queued(one):
+        agen = iterate_in_thread(make, one)
+        task = asyncio.ensure_future(agen.__anext__())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await agen.aclose()
+
+    with ThreadPoolExecutor(max_workers=1) as one:
+        busy = one.submit(time.sleep, 0.2)
+        asyncio.run(leave_while_queued(one))
+        busy.result()
+        one.submit(lambda: None).result()  # everything queued before this has run
+    assert started == []

@@ -96,17 +96,29 @@ class MissingExtraError(LingxiError):
 
 
 class UpstreamError(LingxiError):
-    """An HTTP upstream failed: unreachable, timed out, or answered with an error status."""
+    """An HTTP upstream failed: unreachable, timed out, or answered with an error status.
 
-    http_status = 502
+    Through the gateway it is a 502, except where the upstream judged the *client's* request:
+    a 400/413/422 (e.g. context length) stays a 400, and a 429 stays a 429 with Retry-After, so
+    client SDKs do not re-send a request that can never succeed, and do back off when asked.
+    """
+
     error_type = "upstream_error"
 
-    def __init__(self, url: str, message: str, status: int | None = None, retryable: bool = False):
+    def __init__(self, url: str, message: str, status: int | None = None, retryable: bool = False,
+                 retry_after_s: float | None = None):
         self.url = url
         self.status = status
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
         shown = f" ({status})" if status else ""
         super().__init__(f"upstream {url}{shown}: {message}")
+        if status in (400, 413, 422):
+            self.http_status, self.error_type = 400, "invalid_request_error"
+        elif status == 429:
+            self.http_status, self.error_type = 429, "rate_limit_error"
+        else:
+            self.http_status = 502
 
 
 class EngineError(LingxiError):

@@ -153,6 +153,9 @@ def _pump(make: Callable[[], Iterator[T]], put: Callable[[str, Any], None], stop
     """Drive ``make()`` to its end (or until ``stop``), handing each item, the end or the error to ``put``."""
     it = None
     try:
+        if stop.is_set():  # the consumer left while this waited for the executor: skip the work
+            put("end", None)
+            return
         it = make()
         for item in it:
             if stop.is_set():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import random
 import time
@@ -33,6 +34,7 @@ class HttpUpstream:
         self.extra_headers = dict(getattr(config, "headers", {}) or {})
         self._client: httpx.Client | None = None
         self._aclient: httpx.AsyncClient | None = None
+        self._aloop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------ plumbing
 
@@ -55,8 +57,11 @@ class HttpUpstream:
 
     @property
     def aclient(self) -> httpx.AsyncClient:
-        if self._aclient is None:
-            self._aclient = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout)
+        # An async pool belongs to the event loop that opened it: a caller on another loop
+        # (asyncio.run twice, a second server in one process) gets its own.
+        loop = asyncio.get_running_loop()
+        if self._aclient is None or self._aloop is not loop:
+            self._aclient, self._aloop = httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout), loop
         return self._aclient
 
     def _url(self, path: str) -> str:
@@ -73,18 +78,29 @@ class HttpUpstream:
         if status == 401:
             hint = f" (check ${self.api_key_env})" if self.api_key_env else " (no api_key_env configured)"
             message = f"unauthorized{hint}: {message}"
-        return UpstreamError(self._url(path), message, status=status, retryable=status in RETRY_STATUS)
+        retry_after = _seconds(response.headers.get("retry-after"))
+        return UpstreamError(self._url(path), message, status=status, retryable=status in RETRY_STATUS,
+                             retry_after_s=retry_after)
+
+    def _json(self, path: str, response: httpx.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+            body = None
+        if not isinstance(body, dict):
+            shown = response.text[:200]
+            raise UpstreamError(self._url(path), f"answered {response.status_code} with a body that is not a "
+                                f"JSON object: {shown!r}", status=response.status_code)
+        return body
 
     def _transport_error(self, path: str, exc: httpx.HTTPError) -> UpstreamError:
         kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
         return UpstreamError(self._url(path), f"{kind}: {exc.__class__.__name__}: {exc}", retryable=True)
 
     def _backoff(self, attempt: int, error: UpstreamError, retry_after: str | None) -> float:
-        if retry_after:
-            try:
-                return min(float(retry_after), 30.0)
-            except ValueError:
-                pass
+        wait = _seconds(retry_after)
+        if wait is not None:
+            return min(wait, 30.0)
         return min(0.25 * 2**attempt, 8.0) * (0.5 + random.random())
 
     # ------------------------------------------------------------ sync
@@ -95,7 +111,7 @@ class HttpUpstream:
             try:
                 response = self.client.post(path, json=payload, headers=self.headers())
                 if response.status_code < 400:
-                    return response.json()
+                    return self._json(path, response)
                 error, retry_after = self._error(path, response), response.headers.get("retry-after")
             except httpx.HTTPError as exc:
                 error = self._transport_error(path, exc)
@@ -107,8 +123,9 @@ class HttpUpstream:
     def stream(self, path: str, payload: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """POST with ``stream: true`` and yield each SSE ``data:`` event as JSON.
 
-        Only a request that has not started streaming is retried: a retry after the first event
-        would repeat text the caller already has.
+        Only a request that has not yielded an event is retried: a retry after the first event
+        would repeat text the caller already has. A stream that ends without ``[DONE]`` is an
+        error (a silently truncated answer would look complete).
         """
         started = False
         for attempt in range(self.max_retries + 1):
@@ -116,13 +133,16 @@ class HttpUpstream:
             try:
                 with self.client.stream("POST", path, json=payload, headers=self.headers()) as response:
                     if response.status_code < 400:
-                        started = True
-                        yield from _sse_events(response.iter_lines(), self._url(path))
+                        for event in _sse_events(response.iter_lines(), self._url(path)):
+                            started = True
+                            yield event
                         return
                     response.read()
                     error, retry_after = self._error(path, response), response.headers.get("retry-after")
             except httpx.HTTPError as exc:
                 error = self._transport_error(path, exc)
+            except UpstreamError as exc:  # a cut or malformed stream
+                error = exc
             if started or not error.retryable or attempt == self.max_retries:
                 raise error
             time.sleep(self._backoff(attempt, error, retry_after))
@@ -135,7 +155,7 @@ class HttpUpstream:
             try:
                 response = await self.aclient.post(path, json=payload, headers=self.headers())
                 if response.status_code < 400:
-                    return response.json()
+                    return self._json(path, response)
                 error, retry_after = self._error(path, response), response.headers.get("retry-after")
             except httpx.HTTPError as exc:
                 error = self._transport_error(path, exc)
@@ -151,14 +171,16 @@ class HttpUpstream:
             try:
                 async with self.aclient.stream("POST", path, json=payload, headers=self.headers()) as response:
                     if response.status_code < 400:
-                        started = True
-                        async for line_event in _asse_events(response.aiter_lines(), self._url(path)):
-                            yield line_event
+                        async for event in _asse_events(response.aiter_lines(), self._url(path)):
+                            started = True
+                            yield event
                         return
                     await response.aread()
                     error, retry_after = self._error(path, response), response.headers.get("retry-after")
             except httpx.HTTPError as exc:
                 error = self._transport_error(path, exc)
+            except UpstreamError as exc:  # a cut or malformed stream
+                error = exc
             if started or not error.retryable or attempt == self.max_retries:
                 raise error
             await asyncio.sleep(self._backoff(attempt, error, retry_after))
@@ -169,6 +191,16 @@ class HttpUpstream:
             self._client = None
         # The async pool belongs to whichever loop used it; dropping it lets that loop close it.
         self._aclient = None
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """A Retry-After in seconds (negative means now); None when absent or not a number.
+    (The HTTP-date form is rare from model servers and is treated as absent.)"""
+    try:
+        wait = float(retry_after or "")
+    except ValueError:
+        return None
+    return max(wait, 0.0) if math.isfinite(wait) else None
 
 
 def _parse_event(line: str, url: str) -> dict[str, Any] | None | bool:
@@ -202,6 +234,8 @@ def _sse_events(lines: Iterator[str], url: str) -> Iterator[dict[str, Any]]:
             done = True
         elif event:
             yield event
+    if not done:
+        raise _cut_short(url)
 
 
 async def _asse_events(lines: AsyncIterator[str], url: str) -> AsyncIterator[dict[str, Any]]:
@@ -214,3 +248,9 @@ async def _asse_events(lines: AsyncIterator[str], url: str) -> AsyncIterator[dic
             done = True
         elif event:
             yield event
+    if not done:
+        raise _cut_short(url)
+
+
+def _cut_short(url: str) -> UpstreamError:
+    return UpstreamError(url, "the stream ended before data: [DONE] (connection cut?)", retryable=True)
