@@ -238,6 +238,29 @@ def test_client_disconnect_stops_generation(tmp_path, stream):
         while srv.gateway.admission.active and time.time() < deadline:
             time.sleep(0.01)
         assert srv.gateway.admission.active == 0
+        if stream:  # what was streamed before the hang-up is still charged
+            deadline = time.time() + 2
+            while "lingxi_tokens_total" not in httpx.get(srv.url + "/metrics").text and time.time() < deadline:
+                time.sleep(0.01)
+            assert 'lingxi_tokens_total{kind="completion",model="slow",tenant="local"}' in httpx.get(
+                srv.url + "/metrics").text
+
+
+@pytest.mark.parametrize(("status", "expected", "type_"), [
+    (400, 400, "invalid_request_error"),  # the upstream judged the request: re-sending cannot help
+    (429, 429, "rate_limit_error"),       # passed on with Retry-After, so SDKs back off
+    (401, 502, "upstream_error"),         # the gateway's own upstream key: not the caller's fault
+    (503, 502, "upstream_error"),
+])
+def test_upstream_errors_reach_the_client_with_the_right_status(tmp_path, fake, status, expected, type_):
+    from lingxi.errors import UpstreamError
+
+    with running(gateway_settings(tmp_path), engines={"fake": fake}) as srv:
+        fake.enqueue(UpstreamError("http://up/v1", "no", status=status, retry_after_s=7))
+        r = httpx.post(srv.url + "/v1/chat/completions",
+                       json={"model": "fake", "messages": [{"role": "user", "content": "x"}]})
+    assert r.status_code == expected and r.json()["error"]["type"] == type_
+    assert (r.headers.get("retry-after") == "7") == (expected == 429)
 
 
 def test_metrics_health_and_access_log(tmp_path, fake, capfd):

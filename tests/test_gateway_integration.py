@@ -106,6 +106,36 @@ def test_router_cascade_answers_through_the_gateway(tmp_path):
             strong.enqueue("Paris.")
 
 
+def test_a_failed_cascade_frees_its_queue_slot_once(tmp_path):
+    pytest.importorskip("lingxi.gateway.routing")
+    from lingxi.errors import UpstreamError
+
+    local, strong = FakeEngine("fake"), FakeEngine("fake2")
+    settings = settings_with(tmp_path, max_concurrency=1,
+                             router={"policy": "cascade", "local_model": "fake", "strong_model": "fake2"})
+    with running(settings, engines={"fake": local, "fake2": strong}) as srv:
+        for _ in range(2):
+            local.enqueue(UpstreamError("http://local/v1", "down", status=500))
+            strong.enqueue(UpstreamError("http://strong/v1", "down", status=500))
+            r = httpx.post(srv.url + "/v1/chat/completions", json={"model": "router", "messages": MSG})
+            assert r.status_code == 502
+        assert srv.gateway.admission.active == 0  # was -2: each failure freed the slot twice
+
+
+def test_a_client_that_hangs_up_on_done_still_gets_its_answer_cached(tmp_path):
+    pytest.importorskip("lingxi.gateway.cache")
+    fake = FakeEngine("fake", replies=["Paris."])
+    settings = settings_with(tmp_path, cache={"enabled": True, "backend": "memory", "semantic": False})
+    with running(settings, engines={"fake": fake}) as srv:
+        url = srv.url + "/v1/chat/completions"
+        with httpx.stream("POST", url, json={"model": "fake", "messages": MSG, "stream": True}) as resp:
+            for line in resp.iter_lines():
+                if line == "data: [DONE]":
+                    break  # and close the connection at once, as some clients do
+        again = httpx.post(url, json={"model": "fake", "messages": MSG})
+        assert again.headers["x-lingxi-cache"] == "exact" and len(fake.prompts) == 1
+
+
 @pytest.fixture
 def kb_settings(tmp_path):
     pytest.importorskip("lingxi.gateway.cache")

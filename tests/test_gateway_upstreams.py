@@ -63,6 +63,24 @@ def test_a_failing_replica_is_skipped_and_its_breaker_opens_then_recovers():
     asyncio.run(run())
 
 
+def test_a_trial_request_cancelled_before_its_first_token_does_not_shut_the_replica_out():
+    slow = SlowEngine("a", tokens=3, delay_s=0.3)
+    pool = pool_of(slow, breaker_failures=1, breaker_reset_s=0.01)
+    replica = pool.replicas[0]
+    replica.failures, replica.opened_at = 1, time.monotonic() - 1  # open, and past its reset time
+
+    async def run():
+        trial = asyncio.ensure_future(text_of(pool))
+        await asyncio.sleep(0.05)
+        assert replica.trial
+        trial.cancel()  # the client left during the half-open trial
+        await asyncio.gather(trial, return_exceptions=True)
+        assert not replica.trial
+        return await text_of(pool)  # the next request may try again
+
+    assert asyncio.run(run()) == "w0 w1 w2 "
+
+
 def test_client_errors_are_not_retried_elsewhere():
     a, b = FakeEngine("a"), FakeEngine("b")
     a.enqueue(ContextLengthError(5000, 2048))

@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any
 
 from lingxi import __version__
-from lingxi.errors import LingxiError, PayloadTooLargeError, RateLimitError, missing_extra
+from lingxi.errors import LingxiError, PayloadTooLargeError, missing_extra
 
 log = logging.getLogger("lingxi.gateway")
 
@@ -178,8 +178,8 @@ def create_app(settings: Any = None, *, gateway: Any = None, **gateway_options: 
         out = outcome_of(request)
         gw.metrics.errors.labels(gw.model_label(out.model if out else ""), exc.error_type).inc()
         headers = None
-        if isinstance(exc, RateLimitError):
-            headers = {"retry-after": str(max(1, round(exc.retry_after_s)))}
+        if exc.http_status == 429:  # our limits, or an upstream's passed on
+            headers = {"retry-after": str(max(1, round(getattr(exc, "retry_after_s", None) or 1.0)))}
         return error_response(exc.http_status, exc.message, exc.error_type, exc.code, headers)
 
     @app.exception_handler(ClientGone)

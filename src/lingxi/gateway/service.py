@@ -181,7 +181,8 @@ class Gateway:
         self._cache_mod: Any = None
         self._kbs: dict[str, Any] = {}
         self._feedback: Any = None
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task] = []  # health checks, warm-up: cancelled on close
+        self._pending: set[asyncio.Task] = set()  # accounting and cache writes: awaited on close
         self.ready = False
         for pool in self.pools.values():
             pool._on_state = self._replica_state
@@ -236,6 +237,8 @@ class Gateway:
         self.metrics.replica_up.labels(pool, replica.name).set(1 if up else 0)
 
     async def close(self) -> None:
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -394,19 +397,19 @@ class Gateway:
 
         admitted = await self._admit(caller, out)
         try:
+            target: str | None = req.model
             if req.model == ROUTER:
                 decision = await self.router.route(messages, caller.tenant)
                 out.route = f"{decision.model}: {decision.reason}"
                 out.headers["x-lingxi-route"] = decision.model
-                if decision.cascade:
-                    return await self._cascade(req, messages, params, caller, out, admitted, scope, write_cache)
-                target = decision.model
-            else:
-                target = req.model
-            agen = self.pool(target).stream(messages, params)
+                target = None if decision.cascade else decision.model
+            if target is not None:
+                agen = self.pool(target).stream(messages, params)
         except BaseException:
             self._release(admitted)
             raise
+        if target is None:  # the cascade frees the slot itself, however it ends
+            return await self._cascade(req, messages, params, caller, out, admitted, scope, write_cache)
         return await self._generate(req, agen, caller, out, admitted, target,
                                     scope=scope if write_cache else None, messages=messages)
 
@@ -467,6 +470,7 @@ class Gateway:
         created = int(time.time())
         first: float | None = None
         finish, usage, parts = "stop", None, []
+        settled = False
 
         async def chunks() -> AsyncIterator[Chunk]:
             if first_chunk is not None:
@@ -496,11 +500,12 @@ class Gateway:
             if include_usage:
                 yield (wire.chat_chunk(rid, created, model, {}, usage=out.usage, choices=False) if chat
                        else wire.text_chunk(rid, created, model, "", usage=out.usage, choices=False))
+            # Settle before [DONE]: a client that hangs up on [DONE] must not cancel the
+            # accounting or the cache write (shielded, so a hang-up now cannot either).
+            settled = True
+            body = wire.chat_completion(rid, model, "".join(parts), finish, out.usage, created=created) if chat else None
+            await self._shielded(self._settle(caller, out, first, admitted, scope, messages, body))
             yield wire.DONE
-            await self._finish(caller, out, first, admitted, time.perf_counter())
-            if chat:
-                await self._cache_put(scope, messages, wire.chat_completion(rid, model, "".join(parts), finish,
-                                                                            out.usage, created=created))
         except LingxiError as exc:
             # Headers are gone already: report the failure in the stream, OpenAI-style.
             self.metrics.errors.labels(model, exc.error_type).inc()
@@ -510,6 +515,11 @@ class Gateway:
             self.metrics.errors.labels(model, "server_error").inc()
             yield wire.sse(wire.error_body(f"internal error: {type(exc).__name__}", "server_error", "internal_error"))
         finally:
+            if not settled and parts:
+                # The client left mid-stream: charge what it was sent (one token per chunk, a
+                # lower bound; the engine reports exact usage only at the end).
+                out.usage = usage or Usage(completion_tokens=len(parts))
+                self._background(self._finish(caller, out, first, admitted, time.perf_counter()))
             await agen.aclose()  # type: ignore[attr-defined]
 
     async def _cascade(self, req, messages, params, caller, out, admitted, scope, write_cache):
@@ -655,11 +665,11 @@ class Gateway:
                             last["final_content"] = item.answer
                         chunk = wire.chat_chunk(rid, created, req.model, last, "stop", out.usage)
                         yield chunk
-                        yield wire.DONE
-                        if write_cache:
+                        if write_cache:  # before [DONE], shielded: see _sse
                             body = wire.chat_completion(rid, req.model, item.answer, "stop", out.usage,
                                                         citations=cites, created=created)
-                            await self._cache_put(scope, messages, body)
+                            await self._shielded(self._cache_put(scope, messages, body))
+                        yield wire.DONE
                         return
                 raise UsageError(f"knowledge base '{name}' gave no answer")
             except LingxiError as exc:
@@ -687,6 +697,29 @@ class Gateway:
         out.cache = result
         out.headers["x-lingxi-cache"] = result
         return hit
+
+    async def _settle(self, caller: Caller, out: Outcome, first: float | None, admitted: float, scope: Any,
+                      messages: Any, body: dict[str, Any] | None) -> None:
+        """What a finished stream still owes: metrics, token quota, the cache entry."""
+        await self._finish(caller, out, first, admitted, time.perf_counter())
+        if body is not None:
+            await self._cache_put(scope, messages, body)
+
+    async def _shielded(self, work: Any) -> None:
+        """Await ``work``; if this task is cancelled meanwhile, ``work`` still runs to its end."""
+        await asyncio.shield(self._background(work))
+
+    def _background(self, work: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(work)
+        self._pending.add(task)  # a strong reference until it is done
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._pending.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("background gateway work failed", exc_info=t.exception())
+
+        task.add_done_callback(done)
+        return task
 
     async def _cache_put(self, scope: Any, messages: Any, body: dict[str, Any]) -> None:
         if scope is not None:

@@ -177,6 +177,7 @@ class ModelPool:
                 return
             finally:
                 replica.inflight -= 1
+                replica.trial = False  # a cancelled trial must not keep the replica shut out
                 if agen is not None:
                     await agen.aclose()
         assert last is not None
