@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from lingxi.config import parse_config
-from lingxi.engines.base import ChatEngine, Chunk, GenerationParams, ModelInfo, Prompt, Usage
+from lingxi.engines.base import (
+    ChatEngine,
+    Chunk,
+    GenerationParams,
+    ModelInfo,
+    Prompt,
+    Usage,
+)
 
 
 def gateway_settings(home: Path, **gateway: Any) -> Any:

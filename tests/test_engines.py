@@ -4,13 +4,18 @@ import asyncio
 
 import numpy as np
 import pytest
+from local_upstream import LocalUpstream
 
 from lingxi.config import parse_config
 from lingxi.engines import GenerationParams, create_embedder, create_engine, load_engine
 from lingxi.engines.base import collect
 from lingxi.engines.fake import FakeEngine
-from lingxi.errors import ContextLengthError, ModelNotFoundError, UpstreamError, UsageError
-from local_upstream import LocalUpstream
+from lingxi.errors import (
+    ContextLengthError,
+    ModelNotFoundError,
+    UpstreamError,
+    UsageError,
+)
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_lingxi
+
 from lingxi.config import LlamaCppModel, Settings, TransformersModel
 from lingxi.engines import GenerationParams, load_embedder, load_engine
 from lingxi.errors import ContextLengthError

@@ -10,8 +10,8 @@ import httpx
 import numpy as np
 import openai
 import pytest
-
 from gateway_helpers import SlowEngine, gateway_settings, running
+
 from lingxi.engines.fake import FakeEngine
 
 

@@ -7,8 +7,8 @@ import json
 import httpx
 import openai
 import pytest
-
 from gateway_helpers import running
+
 from lingxi.config import parse_config
 from lingxi.engines.fake import FakeEngine
 
@@ -194,7 +194,8 @@ def test_kb_update_invalidates_cached_answers(kb_settings):
         assert httpx.post(url, json={"model": "kb:docs", "messages": q}).headers["x-lingxi-cache"] == "miss"
 
 
-def test_kb_answers_only_from_documents_the_key_may_read(tmp_path):
+@pytest.mark.parametrize("cache", [False, True])
+def test_kb_answers_only_from_documents_the_key_may_read(tmp_path, cache):
     pytest.importorskip("lingxi.gateway.cache")
     knowledge = pytest.importorskip("lingxi.knowledge")
     from lingxi.gateway.keys import SQLiteKeyStore
@@ -202,17 +203,36 @@ def test_kb_answers_only_from_documents_the_key_may_read(tmp_path):
     docs = tmp_path / "legal"
     docs.mkdir()
     (docs / "merger.md").write_text("# Merger\n\nThe merger with Globex closes on 30 June.\n", encoding="utf-8")
-    settings = settings_with(tmp_path / "home")
+    settings = settings_with(tmp_path / "home", cache={"enabled": cache, "backend": "memory", "semantic": False})
     knowledge.create_kb("secret", settings, embedder="hash").ingest([str(docs)], groups=["legal"], progress=False)
     store = SQLiteKeyStore(settings.home_dir / "gateway" / "keys.db")
     lawyer, _ = store.create("acme", groups=["legal"])
     clerk, _ = store.create("acme", groups=["hr"])
+    nobody, _ = store.create("acme")  # a key made without groups reads public documents only
+    operator, _ = store.create("ops", groups=["*"])
     q = [{"role": "user", "content": "When does the merger with Globex close?"}]
     with running(settings, engines={"fake": FakeEngine("fake")}) as srv:
         def ask(key):
             r = httpx.post(srv.url + "/v1/chat/completions", json={"model": "kb:secret", "messages": q},
                            headers={"authorization": f"Bearer {key}"})
             return r.json()["choices"][0]["message"]
-        allowed, denied = ask(lawyer), ask(clerk)
+        # the lawyer asks first: with the cache on, their answer must not reach the others
+        allowed, denied, ungrouped, everything = ask(lawyer), ask(clerk), ask(nobody), ask(operator)
     assert allowed["citations"] and "30 June" in allowed["citations"][0]["text"]
-    assert denied["citations"] == [] and "30 June" not in denied["content"]
+    for answer in (denied, ungrouped):
+        assert answer["citations"] == [] and "30 June" not in answer["content"]
+    assert everything["citations"] and "30 June" in everything["citations"][0]["text"]
+
+
+def test_cached_answers_are_kept_apart_by_generation_parameters(tmp_path):
+    pytest.importorskip("lingxi.gateway.cache")
+    fake = FakeEngine("fake", replies=["one two", "one two three four five"])
+    settings = settings_with(tmp_path, cache={"enabled": True, "backend": "memory", "semantic": False})
+    with running(settings, engines={"fake": fake}) as srv:
+        url = srv.url + "/v1/chat/completions"
+        short = httpx.post(url, json={"model": "fake", "messages": MSG, "max_tokens": 2})
+        full = httpx.post(url, json={"model": "fake", "messages": MSG, "max_tokens": 500})
+        again = httpx.post(url, json={"model": "fake", "messages": MSG, "max_tokens": 2})
+    assert short.headers["x-lingxi-cache"] == "miss" and full.headers["x-lingxi-cache"] == "miss"
+    assert full.json()["choices"][0]["message"]["content"] == "one two three four five"
+    assert again.headers["x-lingxi-cache"] == "exact"

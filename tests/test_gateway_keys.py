@@ -8,10 +8,16 @@ import sqlite3
 import httpx
 import openai
 import pytest
-
 from gateway_helpers import gateway_settings, running
+
 from lingxi.engines.fake import FakeEngine
-from lingxi.errors import AuthError, NotFoundError, PermissionDeniedError, RateLimitError, UsageError
+from lingxi.errors import (
+    AuthError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    UsageError,
+)
 from lingxi.gateway.keys import ApiKey, Limits, SQLiteKeyStore, hash_secret
 from lingxi.gateway.limits import MemoryLimiter
 from lingxi.gateway.server import check_bind
@@ -82,8 +88,27 @@ def test_keys_over_http(tmp_path):
         store.revoke(key.id)
         with pytest.raises(openai.AuthenticationError):
             ok.chat.completions.create(model="fake", messages=MSG)
-        metrics = httpx.get(srv.url + "/metrics").text
+        # /metrics names every tenant: tenants' keys may not read it, an operator key may
+        other_secret, _ = store.create("other")
+        assert httpx.get(srv.url + "/metrics").status_code == 401
+        refused = httpx.get(srv.url + "/metrics", headers={"authorization": f"Bearer {other_secret}"})
+        assert refused.status_code == 403 and "operator key" in refused.json()["error"]["message"]
+        operator, _ = store.create("ops", groups=["*"])
+        metrics = httpx.get(srv.url + "/metrics", headers={"authorization": f"Bearer {operator}"}).text
     assert 'tenant="acme"' in metrics
+
+
+def test_open_loopback_gateway_refuses_what_a_web_page_could_send(tmp_path):
+    with running(gateway_settings(tmp_path), engines={"fake": FakeEngine("fake")}) as srv:
+        body = '{"model": "fake", "messages": [{"role": "user", "content": "hi"}]}'
+        url = srv.url + "/v1/chat/completions"
+        simple = httpx.post(url, content=body, headers={"content-type": "text/plain"})  # no CORS preflight
+        assert simple.status_code == 415 and simple.json()["error"]["code"] == "unsupported_media_type"
+        rebound = httpx.post(url, content=body, headers={"content-type": "application/json", "host": "evil.example"})
+        assert rebound.status_code == 403 and "Host" in rebound.json()["error"]["message"]
+        for host in ("localhost:8000", "127.0.0.1", "[::1]:8000"):
+            ok = httpx.post(url, content=body, headers={"content-type": "application/json", "host": host})
+            assert ok.status_code == 200, host
 
 
 def test_request_limit_gives_429_with_retry_after(tmp_path):
@@ -132,5 +157,33 @@ def test_refused_requests_do_not_use_the_quota():
                 await limiter.admit(key)
         day = [v for (k, w, c, _), v in limiter._counts.items() if w == "day" and c == "req"]
         assert day == [1]
+
+    asyncio.run(run())
+
+
+def test_feedback_counts_against_the_request_limit(tmp_path):
+    settings = gateway_settings(tmp_path)
+    store = SQLiteKeyStore(settings.home_dir / "gateway" / "keys.db")
+    secret, _ = store.create("acme", limits=Limits(rpm=2))
+    with running(settings, engines={"fake": FakeEngine("fake")}) as srv:
+        body = {"response_id": "chatcmpl-1", "model": "fake", "rating": 1}
+        statuses = [httpx.post(srv.url + "/v1/feedback", json=body,
+                               headers={"authorization": f"Bearer {secret}"}).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+
+
+def test_a_token_limit_is_spent_when_used_reaches_it():
+    from lingxi.errors import RateLimitError
+    from lingxi.gateway.keys import ApiKey
+    from lingxi.gateway.limits import MemoryLimiter
+
+    key = ApiKey(id="k", tenant="t", limits=Limits(tpm=100))
+    limiter = MemoryLimiter()
+
+    async def run():
+        await limiter.admit(key)
+        await limiter.add_tokens(key, 100)
+        with pytest.raises(RateLimitError):
+            await limiter.admit(key)
 
     asyncio.run(run())

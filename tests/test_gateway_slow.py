@@ -9,8 +9,8 @@ import time
 import httpx
 import openai
 import pytest
-
 from gateway_helpers import running
+
 from lingxi.config import parse_config
 from lingxi.engines.fake import FakeEngine
 

@@ -9,14 +9,14 @@ import time
 import httpx
 import openai
 import pytest
-
 from gateway_helpers import SlowEngine, gateway_settings, running
+from local_upstream import LocalUpstream
+
 from lingxi.config import parse_config
 from lingxi.engines.base import GenerationParams
 from lingxi.engines.fake import FakeEngine
 from lingxi.errors import ContextLengthError, UpstreamError
 from lingxi.gateway.upstreams import ModelPool, Replica
-from local_upstream import LocalUpstream
 
 MSG = [{"role": "user", "content": "hi"}]
 

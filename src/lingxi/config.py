@@ -296,6 +296,9 @@ class GatewaySettings(_Strict):
     """Seconds between health checks of HTTP replicas (0 = off)."""
     access_log: bool = True
     """Write one JSON line per request to the ``lingxi.gateway.access`` logger (stderr)."""
+    public_metrics: bool = False
+    """Serve ``/metrics`` to anyone. Off: once API keys exist it needs an operator key (groups
+    ``*``), since it names every tenant and what each spent."""
     cache: CacheSettings = CacheSettings()
     router: RouterSettings = RouterSettings()
 

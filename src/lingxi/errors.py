@@ -166,6 +166,13 @@ def missing_extra(what: str, extra: str, exc: ImportError) -> MissingExtraError:
     return MissingExtraError(what, extra, getattr(exc, "name", None))
 
 
+class UnsupportedMediaTypeError(UsageError):
+    """A request body in a content type the endpoint does not take (HTTP 415)."""
+
+    http_status = 415
+    code = "unsupported_media_type"
+
+
 class PayloadTooLargeError(UsageError):
     """A request body over the server's limit (HTTP 413)."""
 

@@ -20,7 +20,8 @@ from importlib import resources
 from typing import Any
 
 from lingxi import __version__
-from lingxi.errors import LingxiError, PayloadTooLargeError, missing_extra
+from lingxi.errors import (LingxiError, PayloadTooLargeError, PermissionDeniedError, UnsupportedMediaTypeError,
+                           missing_extra)
 
 log = logging.getLogger("lingxi.gateway")
 
@@ -162,7 +163,14 @@ def create_app(settings: Any = None, *, gateway: Any = None, **gateway_options: 
 
     async def caller_for(request: Request) -> Any:
         client = request.client.host if request.client else None
-        return await gw.authenticate(request.headers.get("authorization"), client)
+        headers = request.headers
+        caller = await gw.authenticate(headers.get("authorization"), client, headers.get("host"))
+        if caller.key is None and request.method == "POST" and \
+                headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            # An open gateway must not take "simple" cross-site POSTs (text/plain, forms) that any
+            # web page can send without a CORS preflight.
+            raise UnsupportedMediaTypeError("send the body as JSON with 'Content-Type: application/json'")
+        return caller
 
     def cache_flags(request: Request) -> dict[str, bool]:
         cc = request.headers.get("cache-control", "").lower()
@@ -249,6 +257,7 @@ def create_app(settings: Any = None, *, gateway: Any = None, **gateway_options: 
         body = await read_body(request)
         caller = await caller_for(request)
         req = wire.parse(wire.FeedbackRequest, body)
+        await gw.count_request(caller)  # feedback counts against the key's request limits too
         row = await asyncio.to_thread(gw.feedback, req, caller)
         return json_response({"object": "feedback", "id": row})
 
@@ -267,7 +276,12 @@ def create_app(settings: Any = None, *, gateway: Any = None, **gateway_options: 
         return json_response(body, 200 if gw.ready else 503)
 
     @app.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        if not settings.gateway.public_metrics:
+            caller = await caller_for(request)
+            if not caller.trusted:
+                raise PermissionDeniedError("/metrics names every tenant: it needs an operator key "
+                                            "(lingxi keys create --groups '*') or gateway.public_metrics = true")
         data, content_type = gw.metrics.render()
         return Response(data, media_type=content_type)
 

@@ -63,6 +63,11 @@ class CacheScope:
     model: str
     system_prompt: str
     kb_version: str | None
+    groups: tuple[str, ...] | None = None
+    """For ``kb:`` answers: the knowledge-base groups the asker may read (None = all). Two callers
+    share an answer only if they could see the same documents."""
+    params: str = ""
+    """The generation parameters that shape an answer (max_tokens, stop, temperature, top_p, seed)."""
 
 
 @dataclass(frozen=True)
@@ -512,8 +517,9 @@ class SemanticCache:
             texts.append([message.get("role", ""), normalize_text(text)])
         if not texts[-1][1]:
             return None
-        partition = _hash("v1", scope.tenant, scope.model, scope.system_prompt, scope.kb_version, texts[:-1],
-                          self.embedder_name)
+        groups = None if scope.groups is None else sorted(set(scope.groups))
+        partition = _hash("v2", scope.tenant, scope.model, scope.system_prompt, scope.kb_version, groups,
+                          scope.params, texts[:-1], self.embedder_name)
         question = unicodedata.normalize("NFKC", _content(messages[-1]) or "").strip()
         return _Keyed(partition, _hash(partition, texts[-1][1]), question)
 

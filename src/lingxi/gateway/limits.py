@@ -88,7 +88,7 @@ class MemoryLimiter(Limiter):
             self._prune(now)
             for window, counter, limit in checks:
                 used = self._counts.get((key.id, window, counter, self._index(window, now)), 0)
-                if used + (1 if counter == "req" else 0) > limit:
+                if used >= limit:  # requests: this one would be one too many; tokens: none left
                     raise _refuse(key, window, counter, limit, now)
             for window, counter, _ in checks:
                 if counter == "req":

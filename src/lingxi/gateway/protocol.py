@@ -131,11 +131,11 @@ class EmbeddingRequest(_Request):
 
 class FeedbackRequest(_Request):
     response_id: str = Field(min_length=1, max_length=200)
-    model: str = Field(min_length=1)
+    model: str = Field(min_length=1, max_length=200)
     rating: Literal[1, -1]
     comment: str = Field(default="", max_length=4000)
-    messages: list[dict[str, Any]] = []
-    answer: str = ""
+    messages: list[dict[str, Any]] = Field(default=[], max_length=200)
+    answer: str = Field(default="", max_length=100_000)
 
 
 def parse(model: type[BaseModel], body: bytes) -> Any:

@@ -37,6 +37,9 @@ ROUTER = "router"
 KB_PREFIX = "kb:"
 
 
+OPERATOR = "*"  # the group of an operator key: every document, and /metrics
+
+
 @dataclass(frozen=True)
 class Caller:
     """Who is calling: their key (None when the gateway runs open on loopback) and tenant."""
@@ -45,8 +48,23 @@ class Caller:
     tenant: str
 
     @property
+    def trusted(self) -> bool:
+        """The local user of an open loopback gateway, or an operator key."""
+        return self.key is None or OPERATOR in self.key.groups
+
+    @property
     def groups(self) -> list[str] | None:
-        return list(self.key.groups) if self.key and self.key.groups else None
+        """Knowledge-base groups this caller may read: None = every document; a list = documents
+        sharing one of them plus public ones (a key made without groups sees public ones only)."""
+        return None if self.trusted else list(self.key.groups)  # type: ignore[union-attr]
+
+
+def _host_name(host: str) -> str:
+    """The name in a ``Host`` header: ``[::1]:8000`` -> ``::1``, ``localhost:8000`` -> ``localhost``."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 @dataclass
@@ -255,10 +273,13 @@ class Gateway:
 
     # ------------------------------------------------------------ auth
 
-    async def authenticate(self, authorization: str | None, client_host: str | None) -> Caller:
+    async def authenticate(self, authorization: str | None, client_host: str | None,
+                           host_header: str | None = None) -> Caller:
         """The caller for an ``Authorization`` header.
 
-        With no active key in the store the gateway is open, but only to loopback clients.
+        With no active key in the store the gateway is open, but only to loopback clients that
+        name it by a loopback ``Host`` (a web page that rebinds its own DNS name to 127.0.0.1
+        reaches the socket, but not with a loopback Host).
 
         Raises:
             AuthError: a key is required and missing or invalid.
@@ -273,11 +294,14 @@ class Gateway:
             if key is not None:
                 return Caller(key=key, tenant=key.tenant)
         if not await self.keys.has_keys():
-            if client_host in LOOPBACK:
-                return Caller(key=None, tenant="local")
             from lingxi.errors import PermissionDeniedError
 
-            raise PermissionDeniedError("no API keys are configured, so this gateway serves loopback clients only")
+            if client_host not in LOOPBACK:
+                raise PermissionDeniedError("no API keys are configured, so this gateway serves loopback clients only")
+            if host_header is not None and _host_name(host_header) not in LOOPBACK:
+                raise PermissionDeniedError(f"no API keys are configured, so this gateway answers only to a "
+                                            f"loopback Host header, not '{host_header[:100]}'")
+            return Caller(key=None, tenant="local")
         if token:
             raise AuthError("invalid or revoked API key")
         raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
@@ -358,6 +382,8 @@ class Gateway:
         if caller.key is not None:
             await self.limiter.admit(caller.key)
 
+    count_request = _quota
+
     async def _admit(self, caller: Caller, out: Outcome) -> float:
         """A slot in the bounded queue. Returns the admission time."""
         self.metrics.waiting.set(self.admission.waiting + 1)
@@ -390,7 +416,7 @@ class Gateway:
         else:
             self.pool(req.model)  # unknown model: 404 before anything is counted
         await self._quota(caller)
-        scope = self._scope(caller, req.model, messages, kb_version=None)
+        scope = self._scope(caller, req.model, messages, params)
         hit = await self._cache_get(scope, messages, out) if read_cache else None
         if hit is not None:
             return self._from_cache(hit, req, out)
@@ -427,9 +453,9 @@ class Gateway:
                 self._release(admitted)
 
         if not req.stream:
+            parts: list[str] = []
+            first, finish, usage, settled = None, "stop", None, False
             try:
-                parts: list[str] = []
-                first, finish, usage = None, "stop", None
                 async for chunk in agen:
                     if chunk.text:
                         if first is None:
@@ -439,9 +465,11 @@ class Gateway:
                         finish = chunk.finish_reason
                     if chunk.usage:
                         usage = chunk.usage
-                out.usage = usage or Usage()
-                await self._finish(caller, out, first, admitted, time.perf_counter())
+                out.usage, settled = usage or Usage(), True
+                await self._shielded(self._finish(caller, out, first, admitted, time.perf_counter()))
             finally:
+                if not settled:
+                    self._charge_partial(caller, out, first, admitted, usage, len(parts))
                 await agen.aclose()  # type: ignore[attr-defined]
                 release()
             text = "".join(parts)
@@ -515,11 +543,8 @@ class Gateway:
             self.metrics.errors.labels(model, "server_error").inc()
             yield wire.sse(wire.error_body(f"internal error: {type(exc).__name__}", "server_error", "internal_error"))
         finally:
-            if not settled and parts:
-                # The client left mid-stream: charge what it was sent (one token per chunk, a
-                # lower bound; the engine reports exact usage only at the end).
-                out.usage = usage or Usage(completion_tokens=len(parts))
-                self._background(self._finish(caller, out, first, admitted, time.perf_counter()))
+            if not settled:
+                self._charge_partial(caller, out, first, admitted, usage, len(parts))
             await agen.aclose()  # type: ignore[attr-defined]
 
     async def _cascade(self, req, messages, params, caller, out, admitted, scope, write_cache):
@@ -599,7 +624,7 @@ class Gateway:
             raise UsageError("messages: a kb: model needs a user message with the question")
         question = questions[-1]
         await self._quota(caller)
-        scope = self._scope(caller, req.model, messages, kb_version=version)
+        scope = self._scope(caller, req.model, messages, params, kb_version=version)
         hit = await self._cache_get(scope, messages, out) if read_cache else None
         if hit is not None:
             return self._from_cache(hit, req, out)
@@ -627,14 +652,17 @@ class Gateway:
             await self._finish(caller, out, first, admitted, time.perf_counter())
 
         if not req.stream:
+            answer, first, pieces = None, None, []
             try:
-                answer, first = None, None
                 async for item in items:
                     if isinstance(item, str):
                         first = first or time.perf_counter()
+                        pieces.append(item)
                     else:
                         answer = item
             finally:
+                if answer is None:
+                    self._charge_partial(caller, out, first, admitted, None, len(pieces))
                 await items.aclose()
                 release()
             if answer is None:
@@ -648,7 +676,7 @@ class Gateway:
             return body
 
         async def sse() -> AsyncIterator[bytes]:
-            first, parts = None, []
+            first, parts, answered = None, [], False
             try:
                 yield wire.chat_chunk(rid, created, req.model, {"role": "assistant", "content": ""})
                 async for item in items:
@@ -657,8 +685,9 @@ class Gateway:
                         parts.append(item)
                         yield wire.chat_chunk(rid, created, req.model, {"content": item})
                     else:
+                        answered = True
                         cites = _citations(item)
-                        await finish(item.answer, first)
+                        await self._shielded(finish(item.answer, first))
                         last: dict[str, Any] = {"citations": cites, "supported": bool(getattr(item, "supported", True))}
                         if item.answer != "".join(parts):
                             # verification dropped or re-attributed sentences: this is the answer to show
@@ -675,18 +704,24 @@ class Gateway:
             except LingxiError as exc:
                 yield wire.sse(wire.error_body(exc.message, exc.error_type, exc.code))
             finally:
+                if not answered:
+                    self._charge_partial(caller, out, first, admitted, None, len(parts))
                 await items.aclose()
 
         return Stream(sse(), release)
 
     # ------------------------------------------------------------ cache
 
-    def _scope(self, caller: Caller, model: str, messages: list[dict[str, str]], kb_version: str | None) -> Any:
+    def _scope(self, caller: Caller, model: str, messages: list[dict[str, str]], params: GenerationParams,
+               kb_version: str | None = None) -> Any:
         if self.cache is None:
             return None
         system = "\n".join(m["content"] for m in messages if m["role"] == "system")
+        groups = caller.groups if kb_version is not None else None
+        shape = f"{params.max_tokens}|{params.temperature}|{params.top_p}|{sorted(params.stop)}|{params.seed}"
         return self._cache_mod.CacheScope(tenant=caller.tenant, model=model, system_prompt=system,
-                                          kb_version=kb_version)
+                                          kb_version=kb_version, groups=None if groups is None else tuple(groups),
+                                          params=shape)
 
     async def _cache_get(self, scope: Any, messages: Any, out: Outcome) -> Any:
         if scope is None:
@@ -704,6 +739,15 @@ class Gateway:
         await self._finish(caller, out, first, admitted, time.perf_counter())
         if body is not None:
             await self._cache_put(scope, messages, body)
+
+    def _charge_partial(self, caller: Caller, out: Outcome, first: float | None, admitted: float,
+                        usage: Usage | None, chunks: int) -> None:
+        """A generation that ended early (client gone, upstream failed mid-way) still costs what it
+        produced: its usage if the engine sent one, else one token per text chunk (a lower bound)."""
+        if usage is None and not chunks:
+            return
+        out.usage = usage or Usage(completion_tokens=chunks)
+        self._background(self._finish(caller, out, first, admitted, time.perf_counter()))
 
     async def _shielded(self, work: Any) -> None:
         """Await ``work``; if this task is cancelled meanwhile, ``work`` still runs to its end."""
