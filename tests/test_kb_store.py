@@ -146,6 +146,19 @@ def test_answer_keeps_verified_citations_and_drops_the_rest(kb):
     assert set(body["citations"][0]) == {"id", "source", "text", "score"}
 
 
+@pytest.mark.parametrize("claim", [
+    "The notice period for resignation is ninety days",      # a number the source does not state
+    "The notice period for resignation is 5 days",
+    "The notice period for resignation is not thirty days",  # a negation the source does not make
+])
+def test_a_cited_sentence_that_changes_a_number_or_negation_is_not_supported(kb, claim):
+    hit = kb.search("notice period resignation", k=1)[0]
+    answer = kb.answer("What is the notice period for resignation?",
+                       FakeEngine(replies=[f"{claim} [{hit.id}]. The notice period for resignation is 30 days [{hit.id}]."]))
+    assert claim not in answer.answer and any(claim in d for d in answer.dropped)
+    assert "30 days" in answer.answer  # the same fact as digits is backed by "thirty days"
+
+
 def test_answer_without_relevant_documents_says_so(kb):
     engine = FakeEngine(replies=["Mars has three moons [1.2.1.0]."])
     answer = kb.answer("How many moons orbit Neptune exactly?", engine)
@@ -197,6 +210,69 @@ def test_bad_inputs_are_reported_and_nothing_is_lost(kb, tmp_path):
     assert [Path(p).name for p in report.added] == ["good.md"]
     assert kb.stats()["chunks"] == before + 1
     assert kb.search("canteen opens", mode="bm25", k=1)[0].source.endswith("good.md")
+
+
+def test_odd_record_files_are_reported_and_the_rest_ingested(kb, tmp_path):
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "dupes.jsonl").write_text('{"id": "a", "text": "alpha"}\n{"id": "a", "text": "beta"}\n', encoding="utf-8")
+    (odd / "wide.csv").write_text("id,text\n1," + "long cell " * 20_000 + "\n2,the lift is on the left\n",
+                                  encoding="utf-8")
+    (odd / "good.md").write_text("# Good\n\nThe library closes at nine.", encoding="utf-8")
+    # the folder and a file inside it: the file is taken once
+    report = kb.ingest([odd, odd / "good.md"], progress=False)
+    assert list(report.errors) == [str(odd / "dupes.jsonl")]
+    assert "same id 'a'" in report.errors[str(odd / "dupes.jsonl")]
+    assert sorted(Path(p).name for p in report.added) == ["good.md", "wide.csv"]
+    assert kb.search("lift left", mode="bm25", k=1)[0].source.endswith("wide.csv")
+
+
+def test_a_parser_crash_on_one_file_spares_the_rest(kb, tmp_path, monkeypatch):
+    from lingxi.knowledge import kb as kb_module
+
+    real = kb_module.load_file
+
+    def flaky(path, **kw):
+        if path.name == "cursed.html":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(path, **kw)
+
+    monkeypatch.setattr(kb_module, "load_file", flaky)
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "cursed.html").write_text("<p>x</p>", encoding="utf-8")
+    (folder / "fine.txt").write_text("The car park is behind the station.", encoding="utf-8")
+    report = kb.ingest([folder], progress=False)
+    assert "RecursionError" in report.errors[str(folder / "cursed.html")]
+    assert [Path(p).name for p in report.added] == ["fine.txt"]
+
+
+def test_a_records_file_cut_off_mid_ingest_is_redone_not_skipped(kb, tmp_path, monkeypatch):
+    records = tmp_path / "recs" / "people.jsonl"
+    records.parent.mkdir()
+    records.write_text("".join(json.dumps({"id": f"p{i}", "text": f"Person {i} sits at desk {i * 7}."}) + "\n"
+                               for i in range(30)), encoding="utf-8")
+    real, calls = kb.store.replace_document, []
+
+    def dies_after_ten(*args, **kw):
+        if len(calls) == 10:
+            raise KeyboardInterrupt  # as good as a kill: ten records are committed, twenty are not
+        calls.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(kb.store, "replace_document", dies_after_ten)
+    with pytest.raises(KeyboardInterrupt):
+        kb.ingest([records], progress=False)
+    monkeypatch.setattr(kb.store, "replace_document", real)
+    before = kb.stats()["documents"]
+    report = kb.ingest([records], progress=False)
+    assert report.updated == [str(records)] and report.chunks_embedded == 0
+    assert kb.stats()["documents"] == before + 20
+    assert kb.search("desk 203", mode="bm25", k=1)[0].text.startswith("Person 29")
+    assert kb.ingest([records], progress=False).unchanged == [str(records)]  # complete now
+    # deleting the file removes every record of it
+    assert kb.delete(str(records)) == 30
+    assert kb.stats()["documents"] == before - 10
 
 
 def test_open_missing_kb_lists_existing(kb, settings):

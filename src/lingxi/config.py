@@ -207,7 +207,7 @@ class CacheSettings(_Strict):
     wrong-answer rate (``benchmarks/cache.py``)."""
     guard: bool = True
     """Refuse semantic hits whose questions differ in negation, numbers, dates, entities,
-    comparatives, opposites or question word (see ``lingxi.gateway.cache_guard``)."""
+    comparatives, opposites or question word (see ``lingxi.meaning``)."""
     guard_topic: bool = True
     """The guard also refuses when each question has a content word the other lacks (a swapped
     topic: "symptoms" / "treatments"). Safer; costs paraphrase hits that swap synonyms."""

@@ -8,7 +8,7 @@ Within that, a question gets:
 1. an **exact** hit when its normalised text (Unicode NFKC, case, whitespace, trailing
    punctuation) hashes to a stored one;
 2. a **semantic** hit when the stored question nearest in embedding space is at least
-   ``similarity`` close *and* the meaning guard (:mod:`lingxi.gateway.cache_guard`) sees no
+   ``similarity`` close *and* the meaning guard (:mod:`lingxi.meaning`) sees no
    negation, number, date, entity, comparative, opposite or question-word difference.
 
 Backends (``[gateway.cache] backend``): ``memory`` (one process), ``sqlite`` (default, survives
@@ -44,7 +44,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lingxi.errors import ConfigError, UpstreamError, missing_extra
-from lingxi.gateway.cache_guard import meaning_differs
+from lingxi.meaning import meaning_differs
 
 log = logging.getLogger(__name__)
 _STORE_ERRORS = (UpstreamError, sqlite3.OperationalError)

@@ -5,7 +5,10 @@ Verification, per sentence of the model's answer:
 1. every cited id must be one of the chunks retrieved for this question (an id the model made
    up, or one from another document, is removed);
 2. a cited chunk must support the sentence: enough of the sentence's search tokens (jieba words
-   for Chinese, stems for English) occur in the chunk;
+   for Chinese, stems for English) occur in the chunk, every number the sentence states occurs
+   in the chunk (digits, number words and Chinese numerals read as values), and the sentence
+   negates exactly as often as the chunk sentence closest to it ("is not required" is not
+   backed by "is required");
 3. a sentence with no valid citation is attributed to the retrieved chunk that supports it
    best, if one does; otherwise it is dropped as unsupported.
 If nothing is left and retrieval found relevant text, the answer falls back to the best
@@ -20,6 +23,7 @@ from collections.abc import Sequence
 
 from lingxi.knowledge.text import cjk_ratio, split_sentences, tokenize
 from lingxi.knowledge.types import Answer, Citation, Hit
+from lingxi.meaning import signature
 
 NO_ANSWER = {
     "zh": "根据现有文档无法回答这个问题。",
@@ -55,6 +59,20 @@ def coverage(tokens: Sequence[str], chunk_tokens: set[str]) -> float:
     if not toks:
         return 0.0
     return sum(1 for t in toks if t in chunk_tokens) / len(toks)
+
+
+def contradiction(claim: str, source: str) -> str | None:
+    """Why ``source`` does not back ``claim`` although they share words: ``"number"`` (the claim
+    states a number the source does not) or ``"negation"`` (the claim and the source sentence
+    closest to it do not negate alike); None when neither is seen."""
+    said = signature(claim)
+    if said.numbers and not said.numbers <= signature(source).numbers:
+        return "number"
+    toks = tokenize(claim)
+    closest = max(split_sentences(source), key=lambda s: coverage(toks, set(tokenize(s))), default=source)
+    if signature(closest).negations != said.negations:
+        return "negation"
+    return None
 
 
 def relevant_hits(question: str, hits: list[Hit]) -> list[Hit]:
@@ -99,10 +117,14 @@ def verify(question: str, text: str, hits: list[Hit]) -> Answer:
             continue  # small models repeat themselves; say each thing once
         seen_keys.append(key)
         toks = tokenize(plain)
-        good = [i for i in dict.fromkeys(ids) if i in by_id and coverage(toks, chunk_tokens[i]) >= SUPPORT]
+
+        def backs(i: str) -> bool:
+            return coverage(toks, chunk_tokens[i]) >= SUPPORT and contradiction(plain, by_id[i].text) is None
+
+        good = [i for i in dict.fromkeys(ids) if i in by_id and backs(i)]
         if not good:
             best = max(hits, key=lambda h: coverage(toks, chunk_tokens[h.id]), default=None)
-            if best is not None and coverage(toks, chunk_tokens[best.id]) >= SUPPORT:
+            if best is not None and backs(best.id):
                 good = [best.id]
         if not good:
             dropped.append(plain)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import sys
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from lingxi.errors import NotFoundError, UsageError
+from lingxi.errors import LingxiError, NotFoundError, UsageError
 from lingxi.knowledge.answer import build_prompt, no_answer, relevant_hits, verify
 from lingxi.knowledge.chunking import chunk_document
 from lingxi.knowledge.embedding_cache import EmbeddingCache, embedder_key
@@ -32,6 +33,8 @@ from lingxi.knowledge.loaders import LoadError, iter_files, load_file
 from lingxi.knowledge.store import KnowledgeStore
 from lingxi.knowledge.text import cjk_ratio, tokenize
 from lingxi.knowledge.types import Answer, Chunk, Document, Hit, IngestReport
+
+log = logging.getLogger("lingxi.knowledge")
 
 MODES = ("bm25", "dense", "hybrid")
 _NAME = re.compile(r"^[\w][\w.-]{0,63}$")
@@ -203,12 +206,16 @@ class KnowledgeBase:
             known = {}
             for d in self.store.documents():
                 known.setdefault(d.source, []).append(d)
+            seen: set[str] = set()
             for path, problem in iter_files(list(paths)):
                 shown = str(path)
                 if problem:
                     report.errors[shown] = problem
                     continue
                 source = str(path.resolve())
+                if source in seen:  # named twice (a folder and a file in it): once is enough
+                    continue
+                seen.add(source)
                 try:
                     size = path.stat().st_size
                     if size > max_bytes:
@@ -224,6 +231,12 @@ class KnowledgeBase:
                     continue
                 except OSError as exc:
                     report.errors[shown] = f"cannot read: {exc.strerror or exc}"
+                    continue
+                except LingxiError:
+                    raise  # a missing extra: every file of its kind would fail alike
+                except Exception as exc:  # a parser's own failure on one odd file must not stop the rest
+                    log.warning("cannot parse %s", path, exc_info=exc)
+                    report.errors[shown] = f"cannot parse ({type(exc).__name__}: {exc})"
                     continue
                 keys = set()
                 for doc in docs:
@@ -299,12 +312,22 @@ class KnowledgeBase:
             finally:
                 bar.close()
             vectors.update(got)
+        # The records of one JSONL/CSV file are committed one by one with a pending hash and then
+        # marked complete together: a kill between them leaves the file "changed", so the next
+        # ingest redoes it (reusing every stored vector) instead of skipping it as unchanged.
+        per_file: dict[str, list[int]] = {}
+        for doc, doc_no, _, _ in plan:
+            per_file.setdefault(doc.source, []).append(doc_no)
         for doc, doc_no, file_hash, chunks in plan:
             mat = np.stack([vectors[c.hash] for c in chunks]) if chunks else np.zeros((0, embedder.dim), np.float32)
             tokens = [tokenize(c.search_text) for c in chunks]
-            added, removed = self.store.replace_document(doc, doc_no, file_hash, groups, chunks, mat, tokens)
+            siblings = per_file[doc.source]
+            stored_hash = file_hash if len(siblings) == 1 else f"pending:{file_hash}"
+            added, removed = self.store.replace_document(doc, doc_no, stored_hash, groups, chunks, mat, tokens)
             report.chunks_added += added
             report.chunks_removed += removed
+            if len(siblings) > 1 and doc_no == siblings[-1]:
+                self.store.set_file_hash(siblings, file_hash)
         self.store.prepare()
 
     def _update_record(self, **updates: Any) -> None:
@@ -327,7 +350,12 @@ class KnowledgeBase:
                 found = self.store.find_document(resolved)
             if found is None:
                 raise NotFoundError(f"no document '{doc}' in knowledge base '{self.name}'")
-            removed = self.store.delete_document(found.doc_no)
+            named_record = str(doc).isdigit() or found.key in (str(doc), str(Path(doc).resolve()))
+            if named_record:
+                targets = [found.doc_no]
+            else:  # a JSONL/CSV file's path: all its records go with it
+                targets = [d.doc_no for d in self.store.documents() if d.source == found.source]
+            removed = sum(self.store.delete_document(n) for n in targets)
             self.store.prepare()
             return removed
 

@@ -278,10 +278,13 @@ def _record_doc(rec: dict, source: str, n: int) -> Document:
 def _load_records(text: str, source: str, ext: str) -> list[Document]:
     docs: list[Document] = []
     if ext == ".csv":
-        reader = csv.DictReader(io.StringIO(text))
-        for n, row in enumerate(reader, 1):
-            docs.append(_record_doc({k: v for k, v in row.items() if k}, source, n))
-        return docs
+        csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # one big cell is still a cell
+        try:
+            for n, row in enumerate(csv.DictReader(io.StringIO(text)), 1):
+                docs.append(_record_doc({k: v for k, v in row.items() if k}, source, n))
+        except csv.Error as exc:
+            raise LoadError(f"unreadable CSV ({exc})") from None
+        return _unique(docs, "row")
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -292,4 +295,16 @@ def _load_records(text: str, source: str, ext: str) -> list[Document]:
         if not isinstance(rec, dict):
             raise LoadError(f"line {n} is not a JSON object")
         docs.append(_record_doc(rec, source, n))
+    return _unique(docs, "line")
+
+
+def _unique(docs: list[Document], unit: str) -> list[Document]:
+    """The records, if no two share an id (each is updated and deleted by it)."""
+    first: dict[str, int] = {}
+    for n, doc in enumerate(docs, 1):
+        if doc.key in first:
+            rid = doc.key.rsplit("#", 1)[-1]
+            raise LoadError(f"records {first[doc.key]} and {n} have the same id '{rid}' (an id field, or a "
+                            f"{unit} number where none is given); ids must be unique within a file")
+        first[doc.key] = n
     return docs

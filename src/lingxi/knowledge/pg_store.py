@@ -181,6 +181,10 @@ class PgStore(KnowledgeStore):
             self._bump()
             return int(n)
 
+    def set_file_hash(self, doc_nos: Sequence[int], file_hash: str) -> None:
+        with self._lock, self._conn.transaction():
+            self._conn.execute("UPDATE documents SET file_hash=%s WHERE doc_no = ANY(%s)", (file_hash, list(doc_nos)))
+
     def prepare(self) -> None:
         dim = int(self.meta().get("dim") or 0)
         if dim and not self._has_hnsw:

@@ -201,6 +201,10 @@ class SQLiteStore(KnowledgeStore):
             return n
         return self._tx(step)
 
+    def set_file_hash(self, doc_nos: Sequence[int], file_hash: str) -> None:
+        self._tx(lambda db: db.executemany("UPDATE documents SET file_hash=? WHERE doc_no=?",
+                                           [(file_hash, n) for n in doc_nos]))
+
     @staticmethod
     def _bump(db: sqlite3.Connection) -> None:
         db.execute("INSERT INTO meta VALUES ('version', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",

@@ -83,6 +83,11 @@ class KnowledgeStore(ABC):
     def delete_document(self, doc_no: int) -> int:
         """Remove a document and its chunks atomically; returns chunks removed."""
 
+    @abstractmethod
+    def set_file_hash(self, doc_nos: Sequence[int], file_hash: str) -> None:
+        """Record ``file_hash`` on these documents in one transaction (the records of one JSONL/CSV
+        file are marked complete together, so a killed ingest of it is redone, not skipped)."""
+
     def prepare(self) -> None:
         """Bring derived search structures up to date after a change (no-op where the
         database maintains them itself)."""

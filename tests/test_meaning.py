@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lingxi.gateway.cache_guard import _zh_number, meaning_differs, signature
+from lingxi.meaning import _zh_number, meaning_differs, signature
 
 
 @pytest.mark.parametrize("a, b, reason", [

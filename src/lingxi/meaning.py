@@ -1,4 +1,8 @@
-"""The meaning guard of the semantic cache: two near-identical questions that ask different things.
+"""Meaning signatures: the words that flip what a text says while barely moving an embedding.
+
+Used by the semantic cache's guard (two near-identical questions that ask different things) and
+by the knowledge base's citation check (a cited sentence that changes a source's number or
+negation is not supported by it).
 
 An embedding puts "How do I enable 2FA?" and "How do I disable 2FA?", or "明天北京会下雨吗" and
 "明天上海会下雨吗", very close together; serving one's answer for the other is the worst thing a
@@ -497,7 +501,7 @@ def _posseg(text: str) -> list[tuple[str, str]]:
                     import jieba
                     import jieba.posseg
                 except ImportError as exc:
-                    raise missing_extra("the semantic cache's Chinese meaning guard", "server", exc) from exc
+                    raise missing_extra("Chinese meaning signatures (jieba)", "knowledge", exc) from exc
                 jieba.setLogLevel(logging.WARNING)
                 jieba.initialize()
                 _jieba_posseg = jieba.posseg
