@@ -23,7 +23,9 @@ def keys() -> None:
 @keys.command("create")
 @click.option("--tenant", required=True, help="Tenant the key belongs to (metrics, cost, cache scope).")
 @click.option("--name", default="", help="A label for the key.")
-@click.option("--groups", default="", help="Comma-separated knowledge-base groups the key may read.")
+@click.option("--groups", default="", help="Comma-separated knowledge-base groups the key may read besides "
+              "public documents (none: public documents only; '*': an operator key that reads every "
+              "document and /metrics).")
 @click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")
 @click.option("--rpd", type=click.IntRange(min=1), default=None, help="Requests per day.")
 @click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens per minute.")
