@@ -292,6 +292,10 @@ class ChatEngine(ABC):
     def close(self) -> None:
         """Release weights, connections or threads. Safe to call twice."""
 
+    async def aclose(self) -> None:
+        """Release what belongs to the running event loop (async connection pools); the server
+        calls it at shutdown. Safe to call twice."""
+
 
 class Embedder(ABC):
     """A text-embedding backend. Vectors come back L2-normalised, float32, shape (n, dim)."""
@@ -321,6 +325,9 @@ class Embedder(ABC):
 
     def close(self) -> None:
         """Release resources. Safe to call twice."""
+
+    async def aclose(self) -> None:
+        """Release what belongs to the running event loop (see :meth:`ChatEngine.aclose`)."""
 
 
 def estimate_tokens(text: str) -> int:

@@ -147,6 +147,9 @@ class OpenAIEmbedder(Embedder):
     def close(self) -> None:
         self.http.close()
 
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
 
 _WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+", re.UNICODE)
 

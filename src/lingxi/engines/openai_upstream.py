@@ -126,3 +126,6 @@ class OpenAIUpstream(ChatEngine):
 
     def close(self) -> None:
         self.http.close()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()

@@ -361,4 +361,6 @@ class _Edge:
                           queue_ms=round(out.queue_s * 1000, 2),
                           ttft_ms=round(out.ttft_s * 1000, 2) if out.ttft_s is not None else None,
                           prompt_tokens=out.usage.prompt_tokens, completion_tokens=out.usage.completion_tokens)
-        access_log.info("request", extra={"fields": fields})
+        # makeRecord + handle: the same record as .info() without its per-call stack walk (findCaller)
+        access_log.handle(access_log.makeRecord(access_log.name, logging.INFO, __file__, 0, "request", None, None,
+                                                extra={"fields": fields}))

@@ -502,6 +502,7 @@ class SemanticCache:
 
     async def close(self) -> None:
         await self.store.close()
+        await self.embedder.aclose()
         self._mirrors.clear()
 
     # ------------------------------------------------------------ internals

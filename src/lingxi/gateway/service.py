@@ -264,6 +264,10 @@ class Gateway:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
+        for pool in self.pools.values():
+            for replica in pool.replicas:
+                if replica.engine is not None:
+                    await replica.engine.aclose()
         if self.cache is not None:
             await self.cache.close()
         await self.limiter.close()
