@@ -205,6 +205,7 @@ def test_normalize_text():
     assert normalize_text("  ＨＥＬＬＯ，  World!! ") == "hello, world"
     assert normalize_text("你好吗？") == "你好吗"
     assert normalize_text("Is 3.5 > 3?") == "is 3.5 > 3"
+    assert normalize_text("What is 5!") == "what is 5!" != normalize_text("what is 5?")  # a factorial
 
 
 def test_config_errors_name_the_key(tmp_path):

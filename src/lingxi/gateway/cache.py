@@ -112,10 +112,15 @@ _SPACES = re.compile(r"\s+")
 
 def normalize_text(text: str) -> str:
     """The form two texts must share for an exact hit: NFKC (full-width -> half-width), lower
-    case, single spaces, no trailing punctuation."""
+    case, single spaces, no trailing punctuation (but "5!" keeps its "!": a factorial)."""
     text = unicodedata.normalize("NFKC", text).lower()
     text = _SPACES.sub(" ", text).strip()
-    return _TRAILING.sub("", text)
+    m = _TRAILING.search(text)
+    if m is None:
+        return text
+    tail = m.group()
+    keep = tail[: len(tail) - len(tail.lstrip("!"))] if m.start() and text[m.start() - 1].isdigit() else ""
+    return text[: m.start()] + keep
 
 
 def _content(message: dict) -> str | None:
