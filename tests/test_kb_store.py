@@ -212,6 +212,20 @@ def test_bad_inputs_are_reported_and_nothing_is_lost(kb, tmp_path):
     assert kb.search("canteen opens", mode="bm25", k=1)[0].source.endswith("good.md")
 
 
+def test_list_filters_compare_typed_values_alike_on_both_stores(kb, tmp_path):
+    records = tmp_path / "typed" / "items.jsonl"
+    records.parent.mkdir()
+    records.write_text('{"id": "a", "text": "The blue widget ships today.", "flag": true, "n": 2}\n',
+                       encoding="utf-8")
+    kb.ingest([records], progress=False)
+
+    def found(filters):
+        return [h.source for h in kb.search("blue widget", mode="bm25", k=3, filters=filters)]
+
+    assert found({"flag": [True]}) and found({"n": [2, 3]}) and found({"n": 2})
+    assert not found({"n": ["2"]}) and not found({"flag": ["True"]})
+
+
 def test_odd_record_files_are_reported_and_the_rest_ingested(kb, tmp_path):
     odd = tmp_path / "odd"
     odd.mkdir()

@@ -204,9 +204,9 @@ class PgStore(KnowledgeStore):
             clauses.append("(cardinality(groups) = 0 OR groups && %s::text[])")
             args.append(list(groups))
         for key, want in (filters or {}).items():
-            if isinstance(want, (list, tuple, set)):
-                clauses.append("metadata->>%s = ANY(%s)")
-                args += [key, [str(w) for w in want]]
+            if isinstance(want, (list, tuple, set)):  # JSON equality, as in SQLite: 2 is not "2", true not "True"
+                clauses.append("metadata->%s = ANY(%s::jsonb[])")
+                args += [key, [json.dumps(w, ensure_ascii=False) for w in want]]
             else:
                 clauses.append("metadata @> %s::jsonb")
                 args.append(json.dumps({key: want}, ensure_ascii=False))
