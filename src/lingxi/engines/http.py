@@ -120,29 +120,26 @@ class HttpUpstream:
         kind = "timed out" if isinstance(exc, (httpx.TimeoutException, TimeoutError)) else "unreachable"
         return UpstreamError(self._url(path), f"{kind}: {exc.__class__.__name__}: {exc}", retryable=True)
 
-    def _backoff(self, attempt: int, error: UpstreamError, retry_after: str | None) -> float:
-        wait = _seconds(retry_after)
-        if wait is not None:
-            return min(wait, 30.0)
+    def _backoff(self, attempt: int, error: UpstreamError) -> float:
+        if error.retry_after_s is not None:  # the server's Retry-After, read by _error
+            return min(error.retry_after_s, 30.0)
         return min(0.25 * 2**attempt, 8.0) * (0.5 + random.random())
 
     # ------------------------------------------------------------ sync
 
     def post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         for attempt in range(self.max_retries + 1):
-            retry_after = None
             try:
                 response = self.client.post(path, json=payload, headers=self.headers())
                 if response.status_code < 400:
                     return self._json(path, response.status_code, response.content)
                 error = self._error(path, response.status_code, response.content, response.reason_phrase,
                                     response.headers)
-                retry_after = response.headers.get("retry-after")
             except httpx.HTTPError as exc:
                 error = self._transport_error(path, exc)
             if not error.retryable or attempt == self.max_retries:
                 raise error
-            time.sleep(self._backoff(attempt, error, retry_after))
+            time.sleep(self._backoff(attempt, error))
         raise AssertionError("unreachable")
 
     def stream(self, path: str, payload: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -154,7 +151,6 @@ class HttpUpstream:
         """
         started = False
         for attempt in range(self.max_retries + 1):
-            retry_after = None
             try:
                 with self.client.stream("POST", path, json=payload, headers=self.headers()) as response:
                     if response.status_code < 400:
@@ -165,14 +161,13 @@ class HttpUpstream:
                     response.read()
                     error = self._error(path, response.status_code, response.content, response.reason_phrase,
                                         response.headers)
-                    retry_after = response.headers.get("retry-after")
             except httpx.HTTPError as exc:
                 error = self._transport_error(path, exc)
             except UpstreamError as exc:  # a cut or malformed stream
                 error = exc
             if started or not error.retryable or attempt == self.max_retries:
                 raise error
-            time.sleep(self._backoff(attempt, error, retry_after))
+            time.sleep(self._backoff(attempt, error))
 
     # ------------------------------------------------------------ async
 
@@ -181,19 +176,17 @@ class HttpUpstream:
 
         data = json.dumps(payload).encode()
         for attempt in range(self.max_retries + 1):
-            retry_after = None
             try:
                 async with self.session().post(self._yarl(path), data=data, headers=self.headers()) as response:
                     body = await response.read()
                     if response.status < 400:
                         return self._json(path, response.status, body)
                     error = self._error(path, response.status, body, response.reason, response.headers)
-                    retry_after = response.headers.get("retry-after")
             except (aiohttp.ClientError, TimeoutError) as exc:
                 error = self._transport_error(path, exc)
             if not error.retryable or attempt == self.max_retries:
                 raise error
-            await asyncio.sleep(self._backoff(attempt, error, retry_after))
+            await asyncio.sleep(self._backoff(attempt, error))
         raise AssertionError("unreachable")
 
     async def astream(self, path: str, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -202,7 +195,6 @@ class HttpUpstream:
         data = json.dumps(payload).encode()
         started = False
         for attempt in range(self.max_retries + 1):
-            retry_after = None
             try:
                 async with self.session().post(self._yarl(path), data=data, headers=self.headers()) as response:
                     if response.status < 400:
@@ -212,14 +204,13 @@ class HttpUpstream:
                         return
                     body = await response.read()
                     error = self._error(path, response.status, body, response.reason, response.headers)
-                    retry_after = response.headers.get("retry-after")
             except (aiohttp.ClientError, TimeoutError) as exc:
                 error = self._transport_error(path, exc)
             except UpstreamError as exc:  # a cut or malformed stream
                 error = exc
             if started or not error.retryable or attempt == self.max_retries:
                 raise error
-            await asyncio.sleep(self._backoff(attempt, error, retry_after))
+            await asyncio.sleep(self._backoff(attempt, error))
 
     async def aclose(self) -> None:
         """Close the async pool (call it on the loop that used it, e.g. at server shutdown)."""
