@@ -29,9 +29,7 @@ import numpy as np
 
 from lingxi.config import parse_config
 from lingxi.engines import GenerationParams, load_engine
-from lingxi.gateway.routing import Router
-from lingxi.gateway.routing_eval import collect, evaluate, examples, train
-from lingxi.gateway.routing_policy import PRIOR
+from lingxi.routing import PRIOR, Router, collect, evaluate, examples, train
 
 HERE = Path(__file__).parent / "data"
 CONFIG = {

@@ -68,7 +68,6 @@ def test_cache_is_scoped_by_tenant(tmp_path):
 
 
 def test_router_rules_pick_the_model(tmp_path):
-    pytest.importorskip("lingxi.gateway.routing")
     local, strong = FakeEngine("fake", replies=["local answer"]), FakeEngine("fake2", replies=["strong answer"])
     settings = settings_with(tmp_path, router={"policy": "rules", "local_model": "fake", "strong_model": "fake2",
                                                "rules": [{"model": "fake2", "keywords": ["contract", "合同"]}]})
@@ -89,7 +88,6 @@ def test_router_rules_pick_the_model(tmp_path):
 
 
 def test_router_cascade_answers_through_the_gateway(tmp_path):
-    pytest.importorskip("lingxi.gateway.routing")
     local, strong = FakeEngine("fake", replies=["I am not sure."]), FakeEngine("fake2", replies=["Paris."])
     settings = settings_with(tmp_path, router={"policy": "cascade", "local_model": "fake", "strong_model": "fake2"})
     with running(settings, engines={"fake": local, "fake2": strong}) as srv:
@@ -107,7 +105,6 @@ def test_router_cascade_answers_through_the_gateway(tmp_path):
 
 
 def test_a_failed_cascade_frees_its_queue_slot_once(tmp_path):
-    pytest.importorskip("lingxi.gateway.routing")
     from lingxi.errors import UpstreamError
 
     local, strong = FakeEngine("fake"), FakeEngine("fake2")

@@ -11,17 +11,19 @@ from lingxi.config import parse_config
 from lingxi.engines.base import GenerationParams
 from lingxi.engines.fake import FakeEngine
 from lingxi.errors import ConfigError, EngineError, UsageError
-from lingxi.gateway.routing import RouteDecision, Router, create_router
-from lingxi.gateway.routing_eval import evaluate, examples, train
-from lingxi.gateway.routing_policy import (
+from lingxi.routing import (
     PRIOR,
+    RouteDecision,
+    Router,
     answer_features,
-    fit_logistic,
-    language_of,
+    create_router,
+    evaluate,
+    examples,
     load_policy,
-    quality_score,
     save_policy,
+    train,
 )
+from lingxi.routing.policy import fit_logistic, language_of, quality_score
 
 MODELS = {
     "local": {"engine": "fake"},

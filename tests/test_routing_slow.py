@@ -10,7 +10,7 @@ from lingxi.config import parse_config
 from lingxi.engines import load_engine
 from lingxi.engines.base import GenerationParams
 from lingxi.engines.fake import FakeEngine
-from lingxi.gateway.routing import create_router
+from lingxi.routing import create_router
 
 pytestmark = pytest.mark.slow
 

@@ -33,10 +33,8 @@ def train(data: str | None, use_feedback: bool, out: str | None, margin: float, 
     (only the local model's answers count) or {"messages", "local": {"answer", "quality"},
     "strong": {"answer", "quality"}}. The policy is written atomically.
     """
-    from lingxi.gateway.routing import create_router, policy_path
-    from lingxi.gateway.routing_eval import examples
-    from lingxi.gateway.routing_eval import train as fit
-    from lingxi.gateway.routing_policy import save_policy
+    from lingxi.routing import create_router, examples, policy_path, save_policy
+    from lingxi.routing import train as fit
 
     s = settings()
     router = create_router(s)
@@ -44,7 +42,7 @@ def train(data: str | None, use_feedback: bool, out: str | None, margin: float, 
         raise click.UsageError("give DATA (a JSONL file) or --feedback, not both or neither")
     if use_feedback:
         from lingxi.gateway.feedback import FeedbackStore
-        from lingxi.gateway.routing_eval import examples_from
+        from lingxi.routing import examples_from
 
         path = s.home_dir / "gateway" / "feedback.db"
         if not path.is_file():
@@ -80,9 +78,7 @@ def train(data: str | None, use_feedback: bool, out: str | None, margin: float, 
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 def eval_cmd(data: str, policy_file: str | None, margin: float, as_json: bool) -> None:
     """Cost saved vs always-strong and quality kept, per policy, on evaluation records (JSONL)."""
-    from lingxi.gateway.routing import Router, create_router
-    from lingxi.gateway.routing_eval import evaluate, examples
-    from lingxi.gateway.routing_policy import load_policy
+    from lingxi.routing import Router, create_router, evaluate, examples, load_policy
 
     s = settings()
     router = create_router(s)
@@ -110,8 +106,7 @@ def collect_cmd(questions: str, out: str, max_tokens: int, no_strong: bool) -> N
     """Answer questions ({"id", "messages" or "question", "reference"}) with the local and strong
     models and score both against the references, writing evaluation records (resumable)."""
     from lingxi.engines import GenerationParams, load_engine
-    from lingxi.gateway.routing import create_router
-    from lingxi.gateway.routing_eval import collect, examples
+    from lingxi.routing import collect, create_router, examples
 
     s = settings()
     router = create_router(s)
@@ -131,8 +126,7 @@ def collect_cmd(questions: str, out: str, max_tokens: int, no_strong: bool) -> N
 @click.option("--json", "as_json", is_flag=True)
 def explain(prompt: str, tenant: str, answer: str | None, as_json: bool) -> None:
     """Show which model PROMPT would go to and why (and, with --answer, the cascade's confidence)."""
-    from lingxi.gateway.routing import create_router
-    from lingxi.gateway.routing_policy import query_features
+    from lingxi.routing import create_router, query_features
 
     router = create_router(settings())
     messages = [{"role": "user", "content": prompt}]

@@ -162,7 +162,7 @@ def _import_cache() -> Any:
 
 
 def _import_routing() -> Any:
-    return _optional("lingxi.gateway.routing")
+    return _optional("lingxi.routing")
 
 
 def _import_knowledge() -> Any:

@@ -7,7 +7,7 @@ Order of decision (``[gateway.router]``):
 2. The **policy**:
 
    - ``rules``: nothing matched, so the local model answers.
-   - ``learned``: the query classifier of the trained policy (:mod:`lingxi.gateway.routing_policy`)
+   - ``learned``: the query classifier of the trained policy (:mod:`lingxi.routing.policy`)
      estimates P(local answer is good enough); local at or above ``route_local_above``, else strong.
    - ``cascade``: the local model answers first; the answer classifier turns the question and the
      answer (length, cut off, refusal, hedging, repetition, wrong language, echo) into a
@@ -30,7 +30,7 @@ from typing import Any
 
 from lingxi.engines.base import ChatEngine, Completion, GenerationParams, estimate_tokens
 from lingxi.errors import ConfigError, LingxiError
-from lingxi.gateway.routing_policy import (
+from lingxi.routing.policy import (
     PRIOR,
     Policy,
     agreement,

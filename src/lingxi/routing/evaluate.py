@@ -38,7 +38,7 @@ import numpy as np
 
 from lingxi.engines.base import ChatEngine, GenerationParams, estimate_tokens
 from lingxi.errors import UsageError
-from lingxi.gateway.routing_policy import (
+from lingxi.routing.policy import (
     ANSWER_FEATURES,
     PRIOR,
     QUERY_FEATURES,
