@@ -79,8 +79,18 @@ class _HttpUpstream(_Strict):
     api_key_env: str | None = None
     """Name of the environment variable that holds the API key (never the key itself)."""
     timeout_s: float = Field(default=60.0, gt=0)
+    """Longest a whole request may take, streaming included."""
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    """Longest wait to open a connection (capped at ``timeout_s``)."""
+    first_byte_timeout_s: float = Field(default=30.0, gt=0)
+    """Longest wait for the first byte of an answer once the request is sent (capped at ``timeout_s``),
+    and for each later byte of a stream."""
     max_retries: int = Field(default=2, ge=0)
     """Retries on 429/5xx/connection errors, with exponential backoff."""
+    retry_after_send: bool = False
+    """Also retry a chat/completion request whose answer timed out or was cut after it was sent.
+    Off: such a request may already be running upstream (and billed), so it fails instead of
+    being sent twice; refused connections, connect timeouts, 429 and 5xx answers are retried."""
     headers: dict[str, str] = {}
 
     @field_validator("base_url")
@@ -201,6 +211,9 @@ class CacheSettings(_Strict):
     """Seconds an answer stays servable."""
     semantic: bool = True
     """Serve answers to paraphrases (embedding similarity); False = exact (normalised-text) hits only."""
+    semantic_max_chars: int = Field(default=2000, gt=0)
+    """Questions longer than this are looked up and stored by exact text only, never embedded:
+    embedding costs grow with length (e5-small: 2.6 s for 5k characters on 2 cores)."""
     embedder: str | None = "e5-small"
     """Embedder for semantic hits (None = ``default_embedder``); changing it starts a fresh cache.
     The multilingual e5-small: MiniLM finds a third as many Chinese paraphrases at the same
@@ -299,6 +312,14 @@ class GatewaySettings(_Strict):
     public_metrics: bool = False
     """Serve ``/metrics`` to anyone. Off: once API keys exist it needs an operator key (groups
     ``*``), since it names every tenant and what each spent."""
+    default_max_tokens: int = Field(default=512, gt=0)
+    """max_tokens of a chat completion that does not set one; a key with a token limit has this
+    much (plus the prompt) reserved while its request runs."""
+    stages: list[str] = []
+    """Pipeline stages run on every request, in order (see ``lingxi.gateway.pipeline``), e.g.
+    ``["pii", "audit"]``; a package adds its own through the ``lingxi.stages`` entry points."""
+    stage_options: dict[str, dict[str, Any]] = {}
+    """Options of each stage: ``[gateway.stage_options.NAME]`` (validated by the stage)."""
     cache: CacheSettings = CacheSettings()
     router: RouterSettings = RouterSettings()
 
