@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lingxi.engines.base import estimate_tokens
 from lingxi.knowledge.chunking import chunk_document
-from lingxi.knowledge.text import cjk_ratio, split_sentences, tokenize
+from lingxi.text import cjk_ratio, split_sentences, tokenize
 from lingxi.knowledge.types import Block, Document
 
 

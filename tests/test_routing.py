@@ -23,7 +23,8 @@ from lingxi.routing import (
     save_policy,
     train,
 )
-from lingxi.routing.policy import fit_logistic, language_of, quality_score
+from lingxi.routing.policy import fit_logistic, quality_score
+from lingxi.text import language_of
 
 MODELS = {
     "local": {"engine": "fake"},

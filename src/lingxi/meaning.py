@@ -30,22 +30,20 @@ lower case, inflects ("Australia's") or embeds in a longer Chinese word still co
 
 The guard only ever *refuses* hits; it never creates one. It is lexical and deliberately strict:
 a refused paraphrase costs one model call, a served non-paraphrase costs a wrong answer.
-Chinese entity and noun tagging uses jieba (``server`` extra), loaded on the first Chinese text.
+Chinese entity and noun tagging uses jieba through :mod:`lingxi.text`, loaded on the first Chinese text.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from lingxi.errors import missing_extra
+from lingxi.text import has_cjk, is_cjk, pos_words
 
 __all__ = ["Signature", "signature", "meaning_differs"]
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’\-]*[A-Za-z]|[A-Za-z]|\d+(?:[.,]\d+)*%?")
 
 # ---------------------------------------------------------------- English lexicons
@@ -248,7 +246,7 @@ def meaning_differs(a: str, b: str, *, substitution: bool = True) -> str | None:
 def _swapped(sa: Signature, sb: Signature) -> bool:
     """``sa`` has a content word that ``sb`` does not contain (Chinese: not even as part of a word)."""
     for word in sa.content - sb.content:
-        if _CJK.search(word) and (word in sb.text or any(w in word for w in sb.content if len(w) > 1)):
+        if has_cjk(word) and (word in sb.text or any(w in word for w in sb.content if len(w) > 1)):
             continue
         return True
     return False
@@ -257,7 +255,7 @@ def _swapped(sa: Signature, sb: Signature) -> bool:
 def _unmatched(sa: Signature, sb: Signature) -> bool:
     """An entity of ``sa`` that ``sb`` does not mention at all (in any case or inflection)."""
     for entity in sa.entities - sb.entities:
-        if _CJK.search(entity):
+        if has_cjk(entity):
             if entity in sb.text or any(w in entity for w in sb.entities | sb.content if len(w) > 1):
                 continue
         elif _stem(entity) in sb.words:
@@ -285,7 +283,7 @@ def signature(text: str) -> Signature:
         "numbers", "dates", "entities", "comparatives", "opposites", "intents", "words", "content", "orders")}
     _english(text, parts)
     negations = _english_negations(text)
-    if _CJK.search(text):
+    if has_cjk(text):
         negations += _chinese(text, parts)
     return Signature(negations, text=text.lower(), **{k: frozenset(v) for k, v in parts.items()})
 
@@ -436,13 +434,13 @@ def _chinese(text: str, parts: dict[str, set]) -> int:
         if pattern.search(text):
             intents.add(name)
     for word in _OPPOSITE_SIDE:
-        if _CJK.match(word) and word in text:
+        if is_cjk(word) and word in text:
             opposites.add(_OPPOSITE_SIDE[word])
 
     for m in _ORDER_ZH.finditer(text):
         parts["orders"].add((m.group(1).strip().lower(), m.group(2).strip().lower()))
-    for word, flag in _posseg(text):
-        if not _CJK.search(word) or word in _ZH_GENERIC_NOUNS:
+    for word, flag in pos_words(text):
+        if not has_cjk(word) or word in _ZH_GENERIC_NOUNS:
             continue
         parts["words"].add(word)
         if len(word) < 2:  # one character: a topic (猫, 水) unless it is a place/time/unit word (上, 内, 天)
@@ -484,25 +482,3 @@ def _zh_number(run: str) -> int | None:
             section += (1 if digit is None else digit) * _ZH_UNITS[ch]
             digit = None
     return total + section + (digit or 0)
-
-
-_jieba_lock = threading.Lock()
-_jieba_posseg = None
-
-
-def _posseg(text: str) -> list[tuple[str, str]]:
-    global _jieba_posseg
-    if _jieba_posseg is None:
-        with _jieba_lock:
-            if _jieba_posseg is None:
-                try:
-                    import logging
-
-                    import jieba
-                    import jieba.posseg
-                except ImportError as exc:
-                    raise missing_extra("Chinese meaning signatures (jieba)", "knowledge", exc) from exc
-                jieba.setLogLevel(logging.WARNING)
-                jieba.initialize()
-                _jieba_posseg = jieba.posseg
-    return [(w.word, w.flag) for w in _jieba_posseg.cut(text)]

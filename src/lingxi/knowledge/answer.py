@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from lingxi.knowledge.text import cjk_ratio, split_sentences, tokenize
+from lingxi.text import cjk_ratio, split_sentences, tokenize
 from lingxi.knowledge.types import Answer, Citation, Hit
 from lingxi.meaning import signature
 

@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Callable
 
 from lingxi.engines.base import estimate_tokens
-from lingxi.knowledge.text import split_sentences
+from lingxi.text import split_sentences
 from lingxi.knowledge.types import Chunk, Document
 
 

@@ -134,7 +134,7 @@ def retrieval_run(kb, queries: dict[str, str], mode: str, depth: int = 100, prog
     """
     import numpy as np
 
-    from lingxi.knowledge.text import tokenize
+    from lingxi.text import tokenize
 
     doc_of = {d.doc_no: d.key for d in kb.store.documents()}
     ids = list(queries)

@@ -31,7 +31,7 @@ from lingxi.knowledge.embedding_cache import EmbeddingCache, embedder_key
 from lingxi.knowledge.fusion import FusionStats, fuse
 from lingxi.knowledge.loaders import LoadError, iter_files, load_file
 from lingxi.knowledge.store import KnowledgeStore
-from lingxi.knowledge.text import cjk_ratio, tokenize
+from lingxi.text import cjk_ratio, tokenize
 from lingxi.knowledge.types import Answer, Chunk, Document, Hit, IngestReport
 
 log = logging.getLogger("lingxi.knowledge")

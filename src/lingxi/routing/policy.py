@@ -34,16 +34,17 @@ import numpy as np
 
 from lingxi.engines.base import estimate_tokens
 from lingxi.errors import UsageError
+from lingxi.text import CJK, language_of
 
 __all__ = [
     "QUERY_FEATURES", "ANSWER_FEATURES", "query_features", "answer_features", "agreement", "Logistic",
-    "Policy", "PRIOR", "load_policy", "save_policy", "fit_logistic", "language_of", "last_user_text",
+    "Policy", "PRIOR", "load_policy", "save_policy", "fit_logistic", "last_user_text",
     "quality_score",
 ]
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_CJK = re.compile(f"[{CJK}]")
 _LATIN = re.compile(r"[A-Za-z]")
-_TOKENS = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[A-Za-z0-9]+")
+_TOKENS = re.compile(f"[{CJK}]|[A-Za-z0-9]+")
 
 _CODE = re.compile(r"```|\bdef |\bclass |\bfunction\b|\breturn\b|;\s*$|\bSELECT\b|\bimport |=>|\{\s*$|#include|"
                    r"\bregex\b|\bSQL\b|\bpython\b|\bjavascript\b|\bbash\b|代码|函数|编程|程序", re.I | re.M)
@@ -92,16 +93,6 @@ def _all_text(messages: Sequence[dict] | str) -> str:
             content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
         parts.append(content or "")
     return "\n".join(parts)
-
-
-def language_of(text: str) -> str:
-    """``zh``, ``en`` or ``other``, by script: enough for routing rules."""
-    cjk, latin = len(_CJK.findall(text)), len(_LATIN.findall(text))
-    if cjk and cjk * 3 >= latin:
-        return "zh"
-    if latin and sum(1 for ch in text if ch.isalpha() and not ch.isascii() and not _CJK.match(ch)) * 3 < latin:
-        return "en"
-    return "zh" if cjk else ("en" if latin else "other")
 
 
 def _zh_share(text: str) -> float:

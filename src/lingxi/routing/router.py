@@ -35,11 +35,11 @@ from lingxi.routing.policy import (
     Policy,
     agreement,
     answer_features,
-    language_of,
     last_user_text,
     load_policy,
     query_features,
 )
+from lingxi.text import language_of
 
 __all__ = ["RouteDecision", "Router", "create_router", "policy_path"]
 

@@ -1,10 +1,18 @@
-"""Language-aware text handling shared by chunking and BM25: script detection, sentence
-splitting and search tokenisation for Chinese and English.
+"""Chinese and English text handling shared by search, chunking, the meaning guard and routing.
 
-Chinese runs are segmented with jieba's search mode (overlapping words, so 北京大学 also yields
-北京 and 大学); other runs are split into words and stemmed with the Snowball English stemmer
-(PyStemmer). Both sides of a search (documents and queries) go through :func:`tokenize`, so the
-same rules apply everywhere, including in the Postgres store, which receives pre-tokenised text.
+- **Script**: :data:`CJK` (the ideograph ranges), :func:`is_cjk`, :func:`has_cjk`,
+  :func:`cjk_ratio`, :func:`language_of`.
+- **Search tokens** (:func:`tokenize`): Chinese runs are segmented with jieba's search mode
+  (overlapping words, so 北京大学 also yields 北京 and 大学); other runs are split into words and
+  stemmed with the Snowball English stemmer (PyStemmer). Both sides of a search (documents and
+  queries) go through it, so the same rules apply everywhere, including in the Postgres store,
+  which receives pre-tokenised text.
+- **Sentences** (:func:`split_sentences`): on Chinese full-width marks and on Western ones
+  followed by white space.
+- **Part-of-speech words** (:func:`pos_words`): jieba's tagger, for names and content nouns.
+
+jieba is loaded once per process, on the first Chinese text, whichever function needs it first.
+What this module does not do: decide what a text means (:mod:`lingxi.meaning`) or rank anything.
 """
 
 from __future__ import annotations
@@ -14,13 +22,22 @@ import re
 import threading
 import unicodedata
 from functools import lru_cache
+from types import ModuleType
 
 from lingxi.errors import missing_extra
 
-_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK_RUN = re.compile(f"([{_CJK}]+)")
+__all__ = [
+    "CJK", "STOPWORDS_ZH", "is_cjk", "has_cjk", "cjk_ratio", "language_of", "normalize_text", "tokenize",
+    "split_sentences", "pos_words",
+]
+
+CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+"""The CJK ideograph ranges (extension A, unified, compatibility), for use inside a regex ``[...]``."""
+
+_CJK_RUN = re.compile(f"([{CJK}]+)")
+_CJK_CHAR = re.compile(f"[{CJK}]")
+_LATIN = re.compile(r"[A-Za-z]")
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?", re.UNICODE)
-_CJK_CHAR = re.compile(f"[{_CJK}]")
 
 # Sentence ends: Chinese full-width marks are first-class, then Western ones followed by space.
 _SENTENCE_END = re.compile(r"(?<=[。！？；!?])[”’」』）)]*|(?<=[.;])(?=\s)|(?<=[.;][\"')\]])(?=\s)")
@@ -35,7 +52,13 @@ _lock = threading.Lock()
 
 
 def is_cjk(ch: str) -> bool:
+    """Whether ``ch`` (its first character) is a CJK ideograph."""
     return bool(_CJK_CHAR.match(ch))
+
+
+def has_cjk(text: str) -> bool:
+    """Whether ``text`` contains a CJK ideograph."""
+    return bool(_CJK_CHAR.search(text))
 
 
 def cjk_ratio(text: str) -> float:
@@ -46,17 +69,27 @@ def cjk_ratio(text: str) -> float:
     return sum(1 for c in chars if is_cjk(c)) / len(chars)
 
 
+def language_of(text: str) -> str:
+    """``zh``, ``en`` or ``other``, by script (ideographs against Latin letters)."""
+    cjk, latin = len(_CJK_CHAR.findall(text)), len(_LATIN.findall(text))
+    if cjk and cjk * 3 >= latin:
+        return "zh"
+    if latin and sum(1 for ch in text if ch.isalpha() and not ch.isascii() and not is_cjk(ch)) * 3 < latin:
+        return "en"
+    return "zh" if cjk else ("en" if latin else "other")
+
+
 def normalize_text(text: str) -> str:
     """NFKC (full-width Latin and digits become ASCII), lower case."""
     return unicodedata.normalize("NFKC", text).lower()
 
 
 @lru_cache(maxsize=1)
-def _jieba():
+def _jieba() -> ModuleType:
     try:
         import jieba
     except ImportError as exc:
-        raise missing_extra("Chinese tokenisation", "knowledge", exc) from exc
+        raise missing_extra("Chinese tokenisation (jieba)", "knowledge", exc) from exc
     with _lock:
         jieba.setLogLevel(logging.WARNING)
         jieba.initialize()
@@ -85,6 +118,9 @@ def tokenize(text: str) -> list[str]:
     """Search tokens of ``text``: jieba words for Chinese, stemmed words otherwise.
 
     Stop words are dropped; digits and Latin words inside Chinese text are kept as words.
+
+    Raises:
+        LingxiError: jieba, PyStemmer or bm25s is missing (the ``knowledge`` extra).
     """
     text = normalize_text(text)
     stop_en = _stopwords_en()
@@ -103,6 +139,18 @@ def tokenize(text: str) -> list[str]:
         stems = dict(zip(latin, _stemmer().stemWords(latin), strict=True))
         out = [stems.get(w, w) for w in out]
     return out
+
+
+def pos_words(text: str) -> list[tuple[str, str]]:
+    """jieba's words of ``text`` with their part-of-speech flags (``nr`` person, ``ns`` place, ``n`` noun...).
+
+    Raises:
+        LingxiError: jieba is missing (the ``knowledge`` extra).
+    """
+    _jieba()
+    import jieba.posseg  # its tagging tables load only here: search tokenisation does not need them
+
+    return [(w.word, w.flag) for w in jieba.posseg.cut(text)]
 
 
 def split_sentences(text: str) -> list[str]:
