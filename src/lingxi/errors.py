@@ -178,3 +178,23 @@ class PayloadTooLargeError(UsageError):
 
     http_status = 413
     code = "payload_too_large"
+
+
+class ContentPolicyError(UsageError):
+    """The guard refused a request or an answer: a blocked word, a prompt injection (HTTP 400,
+    code ``content_filter``, the code OpenAI uses for filtered content)."""
+
+    code = "content_filter"
+
+    def __init__(self, message: str, reason: str = "policy"):
+        super().__init__(message)
+        self.reason = reason
+
+
+class GuardError(LingxiError):
+    """A guard detector failed, so the request is refused rather than passed through unchecked
+    (fail closed; HTTP 503)."""
+
+    http_status = 503
+    error_type = "guard_error"
+    code = "guard_failed"
