@@ -28,6 +28,9 @@ COMMANDS = {
     "serve": "lingxi.cli.serve:serve",
     "keys": "lingxi.cli.keys:keys",
     "route": "lingxi.cli.route:route",
+    "data": "lingxi.cli.data:data",
+    "tune": "lingxi.cli.tune:tune",
+    "adapters": "lingxi.cli.adapters:adapters",
 }
 
 
