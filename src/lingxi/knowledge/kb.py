@@ -121,10 +121,10 @@ def open_kb(name: str, settings: Any) -> KnowledgeBase:
 def _open_store(name: str, kind: str, settings: Any, folder: Path, create: bool = False) -> KnowledgeStore:
     if kind == "postgres":
         from lingxi.knowledge.pg_store import PgStore
+        from lingxi.stores.connect import resolve_url
 
-        url = settings.knowledge.pg_url or os.environ.get("LINGXI_PG_URL")
-        if not url:
-            raise UsageError("the postgres store needs knowledge.pg_url in the config or $LINGXI_PG_URL")
+        url = resolve_url(settings.knowledge.pg_url, "LINGXI_PG_URL", what="knowledge.pg_url",
+                          needed_for="the postgres store", source=settings.source)
         return PgStore(url, name, create=create)
     from lingxi.knowledge.sqlite_store import SQLiteStore
 

@@ -21,13 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from lingxi.errors import UpstreamError, UsageError, missing_extra
+from lingxi.errors import UsageError, missing_extra
 from lingxi.knowledge.store import DocRecord, KnowledgeStore, Scored
 from lingxi.knowledge.types import Chunk, Document, Hit
+from lingxi.stores.connect import connect_pg
+from lingxi.stores.migrations import migrate
 
 
 def _m1(cur: Any) -> None:
     cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    cur.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value JSONB NOT NULL)")
     cur.execute("""CREATE TABLE IF NOT EXISTS documents (
         doc_no BIGINT PRIMARY KEY, key TEXT NOT NULL UNIQUE, source TEXT NOT NULL, title TEXT NOT NULL,
         file_hash TEXT NOT NULL, metadata JSONB NOT NULL DEFAULT '{}', groups TEXT[] NOT NULL DEFAULT '{}',
@@ -44,7 +47,8 @@ def _m1(cur: Any) -> None:
     cur.execute("CREATE SEQUENCE IF NOT EXISTS doc_no_seq")
 
 
-#: Schema changes in order; the number applied is kept in ``meta.schema_version``.
+#: Schema changes in order (see :mod:`lingxi.stores.migrations`); a knowledge base's steps are
+#: recorded in its own schema.
 MIGRATIONS: list[Callable[[Any], None]] = [_m1]
 
 
@@ -58,17 +62,13 @@ class PgStore(KnowledgeStore):
 
     def __init__(self, url: str, name: str, *, create: bool = False):
         try:
-            import psycopg
             from pgvector.psycopg import register_vector
         except ImportError as exc:
             raise missing_extra("the postgres knowledge store", "pg", exc) from exc
         self.name = name
         self.schema = schema_name(name)
         self._lock = threading.RLock()
-        try:
-            self._conn = psycopg.connect(url, autocommit=True)
-        except psycopg.OperationalError as exc:
-            raise UpstreamError(_safe_url(url), f"cannot connect to PostgreSQL: {str(exc).strip().splitlines()[0]}") from None
+        self._conn = connect_pg(url, what="the postgres knowledge store")
         with self._conn.cursor() as cur:
             cur.execute("CREATE EXTENSION IF NOT EXISTS vector")
         register_vector(self._conn)
@@ -79,20 +79,8 @@ class PgStore(KnowledgeStore):
         self._conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
         self._conn.execute(f'SET search_path TO "{self.schema}", public')
         self._conn.execute("SET hnsw.iterative_scan = relaxed_order")
-        self._migrate()
+        migrate(self._conn, "knowledge", MIGRATIONS)
         self._has_hnsw = False
-
-    def _migrate(self) -> None:
-        with self._lock, self._conn.transaction():
-            self._conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value JSONB NOT NULL)")
-            self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.schema,))
-            row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            done = int(row[0]) if row else 0
-            with self._conn.cursor() as cur:
-                for step in MIGRATIONS[done:]:
-                    step(cur)
-            self._conn.execute("INSERT INTO meta VALUES ('schema_version', %s) ON CONFLICT (key) DO UPDATE "
-                               "SET value=excluded.value", (json.dumps(len(MIGRATIONS)),))
 
     def _q(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
         with self._lock:
@@ -275,6 +263,3 @@ class PgStore(KnowledgeStore):
             self._conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
         self.close()
 
-
-def _safe_url(url: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)

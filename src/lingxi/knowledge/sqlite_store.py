@@ -25,22 +25,24 @@ import numpy as np
 from lingxi.errors import missing_extra
 from lingxi.knowledge.store import DocRecord, KnowledgeStore, Scored, matches
 from lingxi.knowledge.types import Chunk, Document, Hit
+from lingxi.stores.connect import open_sqlite, sqlite_tx
+from lingxi.stores.migrations import migrate
 
 
 def _m1(db: sqlite3.Connection) -> None:
     _script(db, """
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-        CREATE TABLE documents (
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS documents (
             doc_no INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, source TEXT NOT NULL,
             title TEXT NOT NULL, file_hash TEXT NOT NULL, metadata TEXT NOT NULL DEFAULT '{}',
             groups TEXT NOT NULL DEFAULT '[]', ingested_at REAL NOT NULL);
-        CREATE TABLE chunks (
+        CREATE TABLE IF NOT EXISTS chunks (
             rowid INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
             doc_no INTEGER NOT NULL REFERENCES documents(doc_no) ON DELETE CASCADE,
             text TEXT NOT NULL, context TEXT NOT NULL, headings TEXT NOT NULL, page INTEGER,
             hash TEXT NOT NULL, tokens TEXT NOT NULL, vector BLOB NOT NULL);
-        CREATE INDEX chunks_doc ON chunks(doc_no);
-        CREATE INDEX chunks_hash ON chunks(hash);
+        CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_no);
+        CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(hash);
         """)
 
 
@@ -51,7 +53,7 @@ def _script(db: sqlite3.Connection, sql: str) -> None:
             db.execute(statement)
 
 
-#: Schema changes, in order; the number applied is kept in ``PRAGMA user_version``.
+#: Schema changes, in order (see :mod:`lingxi.stores.migrations`).
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1]
 
 
@@ -78,38 +80,15 @@ class SQLiteStore(KnowledgeStore):
         self.folder.mkdir(parents=True, exist_ok=True)
         self.ann_threshold = ann_threshold
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.folder / "kb.sqlite", check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._migrate()
+        self._db = open_sqlite(self.folder / "kb.sqlite")
+        migrate(self._db, "knowledge", MIGRATIONS)
         self._index: _Index | None = None
 
     # ------------------------------------------------------------ plumbing
 
-    def _migrate(self) -> None:
-        with self._lock:
-            done = self._db.execute("PRAGMA user_version").fetchone()[0]
-            for n, step in enumerate(MIGRATIONS[done:], done + 1):
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    step(self._db)
-                    self._db.execute(f"PRAGMA user_version={n}")
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-
     def _tx(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                out = fn(self._db)
-                self._db.execute("COMMIT")
-                return out
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._lock, sqlite_tx(self._db):
+            return fn(self._db)
 
     def _q(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
         with self._lock:

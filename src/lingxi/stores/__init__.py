@@ -1,0 +1,57 @@
+"""Persistence for every capability: one layer, each interface with an embedded backend and a
+scale-out backend side by side, tested by one suite run against both.
+
+Layout (one module per kind of thing stored; the interface first, then its backends)::
+
+    connect.py          resolve_url (config, then environment), open_sqlite, connect_pg(_async), connect_redis
+    migrations.py       migrate(conn, store_name, steps): ordered steps recorded in lingxi_migrations
+    keys.py             API keys        SQLite file         | Redis, PostgreSQL
+    limits.py           quota counters  in-process          | Redis, PostgreSQL
+    cache.py            answer cache    in-process, SQLite  | Redis
+    feedback.py         thumbs up/down  SQLite file         | PostgreSQL
+    knowledge.py        knowledge-base store interface (documents, chunks, BM25, dense)
+    knowledge_sqlite.py   embedded: SQLite + bm25s + numpy/hnswlib
+    knowledge_pg.py       scale-out: PostgreSQL + pgvector + full text
+    embeddings.py       embedding cache by content hash (SQLite, per machine)
+    audit.py            the audit log (one record per gateway request)   -- guard + audit work
+    datasets.py         training datasets and their versions              -- tuning work
+
+Where a new store goes: a new module here named after what it stores (``audit.py``,
+``datasets.py``), holding a small interface (an ABC with a handful of methods), its embedded
+backend (SQLite through :func:`~lingxi.stores.connect.open_sqlite`, one file under
+``settings.home_dir``) and its scale-out backend (PostgreSQL through
+:func:`~lingxi.stores.connect.connect_pg`, or Redis through
+:func:`~lingxi.stores.connect.connect_redis`), an ``open_*`` function that picks the backend
+from config, and one migration list per SQL backend run with
+:func:`~lingxi.stores.migrations.migrate`. Gateway state (keys, limits, feedback, audit)
+follows ``gateway.state``; its URLs come from :func:`~lingxi.stores.connect.state_url`.
+Its tests are one suite parametrised over both backends (see ``tests/test_stores.py``).
+
+What this package does not hold: policy (who may read what, when a request may be cached,
+how answers are ranked) — that stays with the capability that uses the store.
+
+Importing this package is cheap; backends load their drivers when opened.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "resolve_url": "lingxi.stores.connect",
+    "state_url": "lingxi.stores.connect",
+    "open_sqlite": "lingxi.stores.connect",
+    "connect_pg": "lingxi.stores.connect",
+    "connect_pg_async": "lingxi.stores.connect",
+    "connect_redis": "lingxi.stores.connect",
+    "migrate": "lingxi.stores.migrations",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'lingxi.stores' has no attribute {name!r}")
