@@ -1,0 +1,293 @@
+"""Does a cited text say what an answer sentence says, and does the sentence answer the question?
+
+:func:`check` judges one answer sentence against the text it cites, in four steps; the first
+that fails names the verdict:
+
+1. **repetition** — a phrase said three or more times over (small models loop);
+2. **coverage** — the sentence's content (English stems, Chinese character pairs; numbers
+   aside) must be covered by one *evidence span* of the cited text: one sentence or two
+   adjacent ones, not words gathered from all over a long chunk;
+3. **contradiction** — against that span, the sentence must state no number, date or named
+   entity the span lacks, negate as the span does ("not required" is not backed by "required";
+   a leading "No," / "不，" answering a yes/no question is not counted), take no opposite side
+   ("female" for "male") and no comparative the span does not use ("higher" for "lower");
+4. **answering** — the sentence must add something the question does not already say
+   (a restatement such as "The notice period is some number of days" is an *echo*), give
+   what the question asks for (a number for "how many"/多少, a number or date for "when",
+   a name for "who"), and be about the question: enough of the question's content must
+   occur in the sentence or its evidence span (*off-topic* otherwise). When the question and
+   the span are in different languages, words cannot be compared: the multilingual embedder's
+   similarity stands in, if one is given.
+
+Everything is lexical, offline and fast (no model call); the thresholds were calibrated on the
+labelled pairs in ``benchmarks/data/answers`` (see :mod:`lingxi.knowledge.answer_eval`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from lingxi.meaning import Signature, signature
+from lingxi.text import language_of, split_sentences, tokenize
+
+__all__ = ["Verdict", "check", "focus", "repetitive", "content_units", "answers_question", "COVERAGE", "FOCUS"]
+
+#: Share of a sentence's content units that its evidence span must contain.
+COVERAGE = 0.6
+#: Share of what the sentence adds to the question (its answer part) that the span must contain.
+NEW_COVERAGE = 0.6
+#: Share of the question's content units that the sentence (with its evidence span) must contain.
+FOCUS = 0.5
+#: Cosine similarity (question vs evidence span) that stands in for FOCUS across languages.
+CROSS_LINGUAL_SIMILARITY = 0.80
+
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_ZH_NUMERAL_RUN = re.compile(r"[零〇一二两三四五六七八九十百千万亿\d.,%]+")
+_PUNCT = re.compile(r"[\s，。！？；：、“”‘’「」『』（）《》【】,.!?;:()\[\]\"'<>-]+")
+
+# Words that ask rather than tell, and indefinites that stand in for an answer without giving one.
+_EN_EMPTY = {
+    "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "mani", "many", "much", "long",
+    "often", "do", "doe", "does", "did", "can", "could", "should", "would", "may", "might", "must", "shall",
+    "have", "ha", "has", "had", "been", "am", "so", "some", "someth", "something", "somewher", "somewhere",
+    "someon", "someone", "certain", "kind", "sort", "type", "thing", "way", "question", "answer", "ask",
+    "whether", "also", "onli", "just", "about", "from", "after", "befor", "up", "per", "than", "all", "ani",
+    "each", "everi", "you", "your", "i", "we", "our", "he", "she", "him", "her", "his", "its", "them", "one",
+    "yes", "there", "here", "would", "amount", "number", "time", "day", "particular", "specif", "specific",
+}
+_ZH_EMPTY = (
+    "什么 哪个 哪些 哪里 哪儿 哪天 哪位 多少 多久 多长 多大 怎么 怎样 如何 为什么 为何 是否 是不是 吗 呢 几 谁 "
+    "某个 某些 某种 某一 某 一些 一定 一种 一个 一段 一点 若干 有些 东西 事情 地方 方面 方法 方式 办法 算法 "
+    "问题 答案 情况 时候 时间 部分 一下 这个 那个 有关 关于 可以 需要 应该"
+).split()
+_ZH_EMPTY_RE = re.compile("|".join(sorted(map(re.escape, _ZH_EMPTY), key=len, reverse=True)))
+_ZH_STOP_RE = re.compile("[的了是在和与及或就都而也又被把让给对从向以于之其这那吗呢吧啊呀么着过得地有为由将等个]")
+_LEADING_YES_NO = re.compile(r"^\s*(?:yes|no|yeah|nope|是的|对|不是|不|没有)\s*[,，、:：]\s*", re.I)
+_REASON = re.compile(r"\b(?:because|since|due|so|therefore|cause[sd]?|reason)\b|因为|由于|所以|因此|导致|原因|为了", re.I)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judgement on one answer sentence.
+
+    ``reason`` is ``"supported"`` or what failed: ``"empty"``, ``"repetition"``, ``"uncovered"``
+    (the cited text does not contain what the sentence says), ``"number"``, ``"date"``,
+    ``"entity"``, ``"negation"``, ``"opposite"``, ``"comparative"`` (a contradiction),
+    ``"echo"`` (restates the question), ``"not-an-answer"`` (does not give what is asked),
+    ``"off-topic"`` (true perhaps, but beside the question).
+    """
+
+    supported: bool
+    reason: str
+    coverage: float = 0.0
+    focus: float = 0.0
+    evidence: str = ""
+
+
+def content_units(text: str) -> list[str]:
+    """What coverage counts: English content stems and Chinese words of two or more characters
+    (jieba search mode, so 光合作用 also gives 光合 and 作用), without numbers."""
+    text = text.lower()
+    units: list[str] = []
+    for run in _CJK_RUN.findall(text):
+        for piece in _ZH_NUMERAL_RUN.sub(" ", run).split():
+            units.extend(w for w in tokenize(piece) if len(w) > 1 and not _ZH_STOP_RE.search(w[0] + w[-1]))
+    latin = _CJK_RUN.sub(" ", text)
+    if latin.strip():
+        units.extend(t for t in tokenize(latin) if len(t) > 1 and not t[0].isdigit() and t not in _EN_EMPTY)
+    return units
+
+
+class _Haystack:
+    """A text to find units in: Chinese words as substrings, English stems as words."""
+
+    def __init__(self, text: str):
+        self.text = text.lower()
+        self.stems = set(content_units(_CJK_RUN.sub(" ", self.text)))
+
+    def __contains__(self, unit: str) -> bool:
+        return unit in self.stems if unit.isascii() else unit in self.text
+
+
+def _focus_units(question: str) -> list[str]:
+    """The question's content: what an answer must be about (question words removed)."""
+    stripped = _ZH_EMPTY_RE.sub(" ", question)
+    return list(dict.fromkeys(content_units(stripped)))
+
+
+def _covered(units: Sequence[str], where: _Haystack) -> float:
+    if not units:
+        return 1.0
+    return sum(1 for u in units if u in where) / len(units)
+
+
+def focus(question: str, text: str) -> float:
+    """Share of the question's content found in ``text`` (1.0 when the question has none)."""
+    units = _focus_units(question)
+    return _covered(units, _Haystack(text))
+
+
+def repetitive(text: str) -> bool:
+    """A phrase of two or more words (characters for Chinese) said three or more times over."""
+    seq = [m.group() for m in re.finditer(r"[\u3400-\u9fff]|[A-Za-z0-9']+", text.lower())]
+    for n in range(2, 9):
+        counts = Counter(tuple(seq[i:i + n]) for i in range(len(seq) - n + 1))
+        if counts and (top := counts.most_common(1)[0][1]) >= 3 and n * top >= 10:
+            return True
+    return False
+
+
+def _spans(text: str) -> list[str]:
+    sentences = split_sentences(text) or [text]
+    spans = list(sentences)
+    spans += [a + (" " if language_of(a) == "en" else "") + b for a, b in zip(sentences, sentences[1:], strict=False)]
+    return spans
+
+
+_CLAUSE = re.compile(r"(?<=[，,;；:：])\s*")
+
+
+def _clauses(text: str) -> list[str]:
+    return [c for s in (split_sentences(text) or [text]) for c in _CLAUSE.split(s) if c.strip()]
+
+
+def _signature(text: str) -> Signature:
+    """The signature of an answer sentence: a sentence-initial capital is not taken for a name."""
+    text = _LEADING_YES_NO.sub("", text.strip())
+    if text[:1].isupper() and text[1:2].islower():
+        text = text[0].lower() + text[1:]
+    return signature(text)
+
+
+def _negation_differs(sentence: str, span: str) -> bool:
+    """Some clause of the sentence negates differently from the span clause closest to it."""
+    sources = [(c, _Haystack(c)) for c in _clauses(span)]
+    for clause in _clauses(_LEADING_YES_NO.sub("", sentence.strip())):
+        units = content_units(clause)
+        if not units:
+            continue
+        closest = max(sources, key=lambda s: _covered(units, s[1]))[0]
+        if signature(clause).negations != signature(closest).negations:
+            return True
+    return False
+
+
+def _contradiction(sentence: str, span: str) -> str | None:
+    said, src = _signature(sentence), signature(span)
+    if said.numbers - src.numbers:
+        return "number"
+    for date in said.dates - src.dates:
+        # a duration the span writes another way (两天 / 2天) is a number, checked above
+        value = re.match(r"(\d+)", date)
+        if not (value and value.group(1) in src.numbers):
+            return "date"
+    for entity in said.entities:
+        if re.search(r"[\u3400-\u9fff]", entity):
+            if entity not in src.text:
+                return "entity"
+        elif entity not in src.words and entity not in src.text:
+            return "entity"
+    if _negation_differs(sentence, span):
+        return "negation"
+    pairs = {side.split(":")[0]: side for side in src.opposites}
+    if any(pairs.get(side.split(":")[0], side) != side and side not in src.opposites for side in said.opposites):
+        return "opposite"
+    english = {c for c in said.comparatives if c.isascii()}
+    if english - src.comparatives:
+        return "comparative"
+    return None
+
+
+_EN_ASKS = re.compile(r"^\W*(?:(how)\s+(many|much|long|old|far|often)|(when)|(who|whom|whose)|(why))\b", re.I)
+_YES_NO = re.compile(r"^\W*(?:is|are|was|were|do|does|did|can|could|should|will|would|may|must|has|have|had)\b|"
+                     r"吗\W*$|是否|是不是|有没有|能不能|可不可以|会不会", re.I)
+
+
+def asked_for(question: str) -> set[str]:
+    """What kind of answer the question asks for: ``quantity``, ``time``, ``person``, ``reason``
+    (English: from its leading question word; Chinese: from 多少/几/何时/谁/为什么…)."""
+    m = _EN_ASKS.match(question)
+    if m:
+        if m.group(1):
+            return {"quantity"}
+        return {"time"} if m.group(3) else {"person"} if m.group(4) else {"reason"}
+    if re.search(r"[\u3400-\u9fff]", question):
+        intents = signature(question).intents
+        return {"quantity" if i in ("long", "old", "far") else i for i in intents} - {"place"}
+    return set()
+
+
+def answers_question(question: str, sentence: str) -> bool:
+    """Whether ``sentence`` gives the kind of thing the question asks for (a number for "how many")."""
+    asked = asked_for(question)
+    said, q = _signature(sentence), signature(question)
+    numbers = said.numbers - q.numbers
+    if "quantity" in asked and not numbers:
+        return False
+    if "time" in asked and not (numbers or said.dates - q.dates):
+        return False
+    if "reason" in asked and not _REASON.search(sentence) and len(content_units(sentence)) < 4:
+        return False
+    return True
+
+
+def _novel(question: str, sentence: str) -> bool:
+    """The sentence says something the question does not: a content unit, number, date, name, or
+    (to a yes/no question) a polarity."""
+    asked = _Haystack(question)
+    if any(u not in asked for u in content_units(_ZH_EMPTY_RE.sub(" ", sentence))):
+        return True
+    sq, ss = signature(question), _signature(sentence)
+    if ss.numbers - sq.numbers or ss.dates - sq.dates or any(e not in sq.text for e in ss.entities):
+        return True
+    return bool(_YES_NO.search(question)) and (ss.negations != sq.negations or bool(_LEADING_YES_NO.match(sentence)))
+
+
+def check(question: str, sentence: str, cited: str | Sequence[str], *,
+          similarity: Callable[[str, str], float] | None = None) -> Verdict:
+    """Judge ``sentence`` (an answer to ``question``) against the ``cited`` text (see the module docstring).
+
+    Args:
+        cited: the cited chunk text, or several (the best-backing one counts).
+        similarity: ``(question, text) -> cosine`` from a multilingual embedder, used for the
+            question focus when the question and the evidence are in different languages.
+    """
+    plain = sentence.strip()
+    if not _PUNCT.sub("", plain):
+        return Verdict(False, "empty")
+    if repetitive(plain):
+        return Verdict(False, "repetition")
+    texts = [cited] if isinstance(cited, str) else list(cited)
+    units = content_units(plain)
+    asked = _Haystack(question)
+    new = [u for u in units if u not in asked]
+    best: tuple[float, float, str] = (-1.0, -1.0, "")
+    for text in texts:
+        for span in _spans(text):
+            have = _Haystack(span)
+            cov, cov_new = _covered(units, have), _covered(new, have)
+            if min(cov, cov_new) > min(best[0], best[1]) or (
+                    min(cov, cov_new) == min(best[0], best[1]) and len(span) < len(best[2])):
+                best = (cov, cov_new, span)
+    coverage, coverage_new, span = best
+    if coverage < COVERAGE or coverage_new < NEW_COVERAGE:
+        return Verdict(False, "uncovered", min(coverage, coverage_new), evidence=span)
+    problem = _contradiction(plain, span)
+    if problem:
+        return Verdict(False, problem, coverage, evidence=span)
+    if not _novel(question, plain):
+        return Verdict(False, "echo", coverage, evidence=span)
+    if not answers_question(question, plain):
+        return Verdict(False, "not-an-answer", coverage, evidence=span)
+    if similarity is not None and language_of(question) != language_of(span):
+        on_topic = similarity(question, span)
+        ok = on_topic >= CROSS_LINGUAL_SIMILARITY
+    else:
+        on_topic = focus(question, plain + " " + span)
+        ok = on_topic >= FOCUS
+    if not ok:
+        return Verdict(False, "off-topic", coverage, on_topic, span)
+    return Verdict(True, "supported", coverage, on_topic, span)
