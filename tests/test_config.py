@@ -47,6 +47,36 @@ def test_every_problem_is_reported_at_once():
     assert len(problems) == 5
 
 
+def test_cross_checks_are_reported_with_field_errors(tmp_path):
+    # Used to need two runs: default_model was checked only once every field validated.
+    path = tmp_path / "bad.toml"
+    path.write_text('default_model = "nope"\n[models.up]\nengine = "openai"\nbase_url = 42\nmodel = "m"\n'
+                    '[knowledge]\nchunk_tokens = "x"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    problems = err.value.problems
+    assert "models.up.base_url: Input should be a valid string (got 42)" in problems
+    assert any(p.startswith("knowledge.chunk_tokens:") for p in problems)
+    assert "default_model: unknown model 'nope'; known: smollm2, up" in problems
+    assert len(problems) == 3
+
+
+def test_a_cross_check_is_skipped_when_its_own_key_failed():
+    with pytest.raises(ConfigError) as err:
+        parse_config({"default_model": "a", "models": {"a": {"engine": "openai", "model": "m"}},
+                      "knowledge": {"chunk_tokens": "big", "chunk_overlap": 999}})
+    # 'a' is defined (its entry is reported as broken); chunk_overlap is not compared with a default
+    assert err.value.problems == ["models.a.base_url: required",
+                                  "knowledge.chunk_tokens: Input should be a valid integer, unable to parse string "
+                                  "as an integer (got 'big')"]
+
+
+def test_a_model_entry_that_is_not_a_table():
+    with pytest.raises(ConfigError) as err:
+        parse_config({"models": {"a": 3}})
+    assert err.value.problems == ["models.a: must be a table with an engine, got 3"]
+
+
 def test_missing_required_key():
     with pytest.raises(ConfigError) as err:
         parse_config({"models": {"x": {"engine": "openai", "model": "m"}}})

@@ -487,14 +487,15 @@ def parse_config(data: dict[str, Any], source: str | None = None) -> Settings:
         ConfigError: every problem at once: the keys that fail validation and, checked on what
             did validate, names that point nowhere (``default_model = "nope"``).
     """
+    dropped: set[str] = set()
     try:
         settings: Settings | None = Settings.model_validate(data)
         problems = []
     except ValidationError as exc:
         problems = _describe(exc)
-        settings = _valid_part(data, exc)
+        settings = _valid_part(data, exc, dropped)
     if settings is not None:
-        problems += _cross_check(settings, data)
+        problems += _cross_check(settings, data, dropped)
     if problems:
         raise ConfigError(problems, source)
     assert settings is not None
@@ -516,8 +517,11 @@ def _engine_options(kind: str, value: Any, base: type[BaseModel]) -> Any:
                                        loc=loc, input=given))
 
     for name, entry in value.items():
-        if isinstance(entry, base) or not isinstance(entry, dict):
-            out[name] = entry  # pydantic checks the type
+        if isinstance(entry, base):
+            out[name] = entry
+            continue
+        if not isinstance(entry, dict):
+            problem((name,), "table", f"must be a table with an engine, got {entry!r}", entry)
             continue
         engine = entry.get("engine")
         try:
@@ -550,12 +554,13 @@ def _engine_names(kind: str) -> list[str]:
     return list(backends(kind))  # type: ignore[arg-type]
 
 
-def _valid_part(data: dict[str, Any], exc: ValidationError) -> Settings | None:
-    """The settings without the keys that failed, so the cross-checks can still run on the rest."""
+def _valid_part(data: dict[str, Any], exc: ValidationError, dropped: set[str]) -> Settings | None:
+    """The settings without the keys that failed (their dotted names added to ``dropped``), so
+    the cross-checks can still run on the rest."""
     data = copy.deepcopy(data)
     for _ in range(3):
         for err in exc.errors(include_url=False):
-            _drop(data, err["loc"])
+            dropped.add(_drop(data, err["loc"]))
         try:
             return Settings.model_validate(data)
         except ValidationError as again:
@@ -563,33 +568,40 @@ def _valid_part(data: dict[str, Any], exc: ValidationError) -> Settings | None:
     return None
 
 
-def _drop(data: Any, loc: tuple) -> None:
-    """Delete the deepest table key on ``loc`` (a whole entry of ``models``/``embedders``)."""
+def _drop(data: Any, loc: tuple) -> str:
+    """Delete the deepest table key on ``loc`` (a whole entry of ``models``/``embedders``); its dotted name."""
     if loc and loc[0] in ("models", "embedders"):
         loc = loc[:2]
-    parent, key = None, None
+    parent, key, path = None, None, []
     node = data
     for part in loc:
         if isinstance(node, dict) and part in node:
             parent, key, node = node, part, node[part]
+            path.append(str(part))
         else:
             break
     if parent is not None:
         del parent[key]
+    return ".".join(path)
 
 
-def _cross_check(s: Settings, data: dict[str, Any]) -> list[str]:
+def _cross_check(s: Settings, data: dict[str, Any], dropped: set[str] = frozenset()) -> list[str]:
+    """Checks between keys; one whose key (or a table above it) failed on its own is skipped."""
+
+    def ok(*keys: str) -> bool:
+        return not any(k == d or k.startswith(d + ".") for k in keys for d in dropped)
+
     # Names of entries that failed validation still count as defined: they are reported already.
     models = set(s.all_models()) | set(_table(data, "models"))
     embedders = set(s.all_embedders()) | set(_table(data, "embedders"))
     problems = []
-    if s.default_model not in models:
+    if ok("default_model") and s.default_model not in models:
         problems.append(f"default_model: unknown model '{s.default_model}'; known: {', '.join(sorted(models))}")
-    if s.default_embedder not in embedders:
+    if ok("default_embedder") and s.default_embedder not in embedders:
         problems.append(f"default_embedder: unknown embedder '{s.default_embedder}'; known: {', '.join(sorted(embedders))}")
-    if s.knowledge.embedder and s.knowledge.embedder not in embedders:
+    if ok("knowledge.embedder") and s.knowledge.embedder and s.knowledge.embedder not in embedders:
         problems.append(f"knowledge.embedder: unknown embedder '{s.knowledge.embedder}'")
-    if s.knowledge.chunk_overlap >= s.knowledge.chunk_tokens:
+    if ok("knowledge.chunk_overlap", "knowledge.chunk_tokens") and s.knowledge.chunk_overlap >= s.knowledge.chunk_tokens:
         problems.append("knowledge.chunk_overlap: must be smaller than knowledge.chunk_tokens")
     return problems
 
@@ -605,13 +617,14 @@ def _describe(exc: ValidationError) -> list[str]:
     for err in exc.errors(include_url=False):
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         kind = err["type"]
-        if kind == "engine":
+        if kind in ("engine", "table"):
             lines.append(f"{key}: {err['msg']}")
         elif kind == "extra_forbidden":
             lines.append(f"{key}: unknown key")
         elif kind == "missing":
             lines.append(f"{key}: required")
+        elif kind == "value_error":  # our validators' messages already show the value
+            lines.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
         else:
-            msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{key}: {msg} (got {err.get('input')!r})")
+            lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
     return lines

@@ -1,16 +1,13 @@
 """Model backends behind two interfaces: :class:`ChatEngine` (generation) and :class:`Embedder`.
 
-Backends are registered by name; the built-ins go through the same registry as third-party
-plugins, which register under the ``lingxi.engines`` / ``lingxi.embedders`` entry-point groups
-with a value of ``"module:Class"``. A backend's module is imported only when it is used, so
-``import lingxi.engines`` stays light.
+Backends are registered by name in :mod:`lingxi.engines.registry`; the built-ins go through the
+same registry as third-party plugins (entry-point groups ``lingxi.engines`` / ``lingxi.embedders``).
+A backend's module is imported only when it is used, so ``import lingxi.engines`` stays light.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
-from importlib.metadata import entry_points
 from typing import Any
 
 from lingxi.engines.base import (
@@ -26,53 +23,23 @@ from lingxi.engines.base import (
     Usage,
     collect,
 )
+from lingxi.engines.registry import Backend, backend, backends
 
 __all__ = [
     "ChatEngine", "Chunk", "Completion", "Embedder", "GenerationParams", "Message", "ModelInfo",
-    "Prompt", "Timing", "Usage", "collect", "CHAT_BACKENDS", "EMBED_BACKENDS", "create_engine",
+    "Prompt", "Timing", "Usage", "collect", "Backend", "backend", "backends", "create_engine",
     "create_embedder", "load_engine", "load_embedder",
 ]
-
-#: engine name in config -> "module:Class"
-CHAT_BACKENDS: dict[str, str] = {
-    "llamacpp": "lingxi.engines.llamacpp:LlamaCppEngine",
-    "transformers": "lingxi.engines.transformers:TransformersEngine",
-    "openai": "lingxi.engines.openai_upstream:OpenAIUpstream",
-    "vllm": "lingxi.engines.vllm:VLLMEngine",
-    "fake": "lingxi.engines.fake:FakeEngine",
-}
-EMBED_BACKENDS: dict[str, str] = {
-    "sentence-transformers": "lingxi.engines.embedders:SentenceTransformerEmbedder",
-    "e5": "lingxi.engines.embedders:E5Embedder",
-    "openai": "lingxi.engines.embedders:OpenAIEmbedder",
-    "hash": "lingxi.engines.embedders:HashEmbedder",
-}
-
-
-def _resolve(target: str) -> type:
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def _backend(kind: str, registry: dict[str, str], engine: str) -> type:
-    if engine not in registry:
-        for ep in entry_points(group=f"lingxi.{kind}"):
-            registry.setdefault(ep.name, ep.value)
-    if engine not in registry:
-        from lingxi.errors import UsageError
-
-        raise UsageError(f"unknown {kind[:-1]} backend '{engine}'; expected one of {', '.join(registry)}")
-    return _resolve(registry[engine])
 
 
 def create_engine(name: str, config: Any) -> ChatEngine:
     """Build a chat engine from one ``[models.NAME]`` entry (no caching)."""
-    return _backend("engines", CHAT_BACKENDS, config.engine)(name, config)
+    return backend("chat", config.engine).load_class()(name, config)
 
 
 def create_embedder(name: str, config: Any) -> Embedder:
     """Build an embedder from one ``[embedders.NAME]`` entry (no caching)."""
-    return _backend("embedders", EMBED_BACKENDS, config.engine)(name, config)
+    return backend("embed", config.engine).load_class()(name, config)
 
 
 _cache: dict[tuple[str, str, int], Any] = {}

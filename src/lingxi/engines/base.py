@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, TypedDict, TypeVar
+from typing import Any, ClassVar, Literal, TypedDict, TypeVar
 
 import numpy as np
 
@@ -231,6 +231,9 @@ class ChatEngine(ABC):
 
     #: registry name, e.g. ``"llamacpp"``
     engine_name: str = ""
+    #: A plugin's options: a subclass of :class:`lingxi.config.ChatModelOptions` that validates its
+    #: ``[models.NAME]`` entry (the built-ins' are named in :mod:`lingxi.engines.registry`).
+    options_model: ClassVar[type | None] = None
 
     def __init__(self, name: str):
         self.name = name
@@ -301,6 +304,8 @@ class Embedder(ABC):
     """A text-embedding backend. Vectors come back L2-normalised, float32, shape (n, dim)."""
 
     engine_name: str = ""
+    #: A plugin's options: a subclass of :class:`lingxi.config.EmbedderOptions`.
+    options_model: ClassVar[type | None] = None
 
     def __init__(self, name: str):
         self.name = name
