@@ -22,7 +22,7 @@ import time
 
 def bench_model(max_tokens: int, runs: int) -> dict:
     from lingxi.catalog import load_catalog
-    from lingxi.catalog.bench import bench
+    from lingxi.evaluate.bench import bench
     from lingxi.config import load_config
 
     settings = load_config()

@@ -36,7 +36,7 @@ def main() -> None:
         os.environ["LINGXI_HOME"] = args.home
 
     from lingxi.config import load_config
-    from lingxi.knowledge.evaluation import corpus_documents, evaluate_run, load_beir, retrieval_run
+    from lingxi.evaluate.retrieval import corpus_documents, evaluate_run, load_beir, retrieval_run
     from lingxi.knowledge.kb import scratch_kb
 
     settings = load_config()

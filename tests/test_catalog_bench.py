@@ -11,7 +11,7 @@ import json
 import pytest
 
 from lingxi.catalog import load_catalog
-from lingxi.catalog.bench import _precision_of, bench, measure_host
+from lingxi.evaluate.bench import _precision_of, bench, measure_host
 from lingxi.cli import main
 from lingxi.config import load_config, parse_config
 from lingxi.errors import EngineError, ModelNotFoundError

@@ -9,7 +9,7 @@ import pytest
 from kb_fixtures.helpers import make_folder
 
 from lingxi.cli import main
-from lingxi.knowledge.evaluation import evaluate_run, read_qrels
+from lingxi.evaluate.retrieval import evaluate_run, read_qrels
 
 
 @pytest.fixture

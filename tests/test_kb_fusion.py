@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lingxi.knowledge.evaluation import evaluate_run
+from lingxi.evaluate.retrieval import evaluate_run
 from lingxi.knowledge.fusion import MIN_QUERIES, FusionStats, fuse
 
 

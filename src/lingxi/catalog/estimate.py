@@ -26,7 +26,7 @@ weight and the sequence's KV cache once, so ``tokens/s ≤ bandwidth / bytes rea
 ``2 × active params`` FLOPs per token plus attention, so ``tokens/s ≤ FP16 FLOPS / FLOPs per token``.
 Several GPUs are treated as ideal tensor parallelism (bandwidth and FLOPS add up).
 
-This module does not measure anything (see :mod:`lingxi.catalog.bench`).
+This module does not measure anything (see :mod:`lingxi.evaluate.bench`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,15 @@
-"""``lingxi eval …``: measure retrieval quality on BEIR-layout data."""
+"""``lingxi eval …``: measure generation, retrieval, models and endpoints into one result format.
+
+Every command prints its headline numbers (or ``--json``), and can keep the full result
+(``--save RUN.json``: config, data hashes, versions, per-item scores) and a self-contained HTML
+report with plots (``--html REPORT.html``). ``lingxi eval compare A.json B.json`` puts two saved
+runs side by side with paired significance tests.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -9,7 +18,30 @@ from lingxi.cli import emit_json, settings
 
 @click.group("eval")
 def eval_group() -> None:
-    """Evaluate retrieval (and, as other layers land, generation) with numbers."""
+    """Evaluate generation, retrieval, models and endpoints; compare runs."""
+
+
+def output_options(fn: Callable) -> Callable:
+    """``--json``, ``--save`` and ``--html``, shared by every eval command that produces a run."""
+    fn = click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+                      help="Write a self-contained HTML report with plots.")(fn)
+    fn = click.option("--save", "save_path", type=click.Path(dir_okay=False), default=None,
+                      help="Write the full result (config, data hashes, versions, per-item scores) as JSON.")(fn)
+    return click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")(fn)
+
+
+def finish(run: Any, as_json: bool, save_path: str | None, html_path: str | None, text: str) -> None:
+    """Save and render ``run`` as asked, then print its summary (JSON) or ``text``."""
+    if save_path:
+        run.save(save_path)
+    if html_path:
+        from lingxi.evaluate.report import render_html, write_html
+
+        write_html(html_path, render_html(run))
+    if as_json:
+        emit_json(run.summary)
+    else:
+        click.echo(text)
 
 
 @eval_group.command("retrieval")
@@ -19,18 +51,69 @@ def eval_group() -> None:
 @click.option("--mode", type=click.Choice(["bm25", "dense", "hybrid"]), default="hybrid", show_default=True)
 @click.option("--embedder", default=None, help="Embedder (default: as a new knowledge base would choose).")
 @click.option("--save-run", type=click.Path(dir_okay=False), default=None, help="Write a TREC run file (top 100).")
-@click.option("--json", "as_json", is_flag=True, help='Print {"ndcg@10","recall@10","mrr@10","queries","mode"}.')
+@output_options
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def retrieval(corpus: str, queries: str, qrels: str, mode: str, embedder: str | None, save_run: str | None,
-              as_json: bool, quiet: bool) -> None:
+              as_json: bool, save_path: str | None, html_path: str | None, quiet: bool) -> None:
     """nDCG@10, recall@10 and MRR@10 of a search mode; each corpus document is indexed whole."""
-    from lingxi.knowledge.evaluation import evaluate_retrieval
+    from lingxi.evaluate.retrieval import retrieval_eval
 
-    result = evaluate_retrieval(settings(), corpus, queries, qrels, mode=mode, embedder=embedder,
-                                save_run=save_run, progress=not quiet)
+    run = retrieval_eval(settings(), corpus, queries, qrels, mode=mode, embedder=embedder,
+                         save_run=save_run, progress=not quiet)
+    s = run.summary
+    finish(run, as_json, save_path, html_path,
+           f"mode={s['mode']} embedder={s['embedder']} queries={s['queries']}  nDCG@10={s['ndcg@10']:.4f}  "
+           f"recall@10={s['recall@10']:.4f}  MRR@10={s['mrr@10']:.4f}")
+
+
+@eval_group.command("generation")
+@click.option("--hyp", required=True, type=click.Path(dir_okay=False), help="System output, one segment per line.")
+@click.option("--ref", "refs", required=True, multiple=True, type=click.Path(dir_okay=False),
+              help="Reference file, one segment per line (repeat for several references).")
+@click.option("--metrics", default=",".join(("bleu", "chrf", "ter", "rouge", "exact", "f1")), show_default=True,
+              help="Comma-separated: bleu, chrf, ter, rouge, exact, f1.")
+@click.option("--lang", default="en", show_default=True,
+              help="Target language (zh: sacrebleu's zh tokenizer, character ROUGE, CMRC-style EM/F1).")
+@output_options
+def generation(hyp: str, refs: tuple[str, ...], metrics: str, lang: str, as_json: bool, save_path: str | None,
+               html_path: str | None) -> None:
+    """BLEU, chrF, TER (sacrebleu), ROUGE-1/2/L, exact match and F1, on sacrebleu's 0-100 scale."""
+    from lingxi.evaluate.generation import evaluate_generation
+
+    run = evaluate_generation(hyp, list(refs), metrics=metrics, lang=lang)
+    finish(run, as_json, save_path, html_path, "  ".join(f"{k}={v:.2f}" for k, v in run.summary.items()))
+
+
+@eval_group.command("compare")
+@click.argument("run_a", type=click.Path(dir_okay=False))
+@click.argument("run_b", type=click.Path(dir_okay=False))
+@click.option("--samples", default=1000, show_default=True, help="Bootstrap resamples.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
+              help="Write a self-contained HTML report of both runs.")
+def compare(run_a: str, run_b: str, samples: int, as_json: bool, html_path: str | None) -> None:
+    """Two saved runs side by side: differences and paired-bootstrap p-values (as sacrebleu)."""
+    from lingxi.evaluate.compare import compare_runs, format_comparison
+    from lingxi.evaluate.result import EvalRun
+
+    a, b = EvalRun.load(run_a), EvalRun.load(run_b)
+    result = compare_runs(a, b, n_samples=samples)
+    if html_path:
+        from lingxi.evaluate.report import render_html, write_html
+
+        write_html(html_path, render_html(a, b, names=(run_a, run_b), comparison=result))
     if as_json:
         emit_json(result)
     else:
-        click.echo(f"mode={result['mode']} embedder={result['embedder']} queries={result['queries']}  "
-                   f"nDCG@10={result['ndcg@10']:.4f}  recall@10={result['recall@10']:.4f}  "
-                   f"MRR@10={result['mrr@10']:.4f}")
+        click.echo(format_comparison(result, run_a, run_b))
+
+
+@eval_group.command("report")
+@click.argument("run_file", type=click.Path(dir_okay=False))
+@click.option("--html", "html_path", required=True, type=click.Path(dir_okay=False), help="Where to write it.")
+def report(run_file: str, html_path: str) -> None:
+    """Render a saved run as a self-contained HTML page with plots."""
+    from lingxi.evaluate.report import render_html, write_html
+    from lingxi.evaluate.result import EvalRun
+
+    click.echo(write_html(html_path, render_html(EvalRun.load(run_file))))

