@@ -363,6 +363,19 @@ class CatalogSettings(_Strict):
     compared (such models are rejected by ``--budget-per-mtok`` with that reason)."""
 
 
+class GraphSettings(_Strict):
+    """``[graph]``: knowledge graphs (``lingxi graph ...``)."""
+
+    store: Literal["kuzu", "falkordb"] = "kuzu"
+    """Where graphs live: ``kuzu`` (embedded, a file per graph under ``home``) or ``falkordb`` (a server)."""
+    falkordb_url: str | None = None
+    """FalkorDB server URL (``redis://host:6379`` or ``unix:///path/to/socket``); else $LINGXI_FALKORDB_URL."""
+    max_hops: int = Field(default=3, ge=1, le=4)
+    """Longest path (in edges) a question may follow from the entities it names."""
+    max_paths: int = Field(default=5, ge=1, le=50)
+    """Paths kept as grounding for one answer."""
+
+
 class Settings(_Strict):
     """The whole configuration file."""
 
@@ -378,6 +391,7 @@ class Settings(_Strict):
     knowledge: KnowledgeSettings = KnowledgeSettings()
     gateway: GatewaySettings = GatewaySettings()
     catalog: CatalogSettings = CatalogSettings()
+    graph: GraphSettings = GraphSettings()
 
     source: str | None = Field(default=None, exclude=True)
     """The file this came from (None = built-in defaults). Set by :func:`load_config`."""
