@@ -1,0 +1,19 @@
+"""Read the gateway's stored thumbs up/down (its feedback store, wherever it lives)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def feedback_rows(path: Path, model: str | None = None) -> list[dict[str, Any]]:
+    """Every feedback row of the store at ``path`` (optionally for one model), oldest first."""
+    try:
+        from lingxi.stores.feedback import FeedbackStore
+    except ImportError:
+        from lingxi.gateway.feedback import FeedbackStore
+    store = FeedbackStore(path)
+    try:
+        return store.rows(model)
+    finally:
+        store.close()

@@ -1,0 +1,1 @@
+"""One module per recipe, each readable top to bottom: setup -> loop -> save."""
