@@ -87,3 +87,16 @@ def test_errors_are_one_line_with_exit_2(capsys, args, expected):
     code, out, err = run(capsys, *args)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("error: ") and expected in err
+
+
+@pytest.mark.parametrize("args, listing, known", [
+    (("models", "estimate", "qwen2.5-7b-instruct", "--gpu", "zz9"), ("models", "gpus"), "h200"),
+    (("models", "select", "--scenario", "zz9"), ("models", "scenarios"), "code-assistant"),
+    (("models", "estimate", "zz9"), ("models", "catalog"), "qwen2.5-7b-instruct"),
+])
+def test_an_unknown_name_points_to_the_command_that_lists_it(capsys, args, listing, known):
+    # A GPU or scenario with no close match used to point to 'lingxi models catalog', which lists neither.
+    code, _, err = run(capsys, *args)
+    assert code == 2 and f"see 'lingxi {' '.join(listing)}'" in err
+    code, out, _ = run(capsys, *listing)
+    assert code == 0 and known in out

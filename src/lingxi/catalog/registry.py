@@ -21,13 +21,15 @@ from lingxi.errors import ConfigError, ModelNotFoundError, UsageError
 
 
 class CatalogModelNotFoundError(ModelNotFoundError):
-    """An id that is not in the catalog; the message suggests the closest ids."""
+    """An id that is not in the catalog; the message suggests the closest ids, else the command
+    that lists them (``listing``)."""
 
-    def __init__(self, name: str, known: list[str], kind: str = "catalog model"):
+    def __init__(self, name: str, known: list[str], kind: str = "catalog model",
+                 listing: str = "lingxi models catalog"):
         close = difflib.get_close_matches(name.lower(), known, n=5, cutoff=0.5)
         if not close:
             close = [k for k in known if name.lower().split("-")[0] in k][:5]
-        hint = f"; did you mean: {', '.join(close)}?" if close else "; see 'lingxi models catalog'"
+        hint = f"; did you mean: {', '.join(close)}?" if close else f"; see '{listing}'"
         UsageError.__init__(self, f"unknown {kind} '{name}'{hint}")
         self.name = name
         self.known = close
@@ -60,12 +62,13 @@ class Catalog:
         key = name.lower()
         key = self._gpu_aliases.get(key, key)
         if key not in self.gpus:
-            raise CatalogModelNotFoundError(name, sorted(self.gpus), kind="GPU")
+            raise CatalogModelNotFoundError(name, sorted(self.gpus), kind="GPU", listing="lingxi models gpus")
         return self.gpus[key]
 
     def scenario(self, name: str) -> Scenario:
         if name not in self.scenarios:
-            raise CatalogModelNotFoundError(name, sorted(self.scenarios), kind="scenario")
+            raise CatalogModelNotFoundError(name, sorted(self.scenarios), kind="scenario",
+                                            listing="lingxi models scenarios")
         return self.scenarios[name]
 
     def usd(self, amount: float | None, currency: str) -> float | None:
