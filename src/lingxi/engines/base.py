@@ -328,6 +328,19 @@ class Embedder(ABC):
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
 
+    #: Whether :meth:`decode` can read token ids (the embedder has its own tokenizer).
+    decodes_tokens: bool = False
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """The text that token ids of this embedder's tokenizer stand for (OpenAI's token-array input).
+
+        Raises:
+            UsageError: the embedder has no tokenizer, or an id is not in its vocabulary.
+        """
+        from lingxi.errors import UsageError
+
+        raise UsageError(f"embedder '{self.name}' has no tokenizer to read token ids; send text")
+
     def close(self) -> None:
         """Release resources. Safe to call twice."""
 

@@ -73,6 +73,18 @@ class SentenceTransformerEmbedder(Embedder):
     def count_tokens(self, text: str) -> int:
         return len(self._model.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    decodes_tokens = True
+
+    def decode(self, ids: Sequence[int]) -> str:
+        from lingxi.errors import UsageError
+
+        size = len(self._model.tokenizer)
+        bad = [i for i in ids if not 0 <= i < size]
+        if bad:
+            raise UsageError(f"input: token id {bad[0]} is not in the vocabulary of embedder '{self.name}' "
+                             f"(0..{size - 1})")
+        return self._model.tokenizer.decode(list(ids), skip_special_tokens=True)
+
 
 class E5Embedder(Embedder):
     engine_name = "e5"
@@ -179,3 +191,8 @@ class HashEmbedder(Embedder):
                 h = zlib.crc32(feature.encode("utf-8"))
                 out[row, h % self._dim] += 1.0 if (h >> 31) & 1 else -1.0
         return normalize(out)
+
+
+#: Embedder engines that accept token ids (see :meth:`lingxi.engines.base.Embedder.decode`).
+TOKEN_ID_ENGINES = tuple(c.engine_name for c in (SentenceTransformerEmbedder, E5Embedder, OpenAIEmbedder, HashEmbedder)
+                         if c.decodes_tokens)

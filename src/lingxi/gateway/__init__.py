@@ -12,7 +12,7 @@ from typing import Any
 _LAZY = {
     "create_app": "lingxi.gateway.app",
     "Gateway": "lingxi.gateway.service",
-    "Caller": "lingxi.gateway.service",
+    "Caller": "lingxi.identity",
     "serve": "lingxi.gateway.server",
     "ServerThread": "lingxi.gateway.server",
     "open_key_store": "lingxi.gateway.keys",

@@ -27,7 +27,7 @@ log = logging.getLogger("lingxi.gateway")
 
 #: Paths with their own metric label; anything else is counted as "other".
 ROUTES = {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/feedback", "/",
-          "/healthz", "/readyz", "/metrics"}
+          "/healthz", "/readyz", "/metrics", "/admin/keys"}
 
 _STATUS_TYPE = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "invalid_request_error", 405: "invalid_request_error", 413: "invalid_request_error",
@@ -55,7 +55,8 @@ def create_app(settings: Any = None, *, gateway: Any = None, **gateway_options: 
 
     from lingxi.gateway import protocol as wire
     from lingxi.gateway.metrics import setup_access_log
-    from lingxi.gateway.service import Gateway, Outcome, Stream
+    from lingxi.gateway.pipeline import Outcome
+    from lingxi.gateway.service import Gateway, Stream
 
     if gateway is None:
         if settings is None:
@@ -239,18 +240,19 @@ def create_app(settings: Any = None, *, gateway: Any = None, **gateway_options: 
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> Response:
-        await caller_for(request)
-        return json_response({"object": "list", "data": await asyncio.to_thread(gw.model_ids)})
+        caller = await caller_for(request)
+        return json_response({"object": "list", "data": await asyncio.to_thread(gw.model_ids, caller)})
 
     @app.get("/v1/models/{model_id:path}")
     async def get_model(request: Request, model_id: str) -> Response:
-        await caller_for(request)
-        for m in await asyncio.to_thread(gw.model_ids):
+        caller = await caller_for(request)
+        models = await asyncio.to_thread(gw.model_ids, caller)
+        for m in models:
             if m["id"] == model_id:
                 return json_response(m)
         from lingxi.errors import ModelNotFoundError
 
-        raise ModelNotFoundError(model_id, [m["id"] for m in gw.model_ids()])
+        raise ModelNotFoundError(model_id, [m["id"] for m in models])
 
     @app.post("/v1/feedback")
     async def feedback(request: Request) -> Response:
@@ -260,6 +262,33 @@ def create_app(settings: Any = None, *, gateway: Any = None, **gateway_options: 
         await gw.count_request(caller)  # feedback counts against the key's request limits too
         row = await asyncio.to_thread(gw.feedback, req, caller)
         return json_response({"object": "feedback", "id": row})
+
+    # ------------------------------------------------------------ keys (operators only)
+
+    async def operator_for(request: Request) -> Any:
+        caller = await caller_for(request)
+        gw.require_operator(caller)  # 403 before the body is even read
+        return caller
+
+    @app.post("/admin/keys")
+    async def create_key(request: Request) -> Response:
+        caller = await operator_for(request)
+        req = wire.parse(wire.KeyCreateRequest, await read_body(request))
+        return json_response(await gw.create_key(caller, req))
+
+    @app.get("/admin/keys")
+    async def list_keys(request: Request) -> Response:
+        caller = await operator_for(request)
+        revoked = request.query_params.get("include_revoked", "").lower() in ("1", "true", "yes")
+        return json_response(await gw.list_keys(caller, include_revoked=revoked))
+
+    @app.delete("/admin/keys/{key_id}")
+    async def revoke_key(request: Request, key_id: str) -> Response:
+        return json_response(await gw.revoke_key(await operator_for(request), key_id))
+
+    @app.post("/admin/keys/{key_id}/rotate")
+    async def rotate_key(request: Request, key_id: str) -> Response:
+        return json_response(await gw.rotate_key(await operator_for(request), key_id))
 
     # ------------------------------------------------------------ operations
 
@@ -342,7 +371,8 @@ class _Edge:
 
         elapsed = time.perf_counter() - start
         path = scope["path"]
-        route = path if path in ROUTES else ("/v1/models" if path.startswith("/v1/models/") else "other")
+        route = path if path in ROUTES else ("/v1/models" if path.startswith("/v1/models/") else
+                                             "/admin/keys" if path.startswith("/admin/keys/") else "other")
         out = scope.get("state", {}).get("outcome")
         m = self.gw.metrics
         m.latency.labels(route).observe(elapsed)

@@ -10,11 +10,12 @@ from __future__ import annotations
 import base64
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lingxi.engines.base import GenerationParams, Usage
 from lingxi.errors import UsageError
@@ -35,6 +36,14 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+
+    @model_validator(mode="after")
+    def _content_unless_assistant(self) -> ChatMessage:
+        # OpenAI lets only an assistant turn (one that made tool calls) go without content; a
+        # user message without any would be answered from nothing.
+        if self.content is None and self.role != "assistant":
+            raise ValueError(f"a {self.role} message needs content (a string or a list of text parts), got null")
+        return self
 
     def plain(self) -> dict[str, str]:
         """The message as the engines take it: role ``developer`` read as system, parts joined."""
@@ -116,17 +125,33 @@ class CompletionRequest(_Sampling):
 
 class EmbeddingRequest(_Request):
     model: str = Field(min_length=1)
-    input: str | list[str] = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]] = Field(min_length=1)
+    """Text(s), or token ids as OpenAI allows (one list of ids, or a list of them)."""
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
     input_type: Literal["query", "passage"] = "passage"
     """Not in OpenAI's API: embedders trained with query/passage prefixes (e5) use it."""
 
-    def texts(self) -> list[str]:
-        texts = [self.input] if isinstance(self.input, str) else self.input
-        if len(texts) > 2048:
+    def has_token_ids(self) -> bool:
+        return isinstance(self.input, list) and isinstance(self.input[0], (int, list))
+
+    def texts(self, decode: Callable[[Sequence[int]], str] | None = None, readers: Sequence[str] = ()) -> list[str]:
+        """The input as texts; token ids are decoded with ``decode`` (the embedder's tokenizer).
+
+        Raises:
+            UsageError: over 2048 inputs, or token ids with no ``decode`` (``readers``: the
+                embedders that would accept them).
+        """
+        items: list[Any] = [self.input] if isinstance(self.input, str) else list(self.input)
+        if self.has_token_ids():
+            if decode is None:
+                which = ", ".join(readers) if readers else "none is configured"
+                raise UsageError(f"input: token-id arrays need an embedder with a tokenizer to read them "
+                                 f"({which}); '{self.model}' takes text only")
+            items = [decode(ids) for ids in ([items] if isinstance(items[0], int) else items)]
+        if len(items) > 2048:
             raise UsageError("input: at most 2048 texts per request")
-        return texts
+        return items
 
 
 class FeedbackRequest(_Request):
@@ -136,6 +161,19 @@ class FeedbackRequest(_Request):
     comment: str = Field(default="", max_length=4000)
     messages: list[dict[str, Any]] = Field(default=[], max_length=200)
     answer: str = Field(default="", max_length=100_000)
+
+
+class KeyCreateRequest(_Request):
+    """``POST /admin/keys``: a new API key (the secret is in the answer, once)."""
+
+    tenant: str = Field(min_length=1, max_length=200)
+    name: str = Field(default="", max_length=200)
+    groups: list[str] = Field(default=[], max_length=100)
+    """Knowledge-base groups the key may read; ``["*"]`` makes an operator key."""
+    rpm: int | None = Field(default=None, ge=1)
+    rpd: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    tpd: int | None = Field(default=None, ge=1)
 
 
 def parse(model: type[BaseModel], body: bytes) -> Any:
