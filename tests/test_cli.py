@@ -54,6 +54,12 @@ def test_prompt_longer_than_context(fake_config):
                           "prompt is 250 tokens", "context window is 64 tokens")
 
 
+def test_an_empty_prompt_is_a_usage_error(fake_config):
+    # It used to generate from nothing (the model's reply to an empty user message).
+    assert_one_line_error(run_lingxi("generate", "", config=fake_config), 2, "PROMPT is empty")
+    assert_one_line_error(run_lingxi("generate", "-", stdin=" \n", config=fake_config), 2, "PROMPT is empty")
+
+
 def test_bad_option_value_is_usage_error(fake_config):
     proc = run_lingxi("generate", "hi", "--temperature", "5", config=fake_config)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--temperature" in proc.stderr

@@ -42,6 +42,8 @@ def generate(prompt: str, model: str | None, system: str | None, max_tokens: int
 
     if prompt == "-":
         prompt = sys.stdin.read()
+    if not prompt.strip():  # a model asked nothing still answers something: refuse instead
+        raise click.UsageError("PROMPT is empty; give the text to answer, or '-' to read it from stdin")
     params = params_from(max_tokens, temperature, top_p, seed, stop)
     engine = load_engine(model, settings())
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
