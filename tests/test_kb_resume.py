@@ -65,3 +65,28 @@ def test_kill_9_mid_ingest_then_resume(tmp_path):
         assert hit.source.endswith("note00799.txt")
     finally:
         kb.close()
+
+
+def test_resume_report_counts_cached_vectors_as_reused(tmp_path, monkeypatch, capsys):
+    # A resumed ingest takes the killed run's vectors from the embedding cache; the report said
+    # "0 embedded, 0 reused" for them (the issue's "2,504 of 3,400": only fresh ones counted).
+    from lingxi.cli import main
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(6):
+        (docs / f"n{i}.txt").write_text(f"Note {i} is on shelf {i}.", encoding="utf-8")
+    config = tmp_path / "lingxi.toml"
+    config.write_text(f'home = "{tmp_path / "home"}"\ndefault_embedder = "hash"\n[embedders.hash]\nengine = "hash"\n',
+                      encoding="utf-8")
+    monkeypatch.setenv("LINGXI_CONFIG", str(config))
+    lines = []
+    for name in ("first", "second"):  # the second base shares the home's embedding cache
+        for args in (["kb", "create", name], ["kb", "ingest", name, str(docs), "--quiet"]):
+            try:
+                main(args)
+            except SystemExit as exit_:
+                assert exit_.code == 0
+        lines.append(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "(6 embedded, 0 reused of 6)" in lines[0]
+    assert "(0 embedded, 6 reused of 6)" in lines[1]

@@ -52,7 +52,8 @@ def ingest(name: str, paths: tuple[str, ...], groups: str, as_json: bool, quiet:
     else:
         click.echo(f"{len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged, "
                    f"{len(report.errors)} failed; chunks +{report.chunks_added} -{report.chunks_removed} "
-                   f"({report.chunks_embedded} embedded, {report.chunks_reused} reused) in {report.seconds:.1f}s")
+                   f"({report.chunks_embedded} embedded, {report.chunks_reused} reused of "
+                   f"{report.chunks_embedded + report.chunks_reused}) in {report.seconds:.1f}s")
     for path, reason in report.errors.items():
         click.echo(f"error: {path}: {reason}", err=True)
     if report.errors:

@@ -301,7 +301,6 @@ class KnowledgeBase:
             self.store.set_meta({"dim": int(embedder.dim)})
         vectors = self.store.vectors_for([c.hash for c in all_chunks])
         missing = [c for c in all_chunks if c.hash not in vectors]
-        report.chunks_reused = len(all_chunks) - len(missing)
         if missing:
             model = embedder_key(self.embedder_name, self.settings.embedder(self.embedder_name).model_dump_json())
             bar = _progress(len({c.hash for c in missing}), f"embedding {self.name}", progress)
@@ -312,6 +311,7 @@ class KnowledgeBase:
             finally:
                 bar.close()
             vectors.update(got)
+        report.chunks_reused = len(all_chunks) - report.chunks_embedded  # stored or cached vectors
         # The records of one JSONL/CSV file are committed one by one with a pending hash and then
         # marked complete together: a kill between them leaves the file "changed", so the next
         # ingest redoes it (reusing every stored vector) instead of skipping it as unchanged.
