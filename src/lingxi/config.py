@@ -196,6 +196,11 @@ class KnowledgeSettings(_Strict):
     results; None = no reranking."""
     answer_max_tokens: int = Field(default=256, gt=0)
     """Most tokens a cited answer may take (when the caller gives no generation params)."""
+    answer_mode: Literal["auto", "generate", "extract"] = "auto"
+    """How ``kb ask`` and ``kb:`` models answer: ``generate`` (the model writes, every sentence is
+    checked against its citation), ``extract`` (the best-supported source sentences, quoted) or
+    ``auto`` (extract with models under 1B parameters such as the bundled SmolLM2, else generate
+    and quote instead when the generated answer fails the check)."""
 
 
 class CacheSettings(_Strict):
