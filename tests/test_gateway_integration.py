@@ -26,7 +26,6 @@ def settings_with(tmp_path, **gateway):
 
 
 def test_cache_answers_repeats_without_the_model(tmp_path):
-    pytest.importorskip("lingxi.gateway.cache")
     fake = FakeEngine("fake", replies=["Paris.", "Lyon?"])
     settings = settings_with(tmp_path, cache={"enabled": True, "backend": "memory", "embedder": "hash"})
     with running(settings, engines={"fake": fake}) as srv:
@@ -52,7 +51,6 @@ def test_cache_answers_repeats_without_the_model(tmp_path):
 
 
 def test_cache_is_scoped_by_tenant(tmp_path):
-    pytest.importorskip("lingxi.gateway.cache")
     from lingxi.gateway.keys import SQLiteKeyStore
 
     fake = FakeEngine("fake")
@@ -120,7 +118,6 @@ def test_a_failed_cascade_frees_its_queue_slot_once(tmp_path):
 
 
 def test_a_client_that_hangs_up_on_done_still_gets_its_answer_cached(tmp_path):
-    pytest.importorskip("lingxi.gateway.cache")
     fake = FakeEngine("fake", replies=["Paris."])
     settings = settings_with(tmp_path, cache={"enabled": True, "backend": "memory", "semantic": False})
     with running(settings, engines={"fake": fake}) as srv:
@@ -135,8 +132,7 @@ def test_a_client_that_hangs_up_on_done_still_gets_its_answer_cached(tmp_path):
 
 @pytest.fixture
 def kb_settings(tmp_path):
-    pytest.importorskip("lingxi.gateway.cache")
-    knowledge = pytest.importorskip("lingxi.knowledge")
+    import lingxi.knowledge as knowledge
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "policy.md").write_text(
@@ -193,8 +189,7 @@ def test_kb_update_invalidates_cached_answers(kb_settings):
 
 @pytest.mark.parametrize("cache", [False, True])
 def test_kb_answers_only_from_documents_the_key_may_read(tmp_path, cache):
-    pytest.importorskip("lingxi.gateway.cache")
-    knowledge = pytest.importorskip("lingxi.knowledge")
+    import lingxi.knowledge as knowledge
     from lingxi.gateway.keys import SQLiteKeyStore
 
     docs = tmp_path / "legal"
@@ -222,7 +217,6 @@ def test_kb_answers_only_from_documents_the_key_may_read(tmp_path, cache):
 
 
 def test_cached_answers_are_kept_apart_by_generation_parameters(tmp_path):
-    pytest.importorskip("lingxi.gateway.cache")
     fake = FakeEngine("fake", replies=["one two", "one two three four five"])
     settings = settings_with(tmp_path, cache={"enabled": True, "backend": "memory", "semantic": False})
     with running(settings, engines={"fake": fake}) as srv:
