@@ -24,6 +24,7 @@ COMMANDS = {
     "chat": "lingxi.cli.chat:chat",
     "embed": "lingxi.cli.embed:embed",
     "kb": "lingxi.cli.kb:kb",
+    "graph": "lingxi.cli.graph:graph",
     "eval": "lingxi.cli.eval:eval_group",
     "serve": "lingxi.cli.serve:serve",
     "keys": "lingxi.cli.keys:keys",
