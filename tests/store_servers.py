@@ -13,11 +13,30 @@ import time
 from typing import Any
 
 import pytest
-from kb_fixtures.helpers import pg_url
 
-__all__ = ["pg_url", "redis_url"]
+__all__ = ["pg_schema_url", "pg_url", "redis_prefix", "redis_url"]
 
+_pg: Any = None
 _redis: Any = None
+
+
+def pg_url(tmp_factory: Any = None) -> str:
+    """A PostgreSQL URL with pgvector: $LINGXI_PG_URL, else a server started for this session.
+
+    Its data folder is not under pytest's temporary root: a second pytest session on the same
+    machine resets that root's permissions, which the server's own system user then cannot
+    cross (pgserver runs postgres as another user when the tests run as root).
+    """
+    global _pg
+    if os.environ.get("LINGXI_PG_URL"):
+        return os.environ["LINGXI_PG_URL"]
+    if _pg is None:
+        import tempfile
+
+        import pgserver
+
+        _pg = pgserver.get_server(tempfile.mkdtemp(prefix="lingxi-test-pg-"), cleanup_mode="delete")
+    return _pg.get_uri()
 
 
 def redis_url() -> str:
@@ -56,3 +75,26 @@ def redis_url() -> str:
             time.sleep(0.05)
     _redis = (f"redis://127.0.0.1:{port}", proc)
     return _redis[0]
+
+
+def pg_schema_url(tmp_factory: Any) -> str:
+    """A URL to the test PostgreSQL whose connections work in a new, empty schema (tables of
+    one test never meet another's)."""
+    import uuid
+    from urllib.parse import quote
+
+    from lingxi.stores.connect import connect_pg
+
+    url = pg_url(tmp_factory)
+    schema = "t_" + uuid.uuid4().hex[:12]
+    conn = connect_pg(url)
+    conn.execute(f"CREATE SCHEMA {schema}")
+    conn.close()
+    return url + ("&" if "?" in url else "?") + "options=" + quote(f"-c search_path={schema},public")
+
+
+def redis_prefix() -> str:
+    """A key prefix no other test uses."""
+    import uuid
+
+    return f"t{uuid.uuid4().hex[:8]}:"

@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
-from kb_fixtures.helpers import kb_settings, make_folder, make_pdf, pg_url
+from kb_fixtures.helpers import kb_settings, make_folder, make_pdf
+from store_servers import pg_url
 
 from lingxi.engines.fake import FakeEngine
 from lingxi.errors import NotFoundError, UsageError

