@@ -3,8 +3,8 @@
 It answers chat/completions, completions and embeddings; ``script`` holds what to answer
 before succeeding, so retries and error mapping meet a real socket: an HTTP status (e.g.
 ``[429, 503]``, sent with ``Retry-After: {retry_after}``), ``"cut"`` (a 200 stream closed
-before any event), ``"cut-mid"`` (one event, then closed without ``[DONE]``) or ``"html"``
-(a 200 whose body is an HTML page).
+before any event), ``"cut-mid"`` (one event, then closed without ``[DONE]``), ``"html"``
+(a 200 whose body is an HTML page) or ``"hang"`` (reads the request, never answers).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ class LocalUpstream:
         self.script: list[int | str] = []
         self.retry_after = "0"
         self.requests: list[dict] = []
+        self._closing = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -39,6 +40,9 @@ class LocalUpstream:
 
             def _misbehave(self, step: str):
                 self.close_connection = True
+                if step == "hang":
+                    outer._closing.wait(30)
+                    return
                 self.send_response(200)
                 if step == "html":
                     data = b"<html><body>Service Unavailable</body></html>"
@@ -90,5 +94,6 @@ class LocalUpstream:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
+        self._closing.set()
         self.server.shutdown()
         self.server.server_close()

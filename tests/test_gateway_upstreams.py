@@ -185,3 +185,80 @@ def test_health_checks_mark_a_dead_replica(tmp_path, upstreams):
         r = httpx.post(srv.url + "/v1/chat/completions", json={"model": "fleet", "messages": MSG})
         assert r.json()["choices"][0]["message"]["content"] == "answer from two"
         assert srv.gateway.pools["fleet"].replicas[0].failures == 0
+
+
+# ---------------------------------------------------------------- timeouts and re-sending
+
+
+def http_engine(url: str, **options):
+    from lingxi.config import parse_config as parse
+    from lingxi.engines.openai_upstream import OpenAIUpstream
+
+    cfg = parse({"models": {"up": {"engine": "openai", "base_url": url, "model": "m", **options}}}).models["up"]
+    return OpenAIUpstream("up", cfg)
+
+
+async def first_text(engine) -> str:
+    try:
+        return "".join([c.text async for c in engine.astream(MSG, GenerationParams(max_tokens=8))])
+    finally:
+        await engine.aclose()
+
+
+def test_an_upstream_that_never_answers_fails_fast_and_is_not_sent_twice():
+    # It took 181 s: a 60 s read timeout x 3 attempts, re-sending a chat that may be running.
+    up = LocalUpstream()
+    try:
+        up.script = ["hang"] * 3
+        engine = http_engine(up.url, first_byte_timeout_s=0.2, max_retries=2)
+        start = time.perf_counter()
+        with pytest.raises(UpstreamError, match="timed out.*not re-sent"):
+            asyncio.run(first_text(engine))
+        assert time.perf_counter() - start < 3
+        assert len(up.requests) == 1
+        # the sync path (CLI, worker threads) follows the same rule
+        with pytest.raises(UpstreamError, match="not re-sent"):
+            list(http_engine(up.url, first_byte_timeout_s=0.2, max_retries=2).stream(MSG))
+        assert len(up.requests) == 2
+    finally:
+        up.close()
+
+
+def test_retry_after_send_re_sends_a_timed_out_request_when_configured():
+    up = LocalUpstream(reply="late but here")
+    try:
+        up.script = ["hang"]
+        engine = http_engine(up.url, first_byte_timeout_s=0.2, max_retries=2, retry_after_send=True)
+        assert asyncio.run(first_text(engine)) == "late but here"
+        assert len(up.requests) == 2
+    finally:
+        up.close()
+
+
+def test_timeout_s_caps_the_whole_request():
+    up = LocalUpstream()
+    try:
+        up.script = ["hang"]
+        engine = http_engine(up.url, timeout_s=0.5, first_byte_timeout_s=30, max_retries=0)
+        start = time.perf_counter()
+        with pytest.raises(UpstreamError, match="timed out"):
+            asyncio.run(first_text(engine))
+        assert time.perf_counter() - start < 3
+    finally:
+        up.close()
+
+
+def test_refused_connections_are_still_retried(monkeypatch):
+    import socket
+
+    from lingxi.engines.http import HttpUpstream
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    waits = []
+    monkeypatch.setattr(HttpUpstream, "_backoff", lambda self, attempt, error: waits.append(error) or 0.0)
+    engine = http_engine(f"http://127.0.0.1:{port}/v1", max_retries=2)
+    with pytest.raises(UpstreamError, match="unreachable"):
+        asyncio.run(first_text(engine))
+    assert len(waits) == 2 and all(e.retryable for e in waits)

@@ -86,13 +86,13 @@ class _HttpUpstream(_Strict):
     """The model id the upstream expects."""
     api_key_env: str | None = None
     """Name of the environment variable that holds the API key (never the key itself)."""
-    timeout_s: float = Field(default=60.0, gt=0)
-    """Longest a whole request may take, streaming included."""
+    timeout_s: float = Field(default=600.0, gt=0)
+    """Longest a whole request may take, a streamed answer included."""
     connect_timeout_s: float = Field(default=10.0, gt=0)
     """Longest wait to open a connection (capped at ``timeout_s``)."""
-    first_byte_timeout_s: float = Field(default=30.0, gt=0)
-    """Longest wait for the first byte of an answer once the request is sent (capped at ``timeout_s``),
-    and for each later byte of a stream."""
+    first_byte_timeout_s: float = Field(default=60.0, gt=0)
+    """Longest wait for the answer to start once the request is sent (a long prompt's prefill on a
+    CPU server takes a while), and between two reads of a stream; capped at ``timeout_s``."""
     max_retries: int = Field(default=2, ge=0)
     """Retries on 429/5xx/connection errors, with exponential backoff."""
     retry_after_send: bool = False

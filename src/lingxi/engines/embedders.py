@@ -143,7 +143,7 @@ class OpenAIEmbedder(Embedder):
     def embed(self, texts: Sequence[str], *, kind: Kind = "passage") -> np.ndarray:
         texts = list(texts)
         size = self.config.batch_size
-        parts = [self._vectors(self.http.post("/embeddings", self._payload(texts[i:i + size])), len(texts[i:i + size]))
+        parts = [self._vectors(self.http.post("/embeddings", self._payload(texts[i:i + size]), idempotent=True), len(texts[i:i + size]))
                  for i in range(0, len(texts), size)]
         return np.concatenate(parts) if parts else np.zeros((0, self._dim or 0), dtype=np.float32)
 
@@ -153,7 +153,7 @@ class OpenAIEmbedder(Embedder):
         parts = []
         for i in range(0, len(texts), size):
             batch = texts[i:i + size]
-            parts.append(self._vectors(await self.http.apost("/embeddings", self._payload(batch)), len(batch)))
+            parts.append(self._vectors(await self.http.apost("/embeddings", self._payload(batch), idempotent=True), len(batch)))
         return np.concatenate(parts) if parts else np.zeros((0, self._dim or 0), dtype=np.float32)
 
     def close(self) -> None:

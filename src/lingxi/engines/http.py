@@ -4,6 +4,13 @@ Shared by :class:`~lingxi.engines.openai_upstream.OpenAIUpstream` (chat/completi
 :class:`~lingxi.engines.embedders.OpenAIEmbedder`. Retries happen only before any byte of a
 response has been handed to the caller, so a stream is never duplicated.
 
+Three timeouts: ``connect_timeout_s`` to open a connection, ``first_byte_timeout_s`` for the
+answer to start once the request is sent (and for each later read), ``timeout_s`` for the whole
+request. A chat/completion is not idempotent: once sent it may be running (and billed) upstream,
+so a timeout after sending is not retried unless ``retry_after_send`` is set. A refused
+connection, a connect timeout, a 408/409/429/5xx answer and a stream closed before its first
+event are retried (embeddings, which are idempotent, on any timeout).
+
 The synchronous side (CLI, worker threads) uses httpx; the asynchronous side (the gateway's hot
 path) uses aiohttp, whose C HTTP parser costs about a third of httpx's per request (0.26-0.30 ms
 against 0.80-0.86 ms for one streamed answer from a loopback upstream on 2 cores), which is most
@@ -33,8 +40,11 @@ class HttpUpstream:
 
     def __init__(self, config: Any):
         self.base_url = config.base_url
-        self.timeout = httpx.Timeout(config.timeout_s, connect=min(10.0, config.timeout_s))
+        self.total_s = config.timeout_s
+        self.timeout = httpx.Timeout(min(config.first_byte_timeout_s, config.timeout_s),
+                                     connect=min(config.connect_timeout_s, config.timeout_s))
         self.max_retries = config.max_retries
+        self.retry_after_send = config.retry_after_send
         self.api_key_env = config.api_key_env
         self.extra_headers = dict(getattr(config, "headers", {}) or {})
         self._client: httpx.Client | None = None
@@ -71,7 +81,7 @@ class HttpUpstream:
             if self._session is not None:
                 _drop(self._session)
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.timeout.connect,
+                timeout=aiohttp.ClientTimeout(total=self.total_s, sock_connect=self.timeout.connect,
                                               sock_read=self.timeout.read),
                 connector=aiohttp.TCPConnector(limit=0),  # the gateway's admission queue bounds concurrency
                 # trust_env would read ~/.netrc in a worker thread on every request (aiohttp 3.x)
@@ -116,9 +126,20 @@ class HttpUpstream:
                                 f"JSON object: {shown!r}", status=status)
         return data
 
-    def _transport_error(self, path: str, exc: BaseException) -> UpstreamError:
-        kind = "timed out" if isinstance(exc, (httpx.TimeoutException, TimeoutError)) else "unreachable"
-        return UpstreamError(self._url(path), f"{kind}: {exc.__class__.__name__}: {exc}", retryable=True)
+    def _transport_error(self, path: str, exc: BaseException, idempotent: bool) -> UpstreamError:
+        """A transport failure; retryable unless the request may already be running upstream."""
+        import aiohttp
+
+        timed_out = isinstance(exc, (httpx.TimeoutException, TimeoutError))
+        before_send = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout,
+                                       aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+        if timed_out and not before_send:
+            retryable = idempotent or self.retry_after_send
+            note = "" if retryable else " (not re-sent: the request may be running upstream; see retry_after_send)"
+        else:
+            retryable, note = True, ""
+        kind = "timed out" if timed_out else "unreachable"
+        return UpstreamError(self._url(path), f"{kind}: {exc.__class__.__name__}: {exc}{note}", retryable=retryable)
 
     def _backoff(self, attempt: int, error: UpstreamError) -> float:
         if error.retry_after_s is not None:  # the server's Retry-After, read by _error
@@ -127,7 +148,8 @@ class HttpUpstream:
 
     # ------------------------------------------------------------ sync
 
-    def post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def post(self, path: str, payload: dict[str, Any], *, idempotent: bool = False) -> dict[str, Any]:
+        """POST and return the JSON answer. ``idempotent``: safe to re-send after a timeout (embeddings)."""
         for attempt in range(self.max_retries + 1):
             try:
                 response = self.client.post(path, json=payload, headers=self.headers())
@@ -136,7 +158,7 @@ class HttpUpstream:
                 error = self._error(path, response.status_code, response.content, response.reason_phrase,
                                     response.headers)
             except httpx.HTTPError as exc:
-                error = self._transport_error(path, exc)
+                error = self._transport_error(path, exc, idempotent)
             if not error.retryable or attempt == self.max_retries:
                 raise error
             time.sleep(self._backoff(attempt, error))
@@ -151,18 +173,22 @@ class HttpUpstream:
         """
         started = False
         for attempt in range(self.max_retries + 1):
+            deadline = time.monotonic() + self.total_s
             try:
                 with self.client.stream("POST", path, json=payload, headers=self.headers()) as response:
                     if response.status_code < 400:
                         for event in _sse_events(response.iter_lines(), self._url(path)):
                             started = True
+                            if time.monotonic() > deadline:  # httpx has no total timeout of its own
+                                raise UpstreamError(self._url(path), f"timed out: the answer took over "
+                                                    f"{self.total_s:g} s (timeout_s)")
                             yield event
                         return
                     response.read()
                     error = self._error(path, response.status_code, response.content, response.reason_phrase,
                                         response.headers)
             except httpx.HTTPError as exc:
-                error = self._transport_error(path, exc)
+                error = self._transport_error(path, exc, False)
             except UpstreamError as exc:  # a cut or malformed stream
                 error = exc
             if started or not error.retryable or attempt == self.max_retries:
@@ -171,7 +197,7 @@ class HttpUpstream:
 
     # ------------------------------------------------------------ async
 
-    async def apost(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def apost(self, path: str, payload: dict[str, Any], *, idempotent: bool = False) -> dict[str, Any]:
         import aiohttp
 
         data = json.dumps(payload).encode()
@@ -183,7 +209,7 @@ class HttpUpstream:
                         return self._json(path, response.status, body)
                     error = self._error(path, response.status, body, response.reason, response.headers)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                error = self._transport_error(path, exc)
+                error = self._transport_error(path, exc, idempotent)
             if not error.retryable or attempt == self.max_retries:
                 raise error
             await asyncio.sleep(self._backoff(attempt, error))
@@ -205,7 +231,7 @@ class HttpUpstream:
                     body = await response.read()
                     error = self._error(path, response.status, body, response.reason, response.headers)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                error = self._transport_error(path, exc)
+                error = self._transport_error(path, exc, False)
             except UpstreamError as exc:  # a cut or malformed stream
                 error = exc
             if started or not error.retryable or attempt == self.max_retries:
