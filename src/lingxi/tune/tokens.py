@@ -178,3 +178,17 @@ def last_hidden(model: Any, batch: dict[str, Any]) -> Any:
     hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     last = batch["attention_mask"].sum(dim=1) - 1
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+Pair = tuple[Example, Example]
+
+
+def encode_pairs(tokenizer: Any, rows: list[dict[str, Any]], max_len: int) -> list[Pair]:
+    """(chosen, rejected) examples of preference rows; labels on each answer only."""
+    return [(encode_answer(tokenizer, r["prompt"], r["chosen"], max_len),
+             encode_answer(tokenizer, r["prompt"], r["rejected"], max_len)) for r in rows]
+
+
+def pair_batch(pairs: list[Pair], pad_id: int, device: str) -> dict[str, Any]:
+    """One batch holding every chosen answer, then every rejected one (rows ``i`` and ``n + i``)."""
+    return collate([c for c, _ in pairs] + [r for _, r in pairs], pad_id, device)

@@ -1,0 +1,180 @@
+"""Recipe plumbing on a tiny random Llama (fast tier): reports, resume, dry-run, refusals, losses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lingxi.errors import ConfigError, UsageError
+from tune_fixtures import PREF_ROWS, SFT_ROWS, build_tiny_model, write_jsonl
+
+pytest.importorskip("peft")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory):
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model only loses from threads on a shared machine
+    yield build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    return {"sft": write_jsonl(tmp_path / "sft.jsonl", SFT_ROWS), "pref": write_jsonl(tmp_path / "pref.jsonl", PREF_ROWS),
+            "text": write_jsonl(tmp_path / "text.jsonl", [{"text": r["instruction"] + " " + r["output"]} for r in SFT_ROWS])}
+
+
+def run(tiny: Path, tmp_path: Path, recipe: str, data: Path, **kw):
+    from lingxi.tune import make_config, run_recipe
+
+    values = {"recipe": recipe, "model": str(tiny), "data": str(data), "output": str(tmp_path / f"out-{recipe}"),
+              "max_steps": 3, "batch_size": 2, "max_len": 64, **kw}
+    return run_recipe(make_config(**values), home=tmp_path / "home")
+
+
+CONTRACT = {"recipe", "model", "steps", "train_tokens_per_s", "peak_memory_gib", "eval"}
+
+
+def test_sft_lora_writes_the_contract_report_and_adapter(tiny: Path, tmp_path: Path, files):
+    report = run(tiny, tmp_path, "sft", files["sft"])
+    assert CONTRACT <= set(report)
+    assert report["steps"] == 3 and len(report["loss_curve"]) == 3
+    assert report["train_tokens_per_s"] > 0 and report["peak_memory_gib"] > 0
+    assert set(report["eval"]["before"]) == {"loss"} and report["eval"]["after"]["loss"] > 0
+    assert json.loads((tmp_path / "out-sft" / "report.json").read_text())["steps"] == 3
+    config = json.loads((tmp_path / "out-sft" / "adapter" / "adapter_config.json").read_text())
+    assert (config["r"], config["lora_alpha"], config["lora_dropout"]) == (16, 32, 0.1)
+    assert sorted(config["target_modules"]) == ["q_proj", "v_proj"]
+
+
+def test_loss_is_taken_on_answer_tokens_only(tiny: Path):
+    import transformers
+
+    from lingxi.tune.tokens import IGNORE, encode_chat, sft_messages
+
+    tok = transformers.AutoTokenizer.from_pretrained(str(tiny))
+    ex = encode_chat(tok, sft_messages({"instruction": "Say two", "input": "", "output": "two 二"}), 128)
+    labelled = tok.decode([t for t in ex.labels if t != IGNORE])
+    assert labelled.startswith("two 二<|im_end|>")
+    assert "Say two" not in labelled and "user" not in labelled
+    # a multi-turn conversation labels every assistant turn, not the user turns
+    ex = encode_chat(tok, [{"role": "user", "content": "a"}, {"role": "assistant", "content": "one"},
+                           {"role": "user", "content": "b"}, {"role": "assistant", "content": "two"}], 128)
+    labelled = tok.decode([t for t in ex.labels if t != IGNORE])
+    assert "one" in labelled and "two" in labelled and "b" not in labelled.replace("<|im_end|>", "")
+
+
+def test_packing_fills_sequences(tiny: Path, tmp_path: Path, files):
+    from lingxi.tune.tokens import Example, pack
+
+    packed = pack([Example([1, 2, 3], [-100, 2, 3]), Example([4, 5, 6, 7], [-100, -100, 6, 7])], 4)
+    assert [p.ids for p in packed] == [[1, 2, 3, 4], [5, 6, 7]]
+    report = run(tiny, tmp_path, "sft", files["sft"], packing=True, max_len=96)
+    assert report["data"]["train_sequences"] < report["data"]["train_rows"]
+
+
+def test_killed_run_resumes_exactly(tiny: Path, tmp_path: Path, files, monkeypatch):
+    from lingxi.tune.loop import Run
+
+    straight = run(tiny, tmp_path / "a", "sft", files["sft"], max_steps=4, save_every=2)
+    # the same run killed right after its step-2 checkpoint, then started again
+    save = Run.save
+
+    def save_then_die(self, step, *args):
+        save(self, step, *args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Run, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny, tmp_path / "b", "sft", files["sft"], max_steps=4, save_every=2)
+    monkeypatch.setattr(Run, "save", save)
+    assert not (tmp_path / "b" / "out-sft" / "report.json").exists()
+    resumed = run(tiny, tmp_path / "b", "sft", files["sft"], max_steps=4, save_every=2)
+    assert resumed["resumed_from_step"] == 2 and resumed["steps"] == 4
+    assert resumed["loss_curve"] == pytest.approx(straight["loss_curve"], abs=1e-4)
+    assert resumed["eval"]["after"]["loss"] == pytest.approx(straight["eval"]["after"]["loss"], abs=1e-4)
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(tiny: Path, tmp_path: Path, files):
+    run(tiny, tmp_path, "sft", files["sft"], max_steps=1)
+    with pytest.raises(UsageError, match="other settings"):
+        run(tiny, tmp_path, "sft", files["sft"], max_steps=2, lr=1e-3)
+
+
+def test_full_fine_tuning_trains_every_weight(tiny: Path, tmp_path: Path, files):
+    report = run(tiny, tmp_path, "pretrain", files["text"], method="full", max_steps=2, lr=1e-3)
+    assert report["method"] == "full" and report["steps"] == 2
+    assert (tmp_path / "out-pretrain" / "adapter" / "model.safetensors").is_file()
+
+
+def test_sft_loss_goes_down_with_training(tiny: Path, tmp_path: Path, files):
+    report = run(tiny, tmp_path, "sft", files["sft"], eval_data=str(files["sft"]), max_steps=6, lr=3e-2,
+                 method="full", batch_size=4)
+    assert report["eval"]["after"]["loss"] < report["eval"]["before"]["loss"] - 0.5
+
+
+def test_dry_run_prints_the_estimate_and_trains_nothing(tiny: Path, tmp_path: Path, files):
+    report = run(tiny, tmp_path, "sft", files["sft"], dry_run=True)
+    assert report["dry_run"] is True and report["memory_gib"]["total"] > 0
+    assert report["method"] == "lora" and report["batch"] == 2
+    assert not (tmp_path / "out-sft").exists()
+
+
+def test_a_run_that_does_not_fit_is_refused_before_loading(tiny: Path, tmp_path: Path, files, monkeypatch):
+    from lingxi.tune import loop
+
+    monkeypatch.setattr(loop, "available_memory_gib", lambda device: 0.01)
+    with pytest.raises(UsageError, match=r"needs about .* GiB but 0.0 GiB is free"):
+        run(tiny, tmp_path, "sft", files["sft"])
+    assert not (tmp_path / "out-sft").exists()
+
+
+def test_bad_input_is_one_clear_error_before_training(tiny: Path, tmp_path: Path, files):
+    with pytest.raises(UsageError, match="sft needs instruction/output or messages rows; pref.jsonl has prompt/chosen/rejected rows"):
+        run(tiny, tmp_path, "sft", files["pref"])
+    with pytest.raises(UsageError, match="data file not found"):
+        run(tiny, tmp_path, "sft", tmp_path / "nope.jsonl")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(UsageError, match="empty.jsonl has no usable rows for dpo"):
+        run(tiny, tmp_path, "dpo", empty)
+    with pytest.raises(ConfigError, match="--lora-r: Input should be greater than 0"):
+        run(tiny, tmp_path, "sft", files["sft"], lora_r=0)
+    with pytest.raises(UsageError, match="--lora-targets wq: no such module"):
+        run(tiny, tmp_path, "sft", files["sft"], lora_targets=["wq"])
+    assert not (tmp_path / "out-sft" / "report.json").exists()
+
+
+def test_dpo_reports_preference_metrics(tiny: Path, tmp_path: Path, files):
+    report = run(tiny, tmp_path, "dpo", files["pref"], eval_data=str(files["pref"]), eval_rows=4)
+    before, after = report["eval"]["before"], report["eval"]["after"]
+    assert before["reward_margin"] == 0.0  # the policy starts as the reference
+    assert {"preference_accuracy", "reward_margin", "reward_accuracy"} <= set(after)
+    assert report["loss_curve"][0] == pytest.approx(0.6931, abs=1e-3)  # -log sigmoid(0)
+
+
+def test_reward_model_learns_to_rank_chosen_over_rejected(tiny: Path, tmp_path: Path, files):
+    report = run(tiny, tmp_path, "rm", files["pref"], eval_data=str(files["pref"]), max_steps=8, lr=2e-2,
+                 batch_size=4)
+    assert report["eval"]["after"]["preference_accuracy"] == 1.0
+    assert report["eval"]["after"]["reward_margin"] > report["eval"]["before"]["reward_margin"]
+    assert (tmp_path / "out-rm" / "adapter" / "extra_state.pt").is_file()
+
+
+def test_cli_dry_run_and_error_line(tiny: Path, tmp_path: Path, files, capsys):
+    from lingxi.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["tune", "sft", "--model", str(tiny), "--data", str(files["sft"]), "--dry-run", "--lora-r", "8"])
+    assert exit_.value.code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["dry_run"] is True and out["memory_gib"]["total"] > 0
+    with pytest.raises(SystemExit) as exit_:
+        main(["tune", "sft", "--model", str(tiny), "--data", str(files["pref"])])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.startswith("error: sft needs instruction/output")
