@@ -51,7 +51,7 @@ def test_cache_answers_repeats_without_the_model(tmp_path):
 
 
 def test_cache_is_scoped_by_tenant(tmp_path):
-    from lingxi.gateway.keys import SQLiteKeyStore
+    from lingxi.stores.keys import SQLiteKeyStore
 
     fake = FakeEngine("fake")
     settings = settings_with(tmp_path, cache={"enabled": True, "backend": "memory", "semantic": False})
@@ -190,7 +190,7 @@ def test_kb_update_invalidates_cached_answers(kb_settings):
 @pytest.mark.parametrize("cache", [False, True])
 def test_kb_answers_only_from_documents_the_key_may_read(tmp_path, cache):
     import lingxi.knowledge as knowledge
-    from lingxi.gateway.keys import SQLiteKeyStore
+    from lingxi.stores.keys import SQLiteKeyStore
 
     docs = tmp_path / "legal"
     docs.mkdir()

@@ -18,8 +18,8 @@ from lingxi.errors import (
     RateLimitError,
     UsageError,
 )
-from lingxi.gateway.keys import ApiKey, Limits, SQLiteKeyStore, hash_secret
-from lingxi.gateway.limits import MemoryLimiter
+from lingxi.stores.keys import ApiKey, Limits, SQLiteKeyStore, hash_secret
+from lingxi.stores.limits import MemoryLimiter
 from lingxi.gateway.server import check_bind
 
 MSG = [{"role": "user", "content": "hello"}]
@@ -174,8 +174,8 @@ def test_feedback_counts_against_the_request_limit(tmp_path):
 
 def test_a_token_limit_is_spent_when_used_reaches_it():
     from lingxi.errors import RateLimitError
-    from lingxi.gateway.keys import ApiKey
-    from lingxi.gateway.limits import MemoryLimiter
+    from lingxi.stores.keys import ApiKey
+    from lingxi.stores.limits import MemoryLimiter
 
     key = ApiKey(id="k", tenant="t", limits=Limits(tpm=100))
     limiter = MemoryLimiter()

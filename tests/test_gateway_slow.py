@@ -64,7 +64,7 @@ def shared_state(request, tmp_path):
 
 
 def test_keys_and_quotas_are_shared_by_replicas(tmp_path, shared_state):
-    from lingxi.gateway.keys import Limits, open_key_store
+    from lingxi.stores.keys import Limits, open_key_store
 
     state, url = shared_state
     settings = parse_config({

@@ -31,12 +31,12 @@ def test_a_missing_url_names_the_config_key_and_the_environment_variable(monkeyp
         state_url(settings, "postgres")
     message = str(info.value)
     assert "gateway.pg_url" in message and "$LINGXI_PG_URL" in message and "lingxi.toml" in message
-    from lingxi.gateway.keys import open_key_store
+    from lingxi.stores.keys import open_key_store
 
     with pytest.raises(ConfigError, match=r"gateway.pg_url.*LINGXI_PG_URL"):
         open_key_store(settings)
     monkeypatch.delenv("LINGXI_REDIS_URL", raising=False)
-    from lingxi.gateway.limits import create_limiter
+    from lingxi.stores.limits import create_limiter
 
     with pytest.raises(ConfigError, match=r"gateway.redis_url.*LINGXI_REDIS_URL"):
         create_limiter(parse_config({"gateway": {"state": "redis"}}))

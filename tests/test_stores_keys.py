@@ -9,7 +9,7 @@ import pytest
 from store_servers import pg_schema_url, redis_prefix, redis_url
 
 from lingxi.errors import NotFoundError, UsageError
-from lingxi.gateway.keys import Limits, PostgresKeyStore, RedisKeyStore, SQLiteKeyStore
+from lingxi.stores.keys import Limits, PostgresKeyStore, RedisKeyStore, SQLiteKeyStore
 
 
 @pytest.fixture(params=["sqlite", "redis", "postgres"])

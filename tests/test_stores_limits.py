@@ -9,9 +9,9 @@ import pytest
 from store_servers import pg_schema_url, redis_prefix, redis_url
 
 from lingxi.errors import RateLimitError, UsageError
-from lingxi.gateway import limits as limits_module
-from lingxi.gateway.keys import ApiKey, Limits
-from lingxi.gateway.limits import MemoryLimiter, PostgresLimiter, RedisLimiter
+from lingxi.stores import limits as limits_module
+from lingxi.stores.keys import ApiKey, Limits
+from lingxi.stores.limits import MemoryLimiter, PostgresLimiter, RedisLimiter
 
 NOON = 1_800_000_000.0 - 1_800_000_000.0 % 86400 + 43200 + 5  # 5 s into a minute, mid-day (UTC)
 

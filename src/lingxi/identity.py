@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from lingxi.gateway.keys import ApiKey
+    from lingxi.stores.keys import ApiKey
 
 #: The group of an operator key: every document, ``/metrics`` and ``/admin``.
 OPERATOR = "*"

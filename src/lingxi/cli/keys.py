@@ -10,7 +10,7 @@ from lingxi.cli import emit_json, settings
 
 
 def _store():
-    from lingxi.gateway.keys import open_key_store
+    from lingxi.stores.keys import open_key_store
 
     return open_key_store(settings())
 
@@ -33,7 +33,7 @@ def keys() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def create(tenant: str, name: str, groups: str, rpm, rpd, tpm, tpd, as_json: bool) -> None:
     """Create a key and print its secret (only this once)."""
-    from lingxi.gateway.keys import Limits
+    from lingxi.stores.keys import Limits
 
     store = _store()
     try:

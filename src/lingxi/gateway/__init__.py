@@ -15,8 +15,8 @@ _LAZY = {
     "Caller": "lingxi.identity",
     "serve": "lingxi.gateway.server",
     "ServerThread": "lingxi.gateway.server",
-    "open_key_store": "lingxi.gateway.keys",
-    "Limits": "lingxi.gateway.keys",
+    "open_key_store": "lingxi.stores.keys",
+    "Limits": "lingxi.stores.keys",
     "FeedbackStore": "lingxi.gateway.feedback",
 }
 

@@ -78,7 +78,7 @@ def serve(settings: Any, host: str | None = None, port: int | None = None,
     import uvicorn
 
     from lingxi.gateway.app import create_app
-    from lingxi.gateway.keys import open_key_store
+    from lingxi.stores.keys import open_key_store
 
     host = host or settings.gateway.host
     port = settings.gateway.port if port is None else port

@@ -36,8 +36,8 @@ from lingxi.errors import (AuthError, ContextLengthError, LingxiError, ModelNotF
                            UsageError)
 from lingxi.gateway import protocol as wire
 from lingxi.gateway.admission import Admission
-from lingxi.gateway.keys import KeyStore
-from lingxi.gateway.limits import Limiter
+from lingxi.stores.keys import KeyStore
+from lingxi.stores.limits import Limiter
 from lingxi.gateway.metrics import GatewayMetrics
 from lingxi.gateway.pipeline import Outcome, Pipeline, PipelineRequest, Stage, build_stages
 from lingxi.gateway.upstreams import ModelPool, build_pools
@@ -205,8 +205,8 @@ class Gateway:
     def __init__(self, settings: Any, *, keys: KeyStore | None = None, limiter: Limiter | None = None,
                  engines: dict[str, ChatEngine] | None = None, embedders: dict[str, Embedder] | None = None,
                  cache: Any = None, router: Any = None, stages: Sequence[Stage] | None = None):
-        from lingxi.gateway.keys import open_key_store
-        from lingxi.gateway.limits import create_limiter
+        from lingxi.stores.keys import open_key_store
+        from lingxi.stores.limits import create_limiter
 
         self.settings = settings
         gw = settings.gateway
@@ -924,7 +924,7 @@ class Gateway:
 
     async def create_key(self, caller: Caller, req: wire.KeyCreateRequest) -> dict[str, Any]:
         """A new key; the secret is in this answer only."""
-        from lingxi.gateway.keys import Limits
+        from lingxi.stores.keys import Limits
 
         self.require_operator(caller)
         limits = Limits(rpm=req.rpm, rpd=req.rpd, tpm=req.tpm, tpd=req.tpd)

@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from typing import Any, NamedTuple
 
 from lingxi.errors import RateLimitError, UsageError
-from lingxi.gateway.keys import ApiKey
+from lingxi.stores.keys import ApiKey
 from lingxi.stores.connect import connect_pg, connect_pg_async, connect_redis, state_url
 from lingxi.stores.migrations import migrate
 

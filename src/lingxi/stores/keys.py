@@ -4,12 +4,12 @@ A key is a random secret (``lx-`` + 43 URL-safe characters, 256 bits) shown once
 Only its SHA-256 is stored: a key has full entropy, so a slow password hash would add latency
 to every request and no security. Each key belongs to a tenant (used for metrics, cost, cache
 scope and routing), may carry knowledge-base groups (access control for ``kb:`` models), and
-carries its own limits, counted per key by :mod:`lingxi.gateway.limits`.
+carries its own limits, counted per key by :mod:`lingxi.stores.limits`.
 
 Stores behind one interface: :class:`SQLiteKeyStore` (embedded default, one file under
 Lingxi's home), :class:`RedisKeyStore` and :class:`PostgresKeyStore` (shared by several
-gateway replicas). Management
-(create/list/revoke) is synchronous, for the CLI; the per-request lookup is async.
+gateway replicas). Management (create/list/revoke/rotate) is synchronous, for the CLI and the
+admin API; the per-request lookup is async.
 """
 
 from __future__ import annotations
