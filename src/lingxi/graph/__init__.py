@@ -28,7 +28,7 @@ def import_files(name: str, paths: list[str | Path], settings: Any, *, store: st
             is written then.
     """
     from lingxi.errors import UsageError
-    from lingxi.graph.ask import LABEL_TYPE
+    from lingxi.graph.answer import LABEL_TYPE
     from lingxi.stores.graph import Node, open_store
 
     report = read_triples(paths)
@@ -66,8 +66,8 @@ def query(name: str, cypher: str, settings: Any, *, store: str | None = None) ->
 
 def ask(name: str, question: str, settings: Any, *, groups: list[str] | None = None,
         store: str | None = None) -> Any:
-    """A :class:`~lingxi.graph.ask.GraphAnswer` from the facts ``groups`` may read (None: all)."""
-    from lingxi.graph.ask import ask as ask_store
+    """A :class:`~lingxi.graph.answer.GraphAnswer` from the facts ``groups`` may read (None: all)."""
+    from lingxi.graph.answer import ask as ask_store
 
     graph = open_graph(name, settings, store=store)
     try:

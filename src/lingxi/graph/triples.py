@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lingxi.errors import UsageError
 
 REQUIRED = ("head", "head_type", "relation", "tail", "tail_type")
 OPTIONAL = ("source", "groups", "head_aliases", "tail_aliases")

