@@ -35,7 +35,8 @@ import numpy as np
 
 from lingxi.config import parse_config
 from lingxi.engines import load_embedder
-from lingxi.gateway.cache import CacheScope, MemoryStore, SemanticCache
+from lingxi.gateway.cache import CacheScope, SemanticCache
+from lingxi.stores.cache import MemoryCacheStore
 
 DATA = Path(__file__).parent / "data" / "cache_pairs.jsonl"
 HELDOUT = Path(__file__).parent / "data" / "cache_pairs_heldout.jsonl"
@@ -73,7 +74,7 @@ def load(path: Path) -> list[dict]:
 
 async def run_one(groups: list[dict], embedder, threshold: float, guard: bool, guard_topic: bool = True,
                   semantic: bool = True) -> dict:
-    cache = SemanticCache(MemoryStore(100_000, 3600), embedder=embedder if semantic else None,
+    cache = SemanticCache(MemoryCacheStore(100_000, 3600), embedder=embedder if semantic else None,
                           embedder_name="bench", similarity=threshold, guard=guard, guard_topic=guard_topic)
     for g in groups:
         await cache.put(SCOPE, [{"role": "user", "content": g["anchor"]}], {"id": g["id"]})
