@@ -29,6 +29,8 @@ COMMANDS = {
     "serve": "lingxi.cli.serve:serve",
     "keys": "lingxi.cli.keys:keys",
     "route": "lingxi.cli.route:route",
+    "guard": "lingxi.cli.guard:guard",
+    "audit": "lingxi.cli.audit:audit",
     "data": "lingxi.cli.data:data",
     "tune": "lingxi.cli.tune:tune",
     "adapters": "lingxi.cli.adapters:adapters",
