@@ -117,3 +117,10 @@ def report(run_file: str, html_path: str) -> None:
     from lingxi.evaluate.result import EvalRun
 
     click.echo(write_html(html_path, render_html(EvalRun.load(run_file))))
+
+
+# The guard's evaluations live with the guard's CLI; they are listed here under `lingxi eval`.
+from lingxi.cli.guard import eval_injection, eval_pii  # noqa: E402
+
+eval_group.add_command(eval_pii)
+eval_group.add_command(eval_injection)
