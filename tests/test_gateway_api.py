@@ -305,7 +305,7 @@ def test_cost_is_counted_from_configured_prices(tmp_path):
 
 
 def test_feedback_is_stored(server):
-    from lingxi.gateway.feedback import FeedbackStore
+    from lingxi.stores.feedback import SQLiteFeedbackStore as FeedbackStore
 
     r = httpx.post(server.url + "/v1/feedback", json={
         "response_id": "chatcmpl-1", "model": "fake", "rating": -1, "comment": "wrong",

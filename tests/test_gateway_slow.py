@@ -103,7 +103,7 @@ def test_web_ui_chats_streams_cites_and_takes_feedback(tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     if not shutil.which("chromium"):
         pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
-    from lingxi.gateway.feedback import FeedbackStore
+    from lingxi.stores.feedback import SQLiteFeedbackStore as FeedbackStore
 
     settings = parse_config({
         "home": str(tmp_path / "home"), "default_model": "fake", "default_embedder": "hash",

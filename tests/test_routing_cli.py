@@ -93,7 +93,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, config):
 
 
 def test_train_from_the_gateways_feedback_store(tmp_path, config):
-    from lingxi.gateway.feedback import FeedbackStore
+    from lingxi.stores.feedback import SQLiteFeedbackStore as FeedbackStore
 
     home = tmp_path / "home"
     env = {"LINGXI_HOME": str(home)}

@@ -41,7 +41,7 @@ def train(data: str | None, use_feedback: bool, out: str | None, margin: float, 
     if use_feedback == bool(data):
         raise click.UsageError("give DATA (a JSONL file) or --feedback, not both or neither")
     if use_feedback:
-        from lingxi.gateway.feedback import FeedbackStore
+        from lingxi.stores.feedback import SQLiteFeedbackStore as FeedbackStore
         from lingxi.routing import examples_from
 
         path = s.home_dir / "gateway" / "feedback.db"

@@ -17,7 +17,8 @@ _LAZY = {
     "ServerThread": "lingxi.gateway.server",
     "open_key_store": "lingxi.stores.keys",
     "Limits": "lingxi.stores.keys",
-    "FeedbackStore": "lingxi.gateway.feedback",
+    "FeedbackStore": "lingxi.stores.feedback",
+    "open_feedback_store": "lingxi.stores.feedback",
 }
 
 __all__ = list(_LAZY)

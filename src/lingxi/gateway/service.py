@@ -950,7 +950,7 @@ class Gateway:
     # ------------------------------------------------------------ feedback
 
     def feedback(self, req: wire.FeedbackRequest, caller: Caller) -> int:
-        from lingxi.gateway.feedback import FeedbackStore
+        from lingxi.stores.feedback import SQLiteFeedbackStore as FeedbackStore
 
         if self._feedback is None:
             self._feedback = FeedbackStore(self.settings.home_dir / "gateway" / "feedback.db")

@@ -8,10 +8,7 @@ from typing import Any
 
 def feedback_rows(path: Path, model: str | None = None) -> list[dict[str, Any]]:
     """Every feedback row of the store at ``path`` (optionally for one model), oldest first."""
-    try:
-        from lingxi.stores.feedback import FeedbackStore
-    except ImportError:
-        from lingxi.gateway.feedback import FeedbackStore
+    from lingxi.stores.feedback import SQLiteFeedbackStore as FeedbackStore
     store = FeedbackStore(path)
     try:
         return store.rows(model)
