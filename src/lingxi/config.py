@@ -381,6 +381,100 @@ class GraphSettings(_Strict):
     """Paths kept as grounding for one answer."""
 
 
+class PiiGuard(_Strict):
+    """``[guard.pii]``: personal data in prompts and answers."""
+
+    entities: list[str] = []
+    """Labels to look for (``CN_PHONE``, ``PERSON``, ... see ``lingxi.guard.pii.LABELS``); empty = all."""
+    lang: Literal["zh", "en", "auto"] = "auto"
+    """Which language's name/place/organisation rules run; number patterns always do."""
+    action: Literal["redact", "mask", "hash", "pseudonymize", "keep"] = "pseudonymize"
+    """What the model sees instead of personal data in the prompt: ``<LABEL>``, ``138****5678``,
+    a keyed hash, or ``<PERSON_1>`` whose real value the caller gets back in the answer."""
+    actions: dict[str, Literal["redact", "mask", "hash", "pseudonymize", "keep"]] = {}
+    """Per-label overrides of ``action``, e.g. ``{ CN_ID_CARD = "redact" }``."""
+    output: Literal["redact", "mask", "hash", "keep"] = "redact"
+    """What happens to personal data the model itself writes in an answer (the caller's own
+    pseudonymised values are put back first and are not touched)."""
+    hash_key_env: str | None = None
+    """Environment variable with the key for ``hash`` (None = unkeyed SHA-256)."""
+    fail_open: bool = False
+    """On a detector failure pass the text through unchecked; the default refuses the request."""
+
+
+class InjectionGuard(_Strict):
+    """``[guard.injection]``: prompt-injection and jailbreak detection."""
+
+    action: Literal["block", "warn", "log"] = "block"
+    """``block`` refuses the request (HTTP 400, code ``content_filter``); ``warn``/``log`` record it."""
+    threshold: float | None = Field(default=None, gt=0, lt=1)
+    """Score at or above which a text counts as an injection; None = the model's own."""
+    model_path: str | None = None
+    """A model from ``lingxi guard train-injection``; None = the one shipped in the package."""
+    roles: list[Literal["system", "user", "assistant", "tool"]] = ["user", "tool"]
+    """Chat message roles whose content is checked."""
+    sources: bool = True
+    """Also check the passages a ``kb:`` answer retrieved (indirect injection); a flagged
+    passage is dropped from the answer's sources."""
+
+
+class PolicyCategory(_Strict):
+    """``[guard.policy.categories.NAME]``: one sensitive-word list."""
+
+    action: Literal["block", "warn", "log"] = "block"
+    words: list[str] = []
+    files: list[str] = []
+    """Word-list files, one word per line (``#`` starts a comment), relative to the config file."""
+
+
+class PolicyGuard(_Strict):
+    """``[guard.policy]``: sensitive words in prompts and answers."""
+
+    categories: dict[str, PolicyCategory] = {}
+    output: bool = True
+    """Also check answers as they stream (a ``block`` word ends the answer with an error)."""
+
+
+class AuditGuard(_Strict):
+    """``[guard.audit]``: the tamper-evident audit log of every gateway request."""
+
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    sqlite_path: str | None = None
+    """The SQLite file; None = ``<home>/audit/audit.db``."""
+    pg_url: str | None = None
+    """PostgreSQL URL; None = ``gateway.pg_url``, then ``$LINGXI_PG_URL``."""
+    key_env: str = "LINGXI_AUDIT_KEY"
+    """Environment variable with the HMAC key; unset = a key file under ``<home>/audit`` (sqlite only)."""
+    checkpoint_every: int = Field(default=1000, gt=0)
+    """Records between signed checkpoints (pruning cuts only at checkpoints)."""
+    retention_days: float | None = Field(default=None, gt=0)
+    """``lingxi audit prune`` without ``--before`` keeps this many days; None = keep everything."""
+    text: Literal["redacted", "none", "full"] = "redacted"
+    """What the log keeps of prompts and answers: redacted (``<LABEL>``), nothing, or as sent."""
+
+
+class TenantGuard(_Strict):
+    """``[guard.tenants.NAME]``: one tenant's differences from the ``[guard]`` defaults; the
+    fields given here replace the defaults' fields of the same name."""
+
+    stages: list[Literal["pii", "injection", "policy"]] | None = None
+    """Guard stages that run for this tenant (None = every enabled one)."""
+    pii: dict[str, Any] = {}
+    injection: dict[str, Any] = {}
+    policy: dict[str, Any] = {}
+
+
+class GuardSettings(_Strict):
+    """``[guard]``: the gateway's guard stages (``pii``, ``injection``, ``policy``, ``audit`` in
+    ``[gateway] stages``) and their per-tenant settings."""
+
+    pii: PiiGuard = PiiGuard()
+    injection: InjectionGuard = InjectionGuard()
+    policy: PolicyGuard = PolicyGuard()
+    audit: AuditGuard = AuditGuard()
+    tenants: dict[str, TenantGuard] = {}
+
+
 class Settings(_Strict):
     """The whole configuration file."""
 
@@ -397,6 +491,7 @@ class Settings(_Strict):
     gateway: GatewaySettings = GatewaySettings()
     catalog: CatalogSettings = CatalogSettings()
     graph: GraphSettings = GraphSettings()
+    guard: GuardSettings = GuardSettings()
 
     source: str | None = Field(default=None, exclude=True)
     """The file this came from (None = built-in defaults). Set by :func:`load_config`."""
