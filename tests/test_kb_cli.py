@@ -46,10 +46,26 @@ def test_create_ingest_search_ask_stats_delete(lingxi, tmp_path):
 
     code, out, _ = lingxi("kb", "ask", "docs", "What is the notice period for resignation?", "--json")
     answer = json.loads(out)
-    assert code == 0 and set(answer) == {"answer", "citations", "supported"}
-    assert answer["supported"] and "thirty days" in answer["answer"] and "moon" not in answer["answer"]
+    assert code == 0 and list(answer) == ["answer", "supported", "mode", "citations"]
+    assert answer["supported"] and answer["mode"] == "generated"
+    assert "thirty days" in answer["answer"] and "moon" not in answer["answer"]
     assert {c["id"] for c in answer["citations"]} == {"5.0.1.0"}  # handbook.txt is the 5th document
-    assert answer["citations"][0]["source"].endswith("handbook.txt")
+    assert set(answer["citations"][0]) == {"id", "source", "text", "score"}
+    # The source is the path inside what was ingested, never the serving machine's file path.
+    assert answer["citations"][0]["source"] == "handbook.txt"
+    assert str(tmp_path) not in out
+
+    code, out, _ = lingxi("kb", "ask", "docs", "How long is the notice period?", "--answer-mode", "extract", "--json")
+    answer = json.loads(out)
+    assert code == 0 and answer["mode"] == "extracted" and answer["supported"]
+    assert "The notice period for resignation is thirty days" in answer["answer"]
+    assert answer["citations"][0]["source"] == "handbook.txt"
+    code, out, _ = lingxi("kb", "ask", "docs", "Can employees bring their pets to work?", "--json")
+    answer = json.loads(out)
+    assert code == 0 and answer == {"answer": "I don't know: the documents do not say.", "supported": False,
+                                    "mode": "unknown", "citations": []}
+    code, out, err = lingxi("kb", "ask", "docs", "notice?", "--answer-mode", "quote")
+    assert code == 2 and "quote" in err
 
     code, out, _ = lingxi("kb", "stats", "docs", "--json")
     stats = json.loads(out)

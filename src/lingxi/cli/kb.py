@@ -104,18 +104,27 @@ def search(name: str, query: str, mode: str, k: int, groups: str | None, filters
 @click.argument("name")
 @click.argument("question")
 @click.option("--model", default=None, help="Chat model (default: default_model, the bundled SmolLM2).")
+@click.option("--answer-mode", "mode", type=click.Choice(["auto", "generate", "extract"]), default=None,
+              help="generate: the model writes, each sentence checked against its citation; extract: quote the "
+                   "best-supported source sentences; auto (default, knowledge.answer_mode): extract with models "
+                   "under 1B parameters, else generate and quote when the check fails.")
 @click.option("-k", "k", type=click.IntRange(1, 50), default=5, show_default=True, help="Chunks to retrieve.")
 @click.option("--groups", default=None, help="Ask as a caller in these comma-separated groups.")
 @click.option("--json", "as_json", is_flag=True,
-              help='Print {"answer", "citations": [{"id", "source", "text", "score"}], "supported"}.')
-def ask(name: str, question: str, model: str | None, k: int, groups: str | None, as_json: bool) -> None:
-    """Answer QUESTION from knowledge base NAME, with verified citations."""
-    from lingxi.engines import load_engine
+              help='Print {"answer", "supported", "mode", "citations": [{"id", "source", "text", "score"}]}.')
+def ask(name: str, question: str, model: str | None, mode: str | None, k: int, groups: str | None,
+        as_json: bool) -> None:
+    """Answer QUESTION from knowledge base NAME, with verified citations, or say the documents do not.
+
+    Answers are deterministic (greedy generation). mode in the JSON output is "generated",
+    "extracted" (quoted from the documents) or "unknown" (supported is then false).
+    """
     from lingxi.knowledge import open_kb
 
     s = settings()
     with open_kb(name, s) as base:
-        result = base.answer(question, load_engine(model, s), groups=_groups(groups), k=k)
+        result = base.answer(question, _engine(model, mode or s.knowledge.answer_mode, s), groups=_groups(groups),
+                             k=k, mode=mode)
     if as_json:
         emit_json(result.to_dict())
         return
@@ -124,6 +133,15 @@ def ask(name: str, question: str, model: str | None, k: int, groups: str | None,
         click.echo(f"  [{c.id}] {c.source}: {c.text[:160].replace(chr(10), ' ')}")
     if not result.supported:
         click.echo("(not supported by the documents)", err=True)
+
+
+def _engine(model: str | None, mode: str, s: object) -> object | None:
+    """The chat engine, unless extracting (no model is loaded just to quote)."""
+    if mode == "extract":
+        return None
+    from lingxi.engines import load_engine
+
+    return load_engine(model, s)
 
 
 @kb.command("delete")

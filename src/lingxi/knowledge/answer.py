@@ -1,34 +1,44 @@
-"""Cited answers: the prompt that asks a model to cite chunk ids, and the verifier that checks
-every citation against what was retrieved.
+"""Cited answers: generated (the model cites chunk ids, every sentence is checked), extracted
+(the best-supported source sentences, quoted), or "I don't know" — decided from the evidence.
 
-Verification, per sentence of the model's answer:
-1. every cited id must be one of the chunks retrieved for this question (an id the model made
-   up, or one from another document, is removed);
-2. a cited chunk must support the sentence: enough of the sentence's search tokens (jieba words
-   for Chinese, stems for English) occur in the chunk, every number the sentence states occurs
-   in the chunk (digits, number words and Chinese numerals read as values), and the sentence
-   negates exactly as often as the chunk sentence closest to it ("is not required" is not
-   backed by "is required");
-3. a sentence with no valid citation is attributed to the retrieved chunk that supports it
-   best, if one does; otherwise it is dropped as unsupported.
-If nothing is left and retrieval found relevant text, the answer falls back to the best
-matching sentences of the sources (extractive), so a small model never hides what the documents
-say; if retrieval found nothing relevant, the answer says so instead of guessing.
+The steps, for a question and the chunks retrieved for it:
+
+1. **Candidates** (:func:`rank_sentences`): every sentence of the retrieved chunks is scored for
+   how well it answers the question — the share of the question's content it contains (with
+   the sentence before it, for "it"/"he"), whether it gives what is asked (a number for "how
+   many", a date for "when"), that it is not a restatement of the question, and the chunk's
+   retrieval rank. When the question and a chunk are in different languages (an English
+   question over Chinese documents), words cannot be compared and the multilingual embedder's
+   similarity between the question and each sentence is the score.
+2. **Answerable?** (:func:`answerable`): the best candidate must reach :data:`MIN_FOCUS` (or
+   :data:`MIN_SIMILARITY` across languages). Otherwise the answer is "I don't know" and no model
+   is called, whatever the mode.
+3. **Modes**: ``extract`` quotes the best candidate (and the next sentence when the best one does
+   not give what is asked), marked as a quotation, cited. ``generate`` asks the model to answer
+   citing chunk ids; :func:`verify` keeps only sentences that
+   :func:`lingxi.knowledge.support.check` finds supported by a cited chunk (an uncited sentence
+   is attributed to the chunk that supports it, if one does) and answers "I don't know" when
+   none is. ``auto`` (the default) extracts when the model is too small to be trusted
+   (under :data:`TRUSTED_PARAMS` parameters, such as the bundled SmolLM2-135M), and otherwise
+   generates and falls back to the quotation when the generated answer fails the check.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from lingxi.text import cjk_ratio, split_sentences, tokenize
+from lingxi.knowledge.support import adds_to, answers_question, check, focus
 from lingxi.knowledge.types import Answer, Citation, Hit
-from lingxi.meaning import signature
+from lingxi.text import language_of, split_sentences
 
 NO_ANSWER = {
     "zh": "根据现有文档无法回答这个问题。",
     "en": "I don't know: the documents do not say.",
 }
+#: How a quotation is introduced (the answer is the documents' own words, not the model's).
+QUOTED = {"zh": "文档原文：「{text}」", "en": "The documents say: “{text}”"}
 
 SYSTEM_PROMPT = {
     "en": (
@@ -42,43 +52,22 @@ SYSTEM_PROMPT = {
     ),
 }
 
+MODES = ("auto", "generate", "extract")
+#: Models with fewer parameters than this are not asked to write answers in ``auto`` mode: at
+#: 135M (the bundled SmolLM2) generated answers are mostly loops, echoes or invented text.
+TRUSTED_PARAMS = 1_000_000_000
+#: Share of the question's content the best source sentence must contain to answer at all.
+MIN_FOCUS = 0.5
+#: Question-sentence similarity (multilingual embedder) needed across languages.
+MIN_SIMILARITY = 0.82
+
 _CITE = re.compile(r"\[\s*(\d+(?:\.\d+){1,4}(?:\s*[,，;；]\s*\d+(?:\.\d+){1,4})*)\s*\]")
 
-#: Share of a sentence's tokens that must occur in a chunk for the chunk to support it.
-SUPPORT = 0.5
-#: Share of the question's tokens a chunk must contain to count as relevant at all.
-RELEVANT = 0.3
+Similarity = Callable[[str, Sequence[str]], list[float]]
 
 
 def language(text: str) -> str:
-    return "zh" if cjk_ratio(text) >= 0.2 else "en"
-
-
-def coverage(tokens: Sequence[str], chunk_tokens: set[str]) -> float:
-    toks = [t for t in tokens if len(t) > 1 or not t.isascii()]
-    if not toks:
-        return 0.0
-    return sum(1 for t in toks if t in chunk_tokens) / len(toks)
-
-
-def contradiction(claim: str, source: str) -> str | None:
-    """Why ``source`` does not back ``claim`` although they share words: ``"number"`` (the claim
-    states a number the source does not) or ``"negation"`` (the claim and the source sentence
-    closest to it do not negate alike); None when neither is seen."""
-    said = signature(claim)
-    if said.numbers and not said.numbers <= signature(source).numbers:
-        return "number"
-    toks = tokenize(claim)
-    closest = max(split_sentences(source), key=lambda s: coverage(toks, set(tokenize(s))), default=source)
-    if signature(closest).negations != said.negations:
-        return "negation"
-    return None
-
-
-def relevant_hits(question: str, hits: list[Hit]) -> list[Hit]:
-    """Hits that share enough words with the question to be worth answering from."""
-    q = tokenize(question)
-    return [h for h in hits if coverage(q, set(tokenize(f"{h.title}\n{h.text}"))) >= RELEVANT]
+    return "zh" if language_of(text) == "zh" else "en"
 
 
 def build_prompt(question: str, hits: list[Hit]) -> list[dict]:
@@ -91,52 +80,125 @@ def build_prompt(question: str, hits: list[Hit]) -> list[dict]:
     return [{"role": "system", "content": system}, {"role": "user", "content": f"{label}\n\n{ask}"}]
 
 
-def no_answer(question: str, hits: list[Hit] | None = None) -> Answer:
-    return Answer(NO_ANSWER[language(question)], [], False, hits=hits or [])
+def no_answer(question: str, hits: list[Hit] | None = None, dropped: list[str] | None = None) -> Answer:
+    """The "I don't know" answer: ``supported`` false, ``mode`` ``"unknown"``, no citations."""
+    return Answer(NO_ANSWER[language(question)], [], False, dropped or [], hits or [], mode="unknown")
 
 
-def verify(question: str, text: str, hits: list[Hit]) -> Answer:
-    """Check the model's ``text`` against the retrieved ``hits`` (see the module docstring)."""
+def _citation(h: Hit) -> Citation:
+    return Citation(h.id, h.source, h.text, round(h.score, 6))
+
+
+# ------------------------------------------------------------------ candidates
+
+
+@dataclass
+class Candidate:
+    """A source sentence scored as an answer to the question."""
+
+    score: float
+    """What ranks candidates: ``evidence`` plus a bonus when it gives what is asked, minus a little per retrieval rank."""
+    evidence: float
+    """Share of the question's content in the sentence (and the one before it), or across
+    languages the embedder's similarity."""
+    sentence: str
+    hit: Hit
+    index: int
+    """Position of the sentence in its chunk."""
+    gives: bool
+    """It gives what the question asks for (a number for "how many"...)."""
+
+
+def rank_sentences(question: str, hits: Sequence[Hit], similarity: Similarity | None = None) -> list[Candidate]:
+    """Every sentence of ``hits`` scored as an answer to ``question``, best first (see the module docstring)."""
+    q_lang = language_of(question)
+    out: list[Candidate] = []
+    for rank, h in enumerate(hits):
+        sentences = split_sentences(h.text) or [h.text]
+        cross = similarity is not None and language_of(h.text) not in (q_lang, "other")
+        sims = similarity(question, sentences) if cross else None
+        for i, s in enumerate(sentences):
+            if not cross and not adds_to(question, s):
+                continue  # the question quoted back (an FAQ's heading) answers nothing
+            gives = answers_question(question, s)
+            if sims is not None:
+                evidence = sims[i]
+            else:
+                context = focus(question, " ".join(sentences[max(0, i - 1): i + 1]) + " " + h.title)
+                evidence = 0.75 * focus(question, s) + 0.25 * context
+            out.append(Candidate(evidence + (0.1 if gives else 0.0) - 0.01 * rank, evidence, s, h, i, gives))
+    out.sort(key=lambda c: c.score, reverse=True)
+    return out
+
+
+def answerable(question: str, best: Candidate | None) -> bool:
+    """Whether the best candidate is good enough evidence to answer from: it gives what is asked
+    and reaches :data:`MIN_FOCUS` (:data:`MIN_SIMILARITY` across languages)."""
+    if best is None or not best.gives:
+        return False
+    cross = language_of(best.hit.text) not in (language_of(question), "other")
+    return best.evidence >= (MIN_SIMILARITY if cross else MIN_FOCUS)
+
+
+def extract(question: str, candidates: Sequence[Candidate], hits: list[Hit] | None = None) -> Answer:
+    """Quote the best candidate (plus the next sentence of its chunk when the best one does not
+    give what is asked and the next one does), cited and marked as a quotation."""
+    if not candidates:
+        return no_answer(question, hits)
+    best = candidates[0]
+    sentences = split_sentences(best.hit.text) or [best.hit.text]
+    quote = [best.sentence]
+    if not best.gives and best.index + 1 < len(sentences) and answers_question(question, sentences[best.index + 1]):
+        quote.append(sentences[best.index + 1])
+    lang = language(best.hit.text)
+    text = ("" if lang == "zh" else " ").join(q.strip() for q in quote)
+    body = QUOTED[lang].format(text=text)
+    return Answer(f"{body} [{best.hit.id}]", [_citation(best.hit)], True, [], list(hits or []), mode="extracted")
+
+
+# ------------------------------------------------------------------ generated answers
+
+
+def verify(question: str, text: str, hits: list[Hit], similarity: Callable[[str, str], float] | None = None) -> Answer:
+    """Keep the sentences of the model's ``text`` that a retrieved chunk supports (see the module docstring).
+
+    Returns a ``generated`` answer, or "I don't know" (``unknown``, with the failed sentences in
+    ``dropped``) when no sentence survives.
+    """
     lang = language(question)
     by_id = {h.id: h for h in hits}
-    chunk_tokens = {h.id: set(tokenize(f"{h.title}\n{h.text}")) for h in hits}
     kept: list[str] = []
     dropped: list[str] = []
     cited: dict[str, Citation] = {}
     refusal = NO_ANSWER[lang].rstrip("。.")
-    seen_keys: list[str] = []
+    seen: list[str] = []
     for sentence in split_sentences(text.strip()):
         ids = [i.strip() for m in _CITE.finditer(sentence) for i in re.split(r"[,，;；]", m.group(1))]
-        plain = _CITE.sub("", sentence).strip()
+        plain = re.sub(r"\s+([。！？；，.!?;,])", r"\1", _CITE.sub("", sentence)).strip()
         if not plain or plain in "。.!！?？":
             continue
         if refusal in plain or plain.lower().startswith(("i don't know", "i do not know")):
             continue  # the model's own refusal: decided below from what is left
         key = re.sub(r"\W+", "", plain.lower())
-        if any(seen.startswith(key) for seen in seen_keys):
-            continue  # small models repeat themselves; say each thing once
-        seen_keys.append(key)
-        toks = tokenize(plain)
-
-        def backs(i: str) -> bool:
-            return coverage(toks, chunk_tokens[i]) >= SUPPORT and contradiction(plain, by_id[i].text) is None
-
-        good = [i for i in dict.fromkeys(ids) if i in by_id and backs(i)]
+        if any(s.startswith(key) or key.startswith(s) for s in seen):
+            dropped.append(plain)  # small models repeat themselves
+            continue
+        seen.append(key)
+        good = [i for i in dict.fromkeys(ids) if i in by_id and check(question, plain, by_id[i].text,
+                                                                        similarity=similarity).supported]
         if not good:
-            best = max(hits, key=lambda h: coverage(toks, chunk_tokens[h.id]), default=None)
-            if best is not None and backs(best.id):
-                good = [best.id]
+            backing = [h for h in hits if h.id not in ids and check(question, plain, h.text, similarity=similarity).supported]
+            good = [backing[0].id] if backing else []
         if not good:
             dropped.append(plain)
             continue
         for i in good:
-            h = by_id[i]
-            cited.setdefault(i, Citation(i, h.source, h.text, round(h.score, 6)))
+            cited.setdefault(i, _citation(by_id[i]))
         kept.append(_with_citations(plain, good))
     if not kept:
-        return extractive(question, hits, dropped)
+        return no_answer(question, hits, dropped)
     joiner = "" if lang == "zh" else " "
-    return Answer(joiner.join(kept), list(cited.values()), True, dropped, hits)
+    return Answer(joiner.join(kept), list(cited.values()), True, dropped, hits, mode="generated")
 
 
 def _with_citations(sentence: str, ids: list[str]) -> str:
@@ -147,18 +209,10 @@ def _with_citations(sentence: str, ids: list[str]) -> str:
     return body.rstrip() + " " + " ".join(f"[{i}]" for i in ids) + end
 
 
-def extractive(question: str, hits: list[Hit], dropped: list[str] | None = None) -> Answer:
-    """The source sentences that best match the question, cited; or "don't know" if none do."""
-    q = tokenize(question)
-    scored = []
-    for rank, h in enumerate(hits):
-        for s in split_sentences(h.text):
-            c = coverage(q, set(tokenize(s)))
-            if c > 0:
-                scored.append((c, -rank, s, h))
-    if not scored:
-        return Answer(NO_ANSWER[language(question)], [], False, dropped or [], hits)
-    scored.sort(key=lambda x: (x[0], x[1]), reverse=True)
-    _, _, sentence, h = scored[0]
-    citation = Citation(h.id, h.source, h.text, round(h.score, 6))
-    return Answer(_with_citations(sentence, [h.id]), [citation], True, dropped or [], hits)
+def too_small(engine: object) -> bool:
+    """Whether ``engine``'s model has fewer than :data:`TRUSTED_PARAMS` parameters (as far as it says)."""
+    try:
+        n = engine.info.details.get("n_params")  # type: ignore[attr-defined]
+    except Exception:  # an engine that cannot describe itself is not judged by size
+        return False
+    return isinstance(n, int | float) and 0 < n < TRUSTED_PARAMS

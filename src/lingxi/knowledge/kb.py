@@ -25,13 +25,12 @@ from typing import Any
 import numpy as np
 
 from lingxi.errors import LingxiError, NotFoundError, UsageError
-from lingxi.knowledge.answer import build_prompt, no_answer, relevant_hits, verify
 from lingxi.knowledge.chunking import chunk_document
 from lingxi.knowledge.embedding_cache import EmbeddingCache, embedder_key
 from lingxi.knowledge.fusion import FusionStats, fuse
 from lingxi.knowledge.loaders import LoadError, iter_files, load_file
 from lingxi.knowledge.store import KnowledgeStore
-from lingxi.text import cjk_ratio, tokenize
+from lingxi.text import cjk_ratio, language_of, tokenize
 from lingxi.knowledge.types import Answer, Chunk, Document, Hit, IngestReport
 
 log = logging.getLogger("lingxi.knowledge")
@@ -141,6 +140,7 @@ class KnowledgeBase:
         self.folder = folder
         self._embedder = None
         self._lock = threading.Lock()
+        self._sources: tuple[str, dict[str, str]] | None = None
         self._cache: EmbeddingCache | None = None
         self.fusion = FusionStats(**_read_fusion(folder / "fusion.json"))
         self._saved_fusion = self.fusion.queries
@@ -437,42 +437,94 @@ class KnowledgeBase:
 
     # ------------------------------------------------------------ answers
 
-    def _prepare_answer(self, question: str, groups: Sequence[str] | None, k: int) -> list[Hit]:
-        hits = self.search(question, "hybrid", k=k, groups=groups)
-        return relevant_hits(question, hits)
-
-    def answer(self, question: str, engine: Any, params: Any = None, groups: Sequence[str] | None = None,
-               k: int = 5) -> Answer:
-        """Retrieve, ask ``engine`` to answer citing chunk ids, and verify every citation."""
+    def answer(self, question: str, engine: Any = None, params: Any = None, groups: Sequence[str] | None = None,
+               k: int = 5, mode: str | None = None) -> Answer:
+        """Retrieve, then answer with verified citations, or "I don't know" (see :meth:`stream_answer`)."""
         result = None
-        for item in self.stream_answer(question, engine, params, groups, k):
+        for item in self.stream_answer(question, engine, params, groups, k, mode=mode):
             if isinstance(item, Answer):
                 result = item
         assert result is not None
         return result
 
-    def stream_answer(self, question: str, engine: Any, params: Any = None, groups: Sequence[str] | None = None,
-                      k: int = 5) -> Iterator[str | Answer]:
-        """Yield the model's text deltas as they come, then the verified :class:`Answer` last.
+    def stream_answer(self, question: str, engine: Any = None, params: Any = None,
+                      groups: Sequence[str] | None = None, k: int = 5, mode: str | None = None
+                      ) -> Iterator[str | Answer]:
+        """Yield the answer's text as it comes, then the checked :class:`Answer` last.
 
-        The final answer may differ from the streamed text: unsupported sentences are dropped
-        and missing citations attributed (see :func:`lingxi.knowledge.answer.verify`).
+        Args:
+            engine: the chat engine that writes generated answers (not needed to extract).
+            params: generation settings; default greedy (``temperature=0``) with
+                ``knowledge.answer_max_tokens``, so the same question gets the same answer.
+            mode: ``"auto"``, ``"generate"`` or ``"extract"``; default ``knowledge.answer_mode``
+                (see :mod:`lingxi.knowledge.answer`).
+
+        A generated answer may differ from the streamed text: unsupported sentences are dropped,
+        missing citations attributed, and in ``auto`` mode a failed answer is replaced by a quotation.
         """
         from lingxi.engines.base import GenerationParams
+        from lingxi.knowledge import answer as A
 
-        hits = self._prepare_answer(question, groups, k)
-        if not hits:
-            result = no_answer(question)
+        mode = mode or self.settings.knowledge.answer_mode
+        if mode not in A.MODES:
+            raise UsageError(f"unknown answer mode '{mode}'; expected one of {', '.join(A.MODES)}")
+        if not question.strip():
+            raise UsageError("empty question")
+        hits = self._shown(self.search(question, "hybrid", k=k, groups=groups)) if self.embedder_name else []
+        similarity = self._similarity(question, hits)
+        candidates = A.rank_sentences(question, hits, similarity)
+        if not A.answerable(question, candidates[0] if candidates else None):
+            result = A.no_answer(question, hits)
+        elif mode == "extract" or (mode == "auto" and (engine is None or A.too_small(engine))):
+            result = A.extract(question, candidates, hits)
+        else:
+            if engine is None:
+                raise UsageError("answer mode 'generate' needs a chat engine")
+            params = params or GenerationParams(max_tokens=self.settings.knowledge.answer_max_tokens, temperature=0.0)
+            parts: list[str] = []
+            for chunk in engine.stream(A.build_prompt(question, hits), params):
+                if chunk.text:
+                    parts.append(chunk.text)
+                    yield chunk.text
+            pair = (lambda q, text: similarity(q, [text])[0]) if similarity else None
+            result = A.verify(question, "".join(parts), hits, pair)
+            if mode == "auto" and not result.supported:
+                quoted = A.extract(question, candidates, hits)
+                quoted.dropped = result.dropped
+                result = quoted
+            if result.mode != "generated":
+                yield "\n\n"
+        if result.mode != "generated":
             yield result.answer
-            yield result
-            return
-        params = params or GenerationParams(max_tokens=self.settings.knowledge.answer_max_tokens, temperature=0.0)
-        parts: list[str] = []
-        for chunk in engine.stream(build_prompt(question, hits), params):
-            if chunk.text:
-                parts.append(chunk.text)
-                yield chunk.text
-        yield verify(question, "".join(parts), hits)
+        yield result
+
+    def _shown(self, hits: list[Hit]) -> list[Hit]:
+        """``hits`` with each source shown relative to the folder that was ingested (the common
+        folder of the knowledge base's files), never as a path on this machine."""
+        version = self.version
+        if self._sources is None or self._sources[0] != version:
+            self._sources = (version, _relative_sources([d.source for d in self.store.documents()]))
+        mapping = self._sources[1]
+        for h in hits:
+            h.source = mapping.get(h.source) or _relative_sources([h.source])[h.source]
+        return hits
+
+    def _similarity(self, question: str, hits: list[Hit]) -> Any:
+        """``(question, sentences) -> cosines`` from a multilingual embedder, when some hit is in
+        another language than the question (None otherwise, or with an English-only embedder)."""
+        lang = language_of(question)
+        if not hits or self.embedder_name in ENGLISH_ONLY or all(language_of(h.text) in (lang, "other") for h in hits):
+            return None
+        embedder = self.embedder()
+        query = embedder.embed([question], kind="query")[0]
+        query = query / (np.linalg.norm(query) or 1.0)
+
+        def similarity(q: str, texts: Sequence[str]) -> list[float]:
+            vq = query if q == question else embedder.embed([q], kind="query")[0]
+            m = embedder.embed(list(texts), kind="passage")
+            m = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-9)
+            return [float(x) for x in m @ (vq / (np.linalg.norm(vq) or 1.0))]
+        return similarity
 
     # ------------------------------------------------------------ housekeeping
 
@@ -504,6 +556,24 @@ class KnowledgeBase:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _relative_sources(sources: Sequence[str]) -> dict[str, str]:
+    """Each absolute file path relative to the common folder of ``sources`` (one file: its name);
+    other sources (record ids) unchanged."""
+    paths = [p for p in sources if os.path.isabs(p)]
+    root = os.path.commonpath(paths) if paths else ""
+    if root in paths:
+        root = os.path.dirname(root)
+    out = {}
+    for p in sources:
+        if not os.path.isabs(p):
+            out[p] = p
+        elif root and root != os.path.dirname(root):
+            out[p] = os.path.relpath(p, root)
+        else:  # nothing shared but the file system root: the file's own folder and name
+            out[p] = os.path.join(*Path(p).parts[-2:])
+    return out
 
 
 def _read_fusion(path: Path) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from lingxi.meaning import Signature, signature
 from lingxi.text import language_of, split_sentences, tokenize
 
-__all__ = ["Verdict", "check", "focus", "repetitive", "content_units", "answers_question", "COVERAGE", "FOCUS"]
+__all__ = ["Verdict", "check", "focus", "repetitive", "content_units", "answers_question", "adds_to", "COVERAGE", "FOCUS"]
 
 #: Share of a sentence's content units that its evidence span must contain.
 COVERAGE = 0.6
@@ -58,6 +58,10 @@ _EN_EMPTY = {
     "each", "everi", "you", "your", "i", "we", "our", "he", "she", "him", "her", "his", "its", "them", "one",
     "yes", "there", "here", "would", "amount", "number", "time", "day", "particular", "specif", "specific",
 }
+_EN_NUMBER_WORDS = re.compile(
+    r"\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+    r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|"
+    r"thousand|million|billion|first|second|third|fourth|fifth|half|dozen|twice|once)\b", re.I)
 _ZH_EMPTY = (
     "什么 哪个 哪些 哪里 哪儿 哪天 哪位 多少 多久 多长 多大 怎么 怎样 如何 为什么 为何 是否 是不是 吗 呢 几 谁 "
     "某个 某些 某种 某一 某 一些 一定 一种 一个 一段 一点 若干 有些 东西 事情 地方 方面 方法 方式 办法 算法 "
@@ -95,7 +99,7 @@ def content_units(text: str) -> list[str]:
     for run in _CJK_RUN.findall(text):
         for piece in _ZH_NUMERAL_RUN.sub(" ", run).split():
             units.extend(w for w in tokenize(piece) if len(w) > 1 and not _ZH_STOP_RE.search(w[0] + w[-1]))
-    latin = _CJK_RUN.sub(" ", text)
+    latin = _EN_NUMBER_WORDS.sub(" ", _CJK_RUN.sub(" ", text))
     if latin.strip():
         units.extend(t for t in tokenize(latin) if len(t) > 1 and not t[0].isdigit() and t not in _EN_EMPTY)
     return units
@@ -234,7 +238,7 @@ def answers_question(question: str, sentence: str) -> bool:
     return True
 
 
-def _novel(question: str, sentence: str) -> bool:
+def adds_to(question: str, sentence: str) -> bool:
     """The sentence says something the question does not: a content unit, number, date, name, or
     (to a yes/no question) a polarity."""
     asked = _Haystack(question)
@@ -278,7 +282,7 @@ def check(question: str, sentence: str, cited: str | Sequence[str], *,
     problem = _contradiction(plain, span)
     if problem:
         return Verdict(False, problem, coverage, evidence=span)
-    if not _novel(question, plain):
+    if not adds_to(question, plain):
         return Verdict(False, "echo", coverage, evidence=span)
     if not answers_question(question, plain):
         return Verdict(False, "not-an-answer", coverage, evidence=span)

@@ -70,6 +70,9 @@ class Hit:
 
 @dataclass
 class Citation:
+    """A chunk an answer rests on. ``source`` is the document's path relative to what was
+    ingested (or its record id), never a path on the serving machine."""
+
     id: str
     source: str
     text: str
@@ -81,20 +84,28 @@ class Citation:
 
 @dataclass
 class Answer:
-    """A verified answer. ``supported`` is true when every kept sentence cites a retrieved chunk
-    that supports it; unsupported sentences were dropped and are listed in ``dropped``."""
+    """A checked answer.
+
+    ``mode`` says where the words come from: ``"generated"`` (the model's sentences that the
+    support check kept; unsupported ones are listed in ``dropped``), ``"extracted"`` (source
+    sentences quoted verbatim) or ``"unknown"`` (the documents do not answer; ``supported`` is
+    false and there are no citations). ``supported: true`` promises that every statement of the
+    answer is backed by the cited text.
+    """
 
     answer: str
     citations: list[Citation]
     supported: bool
     dropped: list[str] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
+    mode: str = "generated"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "answer": self.answer,
-            "citations": [c.to_dict() for c in self.citations],
             "supported": self.supported,
+            "mode": self.mode,
+            "citations": [c.to_dict() for c in self.citations],
         }
 
 

@@ -1,0 +1,194 @@
+"""Cited answers: the support check, generated answers verified sentence by sentence, quoted
+(extracted) answers, "I don't know" from the evidence, and the answer modes. Fast: a fake engine
+and the instant hash embedder; the cases are the ones a new user hit (issue 12)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from kb_fixtures.helpers import HANDBOOK_TXT, kb_settings
+
+from lingxi.engines.base import GenerationParams, ModelInfo
+from lingxi.engines.fake import FakeEngine
+from lingxi.errors import UsageError
+from lingxi.knowledge import create_kb
+from lingxi.knowledge.answer import answerable, extract, rank_sentences, too_small, verify
+from lingxi.knowledge.answer_eval import answer_matches, build_pairs, evaluate_support, read_jsonl
+from lingxi.knowledge.support import check, repetitive
+from lingxi.knowledge.types import Hit
+
+MANUAL_ZH = """# 员工手册
+
+## 休假
+
+员工每年享有十五天带薪年假，未休完的年假可以顺延到次年三月底。
+
+## 信息安全
+
+员工离开座位时必须锁定电脑屏幕。本手册由人力资源部负责解释。
+"""
+DATA = Path(__file__).parent.parent / "benchmarks" / "data" / "answers"
+
+
+def hit(id_: str, text: str, source: str = "handbook.txt") -> Hit:
+    return Hit(id=id_, doc="1", source=source, title="", text=text, score=1.0)
+
+
+HANDBOOK = hit("1.0.1.0", "The notice period for resignation is thirty days, given in writing to the line manager.")
+LEAVE = hit("1.0.2.0", "Annual leave is twenty working days per calendar year. Unused leave expires at the end of March.")
+ZH_LEAVE = hit("2.1.1.0", "员工每年享有十五天带薪年假，未休完的年假可以顺延到次年三月底。")
+ZH_SECURITY = hit("2.2.1.0", "员工离开座位时必须锁定电脑屏幕。本手册由人力资源部负责解释。")
+
+
+class SmallFake(FakeEngine):
+    """A fake engine that reports a 135M-parameter model, like the bundled SmolLM2."""
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(name=self.name, engine="fake", details={"n_params": 135_000_000})
+
+
+@pytest.mark.parametrize(("question", "sentence", "cited", "reason"), [
+    ("How long is the notice period?", "The notice period for resignation is thirty days.", HANDBOOK.text, "supported"),
+    ("How long is the notice period?", "The notice period for resignation is ninety days.", HANDBOOK.text, "number"),
+    ("How long is the notice period?", "The notice period is not given in writing.", HANDBOOK.text, "negation"),
+    ("How long is the notice period?", "The question is how long the notice period is.", HANDBOOK.text, "echo"),
+    ("How long is the notice period?", "Unused leave expires at the end of March.", LEAVE.text, "not-an-answer"),
+    ("员工的年假有多少天？", "员工每年享有十五天带薪年假。", ZH_LEAVE.text, "supported"),
+    ("员工的年假有多少天？", "员工每年享有二十天带薪年假。", ZH_LEAVE.text, "number"),
+    ("员工的年假有多少天？", "员工没有带薪年假。", ZH_LEAVE.text, "negation"),
+    ("员工的年假有多少天？", "员工离开座位时必须锁定电脑屏幕。", ZH_SECURITY.text, "not-an-answer"),
+    ("员工的年假有哪些规定？", "本手册由人力资源部负责解释。", ZH_SECURITY.text, "off-topic"),
+    ("Which courts settle disputes?", "Invoices must be paid within 45 days of receipt.",
+     "Invoices must be paid within 45 days of receipt. Disputes are settled by the courts of Zurich.", "off-topic"),
+    ("员工可以带宠物上班吗？", "员工可以带宠物上班吗", ZH_LEAVE.text, "uncovered"),
+    ("员工的年假有多少天？", "员工的年假有一定的天数。", ZH_LEAVE.text + "年假天数见下表。", "not-an-answer"),
+])
+def test_support_check_verdicts(question, sentence, cited, reason):
+    verdict = check(question, sentence, cited)
+    assert verdict.reason == reason
+    assert verdict.supported == (reason == "supported")
+
+
+def test_repetition_is_caught():
+    looped = "合同的终止通知期是，" * 15
+    assert repetitive(looped) and check("合同的终止通知期是多少天？", looped, looped).reason == "repetition"
+    assert not repetitive("The notice period for resignation is thirty days, given in writing to the line manager.")
+
+
+def test_verify_drops_what_the_citation_does_not_say():
+    hits = [ZH_LEAVE, ZH_SECURITY]
+    # An unrelated security sentence cited for the leave question, and the "interpreted by HR" line:
+    # both true of the handbook, neither an answer; the old word-overlap check passed them.
+    answer = verify("员工的年假有多少天？", "员工离开座位时必须锁定电脑屏幕 [2.2.1.0]。本手册由人力资源部负责解释 [2.2.1.0]。", hits)
+    assert not answer.supported and answer.mode == "unknown" and not answer.citations
+    assert len(answer.dropped) == 2
+    # The question echoed with a citation is not an answer either.
+    echoed = verify("员工可以带宠物上班吗？", "员工可以带宠物上班 [2.1.1.0]。", hits)
+    assert not echoed.supported and echoed.mode == "unknown"
+    good = verify("员工的年假有多少天？", "员工每年享有十五天带薪年假。", hits)  # uncited: attributed
+    assert good.supported and good.mode == "generated" and [c.id for c in good.citations] == ["2.1.1.0"]
+    assert good.answer == "员工每年享有十五天带薪年假 [2.1.1.0]。"
+
+
+def test_verify_says_each_thing_once():
+    text = "The notice period is thirty days [1.0.1.0]. " * 15
+    answer = verify("How long is the notice period?", text, [HANDBOOK])
+    assert answer.supported and answer.answer == "The notice period is thirty days [1.0.1.0]."
+    assert len(answer.dropped) == 14
+
+
+def test_the_correct_top_hit_is_quoted_and_an_unanswerable_question_refused():
+    ranked = rank_sentences("How long is the notice period?", [HANDBOOK, LEAVE])
+    assert answerable("How long is the notice period?", ranked[0])
+    quoted = extract("How long is the notice period?", ranked, [HANDBOOK, LEAVE])
+    assert quoted.supported and quoted.mode == "extracted"
+    assert quoted.answer == ("The documents say: “The notice period for resignation is thirty days, given in "
+                             "writing to the line manager.” [1.0.1.0]")
+    ranked = rank_sentences("员工可以带宠物上班吗？", [ZH_LEAVE, ZH_SECURITY])
+    assert not answerable("员工可以带宠物上班吗？", ranked[0] if ranked else None)
+    ranked = rank_sentences("员工的年假有多少天？", [ZH_SECURITY, ZH_LEAVE])
+    assert answerable("员工的年假有多少天？", ranked[0]) and ranked[0].hit.id == "2.1.1.0"
+
+
+def test_too_small_reads_the_parameter_count():
+    assert too_small(SmallFake())
+    assert not too_small(FakeEngine())  # a model that does not say its size is not judged by it
+
+
+@pytest.fixture
+def handbook_kb(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "handbook.txt").write_text(HANDBOOK_TXT, encoding="utf-8")
+    (folder / "manual.md").write_text(MANUAL_ZH, encoding="utf-8")
+    kb = create_kb("docs", kb_settings(tmp_path / "home"))
+    kb.ingest([folder], progress=False)
+    yield kb
+    kb.close()
+
+
+def test_auto_quotes_with_a_small_model_without_calling_it(handbook_kb):
+    engine = SmallFake(replies=["Cats rule the moon [1.0.1.0]."])
+    answer = handbook_kb.answer("How long is the notice period?", engine)
+    assert answer.mode == "extracted" and answer.supported and "thirty days" in answer.answer
+    assert engine.prompts == []
+    assert answer.citations[0].source == "handbook.txt"
+
+
+def test_auto_falls_back_to_a_quote_when_the_generated_answer_fails(handbook_kb):
+    engine = FakeEngine(replies=["Paris and Berlin are lovely cities [1.0.1.0]."])
+    answer = handbook_kb.answer("How long is the notice period?", engine)
+    assert answer.mode == "extracted" and "thirty days" in answer.answer
+    assert answer.dropped == ["Paris and Berlin are lovely cities."]
+    engine.enqueue("Paris and Berlin are lovely cities [1.0.1.0].")
+    generated = handbook_kb.answer("How long is the notice period?", engine, mode="generate")
+    assert generated.mode == "unknown" and not generated.supported
+
+
+def test_generation_is_greedy_by_default_and_modes_are_checked(handbook_kb):
+    seen = []
+
+    class Recording(FakeEngine):
+        def stream(self, prompt, params=None):
+            seen.append(params)
+            return super().stream(prompt, params)
+    handbook_kb.answer("How long is the notice period?", Recording(replies=["The notice period is thirty days."]),
+                       mode="generate")
+    assert seen[0].temperature == 0.0
+    handbook_kb.answer("How long is the notice period?", Recording(replies=["x"]), mode="generate",
+                       params=GenerationParams(temperature=0.7))
+    assert seen[1].temperature == 0.7  # asked for explicitly
+    with pytest.raises(UsageError, match="answer mode"):
+        handbook_kb.answer("How long is the notice period?", FakeEngine(), mode="poem")
+
+
+def test_unanswerable_question_is_refused_without_a_model_call(handbook_kb):
+    engine = FakeEngine(replies=["Yes, pets are welcome [1.0.1.0]."])
+    answer = handbook_kb.answer("Can employees bring their pets to work?", engine)
+    assert answer.mode == "unknown" and not answer.supported and engine.prompts == []
+    assert json.loads(json.dumps(answer.to_dict())) == {
+        "answer": "I don't know: the documents do not say.", "supported": False, "mode": "unknown", "citations": []}
+
+
+def test_stream_answer_ends_with_the_answer(handbook_kb):
+    items = list(handbook_kb.stream_answer("员工的年假有多少天？", mode="extract"))
+    assert items[-1].mode == "extracted" and items[-2] == items[-1].answer
+    assert "十五天" in items[-1].answer and items[-1].answer.startswith("文档原文：「")
+
+
+def test_labelled_pairs_are_built_as_documented():
+    items = read_jsonl(DATA / "items_en.jsonl")[:2]
+    pairs = build_pairs(items)
+    assert [p["label"] for p in pairs[:9]] == ["supported", "supported", "contradicted", "contradicted", "unrelated",
+                                               "unrelated", "question-echo", "question-echo", "repetition"]
+    report = evaluate_support(pairs[:9])
+    assert report["n"] == 9 and report["per_category"]["repetition"]["correct"] == 1.0
+
+
+def test_answer_matches_gold():
+    assert answer_matches("The documents say: “It was launched on November 14, 1969.” [3.0.0.0]", ["November 14, 1969"])
+    assert answer_matches("文档原文：「约只有8公斤重」[1.0.0.0]", ["约只有8公斤重"])
+    assert not answer_matches("I don't know: the documents do not say.", ["1969"])
