@@ -21,7 +21,7 @@ def test_named_models_are_validated_and_typed():
     })
     cfg = s.model()
     assert cfg.base_url == "https://example.test/v1"  # trailing slash trimmed
-    assert cfg.max_retries == 2 and cfg.timeout_s == 60
+    assert cfg.max_retries == 2 and cfg.timeout_s == 600 and cfg.first_byte_timeout_s == 60
 
 
 def test_unknown_engine_names_key_and_choices():
