@@ -175,3 +175,25 @@ def test_key_from_env_or_file(tmp_path, monkeypatch):
     assert audit_key(settings) == b"from-the-environment-123"
     with pytest.raises(ConfigError, match="16 bytes"):
         AuditLog.sqlite(tmp_path / "a.db", b"short")
+
+
+def test_cli_verify_export_prune(tmp_path):
+    from conftest import run_lingxi
+
+    env = {"LINGXI_HOME": str(tmp_path), "LINGXI_AUDIT_KEY": "an-audit-key-for-the-cli-test"}
+    log = AuditLog.sqlite(tmp_path / "audit" / "audit.db", env["LINGXI_AUDIT_KEY"].encode(), checkpoint_every=5)
+    fill(log, 12, t0=1_764_547_200.0)  # 2025-12-01T00:00:00Z + i seconds
+    r = run_lingxi("audit", "verify", env=env)
+    assert r.returncode == 0 and r.stdout.startswith("ok: 12 records, 2 checkpoints"), r.stderr
+    r = run_lingxi("audit", "export", "--from", "2025-12-01T00:00:03", "--to", "1764547206", "--format", "jsonl", env=env)
+    assert [json.loads(line)["seq"] for line in r.stdout.splitlines()] == [3, 4, 5]
+    r = run_lingxi("audit", "export", "--from", "yesterday", env=env)
+    assert r.returncode == 2 and "--from: 'yesterday' is not a date" in r.stderr
+    sql(log, "UPDATE lingxi_audit SET tenant = 'other' WHERE seq = 7")
+    r = run_lingxi("audit", "verify", "--json", env=env)
+    assert r.returncode == 1 and json.loads(r.stdout)["problems"][0]["seq"] == 7
+    sql(log, "UPDATE lingxi_audit SET tenant = 'acme' WHERE seq = 7")
+    r = run_lingxi("audit", "prune", "--before", "2025-12-01T00:00:08", env=env)
+    assert r.stdout.strip() == "deleted 5 records"
+    assert run_lingxi("audit", "verify", env=env).returncode == 0
+    log.conn.close()
