@@ -1,4 +1,5 @@
-"""Shared test setup: an isolated LINGXI_HOME, no stray config, GPU tests only with CUDA."""
+"""Shared test setup: an isolated LINGXI_HOME, no stray config, server-backed store parameters in the
+slow tier, GPU tests only with CUDA."""
 
 from __future__ import annotations
 
@@ -25,7 +26,17 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory):
             os.environ[key] = value
 
 
+#: Backends that need a server started for the session. A two-backend suite runs its embedded half
+#: in the fast tier and this half with ``-m slow`` (``make test`` runs both).
+SERVER_BACKENDS = frozenset({"postgres", "redis", "falkordb"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        params = getattr(item, "callspec", None)
+        if params is not None and SERVER_BACKENDS.intersection(v for v in params.params.values() if isinstance(v, str)):
+            item.add_marker(pytest.mark.slow)
     if any(item.get_closest_marker("gpu") for item in items) and not _has_cuda():
         skip = pytest.mark.skip(reason="needs CUDA")
         for item in items:

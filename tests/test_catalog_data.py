@@ -141,6 +141,7 @@ def test_scenario_presets_cover_the_seed_scenarios(catalog):
         assert s.rationale and s.title_zh
 
 
+@pytest.mark.slow
 def test_bundled_smollm2_gguf_matches_its_catalog_entry(catalog):
     # The one model whose weights ship with Lingxi: its GGUF metadata must agree with the catalog.
     gguf = pytest.importorskip("gguf")

@@ -45,6 +45,7 @@ def test_keys_create_list_revoke(config):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
+@pytest.mark.slow
 def test_serve_prints_the_url_and_answers(config):
     env = {k: v for k, v in os.environ.items() if k != "LINGXI_CONFIG"}
     proc = subprocess.Popen([sys.executable, "-m", "lingxi", "serve", "--port", "0", "--config", str(config)],

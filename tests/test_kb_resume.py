@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 
+import pytest
 from kb_fixtures.helpers import kb_settings
 
 from lingxi.knowledge import create_kb, open_kb
@@ -18,6 +19,7 @@ from lingxi.knowledge import create_kb, open_kb
 N_FILES = 800
 
 
+@pytest.mark.slow
 def test_kill_9_mid_ingest_then_resume(tmp_path):
     home, docs = tmp_path / "home", tmp_path / "docs"
     docs.mkdir()

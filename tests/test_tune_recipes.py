@@ -112,6 +112,7 @@ def test_full_fine_tuning_trains_every_weight(tiny: Path, tmp_path: Path, files)
     assert (tmp_path / "out-pretrain" / "adapter" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_sft_loss_goes_down_with_training(tiny: Path, tmp_path: Path, files):
     report = run(tiny, tmp_path, "sft", files["sft"], eval_data=str(files["sft"]), max_steps=6, lr=3e-2,
                  method="full", batch_size=4)
@@ -150,6 +151,7 @@ def test_bad_input_is_one_clear_error_before_training(tiny: Path, tmp_path: Path
     assert not (tmp_path / "out-sft" / "report.json").exists()
 
 
+@pytest.mark.slow
 def test_dpo_reports_preference_metrics(tiny: Path, tmp_path: Path, files):
     report = run(tiny, tmp_path, "dpo", files["pref"], eval_data=str(files["pref"]), eval_rows=4)
     before, after = report["eval"]["before"], report["eval"]["after"]
@@ -158,6 +160,7 @@ def test_dpo_reports_preference_metrics(tiny: Path, tmp_path: Path, files):
     assert report["loss_curve"][0] == pytest.approx(0.6931, abs=1e-3)  # -log sigmoid(0)
 
 
+@pytest.mark.slow
 def test_reward_model_learns_to_rank_chosen_over_rejected(tiny: Path, tmp_path: Path, files):
     report = run(tiny, tmp_path, "rm", files["pref"], eval_data=str(files["pref"]), max_steps=8, lr=2e-2,
                  batch_size=4)
