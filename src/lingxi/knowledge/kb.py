@@ -26,10 +26,10 @@ import numpy as np
 
 from lingxi.errors import LingxiError, NotFoundError, UsageError
 from lingxi.knowledge.chunking import chunk_document
-from lingxi.knowledge.embedding_cache import EmbeddingCache, embedder_key
+from lingxi.stores.embeddings import EmbeddingCache, embedder_key
 from lingxi.knowledge.fusion import FusionStats, fuse
 from lingxi.knowledge.loaders import LoadError, iter_files, load_file
-from lingxi.knowledge.store import KnowledgeStore
+from lingxi.stores.knowledge import KnowledgeStore, open_knowledge_store
 from lingxi.text import cjk_ratio, language_of, tokenize
 from lingxi.knowledge.types import Answer, Chunk, Document, Hit, IngestReport
 
@@ -90,7 +90,7 @@ def create_kb(name: str, settings: Any, store: str | None = None, embedder: str 
     folder.mkdir(parents=True, exist_ok=True)
     record = {"name": name, "store": store, "embedder": embedder, "created_at": time.time(),
               "chunk_tokens": settings.knowledge.chunk_tokens, "chunk_overlap": settings.knowledge.chunk_overlap}
-    backend = _open_store(name, store, settings, folder, create=True)
+    backend = open_knowledge_store(name, store, settings, folder, create=True)
     # A Postgres knowledge base created on another machine is attached, not reset.
     existing = backend.meta()
     fresh = {k: v for k, v in record.items() if k != "name"} | {"dim": 0, "version": ""}
@@ -114,20 +114,7 @@ def open_kb(name: str, settings: Any) -> KnowledgeBase:
         known = ", ".join(k["name"] for k in list_kbs(settings)) or "(none)"
         raise NotFoundError(f"no knowledge base '{name}'; existing: {known}")
     record = json.loads(path.read_text(encoding="utf-8"))
-    return KnowledgeBase(name, settings, _open_store(name, record["store"], settings, folder), folder)
-
-
-def _open_store(name: str, kind: str, settings: Any, folder: Path, create: bool = False) -> KnowledgeStore:
-    if kind == "postgres":
-        from lingxi.knowledge.pg_store import PgStore
-        from lingxi.stores.connect import resolve_url
-
-        url = resolve_url(settings.knowledge.pg_url, "LINGXI_PG_URL", what="knowledge.pg_url",
-                          needed_for="the postgres store", source=settings.source)
-        return PgStore(url, name, create=create)
-    from lingxi.knowledge.sqlite_store import SQLiteStore
-
-    return SQLiteStore(folder, ann_threshold=settings.knowledge.ann_threshold)
+    return KnowledgeBase(name, settings, open_knowledge_store(name, record["store"], settings, folder), folder)
 
 
 class KnowledgeBase:
@@ -609,10 +596,10 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
 def scratch_kb(settings: Any, folder: str | Path, embedder: str | None = None) -> KnowledgeBase:
     """An unregistered embedded knowledge base in ``folder`` (evaluation, benchmarks). It shares
     the machine's embedding cache, so a second run over the same corpus embeds nothing."""
-    from lingxi.knowledge.sqlite_store import SQLiteStore
+    from lingxi.stores.knowledge_sqlite import SQLiteKnowledgeStore
 
     folder = Path(folder)
-    store = SQLiteStore(folder, ann_threshold=settings.knowledge.ann_threshold)
+    store = SQLiteKnowledgeStore(folder, ann_threshold=settings.knowledge.ann_threshold)
     if embedder is not None:
         settings.embedder(embedder)
     store.set_meta({"store": "sqlite", "embedder": embedder, "dim": 0, "version": "", "created_at": time.time(),

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from lingxi.errors import UsageError, missing_extra
-from lingxi.knowledge.store import DocRecord, KnowledgeStore, Scored
+from lingxi.stores.knowledge import DocRecord, KnowledgeStore, Scored
 from lingxi.knowledge.types import Chunk, Document, Hit
 from lingxi.stores.connect import connect_pg
 from lingxi.stores.migrations import migrate
@@ -57,7 +57,7 @@ def schema_name(kb: str) -> str:
     return f"lingxi_kb_{safe}_{hashlib.sha256(kb.encode()).hexdigest()[:8]}"
 
 
-class PgStore(KnowledgeStore):
+class PgKnowledgeStore(KnowledgeStore):
     backend = "postgres"
 
     def __init__(self, url: str, name: str, *, create: bool = False):

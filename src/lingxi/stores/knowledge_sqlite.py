@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from lingxi.errors import missing_extra
-from lingxi.knowledge.store import DocRecord, KnowledgeStore, Scored, matches
+from lingxi.stores.knowledge import DocRecord, KnowledgeStore, Scored, matches
 from lingxi.knowledge.types import Chunk, Document, Hit
 from lingxi.stores.connect import open_sqlite, sqlite_tx
 from lingxi.stores.migrations import migrate
@@ -72,7 +72,7 @@ class _Index:
         self.masks: dict[str, np.ndarray | None] = {}
 
 
-class SQLiteStore(KnowledgeStore):
+class SQLiteKnowledgeStore(KnowledgeStore):
     backend = "sqlite"
 
     def __init__(self, folder: str | Path, *, ann_threshold: int = 20000):

@@ -9,8 +9,10 @@ Visibility rule: a document ingested without groups is public; a document with g
 visible to a caller that shares at least one of them. ``groups=None`` means a trusted local
 caller (CLI, library) that sees everything.
 
-Backends: :class:`~lingxi.knowledge.sqlite_store.SQLiteStore` (embedded default) and
-:class:`~lingxi.knowledge.pg_store.PgStore` (PostgreSQL + pgvector).
+Backends: :class:`~lingxi.stores.knowledge_sqlite.SQLiteKnowledgeStore` (embedded default) and
+:class:`~lingxi.stores.knowledge_pg.PgKnowledgeStore` (PostgreSQL + pgvector);
+:func:`open_knowledge_store` opens the one a knowledge base was created with. What a store does
+not do: chunking, embedding, fusion or answers (:mod:`lingxi.knowledge`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -130,3 +133,24 @@ def matches(meta: dict[str, Any], filters: dict | None) -> bool:
         elif have != want:
             return False
     return True
+
+
+def open_knowledge_store(name: str, kind: str, settings: Any, folder: Path, *, create: bool = False) -> KnowledgeStore:
+    """The store of knowledge base ``name``: ``kind`` "postgres" (URL from ``knowledge.pg_url`` or
+    ``$LINGXI_PG_URL``) or "sqlite" (files in ``folder``).
+
+    Raises:
+        ConfigError: postgres without a URL.
+        UsageError: postgres, ``create`` False, and the knowledge base has no data there.
+        UpstreamError: the PostgreSQL server cannot be reached.
+    """
+    if kind == "postgres":
+        from lingxi.stores.connect import resolve_url
+        from lingxi.stores.knowledge_pg import PgKnowledgeStore
+
+        url = resolve_url(settings.knowledge.pg_url, "LINGXI_PG_URL", what="knowledge.pg_url",
+                          needed_for="the postgres store", source=settings.source)
+        return PgKnowledgeStore(url, name, create=create)
+    from lingxi.stores.knowledge_sqlite import SQLiteKnowledgeStore
+
+    return SQLiteKnowledgeStore(folder, ann_threshold=settings.knowledge.ann_threshold)
