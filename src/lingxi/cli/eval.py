@@ -84,6 +84,29 @@ def generation(hyp: str, refs: tuple[str, ...], metrics: str, lang: str, as_json
     finish(run, as_json, save_path, html_path, "  ".join(f"{k}={v:.2f}" for k, v in run.summary.items()))
 
 
+@eval_group.command("perplexity")
+@click.option("--model", "model", required=True,
+              help="A .gguf file, a Hugging Face folder, or a configured model name.")
+@click.option("--data", required=True, type=click.Path(dir_okay=False), help="UTF-8 text file.")
+@click.option("--backend", type=click.Choice(["llamacpp", "transformers"]), default=None,
+              help="Force the reader (transformers on a .gguf dequantises it). Default: by file type.")
+@click.option("--context", default=512, show_default=True, help="Window length in tokens.")
+@click.option("--stride", default=256, show_default=True, help="Window step in tokens.")
+@click.option("--max-tokens", type=int, default=None, help="Score only the first N tokens of the file.")
+@click.option("--threads", type=int, default=None, help="CPU threads for llama.cpp (default: all).")
+@output_options
+def perplexity(model: str, data: str, backend: str | None, context: int, stride: int, max_tokens: int | None,
+               threads: int | None, as_json: bool, save_path: str | None, html_path: str | None) -> None:
+    """Sliding-window perplexity from the model's own logits (llama.cpp for GGUF, transformers for HF)."""
+    from lingxi.evaluate.perplexity import evaluate_perplexity
+
+    run = evaluate_perplexity(model, data, settings=settings(), backend=backend, context=context, stride=stride,
+                              max_tokens=max_tokens, threads=threads)
+    s = run.summary
+    finish(run, as_json, save_path, html_path,
+           f"perplexity={s['perplexity']:.4f} tokens={s['tokens']} backend={s['backend']} model={s['model']}")
+
+
 @eval_group.command("compare")
 @click.argument("run_a", type=click.Path(dir_okay=False))
 @click.argument("run_b", type=click.Path(dir_okay=False))
