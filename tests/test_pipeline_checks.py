@@ -211,3 +211,22 @@ def test_a_kb_answer_fails_over_to_another_replica_of_its_model(tmp_path, kb_hom
                            json={"model": "kb:docs", "messages": QUESTION, "stream": stream})
             assert r.status_code == 200 and "25 days" in r.text and '"citations"' in r.text
     assert len(a.prompts) == len(b.prompts) == 2  # each time the down replica failed, the other answered
+
+
+def test_kb_answer_mode_is_passed_to_the_knowledge_base_and_reported(tmp_path, kb_home):
+    knowledge, docs = kb_home
+    settings = gateway_settings(tmp_path / "home", kb_model="fake")
+    knowledge.create_kb("docs", settings, embedder="hash").ingest([str(docs)], progress=False)
+    fake = FakeEngine("fake")
+    with running(settings, engines={"fake": fake}) as srv:
+        url = srv.url + "/v1/chat/completions"
+        quoted = httpx.post(url, json={"model": "kb:docs", "messages": QUESTION, "answer_mode": "extract"}).json()
+        assert quoted["answer_mode"] == "extracted" and "25 days" in quoted["choices"][0]["message"]["content"]
+        assert quoted["usage"]["completion_tokens"] == 0 and fake.prompts == []  # quoted, not generated
+        fake.enqueue("Employees get 25 days of paid annual leave per year.")
+        with httpx.stream("POST", url, json={"model": "kb:docs", "messages": QUESTION, "stream": True,
+                                             "answer_mode": "generate"}) as r:
+            last = [line for line in r.iter_lines() if line.startswith("data: {")][-1]
+        assert '"answer_mode":"generated"' in last and len(fake.prompts) == 1
+        r = httpx.post(url, json={"model": "fake", "messages": QUESTION, "answer_mode": "extract"})
+        assert r.status_code == 400 and "only kb: models" in r.json()["error"]["message"]

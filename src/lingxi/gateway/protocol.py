@@ -96,6 +96,9 @@ class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     tools: list[Any] | None = None
+    answer_mode: Literal["auto", "generate", "extract"] | None = None
+    """Not in OpenAI's API; ``kb:`` models only: generate an answer, quote the sources, or choose
+    (default ``knowledge.answer_mode``; see :mod:`lingxi.knowledge.answer`)."""
 
     @field_validator("tools")
     @classmethod

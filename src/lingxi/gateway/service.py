@@ -162,7 +162,7 @@ class _Run:
 
     __slots__ = ("req", "out", "start", "include_usage", "read_cache", "write_cache", "scope", "reserved",
                  "admitted", "holding", "first", "pieces", "usage", "finish", "final_text", "citations",
-                 "supported", "charge", "completed", "settled", "reported", "text")
+                 "supported", "answer_mode", "charge", "completed", "settled", "reported", "text")
 
     def __init__(self, req: PipelineRequest, out: Outcome, *, include_usage: bool = False,
                  read_cache: bool = True, write_cache: bool = True):
@@ -181,6 +181,7 @@ class _Run:
         self.final_text: str | None = None  # kb, streamed: the verified answer when it differs
         self.citations: list[Citation] | None = None  # kb answers and their replays
         self.supported: bool | None = None
+        self.answer_mode: str | None = None  # kb: asked for, then what the answer turned out to be
         self.charge = True  # False for cache replays: nothing was generated
         self.completed = False
         self.settled = False
@@ -424,26 +425,37 @@ class Gateway:
                    *, read_cache: bool = True, write_cache: bool = True) -> dict[str, Any] | Stream:
         """Answer a chat completion (a model, ``router`` or ``kb:NAME``): a full body, or a :class:`Stream`."""
         kb = req.model.startswith(KB_PREFIX)
-        if kb:
-            # Grounded answers are greedy unless the client asks otherwise, and as long as configured.
-            params = req.params(default_max_tokens=self.settings.knowledge.answer_max_tokens)
-            if "temperature" not in req.model_fields_set:
-                params = replace(params, temperature=0.0)
-        else:
-            params = req.params(default_max_tokens=self.settings.gateway.default_max_tokens)
         preq = PipelineRequest(id=wire.new_id("chatcmpl"), kind="kb" if kb else "chat", model=req.model,
-                               caller=caller, messages=[m.plain() for m in req.messages], params=params,
-                               stream=req.stream)
+                               caller=caller, stream=req.stream)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         run = _Run(preq, out, include_usage=include_usage, read_cache=read_cache, write_cache=write_cache)
-        return await self._serve(run)
+
+        def prepare() -> None:
+            if kb:
+                # Grounded answers are greedy unless the client asks otherwise, and as long as configured.
+                params = req.params(default_max_tokens=self.settings.knowledge.answer_max_tokens)
+                if "temperature" not in req.model_fields_set:
+                    params = replace(params, temperature=0.0)
+                run.answer_mode = req.answer_mode
+            else:
+                if req.answer_mode is not None:
+                    raise UsageError("answer_mode: only kb: models take it")
+                params = req.params(default_max_tokens=self.settings.gateway.default_max_tokens)
+            preq.messages, preq.params = [m.plain() for m in req.messages], params
+
+        return await self._serve(run, prepare)
 
     async def complete(self, req: wire.CompletionRequest, caller: Caller, out: Outcome) -> dict[str, Any] | Stream:
         """A plain text completion (``/v1/completions``) from a served model."""
         preq = PipelineRequest(id=wire.new_id("cmpl"), kind="completion", model=req.model, caller=caller,
-                               prompt=req.text(), params=req.params(default_max_tokens=16), stream=req.stream)
+                               stream=req.stream)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        return await self._serve(_Run(preq, out, include_usage=include_usage, read_cache=False, write_cache=False))
+
+        def prepare() -> None:
+            preq.prompt, preq.params = req.text(), req.params(default_max_tokens=16)
+
+        return await self._serve(_Run(preq, out, include_usage=include_usage, read_cache=False, write_cache=False),
+                                 prepare)
 
     async def embed(self, req: wire.EmbeddingRequest, caller: Caller, out: Outcome) -> dict[str, Any]:
         """Embeddings (``/v1/embeddings``), computed in batches so that a client that hangs up
@@ -491,10 +503,12 @@ class Gateway:
 
     # ------------------------------------------------------------ the driver
 
-    async def _serve(self, run: _Run) -> dict[str, Any] | Stream:
-        """Drive one chat/completion/kb request through the pipeline (see the module docstring)."""
+    async def _serve(self, run: _Run, prepare: Callable[[], None]) -> dict[str, Any] | Stream:
+        """Drive one chat/completion/kb request through the pipeline (see the module docstring).
+        ``prepare`` fills in the request's messages/prompt and params from the body (it may refuse)."""
         req = run.req
         try:
+            prepare()
             target = await self._target(run)
             await self._quota(req.caller)
             await self._check(run, target)
@@ -614,19 +628,23 @@ class Gateway:
         req = run.req
         question = [m["content"] for m in req.messages or () if m["role"] == "user"][-1]
         groups = req.caller.groups
-        items = iterate_in_thread(lambda: kb.stream_answer(question, engine, params=req.params, groups=groups))
+        mode = run.answer_mode
+        items = iterate_in_thread(lambda: kb.stream_answer(question, engine, params=req.params, groups=groups,
+                                                           mode=mode))
         streamed: list[str] = []
         try:
             async for item in items:
                 if isinstance(item, Answer):
-                    run.citations, run.supported = list(item.citations), item.supported
+                    run.citations, run.supported, run.answer_mode = list(item.citations), item.supported, item.mode
                     req.sources = [Citation(h.id, h.source, h.text, h.score) for h in item.hits] or list(item.citations)
                     if not req.stream:
                         yield Chunk(text=item.answer)
                     elif item.answer != "".join(streamed):
                         run.final_text = item.answer  # verification dropped or re-attributed sentences
+                    # Only a generated answer used the model; a quotation or "I don't know" cost no tokens.
                     count = engine.count_tokens
-                    yield Chunk(finish_reason="stop", usage=Usage(count(question), count(item.answer)))
+                    usage = Usage(count(question), count(item.answer)) if item.mode == "generated" else Usage()
+                    yield Chunk(finish_reason="stop", usage=usage)
                     return
                 if run.first is None:
                     run.first = time.perf_counter()
@@ -651,6 +669,7 @@ class Gateway:
             run.req.sources = list(run.citations)
         if "supported" in body:
             run.supported = bool(body["supported"])
+        run.answer_mode = body.get("answer_mode")
         return _chunks_of(message.get("content") or "", body["choices"][0]["finish_reason"] or "stop",
                           Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)))
 
@@ -691,6 +710,8 @@ class Gateway:
         body = wire.chat_completion(run.req.id, out.model, text, run.finish, usage, citations=cites)
         if run.supported is not None:
             body["supported"] = run.supported
+        if run.answer_mode is not None:
+            body["answer_mode"] = run.answer_mode
         return body
 
     async def _collect(self, run: _Run, chunks: AsyncIterator[Chunk]) -> dict[str, Any]:
@@ -723,6 +744,8 @@ class Gateway:
                 last["citations"] = [c.to_dict() for c in run.citations]
             if run.supported is not None:
                 last["supported"] = run.supported
+            if run.answer_mode is not None:
+                last["answer_mode"] = run.answer_mode
             if run.final_text is not None:  # a kb answer whose verification changed the text
                 run.text = last["final_content"] = await self._staged(run, run.final_text)
             run.completed = True
