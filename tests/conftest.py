@@ -62,6 +62,28 @@ def run_lingxi(*args: str, config: Path | None = None, stdin: str | None = None,
                           timeout=timeout, env=full_env)
 
 
+def invoke_lingxi(*args: str, config: Path | None = None, stdin: str | None = None,
+                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the CLI in this process: what :func:`run_lingxi` returns, without a Python start-up
+    per call. Each call starts with an empty engine cache, as a new process would."""
+    from click.testing import CliRunner
+
+    import lingxi.engines
+    from lingxi.cli import main
+
+    lingxi.engines._cache.clear()
+    env = dict(env or {})
+    if config is not None:
+        env["LINGXI_CONFIG"] = str(config)
+    with CliRunner().isolation(input=stdin, env=env) as (out, err, _):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+        return subprocess.CompletedProcess(["lingxi", *args], code, out.getvalue().decode(), err.getvalue().decode())
+
+
 @pytest.fixture
 def fake_config(tmp_path: Path) -> Path:
     """A config whose default chat model is the queued-reply fake and default embedder the hash one."""

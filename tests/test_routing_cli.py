@@ -1,11 +1,11 @@
-"""``lingxi route train | eval | explain | collect`` as a user runs them."""
+"""``lingxi route train | eval | explain | collect`` as a user runs them (in this process, for speed)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from conftest import run_lingxi
+from conftest import invoke_lingxi
 
 CONFIG = """
 default_model = "local"
@@ -52,42 +52,42 @@ QUESTIONS = [
 def test_collect_train_eval_explain_end_to_end(tmp_path, config):
     questions = write_jsonl(tmp_path / "questions.jsonl", QUESTIONS)
     answered = tmp_path / "answered.jsonl"
-    r = run_lingxi("route", "collect", str(questions), "--out", str(answered), config=config)
+    r = invoke_lingxi("route", "collect", str(questions), "--out", str(answered), config=config)
     assert r.returncode == 0, r.stderr
     records = [json.loads(line) for line in answered.read_text(encoding="utf-8").splitlines()]
     assert [rec["local"]["quality"] for rec in records] == [1.0, 0.0, 1.0, 0.0]
     assert [rec["strong"]["quality"] for rec in records] == [1.0, 1.0, 1.0, 1.0]
     assert not (tmp_path / "answered.jsonl.partial").exists()
 
-    r = run_lingxi("route", "train", str(answered), "--json", config=config)
+    r = invoke_lingxi("route", "train", str(answered), "--json", config=config)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["examples"] == 4 and report["good_share"] == 0.5
     assert (tmp_path / "policy.json").is_file()
 
-    r = run_lingxi("route", "eval", str(answered), "--json", config=config)
+    r = invoke_lingxi("route", "eval", str(answered), "--json", config=config)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["policy_source"] == "answered.jsonl"
     assert report["policies"]["always_strong"]["cost_saved"] == 0.0
     assert set(report["policies"]) >= {"always_local", "always_strong", "learned", "cascade", "oracle", "rules"}
-    r = run_lingxi("route", "eval", str(answered), config=config)
+    r = invoke_lingxi("route", "eval", str(answered), config=config)
     assert r.returncode == 0 and "cascade" in r.stdout and "saved" in r.stdout
 
-    r = run_lingxi("route", "explain", "Please review this contract", "--json", config=config)
+    r = invoke_lingxi("route", "explain", "Please review this contract", "--json", config=config)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["model"] == "strong"
-    r = run_lingxi("route", "explain", "hello", "--answer", "I'm sorry, I cannot help.", config=config)
+    r = invoke_lingxi("route", "explain", "hello", "--answer", "I'm sorry, I cannot help.", config=config)
     assert r.returncode == 0 and "escalate" in r.stdout
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, config):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": "hi", "feedback": "up"}\nnot json\n', encoding="utf-8")
-    r = run_lingxi("route", "train", str(bad), config=config)
+    r = invoke_lingxi("route", "train", str(bad), config=config)
     assert r.returncode == 2 and r.stderr.strip().startswith("error:") and "bad.jsonl:2" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
-    r = run_lingxi("route", "eval", str(tmp_path / "missing.jsonl"), config=config)
+    r = invoke_lingxi("route", "eval", str(tmp_path / "missing.jsonl"), config=config)
     assert r.returncode == 2 and "cannot read" in r.stderr
     assert not (tmp_path / "policy.json").exists()
 
@@ -97,7 +97,7 @@ def test_train_from_the_gateways_feedback_store(tmp_path, config):
 
     home = tmp_path / "home"
     env = {"LINGXI_HOME": str(home)}
-    r = run_lingxi("route", "train", "--feedback", config=config, env=env)
+    r = invoke_lingxi("route", "train", "--feedback", config=config, env=env)
     assert r.returncode == 2 and "no feedback recorded yet" in r.stderr
     store = FeedbackStore(home / "gateway" / "feedback.db")
     easy = ["hello", "thanks", "what is the capital of Italy", "你好", "who is Ada Lovelace", "翻译：苹果"]
@@ -109,9 +109,9 @@ def test_train_from_the_gateways_feedback_store(tmp_path, config):
                   messages=[{"role": "user", "content": q}], answer="An answer.")
     store.add(response_id="s", model="strong", rating=1, messages=[{"role": "user", "content": "x"}], answer="y")
     store.close()
-    r = run_lingxi("route", "train", "--feedback", "--json", config=config, env=env)
+    r = invoke_lingxi("route", "train", "--feedback", "--json", config=config, env=env)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["examples"] == 12 and report["good_share"] == 0.5
-    r = run_lingxi("route", "train", str(tmp_path / "x.jsonl"), "--feedback", config=config, env=env)
+    r = invoke_lingxi("route", "train", str(tmp_path / "x.jsonl"), "--feedback", config=config, env=env)
     assert r.returncode == 2
