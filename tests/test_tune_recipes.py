@@ -181,3 +181,26 @@ def test_cli_dry_run_and_error_line(tiny: Path, tmp_path: Path, files, capsys):
         main(["tune", "sft", "--model", str(tiny), "--data", str(files["pref"])])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.startswith("error: sft needs instruction/output")
+
+
+def test_ppo_reward_normalisation_and_kl_schedule():
+    import torch
+
+    from lingxi.tune.recipes.ppo import kl_coefficient, normalise_rewards
+
+    out = normalise_rewards(torch.tensor([2.0, 4.0, 9.0]))
+    assert out.tolist() == pytest.approx([-0.75, -0.25, 1.0])  # mean 5, largest deviation 4
+    assert normalise_rewards(torch.tensor([3.0, 3.0])).tolist() == [0.0, 0.0]
+    assert [kl_coefficient(s, 5, 0.01, 0.05) for s in range(5)] == pytest.approx([0.01, 0.02, 0.03, 0.04, 0.05])
+
+
+def test_ppo_runs_with_a_trained_reward_model(tiny: Path, tmp_path: Path, files):
+    run(tiny, tmp_path, "rm", files["pref"], max_steps=2)
+    report = run(tiny, tmp_path, "ppo", files["pref"], reward_model=str(tmp_path / "out-rm"), max_new_tokens=6,
+                 eval_data=str(files["pref"]), eval_rows=2, kl_end=0.05)
+    assert report["eval"]["before"]["kl"] == 0.0  # the policy starts as the reference
+    assert set(report["eval"]["after"]) >= {"mean_reward", "kl"}
+    assert report["kl_coef_curve"] == pytest.approx([0.01, 0.03, 0.05])
+    assert len(report["reward_curve"]) == len(report["kl_curve"]) == 3
+    with pytest.raises(UsageError, match="not an rm run"):
+        run(tiny, tmp_path / "x", "ppo", files["pref"], reward_model=str(tmp_path / "out-ppo"))

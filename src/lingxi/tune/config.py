@@ -63,6 +63,9 @@ class TuneConfig(BaseModel):
     resume: bool = True
     """Resume from the output folder's checkpoint when its settings match."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(default=None, gt=0)
+    """CPU threads for torch; None = torch's default (every core). On a machine shared with other
+    jobs, 1 can be several times faster (no spinning thread team)."""
     dry_run: bool = False
     """Print the catalog's memory estimate for this model, method and batch, then stop."""
     check_memory: bool = True

@@ -30,7 +30,7 @@ from lingxi.tune.data import write_json
 
 GIB = 2**30
 #: settings that may change between a killed run and its resumption
-_RESUMABLE = {"max_steps", "output", "dry_run", "resume", "save_every", "eval_rows", "check_memory", "device", "on_error"}
+_RESUMABLE = {"max_steps", "output", "dry_run", "resume", "save_every", "eval_rows", "check_memory", "device", "on_error", "threads"}
 
 
 @dataclass

@@ -84,6 +84,10 @@ def _plain_folder(source: ModelSource, home: Path) -> Path:
                                                         dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise EngineError(f"transformers could not load {gguf}: {exc}") from exc
+    # The weights are plain fp32 after dequantisation; only the GGUF marker stops save_pretrained.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     tmp = cached.with_name(cached.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp))
@@ -159,6 +163,8 @@ def make_trainable(model: Any, cfg: Any) -> Any:
 
 def device_for(cfg: Any) -> str:
     torch, _ = import_torch()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     if cfg.device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if cfg.device == "cuda" and not torch.cuda.is_available():

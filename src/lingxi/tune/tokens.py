@@ -134,17 +134,24 @@ def collate(examples: list[Example], pad_id: int, device: str) -> dict[str, Any]
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
 
 
-def _parts(model: Any) -> tuple[Any, Any]:
+def model_parts(model: Any) -> tuple[Any, Any]:
     """(decoder without the output layer, output layer) of a causal LM, through a PEFT wrapper."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return base.get_decoder(), base.get_output_embeddings()
 
 
+def hidden_states(model: Any, batch: dict[str, Any]) -> Any:
+    """The decoder's last hidden states; positions count real tokens only, so left-padded rows
+    (generation batches) see the same positions as unpadded ones."""
+    decoder, _ = model_parts(model)
+    mask = batch["attention_mask"]
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return decoder(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions).last_hidden_state
+
+
 def hidden_and_head(model: Any, batch: dict[str, Any]) -> tuple[Any, Any, Any]:
     """Last hidden states, the output layer and the next-token targets (shifted labels)."""
-    decoder, head = _parts(model)
-    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    return hidden[:, :-1], head, batch["labels"][:, 1:]
+    return hidden_states(model, batch)[:, :-1], model_parts(model)[1], batch["labels"][:, 1:]
 
 
 def token_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
@@ -174,9 +181,9 @@ def last_hidden(model: Any, batch: dict[str, Any]) -> Any:
     """Hidden state at each row's last real token (for scalar heads: reward, value)."""
     import torch
 
-    decoder, _ = _parts(model)
-    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-    last = batch["attention_mask"].sum(dim=1) - 1
+    hidden = hidden_states(model, batch)
+    mask = batch["attention_mask"]
+    last = (mask * torch.arange(mask.shape[1], device=mask.device)).argmax(dim=1)  # right or left padding
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
 
