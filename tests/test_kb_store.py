@@ -336,6 +336,7 @@ def test_repeated_sentences_are_said_once(kb):
     assert answer.answer.count("thirty days") == 1 and answer.supported
 
 
+@pytest.mark.slow  # starts PostgreSQL
 def test_second_machine_attaches_to_an_existing_postgres_kb(tmp_path, tmp_path_factory):
     url = pg_url(tmp_path_factory)
     first = create_kb("shared", kb_settings(tmp_path / "a", "postgres", url))
