@@ -107,6 +107,36 @@ def perplexity(model: str, data: str, backend: str | None, context: int, stride:
            f"perplexity={s['perplexity']:.4f} tokens={s['tokens']} backend={s['backend']} model={s['model']}")
 
 
+@eval_group.command("perf")
+@click.option("--model", default=None, help="An engine in this process (configured or bundled model name); "
+              "with --url, the model name to request.")
+@click.option("--url", default=None, help="An OpenAI-compatible endpoint (the gateway, vLLM, a llama.cpp server).")
+@click.option("--concurrency", default="1,4,16", show_default=True, help="Comma-separated concurrency levels.")
+@click.option("--duration", default=10.0, show_default=True, help="Seconds per level.")
+@click.option("--max-tokens", default=64, show_default=True)
+@click.option("--prompts", type=click.Path(dir_okay=False), default=None,
+              help='One prompt per line or JSONL {"prompt"}; default: a small built-in zh/en set.')
+@click.option("--api-key-env", default="LINGXI_API_KEY", show_default=True,
+              help="Environment variable holding the endpoint's API key (if set).")
+@output_options
+def perf(model: str | None, url: str | None, concurrency: str, duration: float, max_tokens: int,
+         prompts: str | None, api_key_env: str, as_json: bool, save_path: str | None, html_path: str | None) -> None:
+    """TTFT p50/p95, inter-token latency, tokens/s, requests/s and error rate per concurrency level."""
+    import os
+
+    from lingxi.errors import UsageError
+    from lingxi.evaluate.perf import evaluate_perf, format_perf
+
+    try:
+        levels = [int(c) for c in concurrency.split(",") if c.strip()]
+    except ValueError:
+        raise UsageError(f"--concurrency '{concurrency}' is not a comma-separated list of integers") from None
+    run = evaluate_perf(model=model, url=url, settings=settings() if url is None else None, concurrency=levels,
+                        duration=duration, max_tokens=max_tokens, prompts=prompts,
+                        api_key=os.environ.get(api_key_env))
+    finish(run, as_json, save_path, html_path, format_perf(run))
+
+
 @eval_group.command("compare")
 @click.argument("run_a", type=click.Path(dir_okay=False))
 @click.argument("run_b", type=click.Path(dir_okay=False))
