@@ -16,6 +16,7 @@ Usage::
     python benchmarks/gateway.py --rate 200 --seconds 30 --gateway-cpus 0,1
     python benchmarks/gateway.py --soak 600            # 10-minute soak: RSS growth, errors
     python benchmarks/gateway.py --model smollm2       # TTFT / tokens/s, gateway vs engine
+    python benchmarks/gateway.py --empty-stage         # with a third-party pipeline stage that does nothing
 
 Prints one JSON object. Targets (issue 5): added p50 <= 2 ms, p95 <= 5 ms at 200 req/s;
 soak: RSS growth <= 10 %, no errors; bundled model: <= 5 % loss.
@@ -214,11 +215,14 @@ def wait_port(port: int, timeout: float = 60) -> None:
     raise RuntimeError(f"nothing listening on port {port}")
 
 
-def start_gateway(config: dict, home: Path, cpus: list[int] | None) -> tuple[subprocess.Popen, int]:
+def start_gateway(config: dict, home: Path, cpus: list[int] | None,
+                  python_path: Path | None = None) -> tuple[subprocess.Popen, int]:
     port = free_port()
     path = home / "lingxi.toml"
     path.write_text(_toml(config), encoding="utf-8")
     env = {**os.environ, "LINGXI_CONFIG": str(path), "LINGXI_HOME": str(home)}
+    if python_path is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(python_path), env.get("PYTHONPATH")) if p)
     cmd = [sys.executable, "-m", "lingxi", "serve", "--port", str(port)]
     if cpus:
         cmd = ["taskset", "-c", ",".join(map(str, cpus)), *cmd]
@@ -242,6 +246,12 @@ def _toml(data: dict, prefix: str = "") -> str:
     return out
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -249,13 +259,50 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def gateway_config(upstream_port: int) -> dict:
+def gateway_config(upstream_port: int, stages: list[str] | None = None) -> dict:
+    gateway: dict = {"access_log": True, "health_interval_s": 0, "max_concurrency": 256, "cache": {"enabled": False}}
+    if stages:
+        gateway["stages"] = stages
     return {
         "default_model": "up",
         "models": {"up": {"engine": "openai", "base_url": f"http://127.0.0.1:{upstream_port}/v1", "model": "m",
                           "max_retries": 0, "timeout_s": 30}},
-        "gateway": {"access_log": True, "health_interval_s": 0, "max_concurrency": 256, "cache": {"enabled": False}},
+        "gateway": gateway,
     }
+
+
+EMPTY_STAGE = """
+from lingxi.gateway.pipeline import Stage
+
+
+class EmptyStage(Stage):
+    \"\"\"Does nothing: measures what running the pipeline's stage hooks costs.\"\"\"
+
+    name = "bench-empty"
+
+    async def before(self, req):
+        pass
+
+    async def wrap(self, req, text):
+        async for piece in text:
+            yield piece
+
+    async def after(self, req, outcome):
+        pass
+"""
+
+
+def install_empty_stage(folder: Path) -> Path:
+    """A third-party package with one stage, as pip would install it: a module and a .dist-info
+    whose entry point registers it in ``lingxi.stages``. Returns the folder to put on the path."""
+    site = folder / "site"
+    info = site / "bench_empty_stage-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / "bench_empty_stage.py").write_text(EMPTY_STAGE, encoding="utf-8")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bench-empty-stage\nVersion: 0.1\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text("[lingxi.stages]\nbench-empty = bench_empty_stage:EmptyStage\n",
+                                           encoding="utf-8")
+    return site
 
 
 # ---------------------------------------------------------------- scenarios
@@ -268,7 +315,9 @@ def overhead(args: argparse.Namespace, home: Path) -> dict:
     up = mp.get_context("spawn").Process(target=_upstream_main, args=(up_port, args.upstream_cpus), daemon=True)
     up.start()
     wait_port(up_port)
-    gw, gw_port = start_gateway(gateway_config(up_port), home, args.gateway_cpus)
+    site = install_empty_stage(home) if args.empty_stage else None
+    config = gateway_config(up_port, ["bench-empty"] if args.empty_stage else None)
+    gw, gw_port = start_gateway(config, home, args.gateway_cpus, site)
     try:
         if args.client_cpus:
             os.sched_setaffinity(0, args.client_cpus)
@@ -283,10 +332,14 @@ def overhead(args: argparse.Namespace, home: Path) -> dict:
             asyncio.run(open_loop(gw_port, "/v1/chat/completions", {**gw_body, "stream": stream}, 50, 2))
             direct = asyncio.run(open_loop(up_port, "/v1/chat/completions", {**body, "stream": stream},
                                            args.rate, args.seconds))
+            cpu_before = cpu_s(gw.pid)
             through = asyncio.run(open_loop(gw_port, "/v1/chat/completions", {**gw_body, "stream": stream},
                                             args.rate, args.seconds))
+            cpu_ms = 1000 * (cpu_s(gw.pid) - cpu_before) / through["requests"]
             result[key] = {
                 "direct": direct, "gateway": through,
+                # CPU the gateway process spent per request: steadier than latency on a shared machine
+                "gateway_cpu_ms_per_request": round(cpu_ms, 3),
                 "added_p50_ms": round(through["p50_ms"] - direct["p50_ms"], 3),
                 "added_p95_ms": round(through["p95_ms"] - direct["p95_ms"], 3),
             }
@@ -410,9 +463,11 @@ def main() -> None:
     ap.add_argument("--upstream-cpus", type=_cpus, default=None, help="pin the fake upstream")
     ap.add_argument("--client-cpus", type=_cpus, default=None, help="pin the load generator")
     ap.add_argument("--skip-overhead", action="store_true", help="only the --model measurement")
+    ap.add_argument("--empty-stage", action="store_true",
+                    help="install a third-party pipeline stage that does nothing (before, wrap, after) and enable it")
     args = ap.parse_args()
     result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-              "rate": args.rate, "seconds": args.seconds}
+              "rate": args.rate, "seconds": args.seconds, "empty_stage": args.empty_stage}
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         if not args.skip_overhead:
