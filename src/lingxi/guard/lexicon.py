@@ -84,6 +84,23 @@ EN_GIVEN_NAMES = frozenset(
     """.split()
 )
 
+#: Common surnames in English-speaking countries (a capitalised word before one is a given name).
+EN_SURNAMES = frozenset(
+    """
+    Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Gonzalez Wilson
+    Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White Harris Sanchez Clark Ramirez Lewis
+    Robinson Walker Young Allen King Wright Scott Torres Nguyen Hill Flores Green Adams Nelson Baker Hall
+    Rivera Campbell Mitchell Carter Roberts Gomez Phillips Evans Turner Diaz Parker Cruz Edwards Collins Reyes
+    Stewart Morris Morales Murphy Cook Rogers Gutierrez Ortiz Morgan Cooper Peterson Bailey Reed Kelly Howard
+    Ramos Kim Cox Ward Richardson Watson Brooks Chavez Wood James Bennett Gray Mendoza Ruiz Hughes Price Alvarez
+    Castillo Sanders Patel Myers Long Ross Foster Jimenez Powell Jenkins Perry Russell Sullivan Bell Coleman
+    Butler Henderson Barnes Gonzales Fisher Vasquez Simmons Romero Jordan Patterson Alexander Hamilton Graham
+    Reynolds Griffin Wallace Moreno West Cole Hayes Bryant Herrera Gibson Ellis Tran Medina Aguilar Stevens
+    Murray Ford Castro Marshall Owens Harrison Fernandez McDonald Woods Washington Kennedy Wells Vargas Henry
+    Chen Wang Zhang Liu Li Singh Kumar Shah Khan Ali Cohen Muller Schneider Weber Meyer Wagner Becker Schulz
+    """.split()
+)
+
 #: Words that look like names but start sentences or titles; never a name alone.
 EN_NOT_NAMES = frozenset(
     "I The A An This That These Those It He She We They You My Your Our Their His Her Its Dear Hi Hello Thanks "

@@ -22,7 +22,8 @@ What each detector covers, and what it misses:
   what the rules do not anticipate: Chinese ``PERSON`` = a common surname + 1-2 characters that
   jieba tags as a person name, or any surname-led name next to a title (先生, 经理) or a cue
   (姓名, 联系人); English ``PERSON`` = a common given name (+ capitalised surname) or a title
-  (Mr, Dr) + capitalised words — rare given names without a title are missed. ``LOCATION`` =
+  (Mr, Dr) + capitalised words, or a capitalised word before a common surname — a rare given
+  name with a rare surname and no title is missed. ``LOCATION`` =
   Chinese addresses (a chain of province/city/district/road/number parts starting at a place
   jieba tags, or at a province/city name), English street addresses, and a list of US states,
   countries and large cities. ``ORGANIZATION`` = names ending in a company/school/hospital
@@ -89,14 +90,20 @@ _PROVINCE_CODES = frozenset(
 
 
 def valid_cn_id(value: str) -> bool:
-    """An 18-character resident ID: known province, a real birth date not in the future, check digit."""
+    """An 18-character resident ID: known province, a real birth date not in the future, and the
+    ISO 7064 MOD 11-2 check character. (Not ``stdnum.cn.ric.is_valid``: it also looks the county
+    up in a table that lacks codes in use today, e.g. 440305 Shenzhen Nanshan.)"""
     number = value.upper()
-    if number[:2] not in _PROVINCE_CODES:
+    if number[:2] not in _PROVINCE_CODES or not number[:17].isdigit():
         return False
-    ric = _stdnum("cn.ric")
-    if not ric.is_valid(number):
+    try:
+        born = _dt.date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+    except ValueError:
         return False
-    return ric.get_birth_date(number) <= _dt.date.today()
+    if not (_dt.date(1900, 1, 1) <= born <= _dt.date.today()):
+        return False
+    check = (1 - 2 * int(number[:17], 13)) % 11
+    return number[17] == ("X" if check == 10 else str(check))
 
 
 def luhn_ok(digits: str) -> bool:
@@ -314,7 +321,7 @@ _CN_PLACE_START = re.compile(
     "(?:" + "|".join(sorted(lexicon.CN_PROVINCES + lexicon.CN_CITIES, key=len, reverse=True)) + ")"
 )
 _CN_ORG_RE = re.compile("(?:" + "|".join(sorted(lexicon.CN_ORG_SUFFIXES, key=len, reverse=True)) + ")")
-_CN_ORG_WORD_FLAGS = ("n", "ns", "nt", "nz", "nr", "j", "eng", "vn", "an", "l")
+_CN_ORG_WORD_FLAGS = ("n", "ns", "nt", "nz", "nr", "j", "eng", "vn", "an", "l", "m")
 
 
 def _chinese_entities(text: str) -> list[Span]:
@@ -394,31 +401,37 @@ def _chinese_addresses(text: str, tokens: Sequence[tuple[int, int, str, str]]) -
 
 
 def _chinese_orgs(text: str, tokens: Sequence[tuple[int, int, str, str]]) -> list[Span]:
-    if not tokens:
-        return []
-    by_end = {e: i for i, (_s, e, _w, _f) in enumerate(tokens)}
+    """An organisation ends with a token that jieba tags ``nt`` or that ends in an organisation
+    suffix (银行, 有限公司, 医院); it extends left over noun-like tokens (北京, 协和, 第一)."""
     spans = []
-    for m in _CN_ORG_RE.finditer(text):
-        # walk back over noun-like tokens until a verb, particle or punctuation (at most 14 chars)
-        i = by_end.get(m.start())
-        if i is None:
+    for i, (s, e, word, flag) in enumerate(tokens):
+        suffix = _CN_ORG_RE.search(word)
+        if not (flag == "nt" or (suffix and suffix.end() == len(word))):
             continue
-        start = m.start()
-        while i is not None and i >= 0:
-            s, e, word, flag = tokens[i]
-            if not flag.startswith(_CN_ORG_WORD_FLAGS) or not _HAN_RE.match(word[0]) or m.end() - s > 16:
+        start, j = s, i - 1
+        while j >= 0:
+            ps, _pe, pword, pflag = tokens[j]
+            if not pflag.startswith(_CN_ORG_WORD_FLAGS) or not _HAN_RE.match(pword[0]) or e - ps > 20:
                 break
-            start = s
-            i -= 1
-        if m.start() - start >= 2:
-            spans.append(Span(start, m.end(), "ORGANIZATION", 0.75))
-    return spans
+            start, j = ps, j - 1
+        if e - start >= 4 or (flag == "nt" and e - start >= 2):
+            spans.append(Span(start, e, "ORGANIZATION", 0.75))
+    # 中国工商银行 + 北京分行: adjacent pieces are one organisation
+    spans.sort(key=lambda sp: sp.start)
+    merged: list[Span] = []
+    for sp in spans:
+        if merged and sp.start <= merged[-1].end:
+            merged[-1] = Span(merged[-1].start, max(merged[-1].end, sp.end), "ORGANIZATION", 0.75)
+        else:
+            merged.append(sp)
+    return merged
 
 
 _CAP = r"[A-Z][a-zA-Z'\-]+"
 _EN_TITLE_RE = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Madam)\.? (" + _CAP + r"(?: [A-Z]\.)?(?: " + _CAP + r"){0,2})")
 _EN_GIVEN_RE = re.compile(r"\b(" + "|".join(sorted(lexicon.EN_GIVEN_NAMES, key=len, reverse=True)) + r")\b"
                           r"((?: [A-Z]\.)?(?: " + _CAP + r"){0,2})")
+_EN_SURNAME_RE = re.compile(r"\b([A-Z][a-z]{2,})(?: [A-Z]\.)? (" + "|".join(sorted(lexicon.EN_SURNAMES, key=len, reverse=True)) + r")\b")
 _EN_CUE_RE = re.compile(r"\b(?:my name is|name:|named|called|signed,?|regards,|sincerely,)\s+(" + _CAP + r"(?: " + _CAP + r"){0,2})", re.I)
 _EN_STREET_RE = re.compile(
     r"\b\d{1,6}(?: [A-Z][a-zA-Z]*\.?| \d+(?:st|nd|rd|th)){1,4} (?:" + "|".join(lexicon.EN_STREET_TYPES) + r")\b\.?"
@@ -444,6 +457,9 @@ def _english_entities(text: str) -> list[Span]:
             surname = ""
         end = m.end(2) if surname else m.end(1)
         spans.append(Span(m.start(1), end, "PERSON", 0.8 if surname else 0.6))
+    for m in _EN_SURNAME_RE.finditer(text):
+        if m.group(1) not in lexicon.EN_NOT_NAMES:
+            spans.append(Span(m.start(), m.end(), "PERSON", 0.7))
     for m in _EN_CUE_RE.finditer(text):
         words = m.group(1).split()
         if words[0] not in lexicon.EN_NOT_NAMES:
