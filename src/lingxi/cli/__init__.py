@@ -26,6 +26,7 @@ COMMANDS = {
     "kb": "lingxi.cli.kb:kb",
     "graph": "lingxi.cli.graph:graph",
     "eval": "lingxi.cli.eval:eval_group",
+    "compress": "lingxi.cli.compress:compress",
     "serve": "lingxi.cli.serve:serve",
     "keys": "lingxi.cli.keys:keys",
     "route": "lingxi.cli.route:route",
