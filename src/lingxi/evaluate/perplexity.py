@@ -143,12 +143,24 @@ class TransformersScorer:
             raise EngineError(f"transformers could not load {ref.label}: {str(exc).splitlines()[0]}") from exc
         self.n_vocab = self.model.config.vocab_size
 
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any) -> TransformersScorer:
+        """A scorer over a model already in memory (a student being distilled, a pruned copy)."""
+        import torch
+
+        self = cls.__new__(cls)
+        self.torch, self.model, self.tokenizer = torch, model, tokenizer
+        self.device = next(model.parameters()).device
+        self.n_vocab = model.config.vocab_size
+        return self
+
     def tokenize(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False).input_ids)
 
     def logprobs(self, tokens: list[int]) -> np.ndarray:
         torch = self.torch
         with torch.inference_mode():
+            self.model.eval()
             ids = torch.tensor([tokens], device=self.device)
             logits = self.model(ids).logits[0, :-1].double()
             lp = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:, None])[:, 0]

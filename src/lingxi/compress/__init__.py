@@ -1,0 +1,10 @@
+"""Compression with a price tag: quantisation, pruning and distillation, each followed by a
+before/after report from :mod:`lingxi.evaluate` (size, peak memory, tokens/s, perplexity on
+held-out text, fidelity to the original's answers).
+
+Heavy dependencies (llama-cpp-python, gguf, torch, transformers) load inside the functions.
+"""
+
+from lingxi.compress.quantize import quantize_model
+
+__all__ = ["quantize_model"]
