@@ -137,8 +137,12 @@ class Pattern:
     cue: re.Pattern[str] | None = None
     cue_window: int = 24
     score_without_cue: float = 0.0
+    #: A character every match contains ("0" = any digit): texts without it are skipped unscanned.
+    needs: str = "0"
 
-    def find(self, text: str) -> Iterable[Span]:
+    def find(self, text: str, has_digit: bool = True) -> Iterable[Span]:
+        if (self.needs == "0" and not has_digit) or (self.needs not in ("0", "") and self.needs not in text):
+            return
         for m in self.regex.finditer(text):
             start, end = m.span()
             if self.validate is not None:
@@ -272,10 +276,12 @@ PATTERNS: tuple[Pattern, ...] = (
                        r"(?=[A-HJ-NP-Z0-9]*\d)(?:[A-HJ-NP-Z0-9]{5,6}|[A-HJ-NP-Z0-9]{4}[挂学警港澳])" + _R),
             0.85),
     Pattern("EMAIL_ADDRESS", re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}" + _R),
-            0.95),
-    Pattern("URL", re.compile(r"(?<![A-Za-z0-9_@.])(?:https?://|www\.)[^" + _URL_TAIL + r"]+(?<![.,;:!?)\]])", re.I), 0.85),
+            0.95, needs="@"),
+    Pattern("URL", re.compile(r"(?<![A-Za-z0-9_@.])(?:https?://|www\.)[^" + _URL_TAIL + r"]+(?<![.,;:!?)\]])", re.I), 0.85,
+            needs=""),
     Pattern("IP_ADDRESS", re.compile(r"(?<![A-Za-z0-9_.])(?:\d{1,3}\.){3}\d{1,3}(?![A-Za-z0-9_]|\.\d)"), 0.85, _check_ip),
-    Pattern("IP_ADDRESS", re.compile(r"(?<![A-Za-z0-9_:])(?=[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:)[0-9A-Fa-f:]{3,39}(?![A-Za-z0-9_:])"), 0.8, _check_ip),
+    Pattern("IP_ADDRESS", re.compile(r"(?<![A-Za-z0-9_:])(?=[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:)[0-9A-Fa-f:]{3,39}(?![A-Za-z0-9_:])"), 0.8, _check_ip,
+            needs=":"),
     Pattern("US_SSN", re.compile(_L + r"\d{3}([- ])\d{2}\1\d{4}" + _R), 0.8, _check_ssn),
     Pattern("US_SSN", re.compile(_L + r"\d{9}" + _R), 0.8, _check_ssn,
             cue=re.compile(r"SSN|social security", re.I), cue_window=30, score_without_cue=0.0),
@@ -333,8 +339,7 @@ def _chinese_entities(text: str) -> list[Span]:
     tokens: list[tuple[int, int, str, str]] = []
     pos = 0
     for piece in _split_for_jieba(text):
-        for pair in posseg.cut(piece, HMM=True):
-            word, flag = pair.word, pair.flag
+        for word, flag in _tag(posseg, piece):
             tokens.append((pos, pos + len(word), word, flag))
             pos += len(word)
     surnames = lexicon.CN_SURNAMES
@@ -349,6 +354,34 @@ def _chinese_entities(text: str) -> list[Span]:
     spans.extend(_chinese_addresses(text, tokens))
     spans.extend(_chinese_orgs(text, tokens))
     return spans
+
+
+_CLAUSE_END = frozenset("，。！？；：、,.!?;:\n")
+
+
+def _tag(posseg, text: str) -> list[tuple[str, str]]:
+    """POS tags: the dictionary alone first (ten times faster than with jieba's HMM); a clause is
+    tagged again with the HMM only if it may hold a name the dictionary lacks, i.e. a surname
+    left as a single character next to another Chinese character (杨/晓/燕, 郑/静)."""
+    fast = [(p.word, p.flag) for p in posseg.cut(text, HMM=False)]
+    out: list[tuple[str, str]] = []
+    clause: list[tuple[str, str]] = []
+
+    def close() -> None:
+        suspect = any(len(w) == 1 and w in lexicon.CN_SURNAMES and i + 1 < len(clause)
+                      and _HAN_RE.match(clause[i + 1][0][0]) for i, (w, _f) in enumerate(clause))
+        if suspect:
+            out.extend((p.word, p.flag) for p in posseg.cut("".join(w for w, _f in clause), HMM=True))
+        else:
+            out.extend(clause)
+        clause.clear()
+
+    for word, flag in fast:
+        clause.append((word, flag))
+        if word in _CLAUSE_END:
+            close()
+    close()
+    return out
 
 
 def _split_for_jieba(text: str) -> Iterable[str]:
@@ -411,7 +444,8 @@ def _chinese_orgs(text: str, tokens: Sequence[tuple[int, int, str, str]]) -> lis
         start, j = s, i - 1
         while j >= 0:
             ps, _pe, pword, pflag = tokens[j]
-            if not pflag.startswith(_CN_ORG_WORD_FLAGS) or not _HAN_RE.match(pword[0]) or e - ps > 20:
+            if not pflag.startswith(_CN_ORG_WORD_FLAGS) or not _HAN_RE.match(pword[0]) or e - ps > 20 \
+                    or (len(pword) == 1 and pflag not in ("ns", "nt", "nz")):
                 break
             start, j = ps, j - 1
         if e - start >= 4 or (flag == "nt" and e - start >= 2):
@@ -479,6 +513,9 @@ def _english_entities(text: str) -> list[Span]:
 # ---------------------------------------------------------------- putting it together
 
 
+_ANY_DIGIT = re.compile(r"\d")
+
+
 def _resolve(spans: Iterable[Span]) -> list[Span]:
     """Overlapping spans: keep the higher score, then the longer one."""
     chosen: list[Span] = []
@@ -525,9 +562,10 @@ class PiiDetector:
         if not text:
             return []
         found: list[Span] = []
+        has_digit = _ANY_DIGIT.search(text) is not None
         for pattern in self._patterns:
-            found.extend(pattern.find(text))
-        found.extend(_find_iban(text) if "IBAN_CODE" in self.entities else ())
+            found.extend(pattern.find(text, has_digit))
+        found.extend(_find_iban(text) if "IBAN_CODE" in self.entities and has_digit else ())
         if self._names:
             if self.lang in ("zh", "auto"):
                 found.extend(_chinese_entities(text))

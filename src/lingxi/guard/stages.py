@@ -187,6 +187,7 @@ class PiiStage(Stage):
             req.inputs = [await clean(t) for t in req.inputs]
         _note(req, {"stage": "pii", "side": "input", "decision": "redacted" if found else "clean",
                     "entities": dict(found)})
+        req.state["pii_redacted"] = True  # the audit stage stores these texts as they are now
 
     async def wrap(self, req: PipelineRequest, text: AsyncIterator[str]) -> AsyncIterator[str]:
         from lingxi.guard.redact import StreamRedactor, StreamRestorer
@@ -201,6 +202,14 @@ class PiiStage(Stage):
         if self.guards.view(req.caller.tenant)["pii"].output != "keep":
             redactor = StreamRedactor(self._redactor(req.caller.tenant, "output"))
             stream = redactor.wrap(stream)
+        redacted = req.state.setdefault("pii_answer", [])  # the answer before real values go back: for the audit
+
+        async def keep(pieces: AsyncIterator[str]) -> AsyncIterator[str]:
+            async for piece in pieces:
+                redacted.append(piece)
+                yield piece
+
+        stream = keep(stream)
         if pseudonyms:
             stream = StreamRestorer(pseudonyms).wrap(stream)
         async for piece in stream:
@@ -431,22 +440,29 @@ class AuditStage(Stage):
             return f"[not stored: redaction failed ({type(exc).__name__})]"
 
     def record(self, req: PipelineRequest, outcome: Outcome) -> Any:
-        """The audit record of one request (prompt and answer as ``[guard.audit] text`` says)."""
+        """The audit record of one request (prompt and answer as ``[guard.audit] text`` says;
+        when the ``pii`` stage ran, "redacted" means as that stage's policy left them)."""
         from lingxi.audit import AuditRecord
 
+        by_pii = self.cfg.text == "redacted" and req.state.get("pii_redacted")
+        text = (lambda t: t) if by_pii else self._text
         if req.messages is not None:
-            prompt = json.dumps([{"role": m.get("role"), "content": self._text(m.get("content") or "")}
+            prompt = json.dumps([{"role": m.get("role"), "content": text(m.get("content") or "")}
                                  for m in req.messages], ensure_ascii=False)
         elif req.prompt is not None:
-            prompt = self._text(req.prompt)
+            prompt = text(req.prompt)
         else:
-            prompt = json.dumps([self._text(t) for t in req.inputs or ()], ensure_ascii=False)
+            prompt = json.dumps([text(t) for t in req.inputs or ()], ensure_ascii=False)
+        if by_pii and "pii_answer" in req.state and outcome.error is None:
+            answer = "".join(req.state["pii_answer"])
+        else:
+            answer = self._text(outcome.text)
         usage = outcome.usage
         return AuditRecord(
             request_id=req.id, tenant=outcome.tenant or req.caller.tenant, key_id=outcome.key_id or req.caller.key_id,
             model=outcome.model or req.model, kind=req.kind, status=outcome.status,
             error=str(outcome.error) if outcome.error is not None else None, latency_s=round(outcome.latency_s, 6),
-            prompt=prompt, answer=self._text(outcome.text),
+            prompt=prompt, answer=answer,
             sources=[{"id": c.id, "source": c.source, "score": round(float(c.score), 4)} for c in req.sources],
             guard=list(req.state.get("guard", [])),
             usage={"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens},
