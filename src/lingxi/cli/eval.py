@@ -137,6 +137,39 @@ def perf(model: str | None, url: str | None, concurrency: str, duration: float, 
     finish(run, as_json, save_path, html_path, format_perf(run))
 
 
+@eval_group.command("qa")
+@click.option("--model", default=None, help="Configured or bundled model (default: the default model).")
+@click.option("--data", required=True, type=click.Path(dir_okay=False),
+              help='JSONL {"question", "answers": [...], "context"?}.')
+@click.option("--max-tokens", default=48, show_default=True)
+@click.option("--lang", default=None, help="Force SQuAD (en) or CMRC (zh) scoring; default: by each question's script.")
+@click.option("--limit", type=int, default=None, help="Only the first N questions.")
+@output_options
+def qa(model: str | None, data: str, max_tokens: int, lang: str | None, limit: int | None, as_json: bool,
+       save_path: str | None, html_path: str | None) -> None:
+    """Exact match and F1 of a model's answers (SQuAD rules for English, CMRC 2018 for Chinese)."""
+    from lingxi.evaluate.qa import evaluate_qa
+
+    run = evaluate_qa(model, data, settings=settings(), max_tokens=max_tokens, lang=lang, limit=limit)
+    s = run.summary
+    finish(run, as_json, save_path, html_path, f"questions={s['questions']}  EM={s['exact']:.2f}  F1={s['f1']:.2f}")
+
+
+@eval_group.command("bias")
+@click.option("--model", required=True, help="A .gguf file, a Hugging Face folder, or a configured model name.")
+@click.option("--data", type=click.Path(dir_okay=False), default=None,
+              help='JSONL {"category", "lang", "a", "b"}; default: the built-in zh/en gender, region, age pairs.')
+@click.option("--backend", type=click.Choice(["llamacpp", "transformers"]), default=None)
+@output_options
+def bias(model: str, data: str | None, backend: str | None, as_json: bool, save_path: str | None,
+         html_path: str | None) -> None:
+    """Log-likelihood differences on minimal pairs (gender, region, age swaps; zh and en), per category."""
+    from lingxi.evaluate.bias import evaluate_bias, format_bias
+
+    run = evaluate_bias(model, settings=settings(), data=data, backend=backend)
+    finish(run, as_json, save_path, html_path, format_bias(run))
+
+
 @eval_group.command("compare")
 @click.argument("run_a", type=click.Path(dir_okay=False))
 @click.argument("run_b", type=click.Path(dir_okay=False))
