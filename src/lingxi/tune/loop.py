@@ -41,6 +41,8 @@ class TrainLog:
     losses: list[float] = field(default_factory=list)
     tokens: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    """Process CPU time of the steps: on a shared machine it measures the work, not the queueing."""
     resumed_from: int = 0
     extra: dict[str, list[float]] = field(default_factory=dict)
 
@@ -78,7 +80,7 @@ class Run:
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
         log.losses, log.tokens, log.seconds = state["losses"], state["tokens"], state["seconds"]
-        log.extra = state.get("extra", {})
+        log.extra, log.cpu_seconds = state.get("extra", {}), state.get("cpu_seconds", 0.0)
         log.resumed_from = log.steps = state["step"]
         return state["step"]
 
@@ -91,7 +93,8 @@ class Run:
                     "params": {n: p.detach().cpu() for n, p in params.items()},
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
-                    "losses": log.losses, "tokens": log.tokens, "seconds": log.seconds, "extra": log.extra}, tmp)
+                    "losses": log.losses, "tokens": log.tokens, "seconds": log.seconds,
+                    "cpu_seconds": log.cpu_seconds, "extra": log.extra}, tmp)
         os.replace(tmp, self.checkpoint)
 
     def report(self, *, model: str, log: TrainLog, before: dict[str, Any], after: dict[str, Any],
@@ -107,6 +110,7 @@ class Run:
             "loss_curve": [round(x, 4) for x in log.losses],
             "train_tokens": log.tokens,
             "train_seconds": round(log.seconds, 2),
+            "train_cpu_seconds": round(log.cpu_seconds, 2),
             "resumed_from_step": log.resumed_from,
             "data": data,
             "config": self.cfg.model_dump(),
@@ -187,7 +191,7 @@ def train(cfg: Any, run: Run, params: dict[str, Any], lengths: list[int],
     start = run.load(params, optimizer, scheduler, log)
     bar = tqdm(total=steps, initial=start, desc=desc, unit="step", dynamic_ncols=True, disable=None)
     for step in range(start, steps):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         total, tokens, extras = 0.0, 0, {}
         for micro in range(cfg.grad_accum):
             idx = batch_indices(lengths, cfg.batch_size, step * cfg.grad_accum + micro, cfg.seed)
@@ -205,6 +209,7 @@ def train(cfg: Any, run: Run, params: dict[str, Any], lengths: list[int],
         log.losses.append(total)
         log.tokens += tokens
         log.seconds += time.perf_counter() - began
+        log.cpu_seconds += time.process_time() - began_cpu
         for key, value in extras.items():
             log.extra.setdefault(key, []).append(round(value, 4))
         bar.update(1)
