@@ -104,7 +104,7 @@ def test_prepare_writes_split_files_and_report(tmp_path: Path):
     src = write_jsonl(tmp_path / "in.jsonl", rows)
     with (tmp_path / "in.jsonl").open("a") as f:
         f.write("{broken\n")
-    report = D.prepare([src], tmp_path / "out", max_chars=300, validation=0.2, seed=3)
+    report = D.prepare([src], tmp_path / "out", max_chars=300, validation=0.2, seed=3, pii=False)
     assert report.read == 24 and report.train + report.validation == 20
     assert report.removed == {"malformed": 1, "empty output": 1, "longer than 300 characters": 1, "exact duplicate": 1}
     assert report.problems == ["in.jsonl:24: not valid JSON (Expecting property name enclosed in double quotes at column 2)"]
@@ -114,18 +114,18 @@ def test_prepare_writes_split_files_and_report(tmp_path: Path):
     assert all("<b>" not in r["output"] and r["lang"] == "en" for r in train + val)
     assert {r["instruction"] for r in train}.isdisjoint({r["instruction"] for r in val})
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert saved["stats"]["train"]["rows"] == 16 and saved["pii"]["status"] in ("scrubbed", "PII scrub: guard not installed")
+    assert saved["stats"]["train"]["rows"] == 16 and saved["pii"] == {"status": "off"}
 
 
 def test_prepare_refuses_when_nothing_is_left(tmp_path: Path):
     src = write_jsonl(tmp_path / "in.jsonl", [{"instruction": "a", "output": ""}])
     with pytest.raises(UsageError, match="no usable rows left .*1 empty output"):
-        D.prepare([src], None)
+        D.prepare([src], None, pii=False)
 
 
 def test_language_filter(tmp_path: Path):
     src = write_jsonl(tmp_path / "in.jsonl", [{"text": "中文的句子，讲合同。"}, {"text": "An English sentence."}])
-    report = D.prepare([src], None, languages=("zh",), validation=0)
+    report = D.prepare([src], None, languages=("zh",), validation=0, pii=False)
     assert report.train == 1 and report.removed == {"language en": 1}
 
 
@@ -146,3 +146,16 @@ def test_from_feedback_makes_sft_rows_and_pairs(tmp_path: Path):
     assert sft[0]["messages"][-1] == {"role": "assistant", "content": "七天无理由退货。"}
     # the files it writes are valid training data for the recipes
     assert [r.kind for r in D.read_rows(tmp_path / "preference.jsonl")] == ["preference", "preference"]
+
+
+def test_pii_is_scrubbed_through_the_guard(tmp_path: Path):
+    pytest.importorskip("lingxi.guard.redact")
+    src = write_jsonl(tmp_path / "in.jsonl", [
+        {"instruction": "Reply to the customer", "output": "Write to jane.doe@example.com or call +1 415 555 0132."},
+        {"instruction": "Summarise the ticket", "output": "The printer on floor two is jammed."},
+    ])
+    report = D.prepare([src], tmp_path / "out", validation=0)
+    assert report.pii["status"] == "scrubbed" and report.pii["rows_changed"] == 1
+    assert report.pii["entities_redacted"] >= 2
+    text = (tmp_path / "out" / "train.jsonl").read_text(encoding="utf-8")
+    assert "jane.doe@example.com" not in text and "555 0132" not in text and "<EMAIL" in text

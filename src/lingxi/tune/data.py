@@ -397,25 +397,17 @@ def dedupe(rows: list[Row], *, near_threshold: float | None = 0.85, num_perm: in
 
 
 def pii_redactor() -> Callable[[str], tuple[str, int]] | None:
-    """The guard's redaction as ``text -> (redacted text, entities found)``, or None when
-    ``lingxi.guard`` is not installed."""
+    """The guard's redaction (each entity replaced by ``<LABEL>``) as ``text -> (redacted text,
+    entities found)``, or None when :mod:`lingxi.guard` is not installed."""
     try:
-        from lingxi import guard
+        from lingxi.guard.redact import Redactor
     except ImportError:
         return None
-    redact = getattr(guard, "redact", None)
-    if redact is None:
-        return None
+    redactor = Redactor()
 
     def scrub(text: str) -> tuple[str, int]:
-        result = redact(text)
-        if isinstance(result, str):
-            return result, int(result != text)
-        out = getattr(result, "text", None)
-        found = getattr(result, "entities", None) or getattr(result, "spans", None) or []
-        if out is None and isinstance(result, tuple):
-            out, found = result[0], result[1]
-        return str(out), len(found) if not isinstance(found, int) else found
+        result = redactor.redact(text)
+        return result.text, len(result.spans)
 
     return scrub
 
