@@ -61,6 +61,17 @@ def test_cross_checks_are_reported_with_field_errors(tmp_path):
     assert len(problems) == 3
 
 
+def test_router_model_names_are_checked_with_the_rest():
+    # These were found only when the gateway built its router, after every other error was fixed.
+    with pytest.raises(ConfigError) as err:
+        parse_config({"knowledge": {"chunk_tokens": -1},
+                      "gateway": {"router": {"policy": "cascade", "local_model": "tiny",
+                                             "rules": [{"model": "smollm2"}, {"model": "gpt-9"}]}}})
+    assert err.value.problems[1:] == ["gateway.router.local_model: unknown model 'tiny'",
+                                      "gateway.router.strong_model: required for policy 'cascade'",
+                                      "gateway.router.rules.1.model: unknown model 'gpt-9'"]
+
+
 def test_a_cross_check_is_skipped_when_its_own_key_failed():
     with pytest.raises(ConfigError) as err:
         parse_config({"default_model": "a", "models": {"a": {"engine": "openai", "model": "m"}},

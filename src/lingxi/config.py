@@ -717,6 +717,15 @@ def _cross_check(s: Settings, data: dict[str, Any], dropped: set[str] = frozense
         problems.append(f"knowledge.embedder: unknown embedder '{s.knowledge.embedder}'")
     if ok("knowledge.chunk_overlap", "knowledge.chunk_tokens") and s.knowledge.chunk_overlap >= s.knowledge.chunk_tokens:
         problems.append("knowledge.chunk_overlap: must be smaller than knowledge.chunk_tokens")
+    router = s.gateway.router
+    for key in ("local_model", "strong_model"):
+        name = getattr(router, key)
+        if ok(f"gateway.router.{key}") and name and name not in models:
+            problems.append(f"gateway.router.{key}: unknown model '{name}'")
+    if ok("gateway.router.policy", "gateway.router.strong_model") and router.policy != "rules" and not router.strong_model:
+        problems.append(f"gateway.router.strong_model: required for policy '{router.policy}'")
+    problems += [f"gateway.router.rules.{i}.model: unknown model '{rule.model}'"
+                 for i, rule in enumerate(router.rules) if rule.model not in models]
     return problems
 
 

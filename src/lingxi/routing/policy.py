@@ -34,7 +34,7 @@ import numpy as np
 
 from lingxi.engines.base import estimate_tokens
 from lingxi.errors import UsageError
-from lingxi.text import CJK, language_of
+from lingxi.text import CJK
 
 __all__ = [
     "QUERY_FEATURES", "ANSWER_FEATURES", "query_features", "answer_features", "agreement", "Logistic",

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from lingxi.engines.base import ChatEngine, Completion, GenerationParams, estimate_tokens
-from lingxi.errors import ConfigError, LingxiError
+from lingxi.errors import LingxiError
 from lingxi.routing.policy import (
     PRIOR,
     Policy,
@@ -199,23 +199,10 @@ def policy_path(settings: Any) -> Path:
 def create_router(settings: Any) -> Router:
     """Build the router ``settings.gateway.router`` describes, loading the trained policy if there is one.
 
+    The model names it uses were checked with the rest of the config (:func:`lingxi.config.parse_config`).
+
     Raises:
-        ConfigError: an unknown model name, or no strong model for the learned/cascade policy.
         UsageError: the policy file exists but is not a valid policy.
     """
-    cfg = settings.gateway.router
-    known = settings.all_models()
-    problems = []
-    if cfg.local_model and cfg.local_model not in known:
-        problems.append(f"gateway.router.local_model: unknown model '{cfg.local_model}'")
-    if cfg.strong_model and cfg.strong_model not in known:
-        problems.append(f"gateway.router.strong_model: unknown model '{cfg.strong_model}'")
-    if cfg.policy in ("learned", "cascade") and not cfg.strong_model:
-        problems.append(f"gateway.router.strong_model: required for policy '{cfg.policy}'")
-    for i, rule in enumerate(cfg.rules):
-        if rule.model not in known:
-            problems.append(f"gateway.router.rules.{i}.model: unknown model '{rule.model}'")
-    if problems:
-        raise ConfigError(problems, settings.source)
     path = policy_path(settings)
     return Router(settings, load_policy(path) if path.is_file() else None)
