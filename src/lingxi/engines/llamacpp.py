@@ -1,38 +1,31 @@
 """llama.cpp in-process (llama-cpp-python): GGUF weights, the GGUF's own chat template, CPU first.
 
-The default engine. It drives llama-cpp-python's token generator directly (rather than
-``create_chat_completion``) so that it counts tokens exactly, checks the context window before
-it starts, and does no per-token work a caller did not ask for.
+The default engine. It drives llama.cpp's batch API through llama-cpp-python's low-level
+bindings: requests are decoded together in one continuous batch (several sequences in one
+``llama_batch``, a KV-cache sequence per slot, a sampler chain per request) and reuse the cached
+prefix of an earlier request (see :mod:`lingxi.engines.batch`). It counts tokens exactly, checks
+the context window before it starts, and does no per-token work a caller did not ask for.
 
 All of llama.cpp's work in a process runs on one thread (:func:`llama_thread`). llama.cpp
 parallelises with OpenMP, whose worker team belongs to the thread that calls it: once a second
 thread has called in (the gateway's executor after a warm-up on the main thread, or a second
 model's own thread), every call is about three times slower on a small machine (measured: 110 →
-35 tokens/s on 2 cores). One thread also serialises requests, as a ``Llama`` context requires;
-concurrency belongs to the gateway's queue or to several llama.cpp servers behind it.
+35 tokens/s on 2 cores). Concurrent requests therefore share that thread through the batch, not through more threads.
 """
 
 from __future__ import annotations
 
-import codecs
 import ctypes
 import os
-from collections.abc import AsyncIterator, Iterator
 import threading
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from lingxi.engines.base import (
-    ChatEngine,
-    Chunk,
-    GenerationParams,
-    ModelInfo,
-    Prompt,
-    Usage,
-    iterate_in_thread,
-    iterate_on,
-)
+from lingxi.engines.base import ChatEngine, Chunk, GenerationParams, ModelInfo, Prompt
+from lingxi.engines.batch import BatchScheduler, astream_request, stream_request
+from lingxi.engines.batch import find_stop as _find_stop, partial_stop as _partial_stop  # noqa: F401 (tests)
 from lingxi.errors import ContextLengthError, EngineError, ModelFileNotFoundError, UsageError, missing_extra
 
 
@@ -61,6 +54,106 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+class LlamaBackend:
+    """llama.cpp under :class:`~lingxi.engines.batch.BatchScheduler`: one context with a unified
+    KV pool that ``n_slots`` sequences share, one reusable ``llama_batch``. Every method runs on
+    the llama.cpp thread."""
+
+    def __init__(self, lib: Any, model: Any, n_ctx: int, n_slots: int, n_batch: int, n_threads: int):
+        self._lib = lib
+        self._model = model
+        params = lib.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = params.n_ubatch = n_batch
+        params.n_seq_max = n_slots
+        params.kv_unified = True  # one pool: a long conversation may use it all, and slots share prefixes
+        params.n_threads = params.n_threads_batch = n_threads
+        params.no_perf = True
+        ctx = lib.llama_init_from_model(model.model, params)
+        if ctx is None:
+            raise ValueError("llama_init_from_model failed")
+        self.ctx = ctx
+        self.params = params
+        self.n_slots = n_slots
+        self.n_batch = n_batch
+        self._mem = lib.llama_get_memory(ctx)
+        self._batch = lib.llama_batch_init(n_batch, 0, 1)
+        self._vocab = model.vocab
+        self._pieces: dict[int, bytes] = {}
+
+    def n_ctx(self) -> int:
+        return self._lib.llama_n_ctx(self.ctx)
+
+    def decode(self, tokens: list[int], pos: list[int], seqs: list[int], logits: list[bool]) -> bool:
+        b = self._batch
+        tok, ps, nseq, seq, lg = b.token, b.pos, b.n_seq_id, b.seq_id, b.logits
+        for i, t in enumerate(tokens):
+            tok[i] = t
+            ps[i] = pos[i]
+            nseq[i] = 1
+            seq[i][0] = seqs[i]
+            lg[i] = logits[i]
+        b.n_tokens = len(tokens)
+        rc = self._lib.llama_decode(self.ctx, b)
+        if rc == 1:  # no room in the KV cache; nothing was evaluated
+            return False
+        if rc != 0:
+            raise EngineError(f"llama_decode failed with code {rc}")
+        return True
+
+    def sampler(self, params: GenerationParams) -> Any:
+        lib = self._lib
+        if params.temperature == 0:
+            return lib.llama_sampler_init_greedy()
+        chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_k(40))
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(params.top_p, 1))
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_min_p(0.05, 1))
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_temp(params.temperature))
+        seed = lib.LLAMA_DEFAULT_SEED if params.seed is None else params.seed & 0xFFFFFFFF
+        lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_dist(seed))
+        return chain
+
+    def sample(self, sampler: Any, row: int) -> int:
+        return self._lib.llama_sampler_sample(sampler, self.ctx, row)
+
+    def free_sampler(self, sampler: Any) -> None:
+        self._lib.llama_sampler_free(sampler)
+
+    def seq_rm(self, seq: int, p0: int) -> bool:
+        return bool(self._lib.llama_memory_seq_rm(self._mem, seq, p0 if p0 > 0 else -1, -1))
+
+    def seq_cp(self, src: int, dst: int, n: int) -> None:
+        self._lib.llama_memory_seq_cp(self._mem, src, dst, 0, n)
+
+    def seq_pos_max(self, seq: int) -> int:
+        """The highest position ``seq`` holds in the KV cache; -1 when it holds none."""
+        return self._lib.llama_memory_seq_pos_max(self._mem, seq)
+
+    def is_eog(self, token: int) -> bool:
+        return self._lib.llama_vocab_is_eog(self._vocab, token)
+
+    def piece(self, token: int) -> bytes:
+        """The bytes of one token (may be part of a UTF-8 character), cached: the vocabulary is fixed."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            size = 64
+            while True:
+                buf = ctypes.create_string_buffer(size)
+                n = self._lib.llama_token_to_piece(self._vocab, token, buf, size, 0, False)
+                if n >= 0:
+                    break
+                size = -n  # a negative length is the size the piece needs
+            piece = self._pieces[token] = buf.raw[:n]
+        return piece
+
+    def close(self) -> None:
+        if self.ctx is not None:
+            self._lib.llama_batch_free(self._batch)
+            self._lib.llama_free(self.ctx)
+            self.ctx = None
+
+
 class LlamaCppEngine(ChatEngine):
     engine_name = "llamacpp"
 
@@ -78,41 +171,52 @@ class LlamaCppEngine(ChatEngine):
             raise ModelFileNotFoundError(f"model '{name}': GGUF file not found: {path}")
         self.path = path
         self._thread = llama_thread()
+        n_ctx = config.context_length or DEFAULT_CONTEXT
+        n_threads = config.n_threads or _cpu_count()
+        n_slots = min(config.parallel, config.n_batch)
         try:
-            self._llm = self._thread.submit(
-                llama_cpp.Llama,
-                model_path=str(path),
-                n_ctx=config.context_length or DEFAULT_CONTEXT,
-                n_threads=config.n_threads or _cpu_count(),
-                n_threads_batch=config.n_threads or _cpu_count(),
-                n_batch=config.n_batch,
-                n_gpu_layers=config.n_gpu_layers,
-                verbose=False,
-            ).result()
+            self._model, self._backend = self._thread.submit(
+                self._load, llama_cpp, path, config, n_ctx, n_slots, n_threads).result()
         except (ValueError, RuntimeError) as exc:
             raise EngineError(f"model '{name}': llama.cpp could not load {path}: {exc}") from exc
-        template = config.chat_format or self._llm.metadata.get("tokenizer.chat_template")
+        self._meta = self._model.metadata()
+        template = config.chat_format or self._meta.get("tokenizer.chat_template")
         self._formatter = self._make_formatter(template) if template else None
-        self._pieces: dict[int, bytes] = {}
-        # llama.cpp pads a small context up (to 256) but llama-cpp-python sizes its token buffer
-        # by the requested one: the smaller of the two is what a prompt may use.
-        self._n_ctx = min(self._llm.n_ctx(), self._llm.context_params.n_ctx)
+        # llama.cpp pads a small context up (to 256): the requested size is what a prompt may use.
+        self._n_ctx = min(self._backend.n_ctx(), n_ctx)
+        self._scheduler = BatchScheduler(self._backend, self._thread, name, n_ctx=self._n_ctx)
+
+    @staticmethod
+    def _load(lib: Any, path: Path, config: Any, n_ctx: int, n_slots: int, n_threads: int) -> tuple[Any, LlamaBackend]:
+        from llama_cpp._internals import LlamaModel
+        from llama_cpp._logger import set_verbose
+
+        set_verbose(False)  # llama.cpp's info and debug lines (what Llama(verbose=False) does)
+        _backend_init(lib)
+        mparams = lib.llama_model_default_params()
+        mparams.n_gpu_layers = 0x7FFFFFFF if config.n_gpu_layers == -1 else config.n_gpu_layers
+        model = LlamaModel(path_model=str(path), params=mparams, verbose=False)
+        try:
+            return model, LlamaBackend(lib, model, n_ctx, n_slots, config.n_batch, n_threads)
+        except BaseException:
+            model.close()
+            raise
 
     def _make_formatter(self, template: str) -> Any:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        llm = self._llm
-        eos, bos = llm.token_eos(), llm.token_bos()
+        model = self._model
+        eos, bos = model.token_eos(), model.token_bos()
         return Jinja2ChatFormatter(
             template=template,
-            eos_token=llm._model.token_get_text(eos) if eos >= 0 else "",
-            bos_token=llm._model.token_get_text(bos) if bos >= 0 else "",
+            eos_token=model.token_get_text(eos) if eos >= 0 else "",
+            bos_token=model.token_get_text(bos) if bos >= 0 else "",
             add_generation_prompt=True,
         )
 
     @property
     def info(self) -> ModelInfo:
-        meta = self._llm.metadata
+        meta = self._meta
         return ModelInfo(
             name=self.name,
             engine=self.engine_name,
@@ -120,12 +224,18 @@ class LlamaCppEngine(ChatEngine):
             source=str(self.path),
             details={
                 "architecture": meta.get("general.architecture"),
-                "n_ctx_train": self._llm._model.n_ctx_train(),
-                "n_params": self._llm._model.n_params(),
+                "n_ctx_train": self._model.n_ctx_train(),
+                "n_params": self._model.n_params(),
                 "file_type": meta.get("general.file_type"),
-                "n_threads": self._llm.n_threads,
+                "n_threads": self._backend.params.n_threads,
+                "parallel": self._backend.n_slots,
             },
         )
+
+    @property
+    def scheduler(self) -> BatchScheduler:
+        """The continuous batch this model's requests run in (occupancy, queue, prompt-cache stats)."""
+        return self._scheduler
 
     # ------------------------------------------------------------ tokens
 
@@ -143,124 +253,55 @@ class LlamaCppEngine(ChatEngine):
             text = result.prompt
             stops = tuple(s for s in ([result.stop] if isinstance(result.stop, str) else (result.stop or [])) if s)
             add_bos = not getattr(result, "added_special", False)
-        tokens = self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        tokens = self._model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
         return tokens, stops
 
-    def _piece(self, token: int) -> bytes:
-        """The bytes of one token (may be part of a UTF-8 character), cached: the vocabulary is fixed."""
-        piece = self._pieces.get(token)
-        if piece is None:
-            size = 64
-            while True:
-                buf = ctypes.create_string_buffer(size)
-                n = self._llama_cpp.llama_token_to_piece(self._llm._model.vocab, token, buf, size, 0, False)
-                if n >= 0:
-                    break
-                size = -n  # a negative length is the size the piece needs
-            piece = self._pieces[token] = buf.raw[:n]
-        return piece
-
     def count_tokens(self, text: str) -> int:
-        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        return len(self._model.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
     # ------------------------------------------------------------ generation
 
     def _prepare(self, prompt: Prompt, params: GenerationParams | None) -> tuple[list[int], GenerationParams,
-                                                                            tuple[str, ...]]:
+                                                                            tuple[str, ...], int]:
         params = params or GenerationParams()
         tokens, template_stops = self._prompt_tokens(prompt)
         if len(tokens) >= self._n_ctx:
             raise ContextLengthError(len(tokens), self._n_ctx)
-        return tokens, params, tuple(s for s in params.stop + template_stops if s)
+        stops = tuple(s for s in params.stop + template_stops if s)
+        return tokens, params, stops, min(params.max_tokens, self._n_ctx - len(tokens))
 
     def stream(self, prompt: Prompt, params: GenerationParams | None = None) -> Iterator[Chunk]:
-        tokens, params, stops = self._prepare(prompt, params)  # errors raise here, before any output
-        return iterate_on(self._thread, lambda: self._generate(tokens, params, stops))
+        tokens, params, stops, budget = self._prepare(prompt, params)  # errors raise here, before any output
+        return stream_request(self._scheduler, tokens, params, stops, budget)
 
     async def astream(self, prompt: Prompt, params: GenerationParams | None = None) -> AsyncIterator[Chunk]:
-        tokens, params, stops = self._prepare(prompt, params)
-        chunks = iterate_in_thread(lambda: self._generate(tokens, params, stops), self._thread)
+        tokens, params, stops, budget = self._prepare(prompt, params)
+        chunks = astream_request(self._scheduler, tokens, params, stops, budget)
         try:
             async for chunk in chunks:
                 yield chunk
         finally:
             await chunks.aclose()
 
-    def _generate(self, tokens: list[int], params: GenerationParams, stops: tuple[str, ...]) -> Iterator[Chunk]:
-        """The generation loop; runs on ``self._thread``, one request at a time."""
-        llm, lib = self._llm, self._llama_cpp
-        vocab = llm._model.vocab
-        budget = min(params.max_tokens, self._n_ctx - len(tokens))
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        pending = ""  # decoded text not yet sent, kept back while it may start a stop string
-        produced, finish = 0, "length"
-        # The seed sticks to the Llama object: set it on every request, else one seeded request
-        # would make every later unseeded one repeat its samples.
-        llm.set_seed(lib.LLAMA_DEFAULT_SEED if params.seed is None else params.seed)
-        if params.seed is not None:
-            # Reusing a cached prompt prefix recomputes the last logits in a different batch
-            # shape, which changes them in the last bits; a seeded request starts clean so that
-            # the same seed gives the same answer.
-            llm.reset()
-        greedy = params.temperature == 0
-        gen = llm.generate(
-            tokens,
-            temp=params.temperature,
-            top_p=1.0 if greedy else params.top_p,
-            top_k=1 if greedy else 40,
-            min_p=0.0 if greedy else 0.05,
-            repeat_penalty=1.0,
-            reset=True,
-        )
-        try:
-            for token in gen:
-                if lib.llama_vocab_is_eog(vocab, token):
-                    finish = "stop"
-                    break
-                produced += 1
-                pending += decoder.decode(self._piece(token))
-                if stops:
-                    cut = _find_stop(pending, stops)
-                    if cut is not None:
-                        pending, finish = pending[:cut], "stop"
-                        break
-                    safe = len(pending) - _partial_stop(pending, stops)
-                else:
-                    safe = len(pending)
-                if safe > 0:
-                    yield Chunk(text=pending[:safe])
-                    pending = pending[safe:]
-                if produced >= budget:
-                    break
-        except (RuntimeError, ValueError) as exc:
-            raise EngineError(f"model '{self.name}': llama.cpp failed while generating: {exc}") from exc
-        finally:
-            gen.close()
-        pending += decoder.decode(b"", final=True)
-        if pending:
-            yield Chunk(text=pending)
-        yield Chunk(finish_reason=finish, usage=Usage(prompt_tokens=len(tokens), completion_tokens=produced))
-
     def close(self) -> None:
-        llm = getattr(self, "_llm", None)
-        if llm is not None:
-            self._thread.submit(llm.close).result()
-            self._llm = None
+        backend = getattr(self, "_backend", None)
+        if backend is not None:
+            self._backend = None
+
+            def shut() -> None:
+                self._scheduler.close()
+                backend.close()
+                self._model.close()
+
+            self._thread.submit(shut).result()
 
 
-def _find_stop(text: str, stops: tuple[str, ...]) -> int | None:
-    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return min(hits) if hits else None
+_backend_ready = False
 
 
-def _partial_stop(text: str, stops: tuple[str, ...]) -> int:
-    """Length of the longest tail of ``text`` that begins a stop string: only that is held back,
-    so text that cannot become a stop goes out at once (a fixed holdback delays the first token)."""
-    longest = 0
-    for stop in stops:
-        for k in range(min(len(stop) - 1, len(text)), longest, -1):
-            if text.endswith(stop[:k]):
-                longest = k
-                break
-    return longest
-
+def _backend_init(lib: Any) -> None:
+    """llama.cpp's one-time process setup (what ``llama_cpp.Llama`` does on first use)."""
+    global _backend_ready
+    if not _backend_ready:
+        lib.llama_backend_init()
+        _backend_ready = True

@@ -50,11 +50,56 @@ class GatewayMetrics:
         self.waiting = Gauge("lingxi_queued_requests", "Requests waiting for a slot.", registry=r)
         self.replica_up = Gauge("lingxi_replica_up", "1 if a replica is healthy with its breaker closed.",
                                 ["model", "replica"], registry=r)
+        r.register(BatchCollector())
 
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class BatchCollector:
+    """The continuous batches of the llama.cpp models in this process, read at scrape time:
+    slot occupancy, the engine-side queue and its wait, and how much prompt the cache saved."""
+
+    def describe(self) -> list[Any]:
+        return []  # read live at collect time; nothing to check for name clashes up front
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        from lingxi.engines.batch import WAIT_BUCKETS, live_schedulers
+
+        slots = GaugeMetricFamily("lingxi_batch_slots", "Slots in the model's continuous batch.", labels=["model"])
+        busy = GaugeMetricFamily("lingxi_batch_slots_busy", "Slots generating now (batch occupancy).",
+                                 labels=["model"])
+        waiting = GaugeMetricFamily("lingxi_batch_waiting", "Requests waiting for a batch slot.", labels=["model"])
+        cached = GaugeMetricFamily("lingxi_batch_cached_tokens", "Tokens held in the KV cache by all slots.",
+                                   labels=["model"])
+        prompt = CounterMetricFamily("lingxi_batch_prompt_tokens", "Prompt tokens of requests that got a slot.",
+                                     labels=["model"])
+        reused = CounterMetricFamily("lingxi_batch_reused_prompt_tokens",
+                                     "Prompt tokens taken from the prompt cache instead of prefilled.", labels=["model"])
+        paused = CounterMetricFamily("lingxi_batch_preemptions", "Requests paused because the KV pool was full.",
+                                     labels=["model"])
+        wait = HistogramMetricFamily("lingxi_batch_queue_seconds", "Wait for a batch slot inside the engine.",
+                                     labels=["model"])
+        for sched in live_schedulers():
+            m = [sched.model]
+            slots.add_metric(m, sched.n_slots)
+            busy.add_metric(m, sched.busy)
+            waiting.add_metric(m, sched.waiting)
+            cached.add_metric(m, sched.cached_tokens)
+            prompt.add_metric(m, sched.prompt_tokens)
+            reused.add_metric(m, sched.reused_tokens)
+            paused.add_metric(m, sched.preemptions)
+            counts, total = list(sched.wait_counts), 0
+            buckets = []
+            for bound, n in zip([*map(str, WAIT_BUCKETS), "+Inf"], counts):
+                total += n
+                buckets.append((bound, total))
+            wait.add_metric(m, buckets, sched.wait_sum)
+        yield from (slots, busy, waiting, cached, prompt, reused, paused, wait)
 
 
 class _JsonLines(logging.Handler):

@@ -1,0 +1,317 @@
+"""Continuous batching (lingxi.engines.batch) and tenant-fair admission, on a small deterministic
+model: its next token is a function of the tokens its KV sequence holds, so any slip in the
+scheduler's cache bookkeeping (positions, reused prefixes, copied cells, paused requests) shows
+up as a different answer. The real-model checks are in test_batching_real.py."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from lingxi.engines.base import Chunk, GenerationParams
+from lingxi.engines.batch import BatchScheduler, FairQueue, astream_request, stream_request, tenant_var
+from lingxi.errors import EngineError, RateLimitError
+from lingxi.gateway.admission import Admission
+
+EOG = 0
+
+
+class TinyModel:
+    """A :class:`~lingxi.engines.batch.Backend` with a KV pool of ``n_cells`` and exact cell accounting."""
+
+    def __init__(self, n_slots: int = 4, n_batch: int = 64, n_cells: int = 10_000, endless: bool = False):
+        self.endless = endless  # never end a sequence by itself
+        self.n_slots, self.n_batch, self.n_cells = n_slots, n_batch, n_cells
+        self.cells: dict[int, list[int]] = {s: [] for s in range(n_slots)}
+        self.rows: dict[int, list[int]] = {}
+        self.samplers_open = 0
+        self.copies = 0
+        self.batch_sizes: list[int] = []
+
+    def used(self) -> int:
+        return sum(len(c) for c in self.cells.values())
+
+    def decode(self, tokens, pos, seqs, logits):
+        if self.used() + len(tokens) > self.n_cells:
+            return False
+        self.rows = {}
+        for i, (t, p, s, want) in enumerate(zip(tokens, pos, seqs, logits)):
+            assert p == len(self.cells[s]), f"seq {s}: position {p} after {len(self.cells[s])} cells"
+            self.cells[s].append(t)
+            if want:
+                self.rows[i] = list(self.cells[s])
+        self.batch_sizes.append(len(tokens))
+        return True
+
+    @staticmethod
+    def next_token(context: list[int]) -> int:
+        h = sum((i + 1) * t for i, t in enumerate(context[-8:])) + len(context)
+        return EOG if h % 41 == 0 else 1 + h % 26
+
+    def sampler(self, params):
+        self.samplers_open += 1
+        return None if params.temperature == 0 else random.Random(params.seed)
+
+    def sample(self, sampler, row):
+        token = self.next_token(self.rows[row]) or (1 if self.endless else EOG)
+        return token if sampler is None or token == EOG else 1 + (token + sampler.randrange(3)) % 26
+
+    def free_sampler(self, sampler):
+        self.samplers_open -= 1
+
+    def seq_rm(self, seq, p0):
+        del self.cells[seq][p0:]
+        return True
+
+    def seq_cp(self, src, dst, n):
+        assert not self.cells[dst]
+        self.cells[dst] = list(self.cells[src][:n])
+        self.copies += 1
+
+    def is_eog(self, token):
+        return token == EOG
+
+    def piece(self, token):
+        return bytes([96 + token])  # 1 -> "a"
+
+
+def reference(prompt: list[int], max_tokens: int) -> str:
+    """What TinyModel answers greedily to ``prompt`` alone."""
+    ctx, out = list(prompt), ""
+    for _ in range(max_tokens):
+        t = TinyModel.next_token(ctx)
+        if t == EOG:
+            break
+        ctx.append(t)
+        out += chr(96 + t)
+    return out
+
+
+@pytest.fixture
+def thread():
+    with ThreadPoolExecutor(1) as pool:
+        yield pool
+
+
+def make(thread, **kw) -> tuple[BatchScheduler, TinyModel]:
+    model = TinyModel(**kw)
+    return BatchScheduler(model, thread, "tiny", n_ctx=4096, prefill_chunk=16), model
+
+
+def text(chunks: list[Chunk]) -> str:
+    return "".join(c.text for c in chunks)
+
+
+def prompt_of(i: int, system: int = 20) -> list[int]:
+    return [3, 1, 4, 1, 5][: 5] * (system // 5) + [1 + (i * 7 + k) % 26 for k in range(5 + i % 7)]
+
+
+async def run_all(sched, prompts, max_tokens=12, params=None):
+    async def one(p):
+        gp = params or GenerationParams(max_tokens=max_tokens, temperature=0)
+        return [c async for c in astream_request(sched, p, gp, (), gp.max_tokens)]
+    return await asyncio.gather(*(one(p) for p in prompts))
+
+
+def settle(thread):
+    thread.submit(lambda: None).result()  # every step queued before this one has run
+
+
+def test_fair_queue_serves_tenants_in_turn():
+    q: FairQueue[str] = FairQueue()
+    for i in range(4):
+        q.push("a", f"a{i}")
+    q.push("b", "b0")
+    q.push("c", "c0")
+    q.push("b", "b1")
+    assert [q.pop() for _ in range(len(q))] == ["a0", "b0", "c0", "a1", "b1", "a2", "a3"]
+    q.push("a", "x")
+    q.push("b", "y", front=True)
+    assert q.pop() == "y" and q.remove_if(lambda s: s == "x") == ["x"] and len(q) == 0
+
+
+def test_batched_answers_equal_answers_alone(thread):
+    sched, model = make(thread, n_slots=4, n_batch=24)
+    prompts = [prompt_of(i) for i in range(10)]
+    results = asyncio.run(run_all(sched, prompts, max_tokens=12))
+    assert [text(r) for r in results] == [reference(p, 12) for p in prompts]
+    assert max(model.batch_sizes) <= 24 and any(b > 4 for b in model.batch_sizes)  # prefill shared the steps
+    last = results[0][-1]
+    assert last.finish_reason in ("stop", "length") and last.usage.prompt_tokens == len(prompts[0])
+    settle(thread)
+    assert sched.busy == 0 and model.samplers_open == 0
+
+
+def test_next_turn_and_shared_system_prompt_reuse_the_cache(thread):
+    sched, model = make(thread, n_slots=2)
+    first = prompt_of(1, system=40)
+    answer = text(list(stream_request(sched, first, GenerationParams(max_tokens=6, temperature=0), (), 6)))
+    assert sched.reused_tokens == 0
+    # the next turn: the whole first turn (prompt and answer) is a prefix of the new prompt
+    second = first + [ord(ch) - 96 for ch in answer] + [9, 9, 9]
+    out = text(list(stream_request(sched, second, GenerationParams(max_tokens=6, temperature=0), (), 6)))
+    assert out == reference(second, 6)
+    assert sched.reused_tokens >= len(first) + len(answer) - 1
+    # two requests at once that share a 40-token system prompt: the second copies its cells
+    before = sched.reused_tokens
+    results = asyncio.run(run_all(sched, [prompt_of(5, system=40), prompt_of(6, system=40)], max_tokens=4))
+    assert [text(r) for r in results] == [reference(prompt_of(i, 40), 4) for i in (5, 6)]
+    assert model.copies >= 1 and sched.reused_tokens - before >= 2 * 40
+
+
+def test_cancelled_request_frees_its_slot_and_cells_at_once(thread):
+    sched, model = make(thread, n_slots=2, endless=True)
+
+    async def main():
+        stream = astream_request(sched, prompt_of(2), GenerationParams(max_tokens=10_000, temperature=0), (), 10_000)
+        await stream.__anext__()
+        assert sched.busy == 1
+        await stream.aclose()  # what a client disconnect does
+
+    asyncio.run(main())
+    settle(thread)
+    settle(thread)
+    assert sched.busy == 0 and sched.waiting == 0 and model.used() == 0 and model.samplers_open == 0
+
+
+def test_thousand_mixed_requests_with_random_cancellations_leak_nothing(thread):
+    rng = random.Random(13)
+    sched, model = make(thread, n_slots=8, n_batch=48, n_cells=600)
+    finished = cancelled = 0
+
+    async def one(i):
+        nonlocal finished, cancelled
+        params = GenerationParams(max_tokens=rng.randint(1, 8), temperature=rng.choice([0, 0.8]),
+                                  seed=rng.choice([None, i]), stop=rng.choice([(), ("k",)]))
+        stream = astream_request(sched, prompt_of(i % 50, system=rng.choice([5, 20, 40])), params, params.stop,
+                                 params.max_tokens)
+        cut = rng.choice([None, None, 0, 1, 3])
+        n = 0
+        try:
+            async for chunk in stream:
+                if chunk.finish_reason:
+                    finished += 1
+                n += 1
+                if cut is not None and n > cut:
+                    cancelled += 1
+                    break
+                if rng.random() < 0.1:
+                    await asyncio.sleep(0)
+        finally:
+            await stream.aclose()
+
+    async def main():
+        await asyncio.gather(*(one(i) for i in range(1000)))
+
+    asyncio.run(main())
+    settle(thread)
+    settle(thread)
+    assert finished + cancelled >= 1000 and cancelled > 100
+    assert sched.busy == 0 and sched.waiting == 0 and model.samplers_open == 0
+    # what cells remain belong to idle slots' prompt caches, exactly as the scheduler believes
+    assert all(model.cells[s] == slot_cells for s, slot_cells in enumerate(s.cached for s in sched._slots))
+
+
+def test_a_full_kv_pool_pauses_the_newest_request_and_resumes_it(thread):
+    sched, model = make(thread, n_slots=4, n_batch=32, n_cells=90)
+    prompts = [prompt_of(i, system=10) for i in range(4)]
+    results = asyncio.run(run_all(sched, prompts, max_tokens=14))
+    assert [text(r) for r in results] == [reference(p, 14) for p in prompts]
+    assert sched.preemptions > 0 and sched.busy == 0
+
+
+def test_a_request_larger_than_the_pool_fails_alone(thread):
+    sched, _ = make(thread, n_slots=2, n_cells=30)
+    with pytest.raises(EngineError, match="KV cache"):
+        list(stream_request(sched, prompt_of(3, system=40), GenerationParams(max_tokens=4, temperature=0), (), 4))
+    assert text(list(stream_request(sched, [5, 6, 7], GenerationParams(max_tokens=3, temperature=0), (), 3))) \
+        == reference([5, 6, 7], 3)
+
+
+def test_seeded_sampling_repeats_and_stop_strings_cut(thread):
+    sched, _ = make(thread)
+    params = GenerationParams(max_tokens=10, temperature=0.9, seed=5)
+    a = text(list(stream_request(sched, prompt_of(4), params, (), 10)))
+    b = text(list(stream_request(sched, prompt_of(4), params, (), 10)))
+    assert a == b
+    full = reference(prompt_of(4), 10)
+    stop = full[3:5]
+    cut = list(stream_request(sched, prompt_of(4), GenerationParams(max_tokens=10, temperature=0), (stop,), 10))
+    assert text(cut) == full[: full.index(stop)] and cut[-1].finish_reason == "stop"
+
+
+def test_engine_queue_serves_tenants_round_robin(thread):
+    sched, _ = make(thread, n_slots=1)
+    order: list[str] = []
+
+    async def one(tenant, i):
+        tenant_var.set(tenant)
+        async for chunk in astream_request(sched, prompt_of(i), GenerationParams(max_tokens=2, temperature=0), (), 2):
+            if chunk.text and (tenant, i) not in order:
+                order.append((tenant, i))
+
+    async def main():
+        burst = [asyncio.create_task(one("a", i)) for i in range(5)]
+        await asyncio.sleep(0)
+        late = asyncio.create_task(one("b", 9))
+        await asyncio.gather(*burst, late)
+
+    asyncio.run(main())
+    assert order.index(("b", 9)) <= 2  # not behind the whole burst of tenant a
+
+
+def test_admission_round_robin_across_tenants():
+    async def main():
+        adm = Admission(max_concurrency=1, max_queue=10, timeout_s=5)
+        await adm.acquire("a")
+        got: list[str] = []
+
+        async def wait(tenant, tag):
+            await adm.acquire(tenant)
+            got.append(tag)
+            assert tenant_var.get() == tenant
+            adm.release(0.01)
+
+        tasks = [asyncio.create_task(wait("a", f"a{i}")) for i in range(4)]
+        await asyncio.sleep(0)
+        tasks.append(asyncio.create_task(wait("b", "b0")))
+        await asyncio.sleep(0)
+        assert adm.waiting_by_tenant() == {"a": 4, "b": 1}
+        adm.release(0.01)
+        await asyncio.gather(*tasks)
+        assert got == ["a0", "b0", "a1", "a2", "a3"] and adm.active == 0
+
+    asyncio.run(main())
+
+
+def test_admission_full_queue_and_timeout_refuse_with_429():
+    async def main():
+        adm = Admission(max_concurrency=1, max_queue=1, timeout_s=0.05)
+        await adm.acquire("a")
+        waiter = asyncio.create_task(adm.acquire("b"))
+        await asyncio.sleep(0)
+        with pytest.raises(RateLimitError):
+            await adm.acquire("c")  # the queue holds one
+        with pytest.raises(RateLimitError):
+            await waiter  # timed out
+        assert adm.waiting == 0
+        adm.release(0.0)
+        assert adm.active == 0
+
+    asyncio.run(main())
+
+
+def test_metrics_show_batch_occupancy_and_queue_wait(thread):
+    pytest.importorskip("prometheus_client")
+    from lingxi.gateway.metrics import GatewayMetrics
+
+    sched, _ = make(thread, n_slots=3)
+    asyncio.run(run_all(sched, [prompt_of(i) for i in range(5)], max_tokens=3))
+    body = GatewayMetrics().render()[0].decode()
+    assert 'lingxi_batch_slots{model="tiny"} 3.0' in body
+    assert 'lingxi_batch_slots_busy{model="tiny"} 0.0' in body
+    assert 'lingxi_batch_queue_seconds_count{model="tiny"} 5.0' in body
+    assert 'lingxi_batch_prompt_tokens_total{model="tiny"}' in body
