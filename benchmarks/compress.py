@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--types", default="Q8_0,Q5_K_M,Q4_K_M,Q4_0")
     parser.add_argument("--max-tokens", type=int, default=1024)
     parser.add_argument("--out", type=Path, default=None, help="Keep the files and reports here.")
+    parser.add_argument("--threads", type=int, default=None, help="Engine threads (default: all CPUs).")
     args = parser.parse_args()
 
     from lingxi.compress.gguf import quantize, to_f16
@@ -56,7 +57,7 @@ def main() -> None:
     start = time.perf_counter()
     f16 = to_f16(smollm2_gguf(), work / "smollm2.f16.gguf")
     widen_s = time.perf_counter() - start
-    common = {"data": text, "max_tokens": args.max_tokens}
+    common = {"data": text, "max_tokens": args.max_tokens, "threads": args.threads}
     base = profile(f16, label="F16", **common)
     rows = {"F16": {**base.summary, "size_ratio": 1.0}}
     original = profile(smollm2_gguf(), label="Q4_1 (bundled)", **common)
@@ -88,7 +89,7 @@ def main() -> None:
         "Q4_K_M": {"x_smaller_than_f16": ">= 3.0", "met": table.get("Q4_K_M", {}).get("x_smaller_than_f16", 0) >= 3.0},
     }
     print(json.dumps({"model": "SmolLM2-135M-Instruct", "held_out_tokens": args.max_tokens, "widen_to_f16_s":
-                      round(widen_s, 1), "cpus": len(os.sched_getaffinity(0)), "load_avg_1m": os.getloadavg()[0],
+                      round(widen_s, 1), "cpus": len(os.sched_getaffinity(0)), "threads": args.threads, "load_avg_1m": os.getloadavg()[0],
                       "table": table, "targets": targets, "work_dir": str(work)}, indent=1))
 
 

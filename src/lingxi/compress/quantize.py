@@ -27,6 +27,7 @@ def quantize_model(model: str, out: str | Path, ftype: str, *, settings: Any = N
         data: held-out text for perplexity; the report has no perplexity without it.
         report_dir: write before.json, after.json and report.html here; None = no report.
         max_tokens: perplexity on at most this many tokens of ``data``.
+        threads: CPU threads for quantising and profiling (default: all).
 
     Returns:
         ``{"source", "baseline", "output", "ftype", ...}`` plus, with a report, the before/after
@@ -57,7 +58,7 @@ def quantize_model(model: str, out: str | Path, ftype: str, *, settings: Any = N
     if report_dir is not None or data is not None:
         from lingxi.compress.report import before_after, profile
 
-        before = profile(baseline, label=file_type(baseline), data=data, max_tokens=max_tokens)
-        after = profile(out, label=ftype.upper(), data=data, max_tokens=max_tokens)
+        before = profile(baseline, label=file_type(baseline), data=data, max_tokens=max_tokens, threads=threads)
+        after = profile(out, label=ftype.upper(), data=data, max_tokens=max_tokens, threads=threads)
         result.update(before_after(before, after, report_dir))
     return result

@@ -32,15 +32,20 @@ def _size_bytes(path: Path) -> int:
 
 
 def _profile_child(model: str, backend: str, data: str | None, prompts: list[str], gen_tokens: int,
-                   ppl: dict[str, Any]) -> dict[str, Any]:
+                   ppl: dict[str, Any], threads: int | None) -> dict[str, Any]:
     """Runs in a child process: load, generate, score; report peak RSS of this process."""
     from lingxi.engines import GenerationParams
+
+    if threads and backend == "transformers":
+        import torch
+
+        torch.set_num_threads(threads)
 
     from lingxi.config import LlamaCppModel, TransformersModel
     from lingxi.engines import create_engine
 
     out: dict[str, Any] = {"answers": []}
-    config = (LlamaCppModel(engine="llamacpp", path=model) if backend == "llamacpp" else
+    config = (LlamaCppModel(engine="llamacpp", path=model, n_threads=threads) if backend == "llamacpp" else
               TransformersModel(engine="transformers", path=model, dtype="float32"))
     engine = create_engine("profiled", config)
     rates = []
@@ -56,22 +61,27 @@ def _profile_child(model: str, backend: str, data: str | None, prompts: list[str
     if data:
         from lingxi.evaluate.perplexity import evaluate_perplexity
 
-        out["perplexity"] = evaluate_perplexity(model, data, backend=backend, progress=False, **ppl).to_dict()
+        out["perplexity"] = evaluate_perplexity(model, data, backend=backend, progress=False, threads=threads,
+                                                **ppl).to_dict()
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
 def profile(model: str | Path, *, label: str, backend: str = "llamacpp", data: str | Path | None = None,
             prompts: list[str] | None = None, gen_tokens: int = 48, context: int = 512, stride: int = 256,
-            max_tokens: int | None = None) -> EvalRun:
-    """Profile one model file or folder in a child process -> an :class:`EvalRun` of kind ``profile``."""
+            max_tokens: int | None = None, threads: int | None = None) -> EvalRun:
+    """Profile one model file or folder in a child process -> an :class:`EvalRun` of kind ``profile``.
+
+    ``threads``: CPU threads for the engine (default: all). On a machine shared with other work,
+    1 avoids OpenMP workers spinning while they wait for a descheduled partner.
+    """
     model = Path(model)
     prompts = list(prompts or FIDELITY_PROMPTS)
     ppl = {"context": context, "stride": stride, "max_tokens": max_tokens}
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
         child = pool.submit(_profile_child, str(model), backend, str(data) if data else None, prompts, gen_tokens,
-                            ppl).result()
+                            ppl, threads).result()
     summary: dict[str, Any] = {"size_mib": _size_bytes(model) / 2**20, "peak_rss_mib": child["peak_rss_mib"],
                                "decode_tokens_per_s": child["decode_tokens_per_s"]}
     items: list[dict[str, Any]] = []
@@ -86,7 +96,7 @@ def profile(model: str | Path, *, label: str, backend: str = "llamacpp", data: s
         summary["file_type"] = file_type(model)
     return EvalRun(kind="profile", summary=summary, items=items,
                    config={"label": label, "model": str(model), "backend": backend, "prompts": prompts,
-                           "answers": child["answers"], "gen_tokens": gen_tokens, **ppl},
+                           "answers": child["answers"], "gen_tokens": gen_tokens, "threads": threads, **ppl},
                    data=data_record({"data": data}) if data else {},
                    versions=package_versions("llama_cpp_python", "torch", "transformers", "gguf"))
 

@@ -132,6 +132,8 @@ class TransformersScorer:
         except ImportError as exc:
             raise missing_extra("perplexity of Hugging Face models", "hf", exc) from exc
         transformers.utils.logging.disable_progress_bar()
+        if threads:
+            torch.set_num_threads(threads)
         self.torch = torch
         load = {"gguf_file": ref.gguf_file} if ref.gguf_file else {}
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
