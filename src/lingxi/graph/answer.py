@@ -9,8 +9,11 @@ How a path is chosen (no model needed, so the bundled 135M model cannot invent a
   - **label words**: a relation or type is "mentioned" when its own name (``METABOLIZED_BY`` ->
     "metabolized") or one of its words appears in the question. Words are data: rows
     ``{"label": "TREATS", "words": ["治疗", "treats", "cures"]}`` in an import file.
+  - **focus**: the type the question asks for, the one named right after "which"/"what"/哪种/
+    什么 ("Which enzyme ...", "由哪种酶代谢"), else the first type it mentions.
   - **score** of a path: two per linked entity it passes through, one per mentioned relation it
-    uses, two when it ends on a mentioned type, minus three quarters of a point per hop. A path joining two named
+    uses, two when its answer has the focus type (minus one when it has another), minus three
+    quarters of a point per hop. A path joining two named
     entities answers with what lies between them (a drug-interaction check: warfarin and
     fluconazole meet at CYP2C9); otherwise the answer is the node the path reaches.
 The answer is extractive: entity names and the facts that lead to them. Nothing is generated,
@@ -115,9 +118,42 @@ class GraphIndex:
         out = set()
         for label in labels:
             words = set(self.words.get(label, ())) | _label_words(label)
-            if any(_contains_word(q, w) for w in words if w):
+            if any(_find_word(q, w) >= 0 for w in words if w):
                 out.add(label)
         return out
+
+
+    def focus(self, question: str, named: set[str]) -> str | None:
+        """The type the question asks for: the one named right after "which"/"what"/哪种/什么
+        ("Which enzyme ...", "由哪种酶代谢"), else the first type it mentions that is not the type of
+        an entity it names; None when it mentions no type."""
+        q = fold(question)
+        places: list[tuple[int, bool, str]] = []
+        for label in self.types:
+            for word in set(self.words.get(label, ())) | _label_words(label):
+                at = _find_word(q, word) if word else -1
+                if at >= 0:
+                    asked = bool(_WH.search(q[max(0, at - 12):at]))
+                    places.append((at, asked, label))
+        if not places:
+            return None
+        asked_for = sorted((at, label) for at, asked, label in places if asked)
+        if asked_for:
+            return asked_for[0][1]
+        rest = sorted((at, label) for at, _, label in places if label not in named)
+        return rest[0][1] if rest else None
+
+
+_WH = re.compile(r"(which|what|哪种|哪个|哪些|哪一|什么|何种)\s*$")
+
+
+def _find_word(q: str, word: str) -> int:
+    start = q.find(word)
+    while start >= 0:
+        if not _ASCII_WORD.match(word[0]) or start == 0 or not _ASCII_WORD.match(q[start - 1]):
+            return start
+        start = q.find(word, start + 1)
+    return -1
 
 
 def _whole(q: str, i: int, j: int) -> bool:
@@ -125,15 +161,6 @@ def _whole(q: str, i: int, j: int) -> bool:
     if _ASCII_WORD.match(q[i]) and i > 0 and _ASCII_WORD.match(q[i - 1]):
         return False
     return not (_ASCII_WORD.match(q[j - 1]) and j < len(q) and _ASCII_WORD.match(q[j]))
-
-
-def _contains_word(q: str, word: str) -> bool:
-    start = q.find(word)
-    while start >= 0:
-        if not _ASCII_WORD.match(word[0]) or start == 0 or not _ASCII_WORD.match(q[start - 1]):
-            return True
-        start = q.find(word, start + 1)
-    return False
 
 
 def _label_words(label: str) -> set[str]:
@@ -209,8 +236,8 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
         return GraphAnswer("I don't know: nothing in this graph that you may read leads from "
                            f"{', '.join(entities)}.", False, "unknown", entities=entities)
     relations = {e.relation for p in paths for e in p.edges}
-    asked = index.mentioned(question, relations | index.types)
-    asked_types = asked & index.types - {k[0] for k in linked}
+    asked = index.mentioned(question, relations)
+    focus = index.focus(question, {k[0] for k in linked})
     scored = []
     for path in paths:
         nodes = path.nodes()
@@ -223,8 +250,8 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
             answer_nodes = [nodes[-1]] if nodes[-1] not in linked else []
         if not answer_nodes:
             continue
-        if asked_types:
-            score += 2.0 if all(n[0] in asked_types for n in answer_nodes) else -1.0
+        if focus:
+            score += 2.0 if all(n[0] == focus for n in answer_nodes) else -1.0
         scored.append((score, path, answer_nodes))
     if not scored:
         return GraphAnswer("I don't know: the paths from the named entities lead only back to them.", False,

@@ -106,11 +106,12 @@ class AliasIndex:
     def resolve(self, type_: str, name: str) -> NodeKey | None:
         return self._by_name.get((type_, fold(name)))
 
-    def upsert(self, type_: str, name: str, aliases: tuple[str, ...]) -> tuple[NodeKey, bool, tuple[str, ...]]:
+    def upsert(self, type_: str, name: str, aliases: tuple[str, ...],
+               by_alias: bool = True) -> tuple[NodeKey, bool, tuple[str, ...]]:
         """The canonical node for ``(type_, name)`` (created when new), whether it is new, and the
-        aliases it gained."""
-        key = self.resolve(type_, name)
-        for alias in aliases:  # an alias may name a node that already exists under another name
+        aliases it gained. ``by_alias=False``: only the exact name identifies the node."""
+        key = self.nodes.get((type_, name)) and (type_, name) if not by_alias else self.resolve(type_, name)
+        for alias in aliases if by_alias else ():  # an alias may name a node that exists under another name
             key = key or self.resolve(type_, alias)
         if key is None:
             node = Node(type_, name, tuple(a for a in aliases if fold(a) != fold(name)))
@@ -174,8 +175,8 @@ class GraphStore(ABC):
         report = WriteReport()
         index = AliasIndex(self.nodes())
         before = dict(index.nodes)
-        for node in nodes:
-            index.upsert(node.type, node.name, node.aliases)
+        for node in nodes:  # bare nodes (label words) are named exactly: shared words do not merge them
+            index.upsert(node.type, node.name, node.aliases, by_alias=False)
         resolved: dict[tuple[str, str, str, str, str], Edge] = {}
         for t in triples:
             head, new_h, _ = index.upsert(t.head_type, t.head, t.head_aliases)
