@@ -1,4 +1,4 @@
-"""``lingxi serve`` and ``lingxi keys``, run as a user would (subprocesses)."""
+"""``lingxi serve`` (subprocesses, as a user runs it) and ``lingxi keys`` (in this process)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from conftest import run_lingxi
+from conftest import invoke_lingxi, run_lingxi
 
 
 @pytest.fixture
@@ -25,23 +25,23 @@ def config(tmp_path):
 
 
 def test_keys_create_list_revoke(config):
-    made = run_lingxi("keys", "create", "--tenant", "acme", "--name", "ci", "--rpm", "5", "--groups", "legal,hr",
+    made = invoke_lingxi("keys", "create", "--tenant", "acme", "--name", "ci", "--rpm", "5", "--groups", "legal,hr",
                       "--json", config=config)
     assert made.returncode == 0, made.stderr
     key = json.loads(made.stdout)
     assert key["secret"].startswith("lx-") and key["tenant"] == "acme" and key["limits"]["rpm"] == 5
-    listed = run_lingxi("keys", "list", "--json", config=config)
+    listed = invoke_lingxi("keys", "list", "--json", config=config)
     rows = json.loads(listed.stdout)
     assert [r["id"] for r in rows] == [key["id"]] and key["secret"] not in listed.stdout
     assert rows[0]["groups"] == ["legal", "hr"]
-    human = run_lingxi("keys", "list", config=config)
+    human = invoke_lingxi("keys", "list", config=config)
     assert key["id"] in human.stdout and "tenant=acme" in human.stdout and "rpm=5" in human.stdout
-    gone = run_lingxi("keys", "revoke", key["id"], config=config)
+    gone = invoke_lingxi("keys", "revoke", key["id"], config=config)
     assert gone.returncode == 0 and "revoked" in gone.stdout
-    assert json.loads(run_lingxi("keys", "list", "--json", config=config).stdout) == []
-    bad = run_lingxi("keys", "revoke", "key_nope", config=config)
+    assert json.loads(invoke_lingxi("keys", "list", "--json", config=config).stdout) == []
+    bad = invoke_lingxi("keys", "revoke", "key_nope", config=config)
     assert bad.returncode == 2 and bad.stderr.strip() == "error: no API key with id 'key_nope'"
-    bad = run_lingxi("keys", "create", "--tenant", "acme", "--rpm", "0", config=config)
+    bad = invoke_lingxi("keys", "create", "--tenant", "acme", "--rpm", "0", config=config)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 

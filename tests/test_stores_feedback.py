@@ -39,6 +39,7 @@ def test_a_rating_other_than_up_or_down_is_refused(store):
     assert store.rows() == []
 
 
+@pytest.mark.slow  # starts PostgreSQL
 def test_the_configured_state_picks_the_backend(tmp_path, tmp_path_factory):
     local = open_feedback_store(parse_config({"home": str(tmp_path)}))
     assert isinstance(local, SQLiteFeedbackStore) and local.path == tmp_path / "gateway" / "feedback.db"
