@@ -155,6 +155,26 @@ def qa(model: str | None, data: str, max_tokens: int, lang: str | None, limit: i
     finish(run, as_json, save_path, html_path, f"questions={s['questions']}  EM={s['exact']:.2f}  F1={s['f1']:.2f}")
 
 
+@eval_group.command("rag")
+@click.option("--kb", "kb_name", required=True, help="Knowledge base name.")
+@click.option("--data", required=True, type=click.Path(dir_okay=False),
+              help='JSONL {"question", "answers": [...] ([] = unanswerable), "doc"?}.')
+@click.option("--model", default=None, help="Model that writes generated answers (default: the default model).")
+@click.option("--mode", type=click.Choice(["auto", "generate", "extract"]), default=None,
+              help="Answer mode (default: knowledge.answer_mode).")
+@click.option("-k", "k", default=5, show_default=True, help="Chunks retrieved per question.")
+@output_options
+def rag(kb_name: str, data: str, model: str | None, mode: str | None, k: int, as_json: bool, save_path: str | None,
+        html_path: str | None) -> None:
+    """Retrieval hit rate, answer EM/F1, citation precision, faithfulness and the don't-know rate."""
+    from lingxi.evaluate.rag import evaluate_rag
+
+    run = evaluate_rag(kb_name, data, settings=settings(), model=model, k=k, mode=mode)
+    finish(run, as_json, save_path, html_path, "  ".join(
+        f"{key}={value:.2f}" if isinstance(value, float) else f"{key}={value}"
+        for key, value in run.summary.items() if value is not None))
+
+
 @eval_group.command("bias")
 @click.option("--model", required=True, help="A .gguf file, a Hugging Face folder, or a configured model name.")
 @click.option("--data", type=click.Path(dir_okay=False), default=None,
