@@ -80,13 +80,27 @@ def resolve_run(name_or_path: str, home: Path) -> Path:
 def merge(folder: str | os.PathLike[str], home: Path, *, device: str = "cpu") -> Path:
     """Fold the LoRA adapter into the base weights; write ``FOLDER/merged`` (atomically)."""
     folder = Path(folder).expanduser()
-    info = run_info(folder)
-    if info.get("recipe") in ("rm", "embed"):
-        raise UsageError(f"a {info['recipe']} run is not a chat model; only sft/pretrain/vocab/dpo/ppo runs merge")
+    model, tokenizer = merged_model(folder, home, device=device)
     target = folder / "merged"
     tmp = folder / "merged.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return target
+
+
+def merged_model(folder: Path, home: Path, *, device: str = "cpu") -> tuple[Any, Any]:
+    """(base with the run's LoRA folded in, tokenizer), in memory; ``merged/`` when it exists."""
+    info = run_info(folder)
+    if info.get("recipe") in ("rm", "embed"):
+        raise UsageError(f"a {info['recipe']} run is not a chat model; only sft/pretrain/vocab/dpo/ppo runs merge")
     torch, tf = import_torch()
+    if (folder / "merged" / "config.json").is_file():
+        merged = folder / "merged"
+        return (tf.AutoModelForCausalLM.from_pretrained(str(merged), dtype=torch.float32),
+                tf.AutoTokenizer.from_pretrained(str(merged)))
     adapter = folder / "adapter"
     if (adapter / "adapter_config.json").is_file():
         try:
@@ -102,11 +116,7 @@ def merge(folder: str | os.PathLike[str], home: Path, *, device: str = "cpu") ->
     else:  # full fine-tuning saved the whole model
         model = tf.AutoModelForCausalLM.from_pretrained(str(adapter), dtype=torch.float32)
         tokenizer = tf.AutoTokenizer.from_pretrained(str(adapter))
-    model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    return target
+    return model.eval(), tokenizer
 
 
 # ---------------------------------------------------------------- GGUF
@@ -139,12 +149,7 @@ def export_gguf(folder: str | os.PathLike[str], home: Path, *, outtype: str = "f
     if source.gguf_file is None:
         raise UsageError(f"GGUF export re-uses the base GGUF's metadata and tokenizer; {info['config']['model']} "
                          "is a Hugging Face folder (convert it with llama.cpp's convert_hf_to_gguf.py)")
-    merged = folder / "merged"
-    if not (merged / "config.json").is_file():
-        merge(folder, home)
-    torch, tf = import_torch()
-    model = tf.AutoModelForCausalLM.from_pretrained(str(merged), dtype=torch.float32)
-    tokenizer = tf.AutoTokenizer.from_pretrained(str(merged))
+    model, tokenizer = merged_model(folder, home)
     reader = gguf.GGUFReader(str(source.folder / source.gguf_file))
     arch = reader.fields["general.architecture"].contents()
     if arch != "llama":
