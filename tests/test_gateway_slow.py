@@ -161,3 +161,34 @@ def test_web_ui_chats_streams_cites_and_takes_feedback(tmp_path):
                 assert rows[-1]["rating"] == -1 and rows[-1]["model"] == kb_name
         finally:
             browser.close()
+
+
+def test_a_huge_prompt_is_refused_before_the_real_semantic_cache_embeds_it(tmp_path):
+    # It hung for 300 s: the e5 cache embedded all 200k characters before the context check.
+    settings = parse_config({"home": str(tmp_path), "gateway": {
+        "access_log": False, "cache": {"enabled": True, "backend": "memory", "embedder": "e5-small"}}})
+    with running(settings, engines={"smollm2": FakeEngine("smollm2", context_length=2048)}) as srv:
+        url = srv.url + "/v1/chat/completions"
+        # one cached answer, so that a semantic lookup in this scope has something to compare with
+        assert httpx.post(url, json={"model": "smollm2", "messages": FRANCE}, timeout=60).is_success
+        huge = [{"role": "user", "content": "Tell me about this. " * 10_000}]  # 200k characters
+        start = time.perf_counter()
+        r = httpx.post(url, json={"model": "smollm2", "messages": huge}, timeout=120)
+        elapsed = time.perf_counter() - start
+    assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+    assert elapsed < 5
+
+
+def test_embeddings_read_token_ids_with_the_bundled_tokenizer(tmp_path):
+    settings = parse_config({"home": str(tmp_path), "gateway": {"cache": {"enabled": False}, "access_log": False}})
+    with running(settings, engines={"smollm2": FakeEngine("smollm2")}) as srv:
+        from lingxi.engines import load_embedder
+
+        tokenizer = load_embedder("minilm", settings)._model.tokenizer
+        ids = tokenizer("annual leave policy", add_special_tokens=False)["input_ids"]
+        url = srv.url + "/v1/embeddings"
+        by_text = httpx.post(url, json={"model": "minilm", "input": "annual leave policy"}).json()
+        by_ids = httpx.post(url, json={"model": "minilm", "input": [ids]}).json()
+        bad = httpx.post(url, json={"model": "minilm", "input": [[10**9]]})
+    assert by_ids["data"][0]["embedding"] == pytest.approx(by_text["data"][0]["embedding"], abs=1e-5)
+    assert bad.status_code == 400 and "not in the vocabulary" in bad.json()["error"]["message"]
