@@ -29,7 +29,15 @@ def load_hf(model: str, settings: Any = None) -> tuple[Any, Any]:
     from lingxi.evaluate.perplexity import TransformersScorer, resolve_model
 
     scorer = TransformersScorer(resolve_model(model, settings, backend="transformers"), context=0)
-    return scorer.model, scorer.tokenizer
+    hf = scorer.model
+    if getattr(getattr(hf, "hf_quantizer", None), "quantization_config", None) is not None and \
+            getattr(hf.hf_quantizer.quantization_config, "quant_method", None) in ("gguf", "GGUF"):
+        # transformers dequantises a GGUF to float32 on load but keeps a "gguf" tag that refuses
+        # save_pretrained; the weights are plain tensors, so the tag is dropped.
+        hf.hf_quantizer = None
+        if hasattr(hf.config, "quantization_config"):
+            del hf.config.quantization_config
+    return hf, scorer.tokenizer
 
 
 def save_hf(model: Any, tokenizer: Any, out: str | Path) -> Path:
