@@ -169,23 +169,27 @@ class RecordingEngine(FakeEngine):
 
 
 @pytest.fixture
-def kb_home(tmp_path):
+def kb_settings(tmp_path):
+    """Settings (extra keys go to [gateway]) with a knowledge base 'docs' about annual leave."""
     import lingxi.knowledge as knowledge
 
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "leave.md").write_text("# Leave\n\nEmployees get 25 days of paid annual leave per year.\n",
                                    encoding="utf-8")
-    return knowledge, docs
+
+    def make(**gateway):
+        settings = gateway_settings(tmp_path / "home", **gateway)
+        knowledge.create_kb("docs", settings, embedder="hash").ingest([str(docs)], progress=False)
+        return settings
+    return make
 
 
 QUESTION = [{"role": "user", "content": "How many days of paid annual leave do employees get?"}]
 
 
-def test_kb_answers_are_greedy_and_as_long_as_configured_unless_the_request_says(tmp_path, kb_home):
-    knowledge, docs = kb_home
-    settings = gateway_settings(tmp_path / "home", kb_model="fake")
-    knowledge.create_kb("docs", settings, embedder="hash").ingest([str(docs)], progress=False)
+def test_kb_answers_are_greedy_and_as_long_as_configured_unless_the_request_says(kb_settings):
+    settings = kb_settings(kb_model="fake")
     engine = RecordingEngine("fake")
     with running(settings, engines={"fake": engine}) as srv:
         url = srv.url + "/v1/chat/completions"
@@ -197,10 +201,8 @@ def test_kb_answers_are_greedy_and_as_long_as_configured_unless_the_request_says
     assert asked.temperature == 0.9 and asked.max_tokens == 40
 
 
-def test_a_kb_answer_fails_over_to_another_replica_of_its_model(tmp_path, kb_home):
-    knowledge, docs = kb_home
-    settings = gateway_settings(tmp_path / "home", kb_model="pair", replicas={"pair": ["fake", "fake2"]})
-    knowledge.create_kb("docs", settings, embedder="hash").ingest([str(docs)], progress=False)
+def test_a_kb_answer_fails_over_to_another_replica_of_its_model(kb_settings):
+    settings = kb_settings(kb_model="pair", replicas={"pair": ["fake", "fake2"]})
     answer = "Employees get 25 days of paid annual leave per year."
     down = UpstreamError("http://replica/v1", "down", status=503, retryable=True)
     a, b = FakeEngine("fake", replies=[down, down]), FakeEngine("fake2", replies=[answer, answer])
@@ -213,10 +215,8 @@ def test_a_kb_answer_fails_over_to_another_replica_of_its_model(tmp_path, kb_hom
     assert len(a.prompts) == len(b.prompts) == 2  # each time the down replica failed, the other answered
 
 
-def test_kb_answer_mode_is_passed_to_the_knowledge_base_and_reported(tmp_path, kb_home):
-    knowledge, docs = kb_home
-    settings = gateway_settings(tmp_path / "home", kb_model="fake")
-    knowledge.create_kb("docs", settings, embedder="hash").ingest([str(docs)], progress=False)
+def test_kb_answer_mode_is_passed_to_the_knowledge_base_and_reported(kb_settings):
+    settings = kb_settings(kb_model="fake")
     fake = FakeEngine("fake")
     with running(settings, engines={"fake": fake}) as srv:
         url = srv.url + "/v1/chat/completions"

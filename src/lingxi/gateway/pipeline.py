@@ -122,7 +122,9 @@ class Stage:
         Streamed and non-streamed answers, cascades and cache replays all come through here.
         A stage may hold characters back (a number split across pieces) but must yield them all
         by the time ``text`` ends. Raising a LingxiError ends the response with that error (an
-        error event for a stream whose headers are sent).
+        error event for a stream whose headers are sent). A streamed ``kb:`` answer whose checked
+        text differs from what was streamed (sentences dropped, a quotation instead) sends that
+        final text through ``wrap()`` a second time, as one piece.
         """
         return text
 
