@@ -204,3 +204,41 @@ def test_ppo_runs_with_a_trained_reward_model(tiny: Path, tmp_path: Path, files)
     assert len(report["reward_curve"]) == len(report["kl_curve"]) == 3
     with pytest.raises(UsageError, match="not an rm run"):
         run(tiny, tmp_path / "x", "ppo", files["pref"], reward_model=str(tmp_path / "out-ppo"))
+
+
+def test_vocab_adds_terms_initialised_from_their_pieces(tiny: Path, tmp_path: Path):
+    import torch
+    import transformers
+
+    from lingxi.tune.recipes.vocab import add_terms
+
+    tok = transformers.AutoTokenizer.from_pretrained(str(tiny))
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(tiny))
+    pieces = add_terms(tok, model, ["违约责任", "a"])
+    assert list(pieces) == ["违约责任"] and len(pieces["违约责任"]) > 1  # "a" is one token already
+    new = tok.convert_tokens_to_ids("违约责任")
+    emb = model.get_input_embeddings().weight
+    assert torch.allclose(emb[new], emb[pieces["违约责任"]].mean(0))
+    assert tok("违约责任", add_special_tokens=False)["input_ids"] == [new]
+
+
+def test_vocab_recipe_trains_new_rows_first_and_tokenizes_shorter(tiny: Path, tmp_path: Path):
+    import torch
+
+    text = [{"text": "合同的违约责任由双方约定。违约责任包括赔偿损失。"} for _ in range(6)]
+    data = write_jsonl(tmp_path / "domain.jsonl", text)
+    report = run(tiny, tmp_path, "vocab", data, eval_data=str(data), terms=["违约责任", "赔偿损失"], max_steps=2,
+                 new_rows_steps=2, lr=1e-2)
+    before, after = report["eval"]["before"], report["eval"]["after"]
+    assert after["tokens_per_char"] < before["tokens_per_char"]
+    assert report["vocab_size"]["after"] == report["vocab_size"]["before"] + 2
+    state = torch.load(tmp_path / "out-vocab" / "adapter" / "extra_state.pt", weights_only=False)
+    import transformers
+
+    old = transformers.AutoModelForCausalLM.from_pretrained(str(tiny)).get_input_embeddings().weight
+    trained = state["embed_tokens"]
+    assert torch.equal(trained[: old.shape[0]], old.detach())  # old rows untouched
+    from safetensors.torch import load_file
+
+    lora = load_file(str(tmp_path / "out-vocab" / "adapter" / "adapter_model.safetensors"))
+    assert all(not t.any() for n, t in lora.items() if "lora_B" in n)  # LoRA not yet trained in phase one

@@ -112,6 +112,12 @@ def merged_model(folder: Path, home: Path, *, device: str = "cpu") -> tuple[Any,
         tokenizer = tf.AutoTokenizer.from_pretrained(str(adapter))
         if len(tokenizer) != base.get_input_embeddings().weight.shape[0]:
             base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        extra = adapter / "extra_state.pt"
+        if extra.is_file():  # the vocab recipe's trained embedding matrix (new rows included)
+            state = torch.load(extra, map_location="cpu", weights_only=False)
+            if "embed_tokens" in state:
+                with torch.no_grad():
+                    base.get_input_embeddings().weight.copy_(state["embed_tokens"])
         model = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     else:  # full fine-tuning saved the whole model
         model = tf.AutoModelForCausalLM.from_pretrained(str(adapter), dtype=torch.float32)

@@ -163,13 +163,15 @@ def batch_indices(lengths: list[int], batch: int, micro_step: int, seed: int) ->
 
 
 def train(cfg: Any, run: Run, params: dict[str, Any], lengths: list[int],
-          step_fn: Callable[[list[int]], tuple[Any, int, dict[str, float]]], *, desc: str) -> TrainLog:
+          step_fn: Callable[[list[int]], tuple[Any, int, dict[str, float]]], *, desc: str,
+          on_step: Callable[[int], None] | None = None) -> TrainLog:
     """The optimiser loop.
 
     Args:
         params: the trainable tensors by name (what checkpoints hold).
         lengths: one length per training item (for length-grouped batches; ``len`` = items).
         step_fn: ``indices -> (loss, tokens processed, extra metrics)`` for one micro-batch.
+        on_step: called with the step number before each optimiser step (phase changes).
 
     Returns: the log (loss per optimiser step, tokens, seconds, step resumed from).
     """
@@ -191,6 +193,8 @@ def train(cfg: Any, run: Run, params: dict[str, Any], lengths: list[int],
     start = run.load(params, optimizer, scheduler, log)
     bar = tqdm(total=steps, initial=start, desc=desc, unit="step", dynamic_ncols=True, disable=None)
     for step in range(start, steps):
+        if on_step is not None:
+            on_step(step)
         began, began_cpu = time.perf_counter(), time.process_time()
         total, tokens, extras = 0.0, 0, {}
         for micro in range(cfg.grad_accum):
