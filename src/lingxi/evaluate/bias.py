@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lingxi.errors import UsageError
-from lingxi.evaluate.result import EvalRun, data_record, package_versions
+from lingxi.evaluate.result import EvalRun, data_record, jsonl_records, package_versions
 
 
 def builtin_pairs() -> list[dict[str, str]]:
@@ -37,20 +37,10 @@ def builtin_pairs() -> list[dict[str, str]]:
 
 def read_pairs(path: str | Path) -> list[dict[str, str]]:
     pairs = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UsageError(f"pairs file not found: {path}") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            pairs.append({k: str(row[k]) for k in ("category", "lang", "a", "b")})
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise UsageError(f"pairs {path}: line {n} needs JSON with \"category\", \"lang\", \"a\", \"b\"") from None
-    if not pairs:
-        raise UsageError(f"pairs {path} is empty")
+    for n, row in jsonl_records(path, "pairs"):
+        if any(k not in row for k in ("category", "lang", "a", "b")):
+            raise UsageError(f"pairs {path}: line {n} needs \"category\", \"lang\", \"a\", \"b\"")
+        pairs.append({k: str(row[k]) for k in ("category", "lang", "a", "b")})
     return pairs
 
 

@@ -9,36 +9,23 @@ chosen per question by its script unless ``lang`` is given).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from lingxi.errors import UsageError
 from lingxi.evaluate.answers import exact_match, f1, is_chinese
-from lingxi.evaluate.result import EvalRun, data_record, package_versions
+from lingxi.evaluate.result import EvalRun, data_record, jsonl_records, package_versions
 
 
 def read_qa(path: str | Path) -> list[dict[str, Any]]:
     rows = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UsageError(f"QA file not found: {path}") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"QA {path}: line {n} is not JSON ({exc.msg})") from None
-        answers = row.get("answers", [row["answer"]] if "answer" in row else None) if isinstance(row, dict) else None
-        if not isinstance(row, dict) or not row.get("question") or not answers:
+    for n, row in jsonl_records(path, "QA"):
+        answers = row.get("answers", [row["answer"]] if "answer" in row else None)
+        if not row.get("question") or not answers:
             raise UsageError(f"QA {path}: line {n} needs \"question\" and \"answers\" (or \"answer\")")
         rows.append({"id": str(row.get("id", n)), "question": str(row["question"]),
                      "answers": [str(a) for a in (answers if isinstance(answers, list) else [answers])],
                      "context": row.get("context")})
-    if not rows:
-        raise UsageError(f"QA {path} is empty")
     return rows
 
 

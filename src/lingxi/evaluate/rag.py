@@ -19,14 +19,13 @@ Chinese and English questions can be mixed; scoring picks the rules per question
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from lingxi.errors import UsageError
 from lingxi.evaluate.answers import cmrc_segments, exact_match, f1, is_chinese, squad_normalize
-from lingxi.evaluate.result import EvalRun, data_record, package_versions
+from lingxi.evaluate.result import EvalRun, data_record, jsonl_records, package_versions
 
 _MARKER = re.compile(r"\[[^\]]{1,40}\]")
 _QUOTED = re.compile(r"“([^”]+)”|「([^」]+)」|\"([^\"]+)\"")
@@ -46,24 +45,12 @@ def answer_text(answer: Any) -> str:
 
 def read_rag(path: str | Path) -> list[dict[str, Any]]:
     rows = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UsageError(f"RAG file not found: {path}") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"RAG {path}: line {n} is not JSON ({exc.msg})") from None
-        if not isinstance(row, dict) or not row.get("question"):
+    for n, row in jsonl_records(path, "RAG"):
+        if not row.get("question"):
             raise UsageError(f"RAG {path}: line {n} needs a \"question\"")
         answers = [] if row.get("unanswerable") else row.get("answers", [row["answer"]] if "answer" in row else [])
         rows.append({"id": str(row.get("id", n)), "question": str(row["question"]),
                      "answers": [str(a) for a in answers], "doc": row.get("doc")})
-    if not rows:
-        raise UsageError(f"RAG {path} is empty")
     return rows
 
 

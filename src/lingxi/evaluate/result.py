@@ -62,6 +62,35 @@ def package_versions(*packages: str) -> dict[str, str]:
     return out
 
 
+def jsonl_records(path: str | Path, what: str, allow_empty: bool = False) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for each non-blank line of a JSONL data file.
+
+    Raises:
+        UsageError: the file is missing, a line is not a JSON object (naming the file and line),
+            or the file has no records (unless ``allow_empty``).
+    """
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise UsageError(f"{what} {path}: line {n} is not JSON ({exc.msg})") from None
+                if not isinstance(row, dict):
+                    raise UsageError(f"{what} {path}: line {n} is not a JSON object")
+                rows.append((n, row))
+    except FileNotFoundError:
+        raise UsageError(f"{what} file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{what} {path}: byte {exc.start} is not UTF-8") from None
+    if not rows and not allow_empty:
+        raise UsageError(f"{what} {path} is empty")
+    return rows
+
+
 @dataclass
 class EvalRun:
     """One evaluation's result. ``save`` writes it atomically; ``load`` reads and checks it."""

@@ -8,14 +8,13 @@ queries without any relevant document are skipped.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from lingxi.errors import UsageError
-from lingxi.evaluate.result import EvalRun, data_record, package_versions
+from lingxi.evaluate.result import EvalRun, data_record, jsonl_records, package_versions
 
 #: query id -> {doc id: relevance}
 Qrels = dict[str, dict[str, int]]
@@ -31,18 +30,7 @@ class BeirData:
 
 
 def read_jsonl(path: str | Path, what: str) -> list[dict]:
-    rows = []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as exc:
-                        raise UsageError(f"{what} {path}: line {n} is not JSON ({exc.msg})") from None
-    except FileNotFoundError:
-        raise UsageError(f"{what} file not found: {path}") from None
-    return rows
+    return [row for _, row in jsonl_records(path, what, allow_empty=True)]
 
 
 def read_qrels(path: str | Path) -> Qrels:
