@@ -117,6 +117,19 @@ def test_one_megabyte_text():
     assert [s.label for s in spans] == ["CN_PHONE", "EMAIL_ADDRESS"]
 
 
+def test_many_spans_in_a_large_text():
+    text = "电话13812345678，" * 20000  # 300k characters, 20,000 phone numbers
+    spans = detect_pii(text, entities=["CN_PHONE"])
+    assert len(spans) == 20000 and spans[-1].end == len(text) - 1
+
+
+@pytest.mark.slow
+def test_one_megabyte_with_every_detector():
+    text = ("这是一段很长的文本，用来测试王芳的电话13812345678。Hello John Smith! " * 20000)[:1_000_000]
+    spans = detect_pii(text)
+    assert {s.label for s in spans} >= {"CN_PHONE", "PERSON"} and len(spans) > 20000
+
+
 def test_policies_redact_mask_hash_pseudonymize():
     text = "我叫张伟，手机13812345678，邮箱zw@example.com"
     r = Redactor({"CN_PHONE": "mask", "EMAIL_ADDRESS": "hash", "PERSON": "pseudonymize"})

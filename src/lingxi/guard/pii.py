@@ -21,7 +21,7 @@ What each detector covers, and what it misses:
 - Names, places and organisations come from rules, not a statistical model, so they miss
   what the rules do not anticipate: Chinese ``PERSON`` = a common surname + 1-2 characters that
   jieba tags as a person name, or any surname-led name next to a title (先生, 经理) or a cue
-  (姓名, 联系人); English ``PERSON`` = a common given name (+ capitalised surname) or a title
+  (姓名, 联系人) (in a text over 200k characters only the latter); English ``PERSON`` = a common given name (+ capitalised surname) or a title
   (Mr, Dr) + capitalised words, or a capitalised word before a common surname — a rare given
   name with a rare surname and no title is missed. ``LOCATION`` =
   Chinese addresses (a chain of province/city/district/road/number parts starting at a place
@@ -338,8 +338,11 @@ def _chinese_entities(text: str) -> list[Span]:
     spans: list[Span] = []
     tokens: list[tuple[int, int, str, str]] = []
     pos = 0
+    # Past 200k characters the HMM pass is skipped (a name every clause would cost ~70 s per MB):
+    # names the dictionary lacks are then found only next to a title or a cue.
+    hmm = len(text) <= 200_000
     for piece in _split_for_jieba(text):
-        for word, flag in _tag(posseg, piece):
+        for word, flag in _tag(posseg, piece, hmm):
             tokens.append((pos, pos + len(word), word, flag))
             pos += len(word)
     surnames = lexicon.CN_SURNAMES
@@ -359,7 +362,13 @@ def _chinese_entities(text: str) -> list[Span]:
 _CLAUSE_END = frozenset("，。！？；：、,.!?;:\n")
 
 
-def _tag(posseg, text: str) -> list[tuple[str, str]]:
+@lru_cache(maxsize=4096)
+def _hmm_tag(clause: str) -> tuple[tuple[str, str], ...]:
+    # cached: a streamed answer's clauses are looked at again each time more text arrives
+    return tuple((p.word, p.flag) for p in _jieba_posseg().cut(clause, HMM=True))
+
+
+def _tag(posseg, text: str, hmm: bool = True) -> list[tuple[str, str]]:
     """POS tags: the dictionary alone first (ten times faster than with jieba's HMM); a clause is
     tagged again with the HMM only if it may hold a name the dictionary lacks, i.e. a surname
     left as a single character next to another Chinese character (杨/晓/燕, 郑/静)."""
@@ -368,10 +377,10 @@ def _tag(posseg, text: str) -> list[tuple[str, str]]:
     clause: list[tuple[str, str]] = []
 
     def close() -> None:
-        suspect = any(len(w) == 1 and w in lexicon.CN_SURNAMES and i + 1 < len(clause)
-                      and _HAN_RE.match(clause[i + 1][0][0]) for i, (w, _f) in enumerate(clause))
+        suspect = hmm and any(len(w) == 1 and w in lexicon.CN_SURNAMES and i + 1 < len(clause)
+                              and _HAN_RE.match(clause[i + 1][0][0]) for i, (w, _f) in enumerate(clause))
         if suspect:
-            out.extend((p.word, p.flag) for p in posseg.cut("".join(w for w, _f in clause), HMM=True))
+            out.extend(_hmm_tag("".join(w for w, _f in clause)))
         else:
             out.extend(clause)
         clause.clear()
@@ -517,12 +526,21 @@ _ANY_DIGIT = re.compile(r"\d")
 
 
 def _resolve(spans: Iterable[Span]) -> list[Span]:
-    """Overlapping spans: keep the higher score, then the longer one."""
-    chosen: list[Span] = []
+    """Overlapping spans: keep the higher score, then the longer one (O(n log n): a 1 MB text
+    has tens of thousands of spans)."""
+    import bisect
+
+    starts: list[int] = []
+    chosen: list[Span] = []  # sorted by start, never overlapping
     for span in sorted(spans, key=lambda s: (-s.score, -(s.end - s.start), s.start)):
-        if all(span.end <= c.start or span.start >= c.end for c in chosen):
-            chosen.append(span)
-    return sorted(chosen, key=lambda s: s.start)
+        i = bisect.bisect_left(starts, span.start)
+        if i > 0 and chosen[i - 1].end > span.start:
+            continue
+        if i < len(chosen) and chosen[i].start < span.end:
+            continue
+        starts.insert(i, span.start)
+        chosen.insert(i, span)
+    return chosen
 
 
 class PiiDetector:
