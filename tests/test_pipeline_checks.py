@@ -230,3 +230,30 @@ def test_kb_answer_mode_is_passed_to_the_knowledge_base_and_reported(kb_settings
         assert '"answer_mode":"generated"' in last and len(fake.prompts) == 1
         r = httpx.post(url, json={"model": "fake", "messages": QUESTION, "answer_mode": "extract"})
         assert r.status_code == 400 and "only kb: models" in r.json()["error"]["message"]
+
+
+def test_a_stream_closed_before_it_was_read_stops_its_generation(tmp_path):
+    # The HTTP layer always closes a Stream; if the client left before the response started,
+    # nothing iterated it, and the generation fetched for its first chunk used to run on.
+    import asyncio
+
+    from gateway_helpers import SlowEngine
+
+    from lingxi.gateway import protocol as wire
+    from lingxi.gateway.pipeline import Outcome
+    from lingxi.gateway.service import Gateway
+    from lingxi.identity import Caller
+
+    slow = SlowEngine("fake", tokens=100, delay_s=0.01)
+
+    async def run() -> int:
+        gw = Gateway(gateway_settings(tmp_path), engines={"fake": slow}, router=False)
+        await gw.start()
+        req = wire.ChatCompletionRequest.model_validate({"model": "fake", "messages": MSG, "stream": True})
+        stream = await gw.chat(req, Caller(key=None, tenant="local"), Outcome())
+        await stream.close()
+        await asyncio.sleep(0.3)
+        await gw.close()
+        return slow.produced
+
+    assert asyncio.run(run()) < 20 and slow.finished.is_set()

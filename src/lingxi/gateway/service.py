@@ -529,7 +529,7 @@ class Gateway:
                 except BaseException:
                     await chunks.aclose()  # type: ignore[attr-defined]
                     raise
-                return Stream(self._sse(run, _prefixed(first, chunks)), lambda: self._close(run))
+                return Stream(self._sse(run, _prefixed(first, chunks)), lambda: self._close(run, chunks))
             return await self._collect(run, chunks)
         except BaseException as exc:
             self._failed(run, exc)
@@ -838,8 +838,10 @@ class Gateway:
             self._background(self._settle(run))
         self._report(run)
 
-    async def _close(self, run: _Run) -> None:
-        """A stream's cleanup: whatever its end (done, error, hang-up), settle and report once."""
+    async def _close(self, run: _Run, chunks: AsyncIterator[Chunk]) -> None:
+        """A stream's cleanup: whatever its end (done, error, hang-up), stop the generation (even
+        if the response never started to iterate it), settle and report once."""
+        await chunks.aclose()  # type: ignore[attr-defined]
         if not run.completed and run.out.error is None:
             run.out.status = 499
         self._release(run)
