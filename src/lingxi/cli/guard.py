@@ -22,29 +22,12 @@ def guard() -> None:
 def _read_jsonl(path: str, field: str = "text") -> Iterator[dict[str, Any]]:
     """JSON objects with a string ``field``, one per line ("-" = stdin); a bad line is one
     readable error naming it (invalid UTF-8 included)."""
-    stream = sys.stdin.buffer if path == "-" else None
-    try:
-        handle = stream or open(path, "rb")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        for n, raw in enumerate(handle, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise UsageError(f"{path}:{n}: not valid UTF-8 (byte {exc.start})") from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:
-                raise UsageError(f"{path}:{n}: not a JSON object") from None
-            if not isinstance(row, dict) or not isinstance(row.get(field), str):
-                raise UsageError(f"{path}:{n}: expected a JSON object with a string '{field}'")
-            yield row
-    finally:
-        if stream is None:
-            handle.close()
+    from lingxi.guard._io import iter_jsonl
+
+    for n, row in iter_jsonl(path):
+        if not isinstance(row, dict) or not isinstance(row.get(field), str):
+            raise UsageError(f"{path}:{n}: expected a JSON object with a string '{field}'")
+        yield row
 
 
 def _out(obj: dict[str, Any]) -> None:

@@ -1,10 +1,14 @@
-"""Small file helpers the guard and audit layers share."""
+"""Small helpers the guard and audit layers share: atomic writes, JSONL input, stream filters."""
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -19,3 +23,55 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
+    """``(line number, parsed value)`` for each non-blank line of a JSONL file (``-`` = stdin).
+
+    Raises:
+        UsageError: the file cannot be read, or a line is not valid UTF-8 or not JSON; the
+            message names the file and the line.
+    """
+    from lingxi.errors import UsageError
+
+    stream = sys.stdin.buffer if str(path) == "-" else None
+    try:
+        handle = stream or open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        for n, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise UsageError(f"{path}:{n}: not valid UTF-8 (byte {exc.start})") from None
+            if not line.strip():
+                continue
+            try:
+                yield n, json.loads(line)
+            except ValueError:
+                raise UsageError(f"{path}:{n}: not valid JSON") from None
+    finally:
+        if stream is None:
+            handle.close()
+
+
+class PieceFilter:
+    """A filter over text that arrives in pieces (an answer being streamed): :meth:`feed` returns
+    what may go out now, :meth:`flush` the rest at the end."""
+
+    def feed(self, piece: str) -> str:
+        raise NotImplementedError
+
+    def flush(self) -> str:
+        raise NotImplementedError
+
+    async def wrap(self, pieces: AsyncIterator[str]) -> AsyncIterator[str]:
+        """The filtered stream of ``pieces``."""
+        async for piece in pieces:
+            out = self.feed(piece)
+            if out:
+                yield out
+        out = self.flush()
+        if out:
+            yield out

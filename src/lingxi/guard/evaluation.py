@@ -10,7 +10,6 @@ Injection lines: ``{"text", "label"}``.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -22,19 +21,14 @@ from lingxi.guard.pii import PiiDetector, Span
 
 def read_pii_gold(path: str | Path) -> list[tuple[str, list[Span]]]:
     """``(text, gold spans)`` per line; a bad line is a UsageError naming it."""
+    from lingxi.guard._io import iter_jsonl
+
     rows = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for n, row in iter_jsonl(path):
         try:
-            row = json.loads(line)
             text = row["text"]
             spans = [Span(int(s["start"]), int(s["end"]), str(s["label"]), 1.0) for s in row.get("spans", [])]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise UsageError(f"{path}:{n}: expected {{\"text\", \"spans\": [{{\"start\", \"end\", \"label\"}}]}}") from None
         if not isinstance(text, str) or any(not (0 <= s.start < s.end <= len(text)) for s in spans):
             raise UsageError(f"{path}:{n}: 'text' must be a string and each span inside it")

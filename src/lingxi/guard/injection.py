@@ -206,23 +206,15 @@ def injection_metrics(labels: Sequence[int], scores: Sequence[float], threshold:
 
 def read_labelled(paths: Iterable[str | Path]) -> list[tuple[str, int]]:
     """``{"text", "label"}`` lines from JSONL files; bad lines are a UsageError naming the line."""
+    from lingxi.guard._io import iter_jsonl
+
     rows = []
     for path in paths:
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read {path}: {exc}") from None
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                text, label = row["text"], int(row["label"])
-            except (ValueError, KeyError, TypeError):
-                raise UsageError(f"{path}:{n}: expected a JSON object with 'text' and 'label' (0 or 1)") from None
-            if not isinstance(text, str) or label not in (0, 1):
-                raise UsageError(f"{path}:{n}: 'text' must be a string and 'label' 0 or 1")
-            rows.append((text, label))
+        for n, row in iter_jsonl(path):
+            ok = isinstance(row, dict) and isinstance(row.get("text"), str) and row.get("label") in (0, 1)
+            if not ok or isinstance(row["label"], bool):
+                raise UsageError(f"{path}:{n}: expected a JSON object with a string 'text' and 'label' 0 or 1")
+            rows.append((row["text"], int(row["label"])))
     return rows
 
 

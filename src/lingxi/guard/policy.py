@@ -20,13 +20,14 @@ split by other words.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from lingxi.errors import ContentPolicyError, UsageError, missing_extra
+from lingxi.guard._io import PieceFilter
 
 PolicyAction = Literal["block", "warn", "log"]
 ACTIONS = ("block", "warn", "log")
@@ -208,7 +209,7 @@ class ContentPolicy:
         return hits
 
 
-class PolicyStream:
+class PolicyStream(PieceFilter):
     """Checks an answer as it streams: emits text up to where a listed word could still be
     completing, and raises :class:`ContentPolicyError` as soon as a ``block`` word is complete.
     ``warn`` and ``log`` hits are collected in :attr:`hits`."""
@@ -245,12 +246,3 @@ class PolicyStream:
         self._pending = buf[cut:]
         self._offset += cut
         return out
-
-    async def wrap(self, pieces: AsyncIterator[str]) -> AsyncIterator[str]:
-        async for piece in pieces:
-            out = self.feed(piece)
-            if out:
-                yield out
-        out = self.flush()
-        if out:
-            yield out

@@ -20,11 +20,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from lingxi.errors import GuardError, LingxiError, UsageError
+from lingxi.guard._io import PieceFilter
 from lingxi.guard.pii import LABELS, Lang, PiiDetector, Span, default_detector
 
 Action = Literal["redact", "mask", "hash", "pseudonymize", "keep"]
@@ -202,7 +203,7 @@ def hold_start(text: str) -> int:
     return start
 
 
-class StreamRedactor:
+class StreamRedactor(PieceFilter):
     """Redacts a text that arrives in pieces; call :meth:`feed` per piece and :meth:`flush` at the end.
 
     Args:
@@ -265,21 +266,11 @@ class StreamRedactor:
         self._offset += cut
         return out
 
-    async def wrap(self, pieces: AsyncIterator[str]) -> AsyncIterator[str]:
-        """The redacted stream of ``pieces``."""
-        async for piece in pieces:
-            out = self.feed(piece)
-            if out:
-                yield out
-        out = self.flush()
-        if out:
-            yield out
-
 
 _PARTIAL_PLACEHOLDER = re.compile(r"<[A-Z_]*\d*\Z")
 
 
-class StreamRestorer:
+class StreamRestorer(PieceFilter):
     """Puts real values back for the placeholders of one :class:`Pseudonyms` in a stream,
     holding back only a trailing ``<PERS`` that may be half a placeholder."""
 
@@ -297,12 +288,3 @@ class StreamRestorer:
     def flush(self) -> str:
         out, self._pending = self.pseudonyms.restore(self._pending), ""
         return out
-
-    async def wrap(self, pieces: AsyncIterator[str]) -> AsyncIterator[str]:
-        async for piece in pieces:
-            out = self.feed(piece)
-            if out:
-                yield out
-        out = self.flush()
-        if out:
-            yield out
