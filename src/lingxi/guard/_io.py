@@ -75,3 +75,26 @@ class PieceFilter:
         out = self.flush()
         if out:
             yield out
+
+
+class HeldTextFilter(PieceFilter):
+    """A :class:`PieceFilter` that holds back the end of the text until it is safe: subclasses
+    implement :meth:`_emit`, which decides how much of ``_pending`` goes out (``_context``: the
+    end of what already went out, ``_offset``: how many characters did)."""
+
+    def __init__(self) -> None:
+        self._pending = ""
+        self._context = ""
+        self._offset = 0
+
+    def feed(self, piece: str) -> str:
+        """Filtered text that is safe to send now (possibly empty)."""
+        self._pending += piece
+        return self._emit(final=False)
+
+    def flush(self) -> str:
+        """Everything still held, filtered."""
+        return self._emit(final=True)
+
+    def _emit(self, final: bool) -> str:
+        raise NotImplementedError

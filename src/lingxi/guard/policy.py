@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from lingxi.errors import ContentPolicyError, UsageError, missing_extra
-from lingxi.guard._io import PieceFilter
+from lingxi.guard._io import HeldTextFilter
 
 PolicyAction = Literal["block", "warn", "log"]
 ACTIONS = ("block", "warn", "log")
@@ -209,24 +209,15 @@ class ContentPolicy:
         return hits
 
 
-class PolicyStream(PieceFilter):
+class PolicyStream(HeldTextFilter):
     """Checks an answer as it streams: emits text up to where a listed word could still be
     completing, and raises :class:`ContentPolicyError` as soon as a ``block`` word is complete.
     ``warn`` and ``log`` hits are collected in :attr:`hits`."""
 
     def __init__(self, policy: ContentPolicy):
+        super().__init__()
         self.policy = policy
         self.hits: list[PolicyHit] = []
-        self._pending = ""
-        self._context = ""  # the end of emitted text: a word may straddle it
-        self._offset = 0    # characters emitted before _pending
-
-    def feed(self, piece: str) -> str:
-        self._pending += piece
-        return self._emit(final=False)
-
-    def flush(self) -> str:
-        return self._emit(final=True)
 
     def _emit(self, final: bool) -> str:
         ctx, buf = self._context, self._pending

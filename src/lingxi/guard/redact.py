@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from lingxi.errors import GuardError, LingxiError, UsageError
-from lingxi.guard._io import PieceFilter
+from lingxi.guard._io import HeldTextFilter, PieceFilter
 from lingxi.guard.pii import LABELS, Lang, PiiDetector, Span, default_detector
 
 Action = Literal["redact", "mask", "hash", "pseudonymize", "keep"]
@@ -203,7 +203,7 @@ def hold_start(text: str) -> int:
     return start
 
 
-class StreamRedactor(PieceFilter):
+class StreamRedactor(HeldTextFilter):
     """Redacts a text that arrives in pieces; call :meth:`feed` per piece and :meth:`flush` at the end.
 
     Args:
@@ -219,21 +219,10 @@ class StreamRedactor(PieceFilter):
                  min_emit: int = 24):
         self.redactor = redactor
         self.pseudonyms = pseudonyms
+        super().__init__()
         self.max_hold = max_hold
         self.min_emit = min_emit
         self.spans: list[Span] = []  # offsets into the whole raw stream
-        self._pending = ""
-        self._context = ""
-        self._offset = 0  # raw characters already emitted
-
-    def feed(self, piece: str) -> str:
-        """Redacted text that is safe to emit now (possibly empty)."""
-        self._pending += piece
-        return self._emit(final=False)
-
-    def flush(self) -> str:
-        """Everything still held, redacted."""
-        return self._emit(final=True)
 
     def _emit(self, final: bool) -> str:
         buf = self._pending
