@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lingxi.engines.base import (ChatEngine, Chunk, Embedder, GenerationParams, ModelInfo, Prompt, Usage,
                                  estimate_tokens, iterate_in_thread)
@@ -43,6 +43,9 @@ from lingxi.gateway.pipeline import Outcome, Pipeline, PipelineRequest, Stage, b
 from lingxi.gateway.upstreams import ModelPool, build_pools
 from lingxi.identity import OPERATOR, Caller
 from lingxi.knowledge.types import Answer, Citation
+
+if TYPE_CHECKING:
+    from lingxi.knowledge.kb import KnowledgeBase
 
 log = logging.getLogger("lingxi.gateway")
 
@@ -154,7 +157,7 @@ class _Target:
 
     kind: str  # "pool" | "router" | "kb"
     pools: list[ModelPool]  # the pools the prompt must fit (the router: every model it may pick)
-    kb: Any = None  # lingxi.knowledge.KnowledgeBase
+    kb: KnowledgeBase | None = None
 
 
 class _Run:
@@ -222,7 +225,7 @@ class Gateway:
         self.cache: Any = None
         self._exact_cache: Any = None
         self.router: Any = None
-        self._kbs: dict[str, Any] = {}
+        self._kbs: dict[str, KnowledgeBase] = {}
         self._feedback: Any = None
         self._tasks: list[asyncio.Task] = []  # health checks, warm-up: cancelled on close
         self._pending: set[asyncio.Task] = set()  # accounting, cache writes, after(): awaited on close
@@ -403,7 +406,7 @@ class Gateway:
     def _get_engine(self, name: str) -> ChatEngine:
         return PooledEngine(self.pool(name), asyncio.get_running_loop())
 
-    def _kb(self, name: str) -> Any:
+    def _kb(self, name: str) -> KnowledgeBase:
         if name not in self._kbs:
             from lingxi.knowledge import open_kb
 
@@ -622,7 +625,7 @@ class Gateway:
             yield Chunk(text=completion.text)
         yield Chunk(finish_reason=completion.finish_reason, usage=completion.usage)
 
-    async def _kb_chunks(self, run: _Run, kb: Any, engine: PooledEngine) -> AsyncIterator[Chunk]:
+    async def _kb_chunks(self, run: _Run, kb: KnowledgeBase, engine: PooledEngine) -> AsyncIterator[Chunk]:
         """A grounded answer: the model's text as it comes (streamed) or the verified answer
         (not streamed), then the usage. The verified answer's citations go on ``run``."""
         req = run.req
