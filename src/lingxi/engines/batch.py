@@ -51,7 +51,7 @@ WAIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 
 #: Most prompt tokens a step prefills while other requests are decoding: their next token waits
 #: for the whole step, so a long prompt goes in several steps instead of one.
-PREFILL_CHUNK = 256
+PREFILL_CHUNK = 512
 
 
 class FairQueue(Generic[T]):
@@ -563,6 +563,13 @@ def partial_stop(text: str, stops: tuple[str, ...]) -> int:
 # ------------------------------------------------------------ consuming a request
 
 
+def _unpack(kind: str, value: Any) -> Chunk | None:
+    """One message from the scheduler: a chunk, None at the end, or the request's error raised."""
+    if kind == "error":
+        raise value
+    return value if kind == "item" else None
+
+
 def stream_request(scheduler: BatchScheduler, tokens: list[int], params: GenerationParams,
                    stops: tuple[str, ...], budget: int) -> Iterator[Chunk]:
     """Submit a request and yield its chunks in the calling thread; closing the generator cancels it."""
@@ -570,14 +577,8 @@ def stream_request(scheduler: BatchScheduler, tokens: list[int], params: Generat
     req = scheduler.submit(tokens, params, stops, budget, lambda kind, value: items.put((kind, value)),
                            tenant_var.get())
     try:
-        while True:
-            kind, value = items.get()
-            if kind == "item":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
+        while (chunk := _unpack(*items.get())) is not None:
+            yield chunk
     finally:
         scheduler.cancel(req)  # no-op once it ended; frees the slot at once if it had not
 
@@ -599,13 +600,7 @@ async def astream_request(scheduler: BatchScheduler, tokens: list[int], params: 
     req = scheduler.submit(tokens, params, stops, budget, sink, tenant_var.get())
     holder.append(req)
     try:
-        while True:
-            kind, value = await items.get()
-            if kind == "item":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
+        while (chunk := _unpack(*await items.get())) is not None:
+            yield chunk
     finally:
         scheduler.cancel(req)
