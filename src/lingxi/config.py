@@ -422,7 +422,9 @@ class PolicyCategory(_Strict):
     """``[guard.policy.categories.NAME]``: one sensitive-word list."""
 
     action: Literal["block", "warn", "log"] = "block"
+    """``block`` refuses the request (or ends the answer), ``warn`` and ``log`` only record the hit."""
     words: list[str] = []
+    """The words, matched through width, case, traditional/simplified and spacing variants."""
     files: list[str] = []
     """Word-list files, one word per line (``#`` starts a comment), relative to the config file."""
 
@@ -439,6 +441,7 @@ class AuditGuard(_Strict):
     """``[guard.audit]``: the tamper-evident audit log of every gateway request."""
 
     backend: Literal["sqlite", "postgres"] = "sqlite"
+    """Where the log lives: one SQLite file, or PostgreSQL shared by every gateway replica."""
     sqlite_path: str | None = None
     """The SQLite file; None = ``<home>/audit/audit.db``."""
     pg_url: str | None = None
@@ -460,8 +463,11 @@ class TenantGuard(_Strict):
     stages: list[Literal["pii", "injection", "policy"]] | None = None
     """Guard stages that run for this tenant (None = every enabled one)."""
     pii: dict[str, Any] = {}
+    """Fields of ``[guard.pii]`` that differ for this tenant (checked when the stages start)."""
     injection: dict[str, Any] = {}
+    """Fields of ``[guard.injection]`` that differ for this tenant."""
     policy: dict[str, Any] = {}
+    """Fields of ``[guard.policy]`` that differ for this tenant (``categories`` replaces the default lists)."""
 
 
 class GuardSettings(_Strict):
@@ -469,10 +475,15 @@ class GuardSettings(_Strict):
     ``[gateway] stages``) and their per-tenant settings."""
 
     pii: PiiGuard = PiiGuard()
+    """The ``pii`` stage."""
     injection: InjectionGuard = InjectionGuard()
+    """The ``injection`` stage."""
     policy: PolicyGuard = PolicyGuard()
+    """The ``policy`` stage."""
     audit: AuditGuard = AuditGuard()
+    """The ``audit`` stage and ``lingxi audit``."""
     tenants: dict[str, TenantGuard] = {}
+    """Per-tenant differences, by tenant name."""
 
 
 class Settings(_Strict):
