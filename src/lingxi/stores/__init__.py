@@ -3,7 +3,8 @@ scale-out backend side by side, tested by one suite run against both.
 
 Layout (one module per kind of thing stored; the interface first, then its backends)::
 
-    connect.py          resolve_url (config, then environment), open_sqlite, connect_pg(_async), connect_redis
+    connect.py          resolve_url (config, then environment), state_url, open_sqlite, sqlite_tx,
+                        connect_pg(_async), connect_redis
     migrations.py       migrate(conn, store_name, steps): ordered steps recorded in lingxi_migrations
     keys.py             API keys        SQLite file         | Redis, PostgreSQL
     limits.py           quota counters  in-process          | Redis, PostgreSQL
@@ -11,10 +12,13 @@ Layout (one module per kind of thing stored; the interface first, then its backe
     feedback.py         thumbs up/down  SQLite file         | PostgreSQL
     knowledge.py        knowledge-base store interface (documents, chunks, BM25, dense)
     knowledge_sqlite.py   embedded: SQLite + bm25s + numpy/hnswlib
-    knowledge_pg.py       scale-out: PostgreSQL + pgvector + full text
+    knowledge_pg.py       scale-out: PostgreSQL + pgvector + a BM25 index kept by ingest
     embeddings.py       embedding cache by content hash (SQLite, per machine)
-    audit.py            the audit log (one record per gateway request)   -- guard + audit work
-    datasets.py         training datasets and their versions              -- tuning work
+    graph.py            knowledge graphs    graph_kuzu.py (Kùzu) | graph_falkordb.py (FalkorDB)
+    datasets.py         (next) training datasets and their versions, for the tuning recipes
+
+The audit log (:mod:`lingxi.audit`, SQLite | PostgreSQL) keeps its hash-chain logic with the
+audit package and gets its connections and migrations from here, as any store may.
 
 Where a new store goes: a new module here named after what it stores (``audit.py``,
 ``datasets.py``), holding a small interface (an ABC with a handful of methods), its embedded
@@ -25,7 +29,7 @@ backend (SQLite through :func:`~lingxi.stores.connect.open_sqlite`, one file und
 from config, and one migration list per SQL backend run with
 :func:`~lingxi.stores.migrations.migrate`. Gateway state (keys, limits, feedback, audit)
 follows ``gateway.state``; its URLs come from :func:`~lingxi.stores.connect.state_url`.
-Its tests are one suite parametrised over both backends (see ``tests/test_stores.py``).
+Its tests are one suite parametrised over both backends (see ``tests/test_stores_*.py``).
 
 What this package does not hold: policy (who may read what, when a request may be cached,
 how answers are ranked) — that stays with the capability that uses the store.
@@ -42,6 +46,7 @@ _LAZY = {
     "resolve_url": "lingxi.stores.connect",
     "state_url": "lingxi.stores.connect",
     "open_sqlite": "lingxi.stores.connect",
+    "sqlite_tx": "lingxi.stores.connect",
     "connect_pg": "lingxi.stores.connect",
     "connect_pg_async": "lingxi.stores.connect",
     "connect_redis": "lingxi.stores.connect",
