@@ -12,7 +12,7 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 EXTRAS ?= all,dev
 DEBIAN_PACKAGES := chromium
 
-.PHONY: install run test test-fast lint bench clean system-deps
+.PHONY: install run test test-fast lint bench clean system-deps llama-server
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -50,6 +50,21 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/engines.py
+
+# llama.cpp's own server, built from the same vendored llama.cpp as llama-cpp-python (the sdist carries
+# it): the reference that benchmarks/concurrency.py measures Lingxi against. Not part of `install`.
+LLAMA_SERVER := build/llama.cpp/bin/llama-server
+llama-server: $(LLAMA_SERVER)
+$(LLAMA_SERVER): | $(BIN)/python
+	mkdir -p build/sdist
+	$(BIN)/pip download --quiet --no-deps --no-binary llama-cpp-python \
+	  "llama-cpp-python==$(LLAMA_VERSION)" -d build/sdist
+	tar -xzf build/sdist/llama_cpp_python-$(LLAMA_VERSION).tar.gz -C build/sdist
+	cmake -S build/sdist/llama_cpp_python-$(LLAMA_VERSION)/vendor/llama.cpp -B build/llama.cpp \
+	  -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+	  -DLLAMA_BUILD_UI=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+	  $(LLAMA_CMAKE_ARGS) >/dev/null
+	cmake --build build/llama.cpp --target llama-server -j $$(nproc)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
