@@ -77,3 +77,16 @@ def test_bad_input_is_one_line_error(tmp_path):
     assert r.returncode == 2 and r.stderr.strip() == f"error: {bad}:2: not valid UTF-8 (byte 10)"
     r = run_lingxi("guard", "injection", str(tmp_path / "missing.jsonl"))
     assert r.returncode == 2 and r.stderr.startswith("error: cannot read")
+
+
+def test_guard_policy_uses_the_configured_lists(tmp_path):
+    cfg = tmp_path / "lingxi.toml"
+    (tmp_path / "words.txt").write_text("赌博网站\n", encoding="utf-8")
+    cfg.write_text('[guard.policy.categories.gambling]\naction = "block"\nfiles = ["words.txt"]\n'
+                   '[guard.policy.categories.rude]\naction = "warn"\nwords = ["傻瓜"]\n', encoding="utf-8")
+    f = tmp_path / "in.jsonl"
+    f.write_text("\n".join(json.dumps({"text": t}, ensure_ascii=False) for t in ["去賭 博網站", "你个傻瓜", "你好"]) + "\n",
+                 encoding="utf-8")
+    rows = lines(invoke("--config", str(cfg), "guard", "policy", str(f)))
+    assert [r["decision"] for r in rows] == ["block", "warn", None]
+    assert rows[0]["hits"] == [{"category": "gambling", "action": "block", "word": "赌博网站", "start": 1, "end": 6}]

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from lingxi.cli import emit_json
+from lingxi.cli import emit_json, settings
 from lingxi.errors import UsageError
 
 
@@ -99,6 +99,30 @@ def train_injection_cmd(data: tuple[str, ...], out: str, target_fpr: float, epoc
                             meta={"trained_by": "lingxi guard train-injection"})
     model.save(out)
     click.echo(f"wrote {out}: {model.meta['features']} features, threshold {model.threshold:.4f}")
+
+
+@guard.command("policy")
+@click.argument("input_path", metavar="INPUT.jsonl")
+@click.option("--tenant", default="", help="Use this tenant's word lists ([guard.tenants.NAME.policy]).")
+def policy_cmd(input_path: str, tenant: str) -> None:
+    """Check texts against the configured word lists: one line {"text", "decision", "hits"} per input
+    (decision: block, warn, log or null)."""
+    from pathlib import Path
+
+    from lingxi.guard.policy import ContentPolicy
+
+    s = settings()
+    cfg = s.guard.policy
+    override = s.guard.tenants[tenant].policy if tenant in s.guard.tenants else {}
+    cats = override.get("categories") if override.get("categories") is not None else {
+        n: c.model_dump() for n, c in cfg.categories.items()}
+    if not cats:
+        raise UsageError("no word lists configured: add [guard.policy.categories.NAME] to the config")
+    base = Path(s.source).parent if s.source else Path(".")
+    policy = ContentPolicy.from_mapping(cats, base)
+    for row in _read_jsonl(input_path):
+        hits = policy.check(row["text"])
+        _out({"text": row["text"], "decision": policy.decision(hits), "hits": [h.to_dict() for h in hits]})
 
 
 @guard.command("scan")
