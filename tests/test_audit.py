@@ -197,3 +197,31 @@ def test_cli_verify_export_prune(tmp_path):
     assert r.stdout.strip() == "deleted 5 records"
     assert run_lingxi("audit", "verify", env=env).returncode == 0
     log.conn.close()
+
+
+@pytest.mark.slow  # a real PostgreSQL server
+def test_open_audit_log_from_config_on_postgres(tmp_path, tmp_path_factory, monkeypatch):
+    pytest.importorskip("pgserver", reason="needs the pg extra")
+    from store_servers import pg_url
+
+    from lingxi.audit import open_audit_log
+    from lingxi.stores.connect import connect_pg
+
+    schema = "audit_cfg_" + uuid.uuid4().hex[:8]
+    admin = connect_pg(pg_url(tmp_path_factory))
+    admin.execute(f"CREATE SCHEMA {schema}")
+    admin.close()
+    url = pg_url(tmp_path_factory)
+    url += ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}"
+    settings = parse_config({"home": str(tmp_path), "guard": {"audit": {"backend": "postgres", "pg_url": url}}})
+    monkeypatch.delenv("LINGXI_AUDIT_KEY", raising=False)
+    with pytest.raises(ConfigError, match="LINGXI_AUDIT_KEY"):
+        open_audit_log(settings)  # replicas must share a key: no key file for postgres
+    monkeypatch.setenv("LINGXI_AUDIT_KEY", "shared-by-every-replica-0123")
+    log = open_audit_log(settings)
+    fill(log, 5)
+    other_replica = open_audit_log(settings)
+    fill(other_replica, 5, t0=2000.0)
+    assert other_replica.count() == 10 and other_replica.verify().ok
+    log.close()
+    other_replica.close()
