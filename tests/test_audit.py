@@ -178,25 +178,32 @@ def test_key_from_env_or_file(tmp_path, monkeypatch):
 
 
 def test_cli_verify_export_prune(tmp_path):
+    from click.testing import CliRunner
     from conftest import run_lingxi
 
+    from lingxi.cli import cli
+
     env = {"LINGXI_HOME": str(tmp_path), "LINGXI_AUDIT_KEY": "an-audit-key-for-the-cli-test"}
+
+    def lingxi(*args: str):
+        return CliRunner().invoke(cli, list(args), env=env)
+
     log = AuditLog.sqlite(tmp_path / "audit" / "audit.db", env["LINGXI_AUDIT_KEY"].encode(), checkpoint_every=5)
     fill(log, 12, t0=1_764_547_200.0)  # 2025-12-01T00:00:00Z + i seconds
-    r = run_lingxi("audit", "verify", env=env)
-    assert r.returncode == 0 and r.stdout.startswith("ok: 12 records, 2 checkpoints"), r.stderr
-    r = run_lingxi("audit", "export", "--from", "2025-12-01T00:00:03", "--to", "1764547206", "--format", "jsonl", env=env)
-    assert [json.loads(line)["seq"] for line in r.stdout.splitlines()] == [3, 4, 5]
-    r = run_lingxi("audit", "export", "--from", "yesterday", env=env)
-    assert r.returncode == 2 and "--from: 'yesterday' is not a date" in r.stderr
+    r = lingxi("audit", "verify")
+    assert r.exit_code == 0 and r.output.startswith("ok: 12 records, 2 checkpoints"), r.output
+    r = lingxi("audit", "export", "--from", "2025-12-01T00:00:03", "--to", "1764547206", "--format", "jsonl")
+    assert [json.loads(line)["seq"] for line in r.output.splitlines()] == [3, 4, 5]
     sql(log, "UPDATE lingxi_audit SET tenant = 'other' WHERE seq = 7")
-    r = run_lingxi("audit", "verify", "--json", env=env)
-    assert r.returncode == 1 and json.loads(r.stdout)["problems"][0]["seq"] == 7
+    r = lingxi("audit", "verify", "--json")
+    assert r.exit_code == 1 and json.loads(r.output)["problems"][0]["seq"] == 7
     sql(log, "UPDATE lingxi_audit SET tenant = 'acme' WHERE seq = 7")
-    r = run_lingxi("audit", "prune", "--before", "2025-12-01T00:00:08", env=env)
-    assert r.stdout.strip() == "deleted 5 records"
-    assert run_lingxi("audit", "verify", env=env).returncode == 0
+    r = lingxi("audit", "prune", "--before", "2025-12-01T00:00:08")
+    assert r.output.strip() == "deleted 5 records"
+    assert lingxi("audit", "verify").exit_code == 0
     log.conn.close()
+    r = run_lingxi("audit", "export", "--from", "yesterday", env=env)  # the real command's one-line error
+    assert r.returncode == 2 and r.stderr.strip() == "error: --from: 'yesterday' is not a date (YYYY-MM-DD[THH:MM[:SS]]) or unix seconds"
 
 
 @pytest.mark.slow  # a real PostgreSQL server

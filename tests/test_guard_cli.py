@@ -11,6 +11,7 @@ pytest.importorskip("stdnum", reason="needs the guard extra")
 
 from conftest import run_lingxi  # noqa: E402
 from lingxi.cli import cli  # noqa: E402
+from lingxi.errors import UsageError  # noqa: E402
 
 
 def invoke(*args: str, stdin: str | None = None):
@@ -75,8 +76,8 @@ def test_bad_input_is_one_line_error(tmp_path):
     bad.write_bytes(b'{"text": "ok"}\n{"text": "\xff\xfe"}\n')
     r = run_lingxi("guard", "pii", str(bad))
     assert r.returncode == 2 and r.stderr.strip() == f"error: {bad}:2: not valid UTF-8 (byte 10)"
-    r = run_lingxi("guard", "injection", str(tmp_path / "missing.jsonl"))
-    assert r.returncode == 2 and r.stderr.startswith("error: cannot read")
+    missing = CliRunner().invoke(cli, ["guard", "injection", str(tmp_path / "missing.jsonl")])
+    assert isinstance(missing.exception, UsageError) and str(missing.exception).startswith("cannot read")
 
 
 def test_guard_policy_uses_the_configured_lists(tmp_path):
