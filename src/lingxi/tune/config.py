@@ -50,7 +50,7 @@ class TuneConfig(BaseModel):
     grad_accum: int = Field(default=1, gt=0)
     """Micro-batches per optimizer step."""
     lr: float | None = Field(default=None, gt=0)
-    """Learning rate; None = 2e-4 for LoRA, 2e-5 for full fine-tuning, 1e-5 for DPO/PPO with LoRA x 0.1."""
+    """Learning rate; None = 2e-4 for LoRA, 2e-5 for full fine-tuning or embed, a tenth of that for DPO/PPO."""
     warmup_steps: int = Field(default=0, ge=0)
     weight_decay: float = Field(default=0.0, ge=0)
     max_len: int = Field(default=512, gt=8)
@@ -105,6 +105,8 @@ class TuneConfig(BaseModel):
     def learning_rate(self) -> float:
         if self.lr is not None:
             return self.lr
+        if self.recipe == "embed":
+            return 2e-5  # every weight of a small encoder trains
         base = 2e-5 if self.method == "full" else 2e-4
         return base / 10 if self.recipe in ("dpo", "ppo") else base
 

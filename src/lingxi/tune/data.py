@@ -86,7 +86,7 @@ def read_rows(path: str | os.PathLike[str], *, on_error: str = "skip",
         raise UsageError(f"data file not found: {file}")
     problems = problems if problems is not None else []
     rows: list[Row] = []
-    for line, record in _records(file):
+    for line, record in records(file):
         try:
             if isinstance(record, Exception):
                 raise ValueError(str(record))
@@ -99,7 +99,7 @@ def read_rows(path: str | os.PathLike[str], *, on_error: str = "skip",
     return rows
 
 
-def _records(file: Path) -> Iterator[tuple[int, Any]]:
+def records(file: Path) -> Iterator[tuple[int, Any]]:
     """(line number, parsed record or the exception that stopped parsing it)."""
     suffix = file.suffix.lower()
     text = file.read_text(encoding="utf-8-sig")

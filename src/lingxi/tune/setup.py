@@ -64,12 +64,14 @@ def load_kind(path: str, kinds: tuple[str, ...], recipe: str, on_error: str,
     Raises:
         UsageError: missing file, no rows, or rows of another kind only (naming the fields needed).
     """
+    rows: list[Row] = []
     if "pair" in kinds:
         from lingxi.tune.recipes.embed import read_pairs
 
-        return read_pairs(path, on_error=on_error, problems=problems)
-    rows: list[Row] = read_rows(path, on_error=on_error, problems=problems)
-    usable = [r.data for r in rows if r.kind in kinds]
+        usable = read_pairs(path, on_error=on_error, problems=problems)
+    else:
+        rows = read_rows(path, on_error=on_error, problems=problems)
+        usable = [r.data for r in rows if r.kind in kinds]
     if not usable:
         name = Path(path).name
         need = " or ".join(KIND_FIELDS[k] for k in kinds)
