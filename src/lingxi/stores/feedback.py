@@ -47,23 +47,28 @@ class FeedbackStore(ABC):
     def _insert(self, row: tuple) -> int:
         """Insert (created, response_id, model, tenant, rating, comment, messages JSON, answer)."""
 
-    @abstractmethod
     def rows(self, model: str | None = None) -> list[dict[str, Any]]:
         """Every judgement (optionally for one model), oldest first, as dicts with the keys
         id, created, response_id, model, tenant, rating, comment, messages (a list), answer."""
+        sql, args = f"SELECT {', '.join(_COLUMNS)} FROM {self._table}", ()
+        if model:
+            sql, args = sql + f" WHERE model = {self._param}", (model,)
+        out = []
+        for row in self._select(sql + " ORDER BY id", args):
+            d = dict(zip(_COLUMNS, row))
+            if isinstance(d["messages"], str):  # SQLite keeps JSON text; PostgreSQL JSONB comes back parsed
+                d["messages"] = json.loads(d["messages"])
+            out.append(d)
+        return out
+
+    _table = ""
+    _param = ""
+
+    @abstractmethod
+    def _select(self, sql: str, args: tuple) -> list[tuple]: ...
 
     def close(self) -> None:
         """Release the connection. Safe to call twice."""
-
-
-def _as_dicts(found: list[tuple]) -> list[dict[str, Any]]:
-    out = []
-    for row in found:
-        d = dict(zip(_COLUMNS, row))
-        if isinstance(d["messages"], str):
-            d["messages"] = json.loads(d["messages"])
-        out.append(d)
-    return out
 
 
 # ---------------------------------------------------------------- SQLite
@@ -99,12 +104,11 @@ class SQLiteFeedbackStore(FeedbackStore):
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
             return int(cur.lastrowid)
 
-    def rows(self, model: str | None = None) -> list[dict[str, Any]]:
-        sql, args = f"SELECT {', '.join(_COLUMNS)} FROM feedback", ()
-        if model:
-            sql, args = sql + " WHERE model = ?", (model,)
+    _table, _param = "feedback", "?"
+
+    def _select(self, sql: str, args: tuple) -> list[tuple]:
         with self._lock:
-            return _as_dicts(self._db.execute(sql + " ORDER BY id", args).fetchall())
+            return self._db.execute(sql, args).fetchall()
 
     def close(self) -> None:
         self._db.close()
@@ -142,12 +146,11 @@ class PostgresFeedbackStore(FeedbackStore):
                 "INSERT INTO lingxi_feedback (created, response_id, model, tenant, rating, comment, messages, answer)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s) RETURNING id", row).fetchone()[0])
 
-    def rows(self, model: str | None = None) -> list[dict[str, Any]]:
-        sql, args = f"SELECT {', '.join(_COLUMNS)} FROM lingxi_feedback", ()
-        if model:
-            sql, args = sql + " WHERE model = %s", (model,)
+    _table, _param = "lingxi_feedback", "%s"
+
+    def _select(self, sql: str, args: tuple) -> list[tuple]:
         with self._lock:
-            return _as_dicts(self._conn.execute(sql + " ORDER BY id", args).fetchall())
+            return self._conn.execute(sql, args).fetchall()
 
     def close(self) -> None:
         self._conn.close()

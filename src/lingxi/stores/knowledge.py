@@ -64,9 +64,12 @@ class KnowledgeStore(ABC):
     @abstractmethod
     def documents(self) -> list[DocRecord]: ...
 
-    @abstractmethod
     def find_document(self, ref: str) -> DocRecord | None:
         """A document by key/source path or by number."""
+        for d in self.documents():
+            if ref in (d.key, d.source, str(d.doc_no)):
+                return d
+        return None
 
     @abstractmethod
     def reserve_doc_no(self, key: str) -> int:

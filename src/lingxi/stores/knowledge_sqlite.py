@@ -116,12 +116,6 @@ class SQLiteKnowledgeStore(KnowledgeStore):
             "FROM documents d LEFT JOIN chunks c ON c.doc_no = d.doc_no GROUP BY d.doc_no ORDER BY d.doc_no")
         return [DocRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
 
-    def find_document(self, ref: str) -> DocRecord | None:
-        for d in self.documents():
-            if ref in (d.key, d.source, str(d.doc_no)):
-                return d
-        return None
-
     def reserve_doc_no(self, key: str) -> int:
         def step(db: sqlite3.Connection) -> int:
             row = db.execute("SELECT doc_no FROM documents WHERE key=?", (key,)).fetchone()
