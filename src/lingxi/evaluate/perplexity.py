@@ -233,9 +233,13 @@ def evaluate_perplexity(model: str, data: str | Path, *, settings: Any = None, b
         EngineError: the backend could not load the weights.
     """
     text = read_text(data)
-    ref = resolve_model(model, settings, backend)
     own = scorer is None
-    scorer = scorer or load_scorer(ref, context, threads)
+    if own:
+        ref = resolve_model(model, settings, backend)
+        label, used = ref.label, ref.backend
+        scorer = load_scorer(ref, context, threads)
+    else:  # a model already in memory (distillation, pruning): ``model`` is only its label
+        label, used = model, type(scorer).__name__
     try:
         tokens = scorer.tokenize(text)
         if max_tokens:
@@ -249,10 +253,10 @@ def evaluate_perplexity(model: str, data: str | Path, *, settings: Any = None, b
     used_bytes = len(text.encode("utf-8")) if not max_tokens or len(tokens) < max_tokens else None
     summary = {"perplexity": math.exp(nll / count), "nll": nll / count, "tokens": count + 1,
                "bits_per_byte": nll / math.log(2) / used_bytes if used_bytes else None,
-               "backend": ref.backend, "model": ref.label}
+               "backend": used, "model": label}
     for item in items:
         item["scores"]["nll"] = item["scores"]["nll"] / item["scores"]["tokens"]  # per token, comparable
     return EvalRun(kind="perplexity", summary=summary, items=items, data=data_record({"data": data}),
-                   config={"model": ref.label, "backend": ref.backend, "context": context, "stride": stride,
+                   config={"model": label, "backend": used, "context": context, "stride": stride,
                            "max_tokens": max_tokens, "bos": False},
                    versions=package_versions("llama_cpp_python", "torch", "transformers", "gguf"))
