@@ -31,6 +31,19 @@ def _size_bytes(path: Path) -> int:
     return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _peak_rss_mib() -> float:
+    """This process's high-water RSS. ``VmHWM`` belongs to the address space, which exec makes new;
+    ``getrusage``'s ``ru_maxrss`` survives exec, so a spawned child would report its parent's peak."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: the best there is
+
+
 def _profile_child(model: str, backend: str, data: str | None, prompts: list[str], gen_tokens: int,
                    ppl: dict[str, Any], threads: int | None) -> dict[str, Any]:
     """Runs in a child process: load, generate, score; report peak RSS of this process."""
@@ -59,7 +72,7 @@ def _profile_child(model: str, backend: str, data: str | None, prompts: list[str
     out["decode_tokens_per_s"] = sorted(rates)[len(rates) // 2] if rates else None
     # peak memory of serving: load + generate (the perplexity pass below holds a float64 copy
     # of a window's logits, 0.2 GB at 512 x 49k, which says nothing about the model)
-    out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mib"] = _peak_rss_mib()
     engine.close()
     if data:
         from lingxi.evaluate.perplexity import evaluate_perplexity
