@@ -159,3 +159,39 @@ def test_pii_is_scrubbed_through_the_guard(tmp_path: Path):
     assert report.pii["entities_redacted"] >= 2
     text = (tmp_path / "out" / "train.jsonl").read_text(encoding="utf-8")
     assert "jane.doe@example.com" not in text and "555 0132" not in text and "<EMAIL" in text
+
+
+def test_from_feedback_cli_reads_the_gateway_store(tmp_path: Path, capsys, monkeypatch):
+    from lingxi.cli import main
+    from lingxi.stores.feedback import SQLiteFeedbackStore
+
+    monkeypatch.setenv("LINGXI_HOME", str(tmp_path / "home"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "from-feedback", "--out", str(tmp_path / "fb")])
+    assert exit_.value.code == 2 and "no feedback recorded yet" in capsys.readouterr().err
+    (tmp_path / "home" / "gateway").mkdir(parents=True)
+    store = SQLiteFeedbackStore(tmp_path / "home" / "gateway" / "feedback.db")
+    q = [{"role": "user", "content": "How long is the warranty?"}]
+    store.add(response_id="r1", model="smollm2", rating=1, messages=q, answer="Two years.")
+    store.add(response_id="r2", model="smollm2", rating=-1, messages=q, answer="Forever!")
+    store.close()
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "from-feedback", "--out", str(tmp_path / "fb")])
+    assert exit_.value.code == 0
+    assert json.loads(capsys.readouterr().out)["preference_pairs"] == 1
+    assert read_jsonl(tmp_path / "fb" / "preference.jsonl") == [{"prompt": q, "chosen": "Two years.", "rejected": "Forever!"}]
+
+
+def test_prepare_cli_reports_skipped_lines(tmp_path: Path, capsys):
+    from lingxi.cli import main
+
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "one document"}\n{oops\n{"text": "another document"}\n', encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "prepare", str(src), "--out", str(tmp_path / "o"), "--no-pii", "--validation", "0"])
+    assert exit_.value.code == 0
+    captured = capsys.readouterr()
+    assert "skipped in.jsonl:2: not valid JSON" in captured.err and json.loads(captured.out)["train"] == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["data", "prepare", str(src), "--out", str(tmp_path / "o"), "--on-error", "stop"])
+    assert exit_.value.code == 2 and "in.jsonl:2" in capsys.readouterr().err

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from lingxi.cli import emit_json, settings
-from lingxi.errors import UsageError
 
 
 @click.group()
@@ -52,7 +51,4 @@ def from_feedback(out: str, model: str | None) -> None:
     from lingxi.tune.data import from_feedback as convert
     from lingxi.tune.feedback import feedback_rows
 
-    path = settings().home_dir / "gateway" / "feedback.db"
-    if not path.is_file():
-        raise UsageError(f"no feedback recorded yet (looked for {path})")
-    emit_json(convert(feedback_rows(path, model), out))
+    emit_json(convert(feedback_rows(settings(), model), out))
