@@ -242,3 +242,8 @@ def test_vocab_recipe_trains_new_rows_first_and_tokenizes_shorter(tiny: Path, tm
 
     lora = load_file(str(tmp_path / "out-vocab" / "adapter" / "adapter_model.safetensors"))
     assert all(not t.any() for n, t in lora.items() if "lora_B" in n)  # LoRA not yet trained in phase one
+
+
+def test_qlora_on_cpu_is_refused_with_what_it_needs(tiny: Path, tmp_path: Path, files):
+    with pytest.raises(UsageError, match=r"--method qlora needs a CUDA GPU with bitsandbytes .*use --method lora"):
+        run(tiny, tmp_path, "sft", files["sft"], method="qlora", device="cpu")
