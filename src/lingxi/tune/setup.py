@@ -15,8 +15,8 @@ from typing import Any
 
 from lingxi.errors import UsageError
 from lingxi.tune.data import Problem, Row, read_rows
-from lingxi.tune.loop import Run, check_fits
-from lingxi.tune.model import ModelSource, device_for, resolve
+from lingxi.tune.loop import Run, check_fits, seed_everything
+from lingxi.tune.model import ModelSource, device_for, load_causal_lm, load_tokenizer, make_trainable, resolve
 
 #: the row kinds each recipe trains on
 RECIPE_KINDS = {
@@ -119,3 +119,11 @@ def start(cfg: Any, home: Path | None = None) -> Setup:
     folder = Path(cfg.output).expanduser() if cfg.output else home / "adapters" / f"{name}-{cfg.recipe}"
     return Setup(cfg=cfg, home=home, source=source, device=device, run=Run(cfg, folder), train_rows=rows,
                  eval_rows=held, memory=memory, problems=[str(p) for p in problems])
+
+
+def trainable_model(s: Setup) -> tuple[Any, Any]:
+    """Seed, then the tokenizer and the model made trainable as ``--method`` says."""
+    seed_everything(s.cfg.seed)
+    tokenizer = load_tokenizer(s.source, s.home)
+    base = load_causal_lm(s.source, s.home, device=s.device, quantize_4bit=s.cfg.method == "qlora")
+    return tokenizer, make_trainable(base, s.cfg)

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from lingxi.tune.config import TuneConfig
-from lingxi.tune.loop import eval_batches, seed_everything, train
-from lingxi.tune.model import load_causal_lm, load_tokenizer, make_trainable, save_model, trainable_parameters
-from lingxi.tune.setup import start
+from lingxi.tune.loop import eval_batches, train
+from lingxi.tune.model import save_model, trainable_parameters
+from lingxi.tune.setup import start, trainable_model
 from lingxi.tune.tokens import encode_pairs, pair_batch, sequence_logps
 
 
@@ -31,12 +31,9 @@ def train_dpo(cfg: TuneConfig, home: Path | None = None) -> dict[str, Any]:
 
     # ---- setup
     s = start(cfg, home)
-    seed_everything(cfg.seed)
-    tokenizer = load_tokenizer(s.source, s.home)
+    tokenizer, model = trainable_model(s)
     train_pairs = encode_pairs(tokenizer, s.train_rows, cfg.max_len)
     eval_pairs = encode_pairs(tokenizer, s.eval_rows, cfg.max_len)
-    model = make_trainable(load_causal_lm(s.source, s.home, device=s.device, quantize_4bit=cfg.method == "qlora"),
-                           cfg)
     frozen = None
     if cfg.method == "full":
         frozen = copy.deepcopy(model).eval().requires_grad_(False)

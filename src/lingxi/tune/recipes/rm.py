@@ -16,16 +16,9 @@ from typing import Any
 
 from lingxi.errors import UsageError
 from lingxi.tune.config import TuneConfig
-from lingxi.tune.loop import eval_batches, seed_everything, train
-from lingxi.tune.model import (
-    load_causal_lm,
-    load_tokenizer,
-    make_trainable,
-    resolve,
-    save_model,
-    trainable_parameters,
-)
-from lingxi.tune.setup import start
+from lingxi.tune.loop import eval_batches, train
+from lingxi.tune.model import load_causal_lm, load_tokenizer, resolve, save_model, trainable_parameters
+from lingxi.tune.setup import start, trainable_model
 from lingxi.tune.tokens import encode_pairs, last_hidden, pair_batch
 
 
@@ -49,12 +42,9 @@ def train_reward_model(cfg: TuneConfig, home: Path | None = None) -> dict[str, A
 
     # ---- setup
     s = start(cfg, home)
-    seed_everything(cfg.seed)
-    tokenizer = load_tokenizer(s.source, s.home)
+    tokenizer, body = trainable_model(s)
     train_pairs = encode_pairs(tokenizer, s.train_rows, cfg.max_len)
     eval_pairs = encode_pairs(tokenizer, s.eval_rows, cfg.max_len)
-    body = make_trainable(load_causal_lm(s.source, s.home, device=s.device, quantize_4bit=cfg.method == "qlora"),
-                          cfg)
     hidden = body.get_base_model().config.hidden_size if hasattr(body, "get_base_model") else body.config.hidden_size
     head = torch.nn.Linear(hidden, 1).to(s.device)
     torch.nn.init.normal_(head.weight, std=1 / (hidden + 1) ** 0.5)

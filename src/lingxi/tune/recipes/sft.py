@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from lingxi.tune.config import TuneConfig
-from lingxi.tune.loop import mean_token_loss, seed_everything, train
-from lingxi.tune.model import load_causal_lm, load_tokenizer, make_trainable, save_model, trainable_parameters
-from lingxi.tune.setup import start
+from lingxi.tune.loop import mean_token_loss, train
+from lingxi.tune.model import save_model, trainable_parameters
+from lingxi.tune.setup import start, trainable_model
 from lingxi.tune.tokens import collate, encode_rows, pack, token_loss
 
 
@@ -24,15 +24,12 @@ def finetune_causal_lm(cfg: TuneConfig, home: Path | None = None) -> dict[str, A
     """Run ``sft`` or ``pretrain``; returns the report (also written to ``OUTPUT/report.json``)."""
     # ---- setup: data checked and memory estimated before the model loads
     s = start(cfg, home)
-    seed_everything(cfg.seed)
+    tokenizer, model = trainable_model(s)
     kind = "text" if cfg.recipe == "pretrain" else "sft"
-    tokenizer = load_tokenizer(s.source, s.home)
     train_ex = encode_rows(tokenizer, s.train_rows, cfg.max_len, kind=kind)
     eval_ex = encode_rows(tokenizer, s.eval_rows, cfg.max_len, kind=kind)
     if cfg.packing:
         train_ex = pack(train_ex, cfg.max_len)
-    model = make_trainable(load_causal_lm(s.source, s.home, device=s.device, quantize_4bit=cfg.method == "qlora"),
-                           cfg)
     pad = tokenizer.pad_token_id
     before = {"loss": mean_token_loss(model, eval_ex, pad, s.device)}
 
