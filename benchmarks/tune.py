@@ -10,6 +10,8 @@ Parts (``--parts``, comma-separated):
 - ``pretrain``: held-out loss before/after continued pretraining on the PRC Civil Code text.
 - ``rm`` / ``dpo``: held-out preference accuracy before/after, trained and evaluated on disjoint
   parts of hh-rlhf harmless-base test pairs.
+- ``vocab``: tokens per character and loss per character on held-out Civil Code text before/after
+  adding 18 legal terms.
 - ``export``: merge the SFT LoRA, export GGUF, compare llama.cpp's and transformers' probe loss.
 
 Usage: python benchmarks/tune.py --data-dir PATH_TO_SHARED_DATA --out /tmp/tune-bench [--steps 12]
@@ -26,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 MODEL = "smollm2-135m-instruct"
+#: frequent terms of the PRC Civil Code (the vocab part adds them to SmolLM2's English-centred vocabulary)
+LEGAL_TERMS = ["民事主体", "民事法律行为", "当事人", "人民法院", "债权人", "债务人", "所有权", "担保物权",
+               "监护人", "合同", "不可抗力", "违约责任", "法律", "规定", "权利", "义务", "请求", "赔偿"]
 
 
 def belle_rows(data_dir: Path) -> list[dict[str, str]]:
@@ -141,6 +146,14 @@ def main() -> None:
         held = write(out / "pt_held.jsonl", [{"text": p} for p in paras[:60]])
         result["pretrain"] = recipe(out, "pretrain", train, held, max_steps=args.steps * 2, batch_size=4,
                                     max_len=128, threads=1)
+    if "vocab" in parts:
+        books = sorted((args.data_dir / "prc-civil-code-zh").glob("*.md"))
+        paras = [p for b in books for p in b.read_text(encoding="utf-8").split("\n\n") if len(p) > 40]
+        random.Random(3).shuffle(paras)
+        train = write(out / "voc_train.jsonl", [{"text": p} for p in paras[60:60 + args.steps * 8]])
+        held = write(out / "voc_held.jsonl", [{"text": p} for p in paras[:60]])
+        result["vocab"] = recipe(out, "vocab", train, held, max_steps=args.steps * 2, batch_size=4, max_len=128,
+                                 threads=1, terms=LEGAL_TERMS, lr=1e-3)
     pairs_file = args.data_dir / "hh-rlhf-harmless-test" / "pairs.jsonl"
     if {"rm", "dpo"} & set(parts):
         from lingxi.tune.data import read_rows
