@@ -115,7 +115,9 @@ def answer_matches(answer: str, golds: Sequence[str]) -> bool:
     answer contains the whole answer body (a shorter, exact quote of it)."""
     def norm(s: str) -> str:
         return re.sub(r"[\W_]+", "", s.lower())
-    body = norm(re.sub(r"\[[\d.,\s]+\]", "", answer))
+    answer = re.sub(r"\[[\d.,\s]+\]", "", answer).strip()
+    quoted = re.match(r"^(?:文档原文：「(.*)」|The documents say: “(.*)”)$", answer, re.S)
+    body = norm(next(g for g in quoted.groups() if g is not None) if quoted else answer)
     for g in golds:
         gold = norm(g)
         if gold and (gold in body or (len(body) >= 2 and body in gold)):
@@ -166,6 +168,8 @@ def evaluate_answers(kb: Any, engine: Any, questions: Sequence[dict[str, Any]], 
                 progress()
         n = len(questions)
         out[mode] = {
+            "n": n,
+            "n_unanswerable": len(unanswerable),
             "precision": round(correct / supported, 4) if supported else None,
             "answered": round(supported / n, 4) if n else None,
             "correct": round(correct / n, 4) if n else None,

@@ -458,9 +458,15 @@ class KnowledgeBase:
         if not question.strip():
             raise UsageError("empty question")
         hits = self._shown(self.search(question, "hybrid", k=k, groups=groups)) if self.embedder_name else []
-        similarity = self._similarity(question, hits)
-        candidates = A.rank_sentences(question, hits, similarity)
-        if not A.answerable(question, candidates[0] if candidates else None):
+        similarity = None
+        candidates = A.rank_sentences(question, hits)
+        if not A.answerable(question, candidates):
+            # Only when the question's own language gives no answer are the chunks in another
+            # language compared through the embedder (it embeds their sentences: slower).
+            similarity = self._similarity(question, hits)
+            if similarity is not None:
+                candidates = A.rank_sentences(question, hits, similarity)
+        if not A.answerable(question, candidates):
             result = A.no_answer(question, hits)
         elif mode == "extract" or (mode == "auto" and (engine is None or A.too_small(engine))):
             result = A.extract(question, candidates, hits)
