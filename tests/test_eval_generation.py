@@ -169,3 +169,11 @@ def test_rouge_equals_google_rouge_score_on_random_text():
         theirs = scorer.score(ref, hyp)
         ours = rouge(rouge_tokens(hyp, "en"), rouge_tokens(ref, "en"))
         assert ours == pytest.approx({k: v.fmeasure for k, v in theirs.items()}, abs=1e-12)
+
+
+def test_compare_gives_no_p_value_for_too_few_items(tmp_path):
+    ref = write(tmp_path / "r", ZH_REFS)
+    run_a = evaluate_generation(write(tmp_path / "a", ZH_HYPS), [ref], metrics="bleu", lang="zh")
+    run_b = evaluate_generation(write(tmp_path / "b", ZH_REFS), [ref], metrics="bleu", lang="zh")
+    result = compare_runs(run_a, run_b)
+    assert result["rows"][0]["p_value"] is None and "too few" in result["note"]

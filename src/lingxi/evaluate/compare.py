@@ -27,6 +27,11 @@ LOWER_IS_BETTER = {"ter", "perplexity", "ppl", "nll", "error_rate", "ttft_p50_s"
                    "itl_p95_s", "latency_p50_s", "latency_p95_s", "bits_per_byte", "size_mib", "peak_rss_mib"}
 
 
+#: fewer paired items than this give no p-value: a bootstrap of one item (a perplexity run of
+#: one window) resamples nothing and would report p = 1/1001 for any difference
+MIN_ITEMS = 10
+
+
 def _seed() -> int | None:
     seed = os.environ.get("SACREBLEU_SEED", "12345")
     return None if seed.lower() == "none" else int(seed)
@@ -85,6 +90,8 @@ def compare_runs(a: EvalRun, b: EvalRun, n_samples: int = 1000) -> dict[str, Any
     refs_b = {k: v.get("sha256") for k, v in b.data.get("files", {}).items() if k.startswith("ref")}
     if paired and refs_a != refs_b:
         paired, note = False, "the runs used different references: no significance test"
+    if paired and len(ids_a) < MIN_ITEMS:
+        paired, note = False, f"{len(ids_a)} paired items: too few for a significance test (needs {MIN_ITEMS})"
     items_b = [ids_b[i] for i in ids_a] if paired else []
     rows = []
     for key, va in a.summary.items():
