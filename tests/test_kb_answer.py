@@ -102,15 +102,15 @@ def test_verify_says_each_thing_once():
 
 def test_the_correct_top_hit_is_quoted_and_an_unanswerable_question_refused():
     ranked = rank_sentences("How long is the notice period?", [HANDBOOK, LEAVE])
-    assert answerable("How long is the notice period?", ranked[0])
+    assert answerable("How long is the notice period?", ranked)
     quoted = extract("How long is the notice period?", ranked, [HANDBOOK, LEAVE])
     assert quoted.supported and quoted.mode == "extracted"
     assert quoted.answer == ("The documents say: “The notice period for resignation is thirty days, given in "
                              "writing to the line manager.” [1.0.1.0]")
     ranked = rank_sentences("员工可以带宠物上班吗？", [ZH_LEAVE, ZH_SECURITY])
-    assert not answerable("员工可以带宠物上班吗？", ranked[0] if ranked else None)
+    assert not answerable("员工可以带宠物上班吗？", ranked)
     ranked = rank_sentences("员工的年假有多少天？", [ZH_SECURITY, ZH_LEAVE])
-    assert answerable("员工的年假有多少天？", ranked[0]) and ranked[0].hit.id == "2.1.1.0"
+    assert answerable("员工的年假有多少天？", ranked) and ranked[0].hit.id == "2.1.1.0"
 
 
 def test_too_small_reads_the_parameter_count():
