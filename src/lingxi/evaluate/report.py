@@ -45,11 +45,34 @@ def _numeric(d: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in d.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
+def _change_plot(runs: list[tuple[str, EvalRun]], keys: list[str]) -> str | None:
+    """B against A as a percentage change per metric, green where B is better, red where worse."""
+    from lingxi.evaluate.compare import LOWER_IS_BETTER
+
+    plt = _pyplot()
+    (name_a, a), (name_b, b) = runs
+    rows = [(k, 100 * (float(b.summary[k]) / float(a.summary[k]) - 1)) for k in keys if float(a.summary[k]) != 0]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(rows) + 1.2))
+    colours = ["#2a9d4b" if (v < 0) == (k in LOWER_IS_BETTER) or v == 0 else "#c0392b" for k, v in rows]
+    bars = ax.barh([k for k, _ in rows], [v for _, v in rows], color=colours)
+    ax.bar_label(bars, fmt="%+.2f%%", fontsize=8, padding=3)
+    ax.axvline(0, color="#444", linewidth=0.8)
+    ax.margins(x=0.25)  # room for the labels beside the longest bars
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{name_b} vs {name_a} (% change; green = better)")
+    ax.spines[["top", "right"]].set_visible(False)
+    return _svg(fig)
+
+
 def _summary_plot(runs: list[tuple[str, EvalRun]]) -> str | None:
     plt = _pyplot()
     keys = [k for k in _numeric(runs[0][1].summary) if all(k in _numeric(r.summary) for _, r in runs)]
     if not keys:
         return None
+    if len(runs) == 2:  # metrics on different scales (MiB, perplexity, %) read best as changes
+        return _change_plot(runs, keys)
     fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(keys) + 2), 3.2))
     width = 0.8 / len(runs)
     for n, (name, run) in enumerate(runs):
