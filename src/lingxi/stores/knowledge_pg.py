@@ -121,6 +121,7 @@ class PgKnowledgeStore(KnowledgeStore):
         self._conn.execute("SET hnsw.iterative_scan = relaxed_order")
         migrate(self._conn, "knowledge", MIGRATIONS)
         self._has_hnsw = False
+        self._ef_search = 0
         self._stats: tuple[str, int, int] | None = None  # (version, chunks, tokens)
         self._bm25_memo: tuple[Any, tuple[np.ndarray, np.ndarray]] | None = None
 
@@ -229,7 +230,9 @@ class PgKnowledgeStore(KnowledgeStore):
 
     def prepare(self) -> None:
         self._pack_dirty_terms()
-        dim = int(self.meta().get("dim") or 0)
+        self._ensure_hnsw(int(self.meta().get("dim") or 0))
+
+    def _ensure_hnsw(self, dim: int) -> None:
         if dim and not self._has_hnsw:
             with self._lock, self._conn.transaction():
                 # The graph is built much faster when it fits in memory.
@@ -336,11 +339,14 @@ class PgKnowledgeStore(KnowledgeStore):
         dim = int(self.meta().get("dim") or 0)
         if not dim:
             return []
-        self.prepare()
+        self._ensure_hnsw(dim)
         where, args = self._where(groups, filters)
         v = np.asarray(vector, dtype=np.float32).reshape(-1)
-        with self._lock, self._conn.transaction():
-            self._conn.execute("SET LOCAL hnsw.ef_search = %s" % max(40, min(1000, 2 * k)))
+        ef = max(40, min(1000, 2 * k))
+        with self._lock:
+            if ef != self._ef_search:  # a session setting, sent only when it changes: one round trip a query
+                self._conn.execute(f"SET hnsw.ef_search = {ef}")
+                self._ef_search = ef
             rows = self._conn.execute(
                 f"SELECT id, 1 - (embedding::vector({dim}) <=> %s::vector({dim})) FROM chunks WHERE {where} "
                 f"ORDER BY embedding::vector({dim}) <=> %s::vector({dim}) LIMIT %s", [v, *args, v, k]).fetchall()
