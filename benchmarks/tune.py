@@ -121,7 +121,8 @@ def main() -> None:
     ap.add_argument("--data-dir", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--parts", default="throughput,sft,pretrain,rm,dpo,export")
+    ap.add_argument("--parts", default="throughput,sft,pretrain,vocab,rm,dpo,export")
+    ap.add_argument("--pref-held", type=int, default=40, help="held-out preference pairs (each costs 2-4 forwards)")
     args = ap.parse_args()
     import torch
 
@@ -158,13 +159,14 @@ def main() -> None:
     if {"rm", "dpo"} & set(parts):
         from lingxi.tune.data import read_rows
 
-        prefs = [r.data for r in read_rows(pairs_file) if len(r.data["chosen"]) + len(r.data["rejected"]) < 600]
+        prefs = [r.data for r in read_rows(pairs_file) if len(r.data["chosen"]) + len(r.data["rejected"]) < 400]
         random.Random(2).shuffle(prefs)
-        held = write(out / "pref_held.jsonl", prefs[:100])
-        train = write(out / "pref_train.jsonl", prefs[100:100 + args.steps * 4 * 2])
+        n = args.pref_held
+        held = write(out / "pref_held.jsonl", prefs[:n])  # disjoint from the training pairs below
+        train = write(out / "pref_train.jsonl", prefs[n:n + args.steps * 4 * 2])
         for name, kw in (("rm", {"lr": 1e-4}), ("dpo", {})):
             if name in parts:
-                result[name] = recipe(out, name, train, held, max_steps=args.steps * 2, batch_size=4, max_len=192,
+                result[name] = recipe(out, name, train, held, max_steps=args.steps * 2, batch_size=4, max_len=128,
                                       threads=1, **kw)
     if "export" in parts and (out / "sft" / "report.json").is_file():
         from lingxi.tune.adapters import export_gguf
