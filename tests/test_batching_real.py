@@ -15,13 +15,13 @@ pytestmark = pytest.mark.slow
 # Short answers the model is sure of. llama.cpp is not batch-invariant: a batch of n tokens takes
 # other matmul paths than a batch of one, which moves logits by up to ~1 (measured on SmolLM2), so
 # long open-ended greedy texts drift apart after a few tokens where two candidates are close;
-# these prompts have one clear answer. Measured: 3 of 4 texts identical; "2 + 2" starts "The answer
-# is 4." alone and "2 + 2 = 4" in the batch (its first token flips).
-# (question, the word its answer must hold)
+# these prompts have one clear answer. Measured: 3 of 4 texts identical; "2 + 2" is "The answer is
+# 4." one way and "2 + 2 = 4" the other (its first token flips, in either direction between runs).
+# (question, a word its answer must hold)
 PROMPTS = [
     ("What is the capital of France? Answer in one word.", "Paris"),
     ("What is 2 + 2? Answer with a number.", "4"),
-    ("What colour is the sky on a clear day? Answer in one word.", "lue"),
+    ("What colour is the sky on a clear day? Answer in one word.", "sky"),
     ("What is the opposite of hot? Answer in one word.", "old"),
 ]
 
