@@ -12,6 +12,8 @@ from lingxi.engines.base import GenerationParams
 from lingxi.engines.fake import FakeEngine
 from lingxi.errors import ConfigError, EngineError, UsageError
 from lingxi.routing import (
+    Example,
+    collect,
     PRIOR,
     RouteDecision,
     Router,
@@ -288,7 +290,7 @@ def test_config_errors_name_the_key(tmp_path, router_cfg, key):
 def test_bad_training_records_name_the_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text('{"messages": [{"role": "user", "content": "hi"}], "feedback": "up"}\n{oops\n', encoding="utf-8")
-    with pytest.raises(UsageError, match="bad.jsonl:2: not valid JSON"):
+    with pytest.raises(UsageError, match="bad.jsonl: line 2 is not JSON"):
         examples(path, "local")
     path.write_text('{"messages": [{"role": "user", "content": "hi"}], "feedback": "meh"}\n', encoding="utf-8")
     with pytest.raises(UsageError, match="bad.jsonl:1: feedback must be"):
@@ -310,3 +312,19 @@ def test_router_without_rules_or_strong_model_routes_locally(tmp_path):
     router = create_router(s)
     assert isinstance(router, Router)
     assert run(router.route(user("anything"), "t")) == RouteDecision("local", "no rule matched: local model", False)
+
+
+def test_collect_resumes_after_a_kill_that_cut_a_record_short(tmp_path):
+    questions = [Example(id=f"q{i}", messages=user(f"question {i}"), local=None, references=["yes"])
+                 for i in range(3)]
+    out = tmp_path / "answered.jsonl"
+    partial = tmp_path / "answered.jsonl.partial"
+    whole = json.dumps({"id": "q0", "messages": user("question 0"), "local": {"answer": "yes", "quality": 1.0},
+                        "strong": {"answer": "yes", "quality": 1.0}})
+    partial.write_text(whole + "\n" + whole[:25], encoding="utf-8")  # killed while writing q1
+    local = FakeEngine("local", replies=["yes", "no"])
+    n = collect(questions, local, None, out, GenerationParams(max_tokens=8), progress=False)
+    assert n == 2 and not partial.exists()
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in records] == ["q0", "q1", "q2"]
+    assert [r["local"]["quality"] for r in records] == [1.0, 1.0, 0.0]

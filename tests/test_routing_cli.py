@@ -85,10 +85,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, config):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": "hi", "feedback": "up"}\nnot json\n', encoding="utf-8")
     r = invoke_lingxi("route", "train", str(bad), config=config)
-    assert r.returncode == 2 and r.stderr.strip().startswith("error:") and "bad.jsonl:2" in r.stderr
+    assert r.returncode == 2 and r.stderr.strip().startswith("error:") and "bad.jsonl: line 2" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     r = invoke_lingxi("route", "eval", str(tmp_path / "missing.jsonl"), config=config)
-    assert r.returncode == 2 and "cannot read" in r.stderr
+    assert r.returncode == 2 and "file not found" in r.stderr
     assert not (tmp_path / "policy.json").exists()
 
 

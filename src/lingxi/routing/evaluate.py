@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ import numpy as np
 
 from lingxi.engines.base import ChatEngine, GenerationParams, estimate_tokens
 from lingxi.errors import UsageError
+from lingxi.evaluate.result import jsonl_records
 from lingxi.routing.policy import (
     ANSWER_FEATURES,
     PRIOR,
@@ -49,7 +50,7 @@ from lingxi.routing.policy import (
     query_features,
 )
 
-__all__ = ["Answer", "Example", "read_records", "examples", "examples_from", "train", "evaluate", "collect",
+__all__ = ["Answer", "Example", "examples", "examples_from", "train", "evaluate", "collect",
            "model_cost"]
 
 _FEEDBACK = {"up": 1.0, "good": 1.0, "down": 0.0, "bad": 0.0, "1": 1.0, "-1": 0.0, "true": 1.0, "false": 0.0,
@@ -76,29 +77,6 @@ class Example:
     good: bool | None = None
     """Was the local answer good enough? None = not known from this record."""
     references: list[str] = field(default_factory=list)
-
-
-def read_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line number, object)`` from a JSONL file.
-
-    Raises:
-        UsageError: the file cannot be read, or a line is not a JSON object (with its number).
-    """
-    try:
-        fh = open(path, encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    with fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UsageError(f"{path}:{n}: not valid JSON: {exc.msg}") from None
-            if not isinstance(obj, dict):
-                raise UsageError(f"{path}:{n}: expected a JSON object")
-            yield n, obj
 
 
 def _messages(obj: dict, where: str) -> list[dict]:
@@ -136,7 +114,8 @@ def _answer(obj: Any, where: str) -> Answer:
 
 def examples(path: str | os.PathLike[str], local_model: str, margin: float = 0.2) -> list[Example]:
     """Read traffic-log and evaluation records into :class:`Example` s (see the module docstring)."""
-    return examples_from(((f"{path}:{n}", obj) for n, obj in read_records(path)), local_model, margin)
+    records = jsonl_records(path, "routing records")
+    return examples_from(((f"{path}:{n}", obj) for n, obj in records), local_model, margin)
 
 
 def examples_from(records: Iterable[tuple[str, dict]], local_model: str, margin: float = 0.2) -> list[Example]:
@@ -316,10 +295,7 @@ def collect(questions: Sequence[Example], local: ChatEngine, strong: ChatEngine 
     Returns the number of questions answered by this run.
     """
     partial = out.with_name(out.name + ".partial")
-    done = set()
-    if partial.exists():
-        for _, obj in read_records(partial):
-            done.add(str(obj.get("id")))
+    done = _answered(partial)
     todo = [q for q in questions if q.id not in done]
     from tqdm import tqdm
 
@@ -340,3 +316,16 @@ def collect(questions: Sequence[Example], local: ChatEngine, strong: ChatEngine 
             fh.flush()
     os.replace(partial, out)
     return len(todo)
+
+
+def _answered(partial: Path) -> set[str]:
+    """The ids ``partial`` holds. A last line a kill cut short is removed, so the next record
+    starts on a line of its own."""
+    if not partial.exists():
+        return set()
+    data = partial.read_bytes()
+    whole = data[: data.rfind(b"\n") + 1]
+    if len(whole) < len(data):
+        with open(partial, "r+b") as fh:
+            fh.truncate(len(whole))
+    return {str(json.loads(line).get("id")) for line in whole.decode("utf-8").splitlines() if line.strip()}
