@@ -286,3 +286,22 @@ def test_stage_config_errors_are_all_reported_at_once(tmp_path, third_party):
 
         Gateway(settings_for(tmp_path, stages=["nope"]))
     assert isinstance(build_stages(settings_for(tmp_path, stages=["counting"]))[0], Stage)
+
+
+def test_after_sees_a_stream_that_failed_midway_as_sent_with_200_and_its_error(tmp_path, third_party):
+    from lingxi.engines.base import Chunk
+
+    class Breaks(FakeEngine):
+        def stream(self, prompt, params=None):
+            yield Chunk(text="Par")
+            raise UpstreamError("http://up/v1", "connection reset", status=502)
+
+    settings = settings_for(tmp_path, stages=["counting"])
+    with running(settings, engines={"fake": Breaks("fake")}) as srv:
+        stage = srv.gateway.pipeline.stages[0]
+        with httpx.stream("POST", srv.url + "/v1/chat/completions",
+                          json={"model": "fake", "messages": MSG, "stream": True}) as r:
+            text, events = sse_text(r)
+        assert r.status_code == 200 and text == "Par" and "connection reset" in events[-1]["error"]["message"]
+    (outcome,) = stage.outcomes.values()
+    assert outcome.status == 200 and "connection reset" in outcome.error.message and outcome.text == "Par"

@@ -766,13 +766,13 @@ class Gateway:
             await self._shielded(self._settle(run, body))
             yield wire.DONE
         except LingxiError as exc:
-            # Headers are gone already: report the failure in the stream, OpenAI-style.
-            out.error, out.status = exc, exc.http_status
+            # Headers (200) are gone already: report the failure in the stream, OpenAI-style.
+            out.error = exc
             self.metrics.errors.labels(self.model_label(out.model), exc.error_type).inc()
             yield wire.sse(wire.error_body(exc.message, exc.error_type, exc.code))
         except Exception as exc:  # a bug: keep its traceback in the log, end the stream cleanly
             log.error("stream from %s failed", out.model, exc_info=exc)
-            out.error, out.status = _internal(exc), 500
+            out.error = _internal(exc)
             self.metrics.errors.labels(self.model_label(out.model), "server_error").inc()
             yield wire.sse(wire.error_body(out.error.message, "server_error", "internal_error"))
         finally:
