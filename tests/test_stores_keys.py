@@ -4,6 +4,7 @@ servers, started once per session)."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from store_servers import pg_schema_url, redis_prefix, redis_url
@@ -85,3 +86,23 @@ def test_rotating_one_key_leaves_the_others_alone(store):
         assert {k.id for k in store.list()} == {a.id, b.id}
 
     drive(store, body)
+
+
+def test_lingxi_keys_rotate_prints_the_new_secret_once(tmp_path):
+    from conftest import invoke_lingxi
+
+    config = tmp_path / "lingxi.toml"
+    config.write_text(f'home = "{tmp_path / "home"}"\n', encoding="utf-8")
+    made = json.loads(invoke_lingxi("keys", "create", "--tenant", "acme", "--json", config=config).stdout)
+    rotated = json.loads(invoke_lingxi("keys", "rotate", made["id"], "--json", config=config).stdout)
+    assert rotated["id"] == made["id"] and rotated["secret"] != made["secret"] and rotated["tenant"] == "acme"
+    store = SQLiteKeyStore(tmp_path / "home" / "gateway" / "keys.db")
+    drive(store, lambda: _check_secrets(store, made["secret"], rotated["secret"]))
+    human = invoke_lingxi("keys", "rotate", made["id"], config=config)
+    assert "new secret (shown once" in human.stdout
+    bad = invoke_lingxi("keys", "rotate", "key_nope", config=config)
+    assert bad.returncode == 2 and "no API key with id 'key_nope'" in bad.stderr
+
+
+async def _check_secrets(store, old, new):
+    assert await store.authenticate(old) is None and (await store.authenticate(new)) is not None

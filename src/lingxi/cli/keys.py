@@ -1,4 +1,4 @@
-"""``lingxi keys create|list|revoke``: API keys, their tenants and limits."""
+"""``lingxi keys create|list|revoke|rotate``: API keys, their tenants and limits."""
 
 from __future__ import annotations
 
@@ -82,3 +82,21 @@ def revoke(key_id: str) -> None:
     finally:
         store.close()
     click.echo(f"revoked {key.id} (tenant '{key.tenant}')")
+
+
+@keys.command("rotate")
+@click.argument("key_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def rotate(key_id: str, as_json: bool) -> None:
+    """Give a key a new secret and print it (only this once); the old secret stops working at
+    once. The key keeps its id, tenant, groups, limits and quota counters."""
+    store = _store()
+    try:
+        secret, key = store.rotate(key_id)
+    finally:
+        store.close()
+    if as_json:
+        emit_json({"secret": secret, **key.to_dict()})
+        return
+    click.echo(f"rotated {key.id} (tenant '{key.tenant}')")
+    click.echo(f"new secret (shown once, store it now): {secret}")
