@@ -837,9 +837,13 @@ class Gateway:
         elif isinstance(exc, Exception):
             out.error, out.status = _internal(exc), 500
         self._release(run)
-        if not run.settled:
-            self._background(self._settle(run))
-        self._report(run)
+        self._background(self._settle_and_report(run))
+
+    async def _settle_and_report(self, run: _Run) -> None:
+        try:
+            await self._settle(run)
+        finally:  # a counter store that is down must not cost the request its after()
+            self._report(run)
 
     async def _close(self, run: _Run, chunks: AsyncIterator[Chunk]) -> None:
         """A stream's cleanup: whatever its end (done, error, hang-up), stop the generation (even
