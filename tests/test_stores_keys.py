@@ -99,7 +99,7 @@ def test_lingxi_keys_rotate_prints_the_new_secret_once(tmp_path):
     store = SQLiteKeyStore(tmp_path / "home" / "gateway" / "keys.db")
     drive(store, lambda: _check_secrets(store, made["secret"], rotated["secret"]))
     human = invoke_lingxi("keys", "rotate", made["id"], config=config)
-    assert "new secret (shown once" in human.stdout
+    assert "secret (shown once" in human.stdout and "old secret no longer works" in human.stdout
     bad = invoke_lingxi("keys", "rotate", "key_nope", config=config)
     assert bad.returncode == 2 and "no API key with id 'key_nope'" in bad.stderr
 

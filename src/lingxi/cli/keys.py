@@ -15,6 +15,14 @@ def _store():
     return open_key_store(settings())
 
 
+def _show(done: str, secret: str, key, as_json: bool) -> None:
+    if as_json:
+        emit_json({"secret": secret, **key.to_dict()})
+        return
+    click.echo(done)
+    click.echo(f"secret (shown once, store it now): {secret}")
+
+
 @click.group()
 def keys() -> None:
     """Manage the gateway's API keys (stored hashed; a secret is shown once)."""
@@ -41,11 +49,7 @@ def create(tenant: str, name: str, groups: str, rpm, rpd, tpm, tpd, as_json: boo
                                    limits=Limits(rpm=rpm, rpd=rpd, tpm=tpm, tpd=tpd))
     finally:
         store.close()
-    if as_json:
-        emit_json({"secret": secret, **key.to_dict()})
-        return
-    click.echo(f"created {key.id} for tenant '{key.tenant}'")
-    click.echo(f"secret (shown once, store it now): {secret}")
+    _show(f"created {key.id} for tenant '{key.tenant}'", secret, key, as_json)
 
 
 @keys.command("list")
@@ -95,8 +99,4 @@ def rotate(key_id: str, as_json: bool) -> None:
         secret, key = store.rotate(key_id)
     finally:
         store.close()
-    if as_json:
-        emit_json({"secret": secret, **key.to_dict()})
-        return
-    click.echo(f"rotated {key.id} (tenant '{key.tenant}')")
-    click.echo(f"new secret (shown once, store it now): {secret}")
+    _show(f"rotated {key.id} (tenant '{key.tenant}'); the old secret no longer works", secret, key, as_json)

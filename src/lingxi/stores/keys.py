@@ -88,6 +88,12 @@ def _rotated(key: ApiKey | None, key_id: str) -> tuple[str, ApiKey]:
     return secret, replace(key, hint=secret[: len(KEY_PREFIX) + 4])
 
 
+def _stored(secret: str, key: ApiKey) -> tuple:
+    """The row an SQL key store inserts: id, hash, tenant, name, groups JSON, limits JSON, created, hint."""
+    return (key.id, hash_secret(secret), key.tenant, key.name, json.dumps(list(key.groups)),
+            json.dumps(asdict(key.limits)), key.created, key.hint)
+
+
 def _new_key(tenant: str, name: str, groups: list[str] | tuple[str, ...], limits: Limits) -> tuple[str, ApiKey]:
     if not tenant or not tenant.strip():
         raise UsageError("a key needs a tenant name")
@@ -180,8 +186,7 @@ class SQLiteKeyStore(KeyStore):
             self._db.execute(
                 "INSERT INTO keys (id, hash, tenant, name, groups, limits, created, revoked, hint)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
-                (key.id, hash_secret(secret), key.tenant, key.name, json.dumps(list(key.groups)),
-                 json.dumps(asdict(key.limits)), key.created, key.hint),
+                _stored(secret, key),
             )
         return secret, key
 
@@ -365,8 +370,7 @@ class PostgresKeyStore(KeyStore):
         self._sync.execute(
             "INSERT INTO lingxi_api_keys (id, hash, tenant, name, groups, limits, created, revoked, hint)"
             " VALUES (%s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, FALSE, %s)",
-            (key.id, hash_secret(secret), key.tenant, key.name, json.dumps(list(key.groups)),
-             json.dumps(asdict(key.limits)), key.created, key.hint),
+            _stored(secret, key),
         )
         return secret, key
 
