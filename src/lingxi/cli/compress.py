@@ -58,14 +58,16 @@ def quantize_cmd(model: str, ftype: str, out: str, via_f16: bool | None, data: s
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Folder for before.json, after.json and report.html.")
 @click.option("--max-tokens", default=1024, show_default=True, help="Perplexity on at most this many tokens.")
+@click.option("--calibration", type=click.Path(dir_okay=False), default=None,
+              help="Text that ranks MLP channels for structured pruning (default: a short built-in zh/en text).")
 @click.option("--json", "as_json", is_flag=True)
 def prune_cmd(model: str, out: str, method: str, amount: float, data: str | None, report_dir: str | None,
-              max_tokens: int, as_json: bool) -> None:
+              max_tokens: int, calibration: str | None, as_json: bool) -> None:
     """Magnitude (torch.nn.utils.prune) or structured MLP-channel pruning, with a before/after report."""
     from lingxi.compress.prune import prune_model
 
     result = prune_model(model, out, amount=amount, method=method, settings=settings(), data=data,
-                         report_dir=report_dir, max_tokens=max_tokens)
+                         report_dir=report_dir, max_tokens=max_tokens, calibration=calibration)
     if not as_json:
         click.echo(f"sparsity {result['sparsity']:.3f}, {result['parameters']:,} parameters")
     _print(result, as_json)

@@ -4,9 +4,10 @@
   layer of the decoder blocks (embeddings and the output head are left alone), made permanent
   with ``prune.remove``. The zeros are stored densely, so the file does not shrink; the report
   gives the sparsity reached, for sparse kernels or a compressor to use.
-- ``structured``: removes whole MLP channels: for each block, the intermediate channels with the
-  smallest ``|gate row| * |up row| * |down column|`` (L2 norms) go, and ``intermediate_size``
-  shrinks, so the saved model is smaller and faster with no special kernel.
+- ``structured``: removes whole MLP channels: for each block, the intermediate channels that
+  matter least on a calibration text (mean |activation| into ``down_proj`` times the channel's
+  ``down_proj`` norm, Wanda's score) go, and ``intermediate_size`` shrinks, so the saved model is
+  smaller and faster with no special kernel.
 Attention heads are not removed: with grouped-query attention (SmolLM2: 9 query heads over 3
 key/value heads) a head can only go with its whole group.
 
@@ -79,8 +80,52 @@ def magnitude_prune(model: Any, amount: float) -> Any:
     return model
 
 
-def structured_prune(model: Any, amount: float) -> Any:
-    """Remove ``amount`` of each block's MLP channels (see the module docstring)."""
+#: calibration text when none is given: a few neutral paragraphs, English and Chinese
+CALIBRATION = (
+    "The library opens at nine in the morning and closes at six in the evening. Visitors can borrow up to "
+    "five books for three weeks, and most journals may be read in the reading room on the second floor. "
+    "A river runs through the old town; in spring the banks are full of people walking, cycling and taking "
+    "photographs of the blossoms, while small boats carry tourists under the stone bridges. "
+    "To install the software, download the package, unpack it and run the setup program; the manual explains "
+    "each option and lists the error messages with their causes. "
+    "图书馆每天上午九点开门，晚上六点关门。读者最多可以借五本书，借期三周。"
+    "老城里有一条河，春天河边到处是散步、骑车和拍照的人，小船载着游客从石桥下经过。"
+    "安装软件时，先下载安装包，解压后运行安装程序；说明书解释了每个选项，并列出了常见错误及其原因。"
+)
+
+
+def channel_importance(model: Any, tokenizer: Any, text: str) -> list[Any]:
+    """Per block, the importance of each MLP channel: mean |activation| entering ``down_proj`` on
+    ``text`` times the L2 norm of that channel's ``down_proj`` column (Wanda's score, summed per
+    channel). Weight norms alone are a poor guide: in SmolLM2 removing the 5 % of channels with the
+    smallest weight norms raised perplexity from 36 to 2,960, removing a random 5 % to 54."""
+    import torch
+
+    blocks = model.model.layers
+    sums = [torch.zeros(b.mlp.down_proj.in_features) for b in blocks]
+    count = [0]
+
+    def hook(i: int) -> Any:
+        def record(module: Any, inputs: tuple[Any, ...]) -> None:
+            sums[i] += inputs[0].detach().abs().reshape(-1, inputs[0].shape[-1]).sum(0).float().cpu()
+        return record
+
+    handles = [b.mlp.down_proj.register_forward_pre_hook(hook(i)) for i, b in enumerate(blocks)]
+    try:
+        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids[:, :512]
+        count[0] = ids.shape[-1]
+        with torch.inference_mode():
+            model(ids.to(next(model.parameters()).device))
+    finally:
+        for h in handles:
+            h.remove()
+    return [(s / max(count[0], 1)) * b.mlp.down_proj.weight.detach().float().norm(dim=0).cpu()
+            for s, b in zip(sums, blocks, strict=True)]
+
+
+def structured_prune(model: Any, amount: float, tokenizer: Any = None, calibration: str = CALIBRATION) -> Any:
+    """Remove ``amount`` of each block's MLP channels, the least important on ``calibration``
+    text (see :func:`channel_importance`); without a tokenizer, by weight norms alone."""
     import torch
 
     blocks = getattr(getattr(model, "model", None), "layers", None)
@@ -88,11 +133,15 @@ def structured_prune(model: Any, amount: float) -> Any:
         raise UsageError("structured pruning needs a Llama-style model (model.layers[i].mlp.gate/up/down_proj)")
     size = blocks[0].mlp.gate_proj.out_features
     keep_n = max(1, int(round(size * (1 - amount))))
+    if tokenizer is not None:
+        scores = channel_importance(model, tokenizer, calibration)
+    else:
+        scores = [b.mlp.gate_proj.weight.norm(dim=1) * b.mlp.up_proj.weight.norm(dim=1) *
+                  b.mlp.down_proj.weight.norm(dim=0) for b in blocks]
     with torch.no_grad():
-        for block in blocks:
+        for block, score in zip(blocks, scores, strict=True):
             mlp = block.mlp
-            score = mlp.gate_proj.weight.norm(dim=1) * mlp.up_proj.weight.norm(dim=1) * mlp.down_proj.weight.norm(dim=0)
-            keep = score.topk(keep_n).indices.sort().values
+            keep = score.topk(keep_n).indices.sort().values.to(mlp.gate_proj.weight.device)
             for proj, dim in ((mlp.gate_proj, 0), (mlp.up_proj, 0), (mlp.down_proj, 1)):
                 w = proj.weight.index_select(dim, keep).clone()
                 proj.weight = torch.nn.Parameter(w)
@@ -108,7 +157,7 @@ def structured_prune(model: Any, amount: float) -> Any:
 
 def prune_model(model: str, out: str | Path, *, amount: float = 0.3, method: str = "magnitude", settings: Any = None,
                 data: str | Path | None = None, report_dir: str | Path | None = None,
-                max_tokens: int | None = 1024) -> dict[str, Any]:
+                max_tokens: int | None = 1024, calibration: str | Path | None = None) -> dict[str, Any]:
     """Prune ``model`` and save it as a HF folder at ``out``; with ``data``/``report_dir`` profile
     the unpruned export (saved beside it as ``<out>.base``) against the pruned one."""
     if method not in METHODS:
@@ -120,7 +169,11 @@ def prune_model(model: str, out: str | Path, *, amount: float = 0.3, method: str
     base = None
     if report_dir is not None or data is not None:
         base = save_hf(hf, tokenizer, out.with_name(out.name + ".base"))
-    (magnitude_prune if method == "magnitude" else structured_prune)(hf, amount)
+    if method == "magnitude":
+        magnitude_prune(hf, amount)
+    else:
+        structured_prune(hf, amount, tokenizer, Path(calibration).read_text(encoding="utf-8") if calibration
+                         else CALIBRATION)
     reached = sparsity(hf)
     save_hf(hf, tokenizer, out)
     result: dict[str, Any] = {"output": str(out), "method": method, "amount": amount, "sparsity": reached,
