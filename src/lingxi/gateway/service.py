@@ -848,13 +848,13 @@ class Gateway:
     async def _close(self, run: _Run, chunks: AsyncIterator[Chunk]) -> None:
         """A stream's cleanup: whatever its end (done, error, hang-up), stop the generation (even
         if the response never started to iterate it), settle and report once."""
-        await chunks.aclose()  # type: ignore[attr-defined]
-        if not run.completed and run.out.error is None:
-            run.out.status = 499
-        self._release(run)
-        if not run.settled:
-            await self._shielded(self._settle(run))
-        self._report(run)
+        try:
+            await chunks.aclose()  # type: ignore[attr-defined]
+        finally:
+            if not run.completed and run.out.error is None:
+                run.out.status = 499
+            self._release(run)
+            await self._shielded(self._settle_and_report(run))
 
     async def _quota(self, caller: Caller) -> None:
         """Count the request against the caller's limits (cache hits count too)."""
