@@ -66,6 +66,31 @@ def test_magnitude_and_structured_pruning(tiny_llama):
 
 
 @pytest.mark.slow
+def test_structured_pruning_ranks_channels_by_calibration_activations(tiny_llama):
+    import copy
+    from types import SimpleNamespace
+
+    import torch
+
+    from lingxi.compress.prune import channel_importance, structured_prune
+
+    class Tokenizer:
+        def __call__(self, text, return_tensors=None, add_special_tokens=False):
+            return SimpleNamespace(input_ids=torch.tensor([[ord(c) % 97 for c in text]]))
+
+    model = copy.deepcopy(tiny_llama)
+    scores = channel_importance(model, Tokenizer(), "calibration text for the tiny model")
+    assert len(scores) == 4 and scores[0].shape == (64,) and bool((scores[0] >= 0).all())
+    mlp = model.model.layers[0].mlp
+    with torch.no_grad():
+        mlp.down_proj.weight[:, 5] = 0  # a channel that cannot matter: its output column is zero
+    keep_out = channel_importance(model, Tokenizer(), "calibration text for the tiny model")[0]
+    assert float(keep_out[5]) == 0.0
+    pruned = structured_prune(model, 0.25, Tokenizer(), "calibration text for the tiny model")
+    assert pruned.config.intermediate_size == 48
+
+
+@pytest.mark.slow
 def test_distillation_loss_and_half_student(tiny_llama):
     import torch
 
