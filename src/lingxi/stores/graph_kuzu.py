@@ -65,6 +65,7 @@ class KuzuGraphStore(GraphStore):
             raise UsageError(f"cannot open graph '{self.directory.name}': {exc}") from exc
         self._conn = kuzu.Connection(self._db)
         self.read_only = read_only
+        self._table_cache: dict[str, str] | None = None
 
     # ------------------------------------------------------------ helpers
 
@@ -78,7 +79,11 @@ class KuzuGraphStore(GraphStore):
         return self._run(cypher, params).get_all()
 
     def _tables(self) -> dict[str, str]:
-        return {row[1]: row[2] for row in self._all("CALL show_tables() RETURN *")}
+        if self.read_only and self._table_cache is not None:  # a reader's schema cannot change under it
+            return self._table_cache
+        tables = {row[1]: row[2] for row in self._all("CALL show_tables() RETURN *")}
+        self._table_cache = tables if self.read_only else None
+        return tables
 
     def _pairs(self, relation: str) -> set[tuple[str, str]]:
         return {(r[0], r[1]) for r in self._all(f"CALL show_connection('{relation}') RETURN *")}
