@@ -17,6 +17,7 @@ Usage::
     python benchmarks/gateway.py --soak 600            # 10-minute soak: RSS growth, errors
     python benchmarks/gateway.py --model smollm2       # TTFT / tokens/s, gateway vs engine
     python benchmarks/gateway.py --empty-stage         # with a third-party pipeline stage that does nothing
+    python benchmarks/gateway.py --stages policy,injection,pii   # with the guard's stages on every request
 
 Prints one JSON object. Targets (issue 5): added p50 <= 2 ms, p95 <= 5 ms at 200 req/s;
 soak: RSS growth <= 10 %, no errors; bundled model: <= 5 % loss.
@@ -316,7 +317,7 @@ def overhead(args: argparse.Namespace, home: Path) -> dict:
     up.start()
     wait_port(up_port)
     site = install_empty_stage(home) if args.empty_stage else None
-    config = gateway_config(up_port, ["bench-empty"] if args.empty_stage else None)
+    config = gateway_config(up_port, (["bench-empty"] if args.empty_stage else []) + args.stages)
     gw, gw_port = start_gateway(config, home, args.gateway_cpus, site)
     try:
         if args.client_cpus:
@@ -465,9 +466,11 @@ def main() -> None:
     ap.add_argument("--skip-overhead", action="store_true", help="only the --model measurement")
     ap.add_argument("--empty-stage", action="store_true",
                     help="install a third-party pipeline stage that does nothing (before, wrap, after) and enable it")
+    ap.add_argument("--stages", type=lambda v: [s.strip() for s in v.split(",") if s.strip()], default=[],
+                    help="also enable these registered stages, e.g. policy,injection,pii (the guard's)")
     args = ap.parse_args()
     result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-              "rate": args.rate, "seconds": args.seconds, "empty_stage": args.empty_stage}
+              "rate": args.rate, "seconds": args.seconds, "empty_stage": args.empty_stage, "stages": args.stages}
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         if not args.skip_overhead:
