@@ -118,8 +118,7 @@ class _Haystack:
 
 def _focus_units(question: str) -> list[str]:
     """The question's content: what an answer must be about (question words removed)."""
-    stripped = _ZH_EMPTY_RE.sub(" ", question)
-    return list(dict.fromkeys(content_units(stripped)))
+    return list(dict.fromkeys(u for u in content_units(question) if not _ZH_EMPTY_RE.search(u)))
 
 
 def _covered(units: Sequence[str], where: _Haystack) -> float:
