@@ -120,3 +120,18 @@ def test_quantize_bundled_gguf_via_f16(tmp_path):
     assert file_type(result["output"]) == "MOSTLY_Q8_0"
     f16, q8 = (tmp_path / "q8.f16.gguf").stat().st_size, (tmp_path / "q8.gguf").stat().st_size
     assert f16 / q8 >= 1.8
+
+
+@pytest.mark.slow
+def test_dynamic_int8_shrinks_linear_layers(tiny_llama):
+    import copy
+
+    import torch
+
+    from lingxi.compress.dynamic import state_dict_mib
+
+    int8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(tiny_llama), {torch.nn.Linear}, dtype=torch.qint8)
+    assert state_dict_mib(int8) < state_dict_mib(tiny_llama)
+    x = torch.randint(0, 97, (1, 8))
+    with torch.inference_mode():
+        assert int8(x).logits.shape == (1, 8, 97)

@@ -98,3 +98,15 @@ def distill_cmd(teacher: str, student: str | None, data: str, eval_data: str | N
     else:
         for key, value in result.items():
             click.echo(f"{key:<28} {value:.4g}" if isinstance(value, float) else f"{key:<28} {value}")
+
+
+@compress.command("int8")
+@click.option("--model", required=True, help="A HF folder, a .gguf (dequantised) or a configured model.")
+@click.option("--data", type=click.Path(dir_okay=False), default=None, help="Held-out text for perplexity.")
+@click.option("--max-tokens", default=512, show_default=True, help="Perplexity on at most this many tokens.")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's).")
+def int8_cmd(model: str, data: str | None, max_tokens: int, threads: int | None) -> None:
+    """PyTorch dynamic INT8 (CPU): size, tokens/s and perplexity before and after, as JSON."""
+    from lingxi.compress.dynamic import int8_dynamic
+
+    emit_json(int8_dynamic(model, settings=settings(), data=data, max_tokens=max_tokens, threads=threads))
