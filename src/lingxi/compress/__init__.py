@@ -5,6 +5,9 @@ held-out text, fidelity to the original's answers).
 Heavy dependencies (llama-cpp-python, gguf, torch, transformers) load inside the functions.
 """
 
+from lingxi.compress.distill import distill
+from lingxi.compress.dynamic import int8_dynamic
+from lingxi.compress.prune import prune_model
 from lingxi.compress.quantize import quantize_model
 
-__all__ = ["quantize_model"]
+__all__ = ["distill", "int8_dynamic", "prune_model", "quantize_model"]
