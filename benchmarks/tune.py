@@ -43,6 +43,15 @@ def belle_rows(data_dir: Path) -> list[dict[str, str]]:
     return rows
 
 
+def civil_code_split(data_dir: Path, out: Path, tag: str, seed: int, n_train: int) -> tuple[str, str]:
+    """Civil Code paragraphs: 60 held out, ``n_train`` others for training (files under ``out``)."""
+    books = sorted((data_dir / "prc-civil-code-zh").glob("*.md"))
+    paras = [p for b in books for p in b.read_text(encoding="utf-8").split("\n\n") if len(p) > 40]
+    random.Random(seed).shuffle(paras)
+    return (write(out / f"{tag}_train.jsonl", [{"text": p} for p in paras[60:60 + n_train]]),
+            write(out / f"{tag}_held.jsonl", [{"text": p} for p in paras[:60]]))
+
+
 def write(path: Path, rows: list[dict[str, Any]]) -> str:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return str(path)
@@ -139,22 +148,11 @@ def main() -> None:
     if "sft" in parts:
         result["sft"] = recipe(out, "sft", sft_train, sft_held, max_steps=args.steps * 2, batch_size=4, max_len=128,
                                threads=1)
-    if "pretrain" in parts:
-        books = sorted((args.data_dir / "prc-civil-code-zh").glob("*.md"))
-        paras = [p for b in books for p in b.read_text(encoding="utf-8").split("\n\n") if len(p) > 40]
-        random.Random(1).shuffle(paras)
-        train = write(out / "pt_train.jsonl", [{"text": p} for p in paras[60:60 + args.steps * 8]])
-        held = write(out / "pt_held.jsonl", [{"text": p} for p in paras[:60]])
-        result["pretrain"] = recipe(out, "pretrain", train, held, max_steps=args.steps * 2, batch_size=4,
-                                    max_len=128, threads=1)
-    if "vocab" in parts:
-        books = sorted((args.data_dir / "prc-civil-code-zh").glob("*.md"))
-        paras = [p for b in books for p in b.read_text(encoding="utf-8").split("\n\n") if len(p) > 40]
-        random.Random(3).shuffle(paras)
-        train = write(out / "voc_train.jsonl", [{"text": p} for p in paras[60:60 + args.steps * 8]])
-        held = write(out / "voc_held.jsonl", [{"text": p} for p in paras[:60]])
-        result["vocab"] = recipe(out, "vocab", train, held, max_steps=args.steps * 2, batch_size=4, max_len=128,
-                                 threads=1, terms=LEGAL_TERMS, lr=1e-3)
+    for name, seed, kw in (("pretrain", 1, {}), ("vocab", 3, {"terms": LEGAL_TERMS, "lr": 1e-3})):
+        if name in parts:
+            train, held = civil_code_split(args.data_dir, out, name, seed, args.steps * 8)
+            result[name] = recipe(out, name, train, held, max_steps=args.steps * 2, batch_size=4, max_len=128,
+                                  threads=1, **kw)
     pairs_file = args.data_dir / "hh-rlhf-harmless-test" / "pairs.jsonl"
     if {"rm", "dpo"} & set(parts):
         from lingxi.tune.data import read_rows
