@@ -122,8 +122,9 @@ class PgKnowledgeStore(KnowledgeStore):
         migrate(self._conn, "knowledge", MIGRATIONS)
         self._has_hnsw = False
         self._ef_search = 0
+        self._dim = 0
         self._stats: tuple[str, int, int] | None = None  # (version, chunks, tokens)
-        self._bm25_memo: tuple[Any, tuple[np.ndarray, np.ndarray]] | None = None
+        self._bm25_memo: tuple[Any, tuple[np.ndarray, np.ndarray], float] | None = None
 
     def _q(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
         with self._lock:
@@ -278,12 +279,19 @@ class PgKnowledgeStore(KnowledgeStore):
             start, want = end, want * 4
         return out[:k]
 
-    def _bm25(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(chunk numbers ascending, their BM25 scores) for every chunk holding a query term."""
+    def _bm25(self, tokens: list[str], recheck: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk numbers ascending, their BM25 scores) for every chunk holding a query term.
+
+        ``recheck=False`` (scoring a hybrid search's candidates right after its BM25 search)
+        reuses the scores of the same query computed in the last second without asking the
+        database for its version again."""
+        memo = self._bm25_memo
+        if (not recheck and memo is not None and memo[0][1] == tuple(tokens)
+                and time.monotonic() - memo[2] < 1.0):
+            return memo[1]
         version = self.version()
         key = (version, tuple(tokens))
-        memo = self._bm25_memo
-        if memo is not None and memo[0] == key:  # hybrid search scores the same query twice
+        if memo is not None and memo[0] == key:
             return memo[1]
         counts = Counter(tokens)
         chunks, total = self._corpus_stats(version)
@@ -294,12 +302,18 @@ class PgKnowledgeStore(KnowledgeStore):
             tf = postings["tf"].astype(np.float64)
             nos.append(postings["no"].astype(np.int64))
             weights.append(counts[term] * idf * tf / (tf + K1 * (1 - B + B * postings["dl"] / avgdl)))
+        result = np.zeros(0, np.int64), np.zeros(0, np.float64)
         if nos:
-            unique, where = np.unique(np.concatenate(nos), return_inverse=True)
-            result = unique, np.bincount(where, weights=np.concatenate(weights), minlength=len(unique))
-        else:
-            result = np.zeros(0, np.int64), np.zeros(0, np.float64)
-        self._bm25_memo = (key, result)
+            every, w = np.concatenate(nos), np.concatenate(weights)
+            size = int(every.max()) + 1
+            if size <= 4 * len(every) + 1_000_000:  # chunk numbers are dense: sum into an array
+                total_by_no = np.bincount(every, weights=w, minlength=size)
+                unique = np.flatnonzero(total_by_no)  # every posting adds a positive weight
+                result = unique, total_by_no[unique]
+            else:
+                unique, where = np.unique(every, return_inverse=True)
+                result = unique, np.bincount(where, weights=w, minlength=len(unique))
+        self._bm25_memo = (key, result, time.monotonic())
         return result
 
     def _corpus_stats(self, version: str) -> tuple[int, int]:
@@ -336,7 +350,9 @@ class PgKnowledgeStore(KnowledgeStore):
                 self._conn.execute(f"INSERT INTO bm25_terms (term, postings) {_PACK}", (batch,))
 
     def search_dense(self, vector: np.ndarray, k: int, groups: list[str] | None, filters: dict | None) -> Scored:
-        dim = int(self.meta().get("dim") or 0)
+        if not self._dim:  # set once, at the first ingest; asked again until then
+            self._dim = int(self.meta().get("dim") or 0)
+        dim = self._dim
         if not dim:
             return []
         self._ensure_hnsw(dim)
@@ -362,7 +378,7 @@ class PgKnowledgeStore(KnowledgeStore):
         d = np.array([by[i][1] if i in by else 0.0 for i in ids], dtype=np.float32)
         b = np.zeros(len(ids), np.float32)
         if tokens:
-            nos, scores = self._bm25(tokens)
+            nos, scores = self._bm25(tokens, recheck=False)
             if len(nos):
                 pos = np.minimum(np.searchsorted(nos, numbers), len(nos) - 1)
                 found = nos[pos] == numbers
