@@ -128,9 +128,11 @@ def test_dynamic_int8_shrinks_linear_layers(tiny_llama):
 
     import torch
 
-    from lingxi.compress.dynamic import state_dict_mib
+    from lingxi.compress.dynamic import quantize_int8, state_dict_mib
 
-    int8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(tiny_llama), {torch.nn.Linear}, dtype=torch.qint8)
+    int8 = quantize_int8(copy.deepcopy(tiny_llama))
+    assert type(int8.lm_head) is torch.nn.Linear  # the head stays float32
+    assert type(int8.model.layers[0].mlp.up_proj) is not torch.nn.Linear
     assert state_dict_mib(int8) < state_dict_mib(tiny_llama)
     x = torch.randint(0, 97, (1, 8))
     with torch.inference_mode():

@@ -1,6 +1,6 @@
-"""PyTorch dynamic INT8 for CPU: every ``nn.Linear`` gets int8 weights and quantises its
-activations on the fly (``torch.ao.quantization.quantize_dynamic``); embeddings and norms stay
-float32. Nothing to calibrate and nothing to export: the model is quantised where it is loaded.
+"""PyTorch dynamic INT8 for CPU: every ``nn.Linear`` but the output head gets int8 weights (one
+scale per output channel) and quantises its activations on the fly
+(``torch.ao.quantization.quantize_dynamic``); embeddings, norms and the head stay float32. Nothing to calibrate and nothing to export: the model is quantised where it is loaded.
 
 The report measures both versions in this one process (the weights are shared until quantised):
 serialised size of the state dict, perplexity on held-out text and greedy decode tokens/s.
@@ -34,6 +34,19 @@ def decode_tokens_per_s(model: Any, tokenizer: Any, prompt: str = "Explain what 
     return (out.shape[-1] - ids.shape[-1]) / (time.perf_counter() - start)
 
 
+def quantize_int8(model: Any) -> Any:
+    """Dynamic INT8 with one scale per output channel, on every linear layer but the output head.
+
+    Per-tensor scales (``quantize_dynamic``'s default) and an int8 head cost SmolLM2 its quality:
+    perplexity 21.0 -> 97.7 on held-out text."""
+    import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+    spec = {name: per_channel_dynamic_qconfig for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear) and "lm_head" not in name}
+    return quantize_dynamic(model, spec, dtype=torch.qint8)
+
+
 def int8_dynamic(model: str, *, settings: Any = None, data: str | Path | None = None,
                  max_tokens: int | None = 512, threads: int | None = None) -> dict[str, Any]:
     """Quantise ``model`` (HF folder, .gguf dequantised, or a name) to dynamic INT8 and report before/after."""
@@ -47,7 +60,7 @@ def int8_dynamic(model: str, *, settings: Any = None, data: str | Path | None = 
     if threads:
         torch.set_num_threads(threads)
     fp32, tokenizer = load_hf(model, settings)
-    int8 = torch.ao.quantization.quantize_dynamic(copy.deepcopy(fp32), {torch.nn.Linear}, dtype=torch.qint8)
+    int8 = quantize_int8(copy.deepcopy(fp32))
     result: dict[str, Any] = {}
     for label, m in (("before", fp32), ("after", int8)):
         row: dict[str, Any] = {"state_dict_mib": state_dict_mib(m), "decode_tokens_per_s": decode_tokens_per_s(m, tokenizer)}
