@@ -982,10 +982,10 @@ class Gateway:
     # ------------------------------------------------------------ feedback
 
     def feedback(self, req: wire.FeedbackRequest, caller: Caller) -> int:
-        from lingxi.stores.feedback import SQLiteFeedbackStore as FeedbackStore
+        from lingxi.stores.feedback import open_feedback_store
 
-        if self._feedback is None:
-            self._feedback = FeedbackStore(self.settings.home_dir / "gateway" / "feedback.db")
+        if self._feedback is None:  # gateway.state = "postgres" keeps feedback beside keys and limits
+            self._feedback = open_feedback_store(self.settings)
         return self._feedback.add(response_id=req.response_id, model=req.model, rating=req.rating,
                                   tenant=caller.tenant, comment=req.comment, messages=req.messages,
                                   answer=req.answer)
