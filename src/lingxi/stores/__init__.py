@@ -4,7 +4,7 @@ scale-out backend side by side, tested by one suite run against both.
 Layout (one module per kind of thing stored; the interface first, then its backends)::
 
     connect.py          resolve_url (config, then environment), state_url, open_sqlite, sqlite_tx,
-                        connect_pg(_async), connect_redis
+                        connect_pg(_async), connect_redis, connect_falkordb
     migrations.py       migrate(conn, store_name, steps): ordered steps recorded in lingxi_migrations
     keys.py             API keys        SQLite file         | Redis, PostgreSQL
     limits.py           quota counters  in-process          | Redis, PostgreSQL
@@ -50,6 +50,7 @@ _LAZY = {
     "connect_pg": "lingxi.stores.connect",
     "connect_pg_async": "lingxi.stores.connect",
     "connect_redis": "lingxi.stores.connect",
+    "connect_falkordb": "lingxi.stores.connect",
     "migrate": "lingxi.stores.migrations",
 }
 

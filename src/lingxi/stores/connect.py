@@ -166,3 +166,19 @@ def connect_redis(url: str, *, asyncio: bool = True, decode_responses: bool = Tr
     except ImportError as exc:
         raise missing_extra(what, "redis", exc) from exc
     return client.Redis.from_url(url, decode_responses=decode_responses)
+
+
+def connect_falkordb(url: str, *, what: str = "the FalkorDB graph store") -> Any:
+    """A FalkorDB client (a Redis server with the FalkorDB module) for ``redis://host:port`` or
+    ``unix:///path/to/socket``. Connecting is lazy, as for :func:`connect_redis`.
+
+    Raises:
+        MissingExtraError: the ``falkordb`` client is not installed (the ``graph`` extra).
+    """
+    try:
+        from falkordb import FalkorDB
+    except ImportError as exc:
+        raise missing_extra(what, "graph", exc) from exc
+    if url.startswith("unix://"):
+        return FalkorDB(unix_socket_path=url[len("unix://"):])
+    return FalkorDB.from_url(url)

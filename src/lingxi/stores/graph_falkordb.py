@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lingxi.errors import UpstreamError, UsageError, missing_extra
+from lingxi.errors import UpstreamError, UsageError
 from lingxi.stores.graph import Edge, GraphStore, Node, NodeKey, QueryResult
 
 BATCH = 5000
@@ -30,19 +30,13 @@ class FalkorDBGraphStore(GraphStore):
     kind = "falkordb"
 
     def __init__(self, url: str, name: str):
-        try:
-            import redis
-            from falkordb import FalkorDB
-        except ImportError as exc:
-            raise missing_extra("the FalkorDB graph store", "graph", exc) from exc
+        from lingxi.stores.connect import connect_falkordb, safe_url
+
+        self._db = connect_falkordb(url)
+        import redis
+
         self._redis_errors = (redis.exceptions.RedisError, OSError)
-        try:
-            if url.startswith("unix://"):
-                self._db = FalkorDB(unix_socket_path=url[len("unix://"):])
-            else:
-                self._db = FalkorDB.from_url(url)
-        except self._redis_errors as exc:
-            raise UpstreamError(f"cannot reach FalkorDB at {url}: {exc}") from exc
+        self.url = safe_url(url)
         self.name = name
         self._graph = self._db.select_graph(f"lingxi:{name}")
 
