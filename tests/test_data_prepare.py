@@ -149,7 +149,7 @@ def test_from_feedback_makes_sft_rows_and_pairs(tmp_path: Path):
 
 
 def test_pii_is_scrubbed_through_the_guard(tmp_path: Path):
-    pytest.importorskip("lingxi.guard.redact")
+    import lingxi.guard.redact  # noqa: F401  (a broken guard fails here instead of skipping)
     src = write_jsonl(tmp_path / "in.jsonl", [
         {"instruction": "Reply to the customer", "output": "Write to jane.doe@example.com or call +1 415 555 0132."},
         {"instruction": "Summarise the ticket", "output": "The printer on floor two is jammed."},
