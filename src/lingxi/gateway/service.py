@@ -885,7 +885,7 @@ class Gateway:
         """A slot in the bounded queue."""
         self.metrics.waiting.set(self.admission.waiting + 1)
         try:
-            run.out.queue_s = await self.admission.acquire()
+            run.out.queue_s = await self.admission.acquire(tenant=run.req.caller.tenant)  # fair across tenants
         finally:
             self.metrics.waiting.set(self.admission.waiting)
         self.metrics.queue.observe(run.out.queue_s)
