@@ -291,3 +291,24 @@ def test_cli_bad_file_writes_nothing(tmp_path, capsys, monkeypatch):
     done = run_cli("graph", "import", "med", str(bad), **kw)
     assert done.returncode == 2 and "bad.jsonl:2" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "graphs" / "med" / "graph.kuzu").exists()
+
+
+def test_the_readme_and_docs_graph_examples_answer_what_they_show(tmp_path):
+    """README.md and docs/graph.md show these answers for the shipped medical example."""
+    from lingxi.stores.graph_kuzu import KuzuGraphStore
+
+    facts = Path(__file__).resolve().parents[1] / "docs" / "examples" / "medical-graph" / "facts.jsonl"
+    report = read_triples([facts])
+    assert report.problems == []
+    writer = KuzuGraphStore(tmp_path / "med")
+    writer.write(report.triples, [Node(LABEL_TYPE, k, v) for k, v in report.labels.items()])
+    writer.close()
+    reader = KuzuGraphStore(tmp_path / "med", read_only=True)
+    try:
+        migraine = ask(reader, "Which enzyme metabolizes the drug that treats migraine?")
+        assert migraine.answer.startswith("MAO-A (偏头痛 <-TREATS- 舒马普坦 -METABOLIZED_BY-> MAO-A)")
+        assert ask(reader, "华法林和氟康唑有相互作用吗？").answers == ["CYP2C9"]
+        drugs = reader.query("MATCH (d:Drug)-[:TREATS]->(s:Symptom {name: '头痛'}) RETURN d.name ORDER BY d.name")
+        assert drugs.rows == [["布洛芬"], ["阿司匹林"]]
+    finally:
+        reader.close()
