@@ -35,8 +35,8 @@ from lingxi.knowledge.kb import scratch_kb
 from lingxi.knowledge.types import Block, Document
 
 HERE = Path(__file__).parent / "data" / "answers"
-#: ``kb.answer`` p50 of the code before this change (generate + word-overlap check, smollm2, 25 CMRC
-#: questions, 2 loaded cores), measured with that commit's code on the same corpus and settings.
+#: ``kb.answer`` p50 of the code before this change (generate + word-overlap check, smollm2) on the
+#: same corpus. None: its run on the loaded development VM did not finish in time (not measured).
 ANCHOR_P50_S = None
 
 
