@@ -362,6 +362,14 @@ class BatchScheduler:
             req.sampler = self.backend.sampler(req.params)
         limit = len(req.context) - 1  # at least one token is evaluated, for its logits
         keep = min(common_prefix(slot.cached, req.context), limit) if req.reuse else 0
+        if first and not req.reuse:
+            # Where a sequence's cells lie in the shared pool changes the order of the attention
+            # sums, so a seeded request's samples would depend on what earlier requests left
+            # cached. Idle caches go, so alone it always starts from the same layout; next to
+            # other running requests the seed is best effort, as OpenAI documents it.
+            for other in self._slots:
+                if other.request is None and other is not slot and other.cached:
+                    self._drop(other, 0)
         donor, shared = None, keep
         if req.reuse:  # a longer prefix in another slot (a shared system prompt): share its cells
             for other in self._slots:
