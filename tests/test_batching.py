@@ -253,14 +253,21 @@ def test_engine_queue_serves_tenants_round_robin(thread):
             if chunk.text and (tenant, i) not in order:
                 order.append((tenant, i))
 
+    import threading
+
+    gate = threading.Event()
+    thread.submit(gate.wait)  # hold the engine's thread until everyone has queued: no timing race
+
     async def main():
         burst = [asyncio.create_task(one("a", i)) for i in range(5)]
         await asyncio.sleep(0)
         late = asyncio.create_task(one("b", 9))
+        await asyncio.sleep(0.05)
+        gate.set()
         await asyncio.gather(*burst, late)
 
     asyncio.run(main())
-    assert order.index(("b", 9)) <= 2  # not behind the whole burst of tenant a
+    assert order.index(("b", 9)) <= 1  # served right after the first of tenant a's burst
 
 
 def test_admission_round_robin_across_tenants():
@@ -315,3 +322,24 @@ def test_metrics_show_batch_occupancy_and_queue_wait(thread):
     assert 'lingxi_batch_slots_busy{model="tiny"} 0.0' in body
     assert 'lingxi_batch_queue_seconds_count{model="tiny"} 5.0' in body
     assert 'lingxi_batch_prompt_tokens_total{model="tiny"}' in body
+
+
+def test_a_request_whose_start_fails_gets_the_error_instead_of_waiting_forever(thread):
+    """A sampler llama.cpp refuses (found with a wrong penalties call) used to leave the request
+    popped from the queue but in no slot: its caller waited forever."""
+    sched, model = make(thread, n_slots=2)
+    original, calls = model.sampler, []
+
+    def refusing(params):
+        calls.append(params)
+        if len(calls) == 1:
+            raise TypeError("this function takes 5 arguments (4 given)")
+        return original(params)
+
+    model.sampler = refusing
+    greedy = GenerationParams(max_tokens=4, temperature=0)
+    with pytest.raises(EngineError, match="could not start"):
+        text(list(stream_request(sched, prompt_of(1), greedy, (), 4)))
+    assert text(list(stream_request(sched, prompt_of(1), greedy, (), 4))) == reference(prompt_of(1), 4)
+    settle(thread)
+    assert sched.busy == 0 and model.samplers_open == 0

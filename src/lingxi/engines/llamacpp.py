@@ -101,11 +101,17 @@ class LlamaBackend:
             raise EngineError(f"llama_decode failed with code {rc}")
         return True
 
+    repeat_penalty = 1.0  # set by the engine from the model's config
+
     def sampler(self, params: GenerationParams) -> Any:
         lib = self._lib
-        if params.temperature == 0:
-            return lib.llama_sampler_init_greedy()
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        if self.repeat_penalty > 1.0:  # sees each sampled token (llama_sampler_sample accepts it)
+            n_vocab = lib.llama_vocab_n_tokens(self._vocab)
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_penalties(n_vocab, 64, self.repeat_penalty, 0.0, 0.0))
+        if params.temperature == 0:
+            lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_greedy())
+            return chain
         lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_k(40))
         lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_top_p(params.top_p, 1))
         lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_min_p(0.05, 1))
@@ -185,6 +191,8 @@ class LlamaCppEngine(ChatEngine):
         # llama.cpp pads a small context up (to 256): the requested size is what a prompt may use.
         self._n_ctx = min(self._backend.n_ctx(), n_ctx)
         self._scheduler = BatchScheduler(self._backend, self._thread, name, n_ctx=self._n_ctx)
+        self._backend.repeat_penalty = config.repeat_penalty
+        self._system_prompt = config.system_prompt
 
     @staticmethod
     def _load(lib: Any, path: Path, config: Any, n_ctx: int, n_slots: int, n_threads: int) -> tuple[Any, LlamaBackend]:
@@ -249,7 +257,10 @@ class LlamaCppEngine(ChatEngine):
                     f"model '{self.name}' has no chat template in its GGUF; set chat_format in its config "
                     "(a Jinja2 template) or send a plain text prompt"
                 )
-            result = self._formatter(messages=list(prompt))
+            messages = list(prompt)
+            if self._system_prompt and not any(m.get("role") == "system" for m in messages):
+                messages = [{"role": "system", "content": self._system_prompt}, *messages]
+            result = self._formatter(messages=messages)
             text = result.prompt
             stops = tuple(s for s in ([result.stop] if isinstance(result.stop, str) else (result.stop or [])) if s)
             add_bos = not getattr(result, "added_special", False)
