@@ -148,3 +148,13 @@ def test_every_llama_call_runs_on_one_thread(smollm2, monkeypatch):
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(lambda _: smollm2.generate(CAPITAL, GREEDY).text, range(2)))
     assert len(seen) == 1 and next(iter(seen)).startswith("llamacpp")
+
+
+def test_the_bundled_preset_answers_the_plain_france_question_without_looping(smollm2):
+    """Without the preset (system prompt + repeat penalty) the answer was a French poem title
+    repeated until max_tokens: "L'Étoile, la Marseillaise, la femme au martyre, la femme au martyre, ..."."""
+    text = smollm2.generate([{"role": "user", "content": "What is the capital of France?"}],
+                            GenerationParams(max_tokens=48, temperature=0)).text
+    assert "Paris" in text and "Marseillaise" not in text
+    words = text.split()
+    assert len(set(words)) >= 0.6 * len(words)  # no phrase repeated over and over
