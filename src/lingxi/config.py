@@ -206,6 +206,11 @@ class KnowledgeSettings(_Strict):
     checked against its citation), ``extract`` (the best-supported source sentences, quoted) or
     ``auto`` (extract with models under 1B parameters such as the bundled SmolLM2, else generate
     and quote instead when the generated answer fails the check)."""
+    scan_injection: bool = True
+    """Score every ingested chunk with the guard's injection classifier and report the ones that
+    read as instructions to the model (indirect prompt injection); the gateway's ``injection``
+    stage checks the retrieved ones again at answer time. Needs the ``guard`` extra; without it
+    nothing is scanned and the ingest report says so."""
 
 
 class CacheSettings(_Strict):

@@ -54,6 +54,10 @@ def ingest(name: str, paths: tuple[str, ...], groups: str, as_json: bool, quiet:
                    f"{len(report.errors)} failed; chunks +{report.chunks_added} -{report.chunks_removed} "
                    f"({report.chunks_embedded} embedded, {report.chunks_reused} reused of "
                    f"{report.chunks_embedded + report.chunks_reused}) in {report.seconds:.1f}s")
+    if report.flagged:
+        click.echo(f"warning: {len(report.flagged)} chunk(s) read as prompt injection (ids "
+                   f"{', '.join(sorted(report.flagged)[:10])}); the gateway's injection stage will not "
+                   "answer from them", err=True)
     for path, reason in report.errors.items():
         click.echo(f"error: {path}: {reason}", err=True)
     if report.errors:

@@ -299,6 +299,7 @@ class KnowledgeBase:
                 bar.close()
             vectors.update(got)
         report.chunks_reused = len(all_chunks) - report.chunks_embedded  # stored or cached vectors
+        report.flagged = self._scan_injection(all_chunks)
         # The records of one JSONL/CSV file are committed one by one with a pending hash and then
         # marked complete together: a kill between them leaves the file "changed", so the next
         # ingest redoes it (reusing every stored vector) instead of skipping it as unchanged.
@@ -316,6 +317,26 @@ class KnowledgeBase:
             if len(siblings) > 1 and doc_no == siblings[-1]:
                 self.store.set_file_hash(siblings, file_hash)
         self.store.prepare()
+
+    def _scan_injection(self, chunks: list[Chunk]) -> dict[str, float] | None:
+        """Chunks that read as instructions to the model (a poisoned document), by the guard's
+        classifier; None when not scanned. Flagged chunks stay searchable: the gateway's
+        ``injection`` stage checks retrieved sources again and refuses to answer from them."""
+        if not self.settings.knowledge.scan_injection or not chunks:
+            return None
+        try:
+            from lingxi.guard.injection import scan_document
+        except ImportError:
+            return None
+        flagged = {}
+        for chunk in chunks:
+            finding = scan_document(chunk.text)
+            if finding.flagged:
+                flagged[chunk.id] = round(float(finding.score), 4)
+        if flagged:
+            log.warning("knowledge base '%s': %d ingested chunk(s) read as prompt injection: %s", self.name,
+                        len(flagged), ", ".join(sorted(flagged)[:10]))
+        return flagged
 
     def _update_record(self, **updates: Any) -> None:
         path = self.folder / "kb.json"

@@ -123,6 +123,9 @@ class IngestReport:
     chunks_reused: int = 0
     seconds: float = 0.0
     version: str = ""
+    #: chunk id -> injection score, for chunks that read as instructions to the model (empty when
+    #: none were; None when they were not scanned: ``knowledge.scan_injection`` off or no guard extra)
+    flagged: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
