@@ -143,8 +143,25 @@ class GraphStore(ABC):
         """Every node with its aliases (for linking names in a question and merging aliases)."""
 
     @abstractmethod
+    def _has_kind(self, relation: str, head_type: str, tail_type: str) -> bool:
+        """Whether edges of this kind can exist yet (the labels, and for Kùzu the table pair, exist)."""
+
+    @abstractmethod
+    def _read_rows(self, cypher: str) -> list[list[Any]]:
+        """Rows of a query Lingxi wrote itself."""
+
     def edges_between(self, pairs: set[tuple[str, str, str]]) -> dict[tuple[str, str, str, str, str], Edge]:
         """Existing edges of the given (relation, head type, tail type) kinds, by triple key."""
+        out: dict[tuple[str, str, str, str, str], Edge] = {}
+        for relation, head_type, tail_type in pairs:
+            if not self._has_kind(relation, head_type, tail_type):
+                continue
+            rows = self._read_rows(f"MATCH (a:`{head_type}`)-[r:`{relation}`]->(b:`{tail_type}`) "
+                                   "RETURN a.name, b.name, r.groups, r.source")
+            for head, tail, groups, source in rows:
+                out[(head_type, head, relation, tail_type, tail)] = Edge(
+                    head_type, head, relation, tail_type, tail, tuple(groups or ()), source or "")
+        return out
 
     @abstractmethod
     def _apply(self, new_nodes: list[Node], changed_nodes: list[Node], new_edges: list[Edge],

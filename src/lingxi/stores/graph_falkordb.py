@@ -68,18 +68,12 @@ class FalkorDBGraphStore(GraphStore):
         rows = self._rows("MATCH (n) RETURN labels(n)[0], n.name, n.aliases") if self._labels() else []
         return [Node(t, name, tuple(aliases or ())) for t, name, aliases in rows]
 
-    def edges_between(self, pairs):
-        out: dict[tuple[str, str, str, str, str], Edge] = {}
+    def _has_kind(self, relation, head_type, tail_type):
         labels = set(self._labels())
-        for relation, head_type, tail_type in pairs:
-            if head_type not in labels or tail_type not in labels:
-                continue
-            rows = self._rows(f"MATCH (a:{_q(head_type)})-[r:{_q(relation)}]->(b:{_q(tail_type)}) "
-                              "RETURN a.name, b.name, r.groups, r.source")
-            for head, tail, groups, source in rows:
-                out[(head_type, head, relation, tail_type, tail)] = Edge(
-                    head_type, head, relation, tail_type, tail, tuple(groups or ()), source or "")
-        return out
+        return head_type in labels and tail_type in labels
+
+    def _read_rows(self, cypher):
+        return self._rows(cypher)
 
     def neighbors(self, keys: list[NodeKey], groups: list[str] | None) -> list[Edge]:
         if groups is None:

@@ -98,20 +98,14 @@ class KuzuGraphStore(GraphStore):
                     out.append(Node(name, node_name, tuple(aliases or ())))
         return out
 
-    def edges_between(self, pairs):
+    def _has_kind(self, relation, head_type, tail_type):
         tables = self._tables()
-        out: dict[tuple[str, str, str, str, str], Edge] = {}
-        for relation, head_type, tail_type in pairs:
-            if tables.get(relation) != "REL" or tables.get(head_type) != "NODE" or tables.get(tail_type) != "NODE":
-                continue
-            if (head_type, tail_type) not in self._pairs(relation):
-                continue
-            rows = self._all(f"MATCH (a:{_q(head_type)})-[r:{_q(relation)}]->(b:{_q(tail_type)}) "
-                             "RETURN a.name, b.name, r.groups, r.source")
-            for head, tail, groups, source in rows:
-                out[(head_type, head, relation, tail_type, tail)] = Edge(
-                    head_type, head, relation, tail_type, tail, tuple(groups or ()), source or "")
-        return out
+        if tables.get(relation) != "REL" or tables.get(head_type) != "NODE" or tables.get(tail_type) != "NODE":
+            return False
+        return (head_type, tail_type) in self._pairs(relation)
+
+    def _read_rows(self, cypher):
+        return self._all(cypher)
 
     def neighbors(self, keys: list[NodeKey], groups: list[str] | None) -> list[Edge]:
         by_type: dict[str, list[str]] = {}
