@@ -15,15 +15,15 @@ from lingxi.routing import create_router
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def setup(tmp_path_factory):
     settings = parse_config({
         "home": str(tmp_path_factory.mktemp("home")),
         "models": {"strong": {"engine": "fake", "cost_per_mtok_in": 2.5, "cost_per_mtok_out": 10.0}},
         "gateway": {"router": {"policy": "cascade", "local_model": "smollm2", "strong_model": "strong"}},
     })
-    local = load_engine("smollm2", settings)
-    strong = FakeEngine("strong")
+    local = load_engine("smollm2", settings)  # cached per process: loading is paid once
+    strong = FakeEngine("strong")  # a fresh reply queue per test: a reply one test left unused is not the next one's
     return create_router(settings), local, strong, {"smollm2": local, "strong": strong}.__getitem__
 
 
