@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import json
 import os
 import sys
@@ -56,15 +58,15 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
             handle.close()
 
 
-class PieceFilter:
+class PieceFilter(ABC):
     """A filter over text that arrives in pieces (an answer being streamed): :meth:`feed` returns
     what may go out now, :meth:`flush` the rest at the end."""
 
-    def feed(self, piece: str) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def feed(self, piece: str) -> str: ...
 
-    def flush(self) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def flush(self) -> str: ...
 
     async def wrap(self, pieces: AsyncIterator[str]) -> AsyncIterator[str]:
         """The filtered stream of ``pieces``."""
@@ -96,5 +98,5 @@ class HeldTextFilter(PieceFilter):
         """Everything still held, filtered."""
         return self._emit(final=True)
 
-    def _emit(self, final: bool) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def _emit(self, final: bool) -> str: ...
