@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lingxi.errors import UsageError
+from lingxi.records import json_lines
 
 SCHEMA = 1
 
@@ -72,15 +73,9 @@ def jsonl_records(path: str | Path, what: str, allow_empty: bool = False) -> lis
     rows = []
     try:
         with open(path, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise UsageError(f"{what} {path}: line {n} is not JSON ({exc.msg})") from None
-                if not isinstance(row, dict):
-                    raise UsageError(f"{what} {path}: line {n} is not a JSON object")
+            for n, row, problem in json_lines(fh):
+                if problem:
+                    raise UsageError(f"{what} {path}: line {n} is {problem}")
                 rows.append((n, row))
     except FileNotFoundError:
         raise UsageError(f"{what} file not found: {path}") from None

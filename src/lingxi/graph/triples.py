@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from lingxi.records import json_lines
 
 
 REQUIRED = ("head", "head_type", "relation", "tail", "tail_type")
@@ -142,18 +143,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]
                 continue
             yield reader.line_num, {k: v for k, v in row.items() if v not in (None, "")}, None
         return
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield number, None, f"not JSON ({exc.msg} at column {exc.colno})"
-            continue
-        if not isinstance(row, dict):
-            yield number, None, "not a JSON object"
-            continue
-        yield number, row, None
+    yield from json_lines(text.splitlines())
 
 
 def read_triples(paths: Iterable[str | Path]) -> ReadReport:

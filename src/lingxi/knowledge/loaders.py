@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from lingxi.errors import UsageError, missing_extra
 from lingxi.knowledge.types import Block, Document
+from lingxi.records import json_lines
 
 TEXT_EXTS = {".txt", ".text", ".rst", ".log"}
 MARKDOWN_EXTS = {".md", ".markdown"}
@@ -285,15 +285,9 @@ def _load_records(text: str, source: str, ext: str) -> list[Document]:
         except csv.Error as exc:
             raise LoadError(f"unreadable CSV ({exc})") from None
         return _unique(docs, "row")
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise LoadError(f"line {n} is not JSON ({exc.msg})") from None
-        if not isinstance(rec, dict):
-            raise LoadError(f"line {n} is not a JSON object")
+    for n, rec, problem in json_lines(text.splitlines()):
+        if problem:
+            raise LoadError(f"line {n} is {problem}")
         docs.append(_record_doc(rec, source, n))
     return _unique(docs, "line")
 
