@@ -196,6 +196,10 @@ class KnowledgeSettings(_Strict):
     exact scan."""
     candidates: int = Field(default=50, gt=0)
     """Hybrid search: candidates taken from each retriever before fusion."""
+    retrieval: str = Field(default="hybrid", pattern=r"^(auto|fuse:[\w-]+(\+[\w-]+)+|[\w-]+)$")
+    """The retriever ``kb ask`` and ``kb:`` models use: ``hybrid``, ``bm25``, ``dense``, ``graph``
+    (the graph named like the knowledge base), another registered one, ``fuse:A+B…``, or ``auto``
+    (chosen per question by rules, see :mod:`lingxi.knowledge.mode_router`)."""
     reranker: str | None = None
     """A local cross-encoder folder (sentence-transformers layout) that reranks hybrid and dense
     results; None = no reranking."""
