@@ -215,6 +215,10 @@ class KnowledgeSettings(_Strict):
     read as instructions to the model (indirect prompt injection); the gateway's ``injection``
     stage checks the retrieved ones again at answer time. Needs the ``guard`` extra; without it
     nothing is scanned and the ingest report says so."""
+    tree_summary_model: str | None = None
+    """Chat model that writes the summaries of inner document-tree nodes at ingest (tree
+    navigation reads them); None: extractive summaries (leading sentences and key terms), no
+    model. Summaries are cached by content hash: an ingest summarises only changed paths."""
 
 
 class CacheSettings(_Strict):
