@@ -67,7 +67,9 @@ MIN_FOCUS = 0.7
 MIN_SIMILARITY = 0.80
 MIN_LEAD = 0.02
 
-_CITE = re.compile(r"\[\s*(\d+(?:\.\d+){1,4}(?:\s*[,，;；]\s*\d+(?:\.\d+){1,4})*)\s*\]")
+#: A citation mark: one or more ids in brackets. Chunk ids have four parts; document-tree node ids
+#: (tree navigation) one per level, so up to ten.
+_CITE = re.compile(r"\[\s*(\d+(?:\.\d+){1,9}(?:\s*[,，;；]\s*\d+(?:\.\d+){1,9})*)\s*\]")
 
 Similarity = Callable[[str, Sequence[str]], list[float]]
 
