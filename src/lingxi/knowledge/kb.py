@@ -127,6 +127,7 @@ class KnowledgeBase:
         self.folder = folder
         self._embedder = None
         self._lock = threading.Lock()
+        self._tree_indexes: dict[str, Any] = {}  # groups -> navigation's TreeIndex
         self._sources: tuple[str, dict[str, str]] | None = None
         self._cache: EmbeddingCache | None = None
         self.fusion = FusionStats(**_read_fusion(folder / "fusion.json"))
@@ -306,6 +307,7 @@ class KnowledgeBase:
         per_file: dict[str, list[int]] = {}
         for doc, doc_no, _, _ in plan:
             per_file.setdefault(doc.source, []).append(doc_no)
+        self._write_trees(plan, groups, report)
         for doc, doc_no, file_hash, chunks in plan:
             mat = np.stack([vectors[c.hash] for c in chunks]) if chunks else np.zeros((0, embedder.dim), np.float32)
             tokens = [tokenize(c.search_text) for c in chunks]
@@ -317,6 +319,30 @@ class KnowledgeBase:
             if len(siblings) > 1 and doc_no == siblings[-1]:
                 self.store.set_file_hash(siblings, file_hash)
         self.store.prepare()
+
+    def _write_trees(self, plan: list[tuple[Document, int, str, list[Chunk]]], groups: list[str],
+                     report: IngestReport) -> None:
+        """Build and store each document's tree (:mod:`lingxi.knowledge.tree`) before its chunks,
+        summarising only inner nodes whose content changed (their summary keys are not stored yet)."""
+        from lingxi.knowledge.tree import build_tree, summarise_tree
+
+        summarise = self._summariser()
+        for doc, doc_no, _, chunks in plan:
+            nodes = build_tree(doc, doc_no, chunks) if chunks else []
+            known = self.store.summaries([n.summary_key for n in self.store.tree(None, [doc_no])])
+            report.summaries_made += summarise_tree(nodes, summarise, known)
+            self.store.replace_tree(doc_no, groups, nodes)
+
+    def _summariser(self) -> Any:
+        """The configured model's summaries (``knowledge.tree_summary_model``), else extractive ones."""
+        from lingxi.knowledge.tree import ExtractiveSummariser, ModelSummariser
+
+        name = self.settings.knowledge.tree_summary_model
+        if not name:
+            return ExtractiveSummariser()
+        from lingxi.engines import load_engine
+
+        return ModelSummariser(load_engine(name, self.settings), name)
 
     def _scan_injection(self, chunks: list[Chunk]) -> dict[str, float] | None:
         """Chunks that read as instructions to the model (a poisoned document), by the guard's
@@ -442,6 +468,45 @@ class KnowledgeBase:
 
         hits = self.store.hits(scored)
         return rerank(path, query, [(h.id, h.text) for h in hits])[:k]
+
+    # ------------------------------------------------------------ tree navigation
+
+    def tree_index(self, groups: Sequence[str] | None = None) -> Any:
+        """The document trees the caller's ``groups`` may see, indexed for navigation (cached per
+        content version and groups)."""
+        from lingxi.knowledge.navigate import TreeIndex
+
+        groups = sorted(set(groups)) if groups is not None else None
+        version = self.version
+        with self._lock:
+            key = json.dumps(groups)
+            found = self._tree_indexes.get(key)
+            if found is None or found.version != version:
+                if len(self._tree_indexes) >= 16:  # many distinct callers' groups: keep memory bounded
+                    self._tree_indexes.clear()
+                found = self._tree_indexes[key] = TreeIndex(self.store.tree(groups), version, groups)
+            return found
+
+    def navigate(self, question: str, groups: Sequence[str] | None = None, engine: Any = None, k: int = 5,
+                 **limits: int) -> Any:
+        """Tree navigation (:func:`lingxi.knowledge.navigate.navigate`): the leaves that answer
+        ``question`` and the scratchpad of decisions."""
+        from lingxi.knowledge.navigate import navigate
+
+        return navigate(self, question, groups=groups, engine=engine, k=k, **limits)
+
+    def navigation_hits(self, nav: Any) -> list[Hit]:
+        """The leaves of a navigation as hits whose ids are node ids (sources shown relative)."""
+        docs = {d.doc_no: d for d in self.store.documents()}
+        hits = []
+        for node, score in nav.leaves:
+            d = docs.get(node.doc_no)
+            if d is None:
+                continue
+            path = _node_path(node, self._tree_indexes)
+            hits.append(Hit(id=node.id, doc=str(node.doc_no), source=d.source, title=d.title, text=node.text,
+                            score=score, headings=path, page=node.page))
+        return self._shown(hits)
 
     # ------------------------------------------------------------ answers
 
@@ -604,6 +669,18 @@ def _file_hash(path: Path, groups: list[str]) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _node_path(node: Any, indexes: dict[str, Any]) -> list[str]:
+    """Titles of ``node``'s ancestors below its document, outermost first."""
+    for index in indexes.values():
+        if node.id in index.by_id:
+            out, cur = [], index.by_id.get(node.parent)
+            while cur is not None and cur.parent:
+                out.insert(0, cur.title)
+                cur = index.by_id.get(cur.parent)
+            return out
+    return []
 
 
 class _NoBar:

@@ -99,6 +99,8 @@ class Answer:
     dropped: list[str] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
     mode: str = "generated"
+    #: tree navigation's decisions (:mod:`lingxi.knowledge.navigate`); None for other retrievers
+    scratchpad: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,7 +108,7 @@ class Answer:
             "supported": self.supported,
             "mode": self.mode,
             "citations": [c.to_dict() for c in self.citations],
-        }
+        } | ({"scratchpad": self.scratchpad} if self.scratchpad is not None else {})
 
 
 @dataclass
@@ -123,6 +125,8 @@ class IngestReport:
     chunks_reused: int = 0
     seconds: float = 0.0
     version: str = ""
+    #: inner document-tree nodes summarised (the others' summaries were reused: unchanged content)
+    summaries_made: int = 0
     #: chunk id -> injection score, for chunks that read as instructions to the model (empty when
     #: none were; None when they were not scanned: ``knowledge.scan_injection`` off or no guard extra)
     flagged: dict[str, float] | None = None

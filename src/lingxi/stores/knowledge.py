@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from lingxi.knowledge.tree import TreeNode
 from lingxi.knowledge.types import Chunk, Document, Hit
 
 Scored = list[tuple[str, float]]  # (chunk id, score), best first
@@ -93,6 +94,24 @@ class KnowledgeStore(ABC):
     def set_file_hash(self, doc_nos: Sequence[int], file_hash: str) -> None:
         """Record ``file_hash`` on these documents in one transaction (the records of one JSONL/CSV
         file are marked complete together, so a killed ingest of it is redone, not skipped)."""
+
+    # ------------------------------------------------------------ document trees
+
+    @abstractmethod
+    def replace_tree(self, doc_no: int, groups: list[str], nodes: Sequence[TreeNode]) -> None:
+        """Atomically replace one document's tree (:mod:`lingxi.knowledge.tree`). Ingest writes it
+        before the document's chunks, so a kill in between leaves the document to be ingested again;
+        the nodes carry ``groups`` themselves, so a tree is never visible under a document's old groups."""
+
+    @abstractmethod
+    def tree(self, groups: list[str] | None, doc_nos: Sequence[int] | None = None) -> list[TreeNode]:
+        """The tree nodes of the documents the caller's ``groups`` may see (only of ``doc_nos``, if
+        given), by document and reading order, ``children`` not linked
+        (:func:`lingxi.knowledge.tree.link_children`)."""
+
+    @abstractmethod
+    def summaries(self, keys: Sequence[str]) -> dict[str, str]:
+        """Stored inner-node summaries by summary key (ingest reuses them instead of summarising again)."""
 
     def prepare(self) -> None:
         """Bring derived search structures up to date after a change (no-op where the

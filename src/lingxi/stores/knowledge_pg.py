@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from lingxi.errors import UsageError, missing_extra
+from lingxi.knowledge.tree import TreeNode
 from lingxi.knowledge.types import Chunk, Document, Hit
 from lingxi.stores.knowledge import DocRecord, KnowledgeStore, Scored
 from lingxi.stores.connect import connect_pg
@@ -80,9 +81,19 @@ def _m2_bm25(cur: Any) -> None:
     cur.execute("ALTER TABLE chunks DROP COLUMN tsv")
 
 
+def _m3_tree(cur: Any) -> None:
+    # No foreign key: a document's tree is written before its row (see KnowledgeStore.replace_tree).
+    cur.execute("""CREATE TABLE IF NOT EXISTS tree (
+        id TEXT PRIMARY KEY, doc_no BIGINT NOT NULL, parent TEXT NOT NULL, ord INT NOT NULL, title TEXT NOT NULL,
+        text TEXT NOT NULL, summary TEXT NOT NULL, hash TEXT NOT NULL, summary_key TEXT NOT NULL,
+        chunks JSONB NOT NULL, page INT, groups TEXT[] NOT NULL DEFAULT '{}')""")
+    cur.execute("CREATE INDEX IF NOT EXISTS tree_doc ON tree(doc_no)")
+    cur.execute("CREATE INDEX IF NOT EXISTS tree_summary ON tree(summary_key)")
+
+
 #: Schema changes in order (see :mod:`lingxi.stores.migrations`); a knowledge base's steps are
 #: recorded in its own schema.
-MIGRATIONS: list[Callable[[Any], None]] = [_m1, _m2_bm25]
+MIGRATIONS: list[Callable[[Any], None]] = [_m1, _m2_bm25, _m3_tree]
 
 #: Lucene BM25, as bm25s computes it in the embedded store.
 K1, B = 1.5, 0.75
@@ -221,9 +232,39 @@ class PgKnowledgeStore(KnowledgeStore):
             self._conn.execute(
                 "INSERT INTO bm25_dirty SELECT DISTINCT p.term FROM postings p JOIN chunks c ON c.no = p.chunk_no "
                 "WHERE c.doc_no = %s ORDER BY 1 ON CONFLICT DO NOTHING", (doc_no,))
+            self._conn.execute("DELETE FROM tree WHERE doc_no=%s", (doc_no,))
             self._conn.execute("DELETE FROM documents WHERE doc_no=%s", (doc_no,))
             self._bump()
             return int(n)
+
+    def replace_tree(self, doc_no: int, groups: list[str], nodes: Sequence[TreeNode]) -> None:
+        rows = [(n.id, doc_no, n.parent, n.order, n.title, n.text, n.summary, n.hash, n.summary_key,
+                 json.dumps(n.chunks), n.page, sorted(groups)) for n in nodes]
+        with self._lock, self._conn.transaction():
+            self._conn.execute("DELETE FROM tree WHERE doc_no=%s", (doc_no,))
+            if rows:
+                with self._conn.cursor() as cur:
+                    cur.executemany("INSERT INTO tree VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+
+    def tree(self, groups: list[str] | None, doc_nos: Sequence[int] | None = None) -> list[TreeNode]:
+        clauses, args = ["TRUE"], []
+        if groups is not None:
+            clauses.append("(cardinality(t.groups) = 0 OR t.groups && %s::text[])")
+            args.append(list(groups))
+        if doc_nos is not None:
+            clauses.append("t.doc_no = ANY(%s)")
+            args.append(list(doc_nos))
+        rows = self._q("SELECT t.id, t.doc_no, t.parent, t.ord, t.title, t.text, t.summary, t.hash, t.summary_key, "
+                       "t.chunks, t.page FROM tree t JOIN documents d ON d.doc_no = t.doc_no WHERE "
+                       f"{' AND '.join(clauses)} ORDER BY t.doc_no, t.ord", args)
+        return [TreeNode(r[0], int(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8], list(r[9]), r[10]) for r in rows]
+
+    def summaries(self, keys: Sequence[str]) -> dict[str, str]:
+        keys = [k for k in dict.fromkeys(keys) if k]
+        if not keys:
+            return {}
+        return dict(self._q("SELECT DISTINCT ON (summary_key) summary_key, summary FROM tree "
+                            "WHERE summary_key = ANY(%s)", (keys,)))
 
     def set_file_hash(self, doc_nos: Sequence[int], file_hash: str) -> None:
         with self._lock, self._conn.transaction():

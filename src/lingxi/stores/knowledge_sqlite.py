@@ -24,6 +24,7 @@ import numpy as np
 
 from lingxi.errors import missing_extra
 from lingxi.stores.knowledge import DocRecord, KnowledgeStore, Scored, matches
+from lingxi.knowledge.tree import TreeNode
 from lingxi.knowledge.types import Chunk, Document, Hit
 from lingxi.stores.connect import open_sqlite, sqlite_tx
 from lingxi.stores.migrations import migrate
@@ -53,8 +54,20 @@ def _script(db: sqlite3.Connection, sql: str) -> None:
             db.execute(statement)
 
 
+def _m2_tree(db: sqlite3.Connection) -> None:
+    # No foreign key: a document's tree is written before its row (see KnowledgeStore.replace_tree).
+    _script(db, """
+        CREATE TABLE IF NOT EXISTS tree (
+            id TEXT PRIMARY KEY, doc_no INTEGER NOT NULL, parent TEXT NOT NULL, ord INTEGER NOT NULL,
+            title TEXT NOT NULL, text TEXT NOT NULL, summary TEXT NOT NULL, hash TEXT NOT NULL,
+            summary_key TEXT NOT NULL, chunks TEXT NOT NULL, page INTEGER, groups TEXT NOT NULL DEFAULT '[]');
+        CREATE INDEX IF NOT EXISTS tree_doc ON tree(doc_no);
+        CREATE INDEX IF NOT EXISTS tree_summary ON tree(summary_key);
+        """)
+
+
 #: Schema changes, in order (see :mod:`lingxi.stores.migrations`).
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1, _m2_tree]
 
 
 class _Index:
@@ -169,6 +182,7 @@ class SQLiteKnowledgeStore(KnowledgeStore):
         def step(db: sqlite3.Connection) -> int:
             n = db.execute("SELECT COUNT(*) FROM chunks WHERE doc_no=?", (doc_no,)).fetchone()[0]
             db.execute("DELETE FROM chunks WHERE doc_no=?", (doc_no,))
+            db.execute("DELETE FROM tree WHERE doc_no=?", (doc_no,))
             db.execute("DELETE FROM documents WHERE doc_no=?", (doc_no,))
             self._bump(db)
             return n
@@ -177,6 +191,36 @@ class SQLiteKnowledgeStore(KnowledgeStore):
     def set_file_hash(self, doc_nos: Sequence[int], file_hash: str) -> None:
         self._tx(lambda db: db.executemany("UPDATE documents SET file_hash=? WHERE doc_no=?",
                                            [(file_hash, n) for n in doc_nos]))
+
+    def replace_tree(self, doc_no: int, groups: list[str], nodes: Sequence[TreeNode]) -> None:
+        rows = [(n.id, doc_no, n.parent, n.order, n.title, n.text, n.summary, n.hash, n.summary_key,
+                 json.dumps(n.chunks), n.page, json.dumps(sorted(groups))) for n in nodes]
+
+        def step(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM tree WHERE doc_no=?", (doc_no,))
+            db.executemany("INSERT INTO tree VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self._tx(step)
+
+    def tree(self, groups: list[str] | None, doc_nos: Sequence[int] | None = None) -> list[TreeNode]:
+        sql = ("SELECT t.id, t.doc_no, t.parent, t.ord, t.title, t.text, t.summary, t.hash, t.summary_key, t.chunks, "
+               "t.page, t.groups FROM tree t JOIN documents d ON d.doc_no = t.doc_no")
+        args: list[Any] = []
+        if doc_nos is not None:
+            sql += f" WHERE t.doc_no IN ({','.join('?' * len(doc_nos))})"
+            args = list(doc_nos)
+        allowed = set(groups) if groups is not None else None
+        return [TreeNode(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]), r[10])
+                for r in self._q(sql + " ORDER BY t.doc_no, t.ord", args)
+                if allowed is None or not (g := json.loads(r[11])) or allowed & set(g)]
+
+    def summaries(self, keys: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        unique = [k for k in dict.fromkeys(keys) if k]
+        for i in range(0, len(unique), 500):
+            part = unique[i:i + 500]
+            out.update(self._q(f"SELECT summary_key, summary FROM tree WHERE summary_key IN "
+                               f"({','.join('?' * len(part))})", part))
+        return out
 
     @staticmethod
     def _bump(db: sqlite3.Connection) -> None:

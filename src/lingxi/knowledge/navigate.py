@@ -1,0 +1,322 @@
+"""Tree navigation ("vectorless" retrieval that reads like a person): start from the documents,
+split what is open into about ``parts`` parts, choose the few worth reading, open those, and
+repeat for at most ``depth`` levels; every decision goes into a scratchpad that is returned.
+
+**Who chooses.** At each level a prefilter scores the candidates (below) and keeps the ``parts``
+best. Then a chat model chooses at most ``breadth`` of them, each with a short reason — but only
+a model trusted to write (:func:`lingxi.knowledge.answer.too_small` is false; the bundled
+SmolLM2-135M is not): its reply must be ``{"choose": [{"id", "reason"}]}`` with ids from the
+candidates shown. Engines that can constrain decoding (``constrained_decoding``) get the JSON
+Schema with the ids as an enum, so an invalid choice cannot be sampled; every reply is validated
+anyway, and one that fails validation is replaced by the scorer's choice (the scratchpad says
+so). Without a trusted model the scorer chooses: its ``breadth`` best.
+
+**The prefilter score** of a node, for a question, is the mean of three parts, each scaled to
+[0, 1] over the tree: the BM25 score of the node's own profile (title and summary; a leaf's
+title and text), the best BM25 score of a leaf below it (where the words are), and the best
+hybrid (BM25 + dense, with the knowledge base's embedder) rank of a chunk below it, from one
+hybrid search of the chunks per question. The dense part needs no vectors for the tree: nodes
+reach the chunks' vectors through the chunk ids they record.
+
+**Groups** are enforced where the nodes are read: the store returns only the nodes of documents
+the caller may see, and the model can only choose among candidates built from those, so no
+wording of a question reaches another group's nodes.
+
+**Forced citations** (:meth:`lingxi.knowledge.kb.KnowledgeBase.answer` with
+``retrieval="navigate"``): the leaves found become the sources, cited by node id (``[3.1.577]``),
+and the knowledge base's answer check applies unchanged: a quotation names its node; a generated
+sentence must be supported by the node it cites, is attributed to the one that supports it, or
+is dropped and listed in ``dropped``.
+
+What this module does not do: build or store trees (:mod:`lingxi.knowledge.tree`, the stores).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lingxi.errors import UsageError
+from lingxi.knowledge.tree import TreeNode, link_children
+from lingxi.text import tokenize
+
+if TYPE_CHECKING:
+    from lingxi.knowledge.kb import KnowledgeBase
+
+__all__ = ["Navigation", "TreeIndex", "navigate", "DEPTH", "BREADTH", "PARTS"]
+
+#: Decision levels before the scorer picks the leaves under what is still open.
+DEPTH = 3
+#: Nodes chosen per level.
+BREADTH = 3
+#: Candidates shown per level (the prefilter keeps the best this many).
+PARTS = 20
+K1, B = 1.5, 0.75
+
+
+@dataclass
+class Navigation:
+    """What navigation found: ``leaves`` (node, score), best first, and the ``scratchpad`` of
+    decisions, one dict per level: ``level``, ``by`` ("model" or "scorer"), ``candidates``
+    (``[{"id", "title", "score"}]``), ``chosen`` (ids), ``reasons`` (id -> reason) and ``note``."""
+
+    leaves: list[tuple[TreeNode, float]]
+    scratchpad: list[dict[str, Any]] = field(default_factory=list)
+
+
+class TreeIndex:
+    """The visible nodes of a knowledge base's trees, linked, with a BM25 index of their profiles.
+    Built per (content version, groups); :class:`~lingxi.knowledge.kb.KnowledgeBase` keeps one."""
+
+    def __init__(self, nodes: Sequence[TreeNode], version: str, groups: list[str] | None):
+        self.version = version
+        self.groups = groups
+        self.roots = link_children(nodes)
+        self.nodes = list(nodes)
+        self.by_id = {n.id: n for n in self.nodes}
+        self.pos = {n.id: i for i, n in enumerate(self.nodes)}
+        postings: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        lengths = np.zeros(len(self.nodes), np.float32)
+        for i, n in enumerate(self.nodes):
+            terms = tokenize(f"{n.title}\n{n.text if n.is_leaf else n.summary}")
+            lengths[i] = len(terms)
+            counts: dict[str, int] = defaultdict(int)
+            for t in terms:
+                counts[t] += 1
+            for t, c in counts.items():
+                postings[t].append((i, c))
+        self.postings = dict(postings)
+        self.lengths = lengths
+        self.avgdl = float(lengths.mean()) if len(lengths) else 1.0
+        # Post-order positions, so a bottom-up pass sees children before parents.
+        self.post: list[int] = []
+        for r in self.roots:
+            self._post(r)
+
+    def _post(self, node: TreeNode) -> None:
+        for c in node.children:
+            self._post(c)
+        self.post.append(self.pos[node.id])
+
+    def bm25(self, tokens: Sequence[str]) -> np.ndarray:
+        scores = np.zeros(len(self.nodes), np.float32)
+        n = len(self.nodes)
+        for t in dict.fromkeys(tokens):
+            plist = self.postings.get(t)
+            if not plist:
+                continue
+            idf = math.log(1 + (n - len(plist) + 0.5) / (len(plist) + 0.5))
+            for i, tf in plist:
+                scores[i] += idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * self.lengths[i] / (self.avgdl or 1.0)))
+        return scores
+
+
+def _scaled(x: np.ndarray) -> np.ndarray:
+    top = float(x.max()) if len(x) else 0.0
+    return x / top if top > 0 else np.zeros_like(x)
+
+
+class _Scores:
+    """Prefilter scores of every visible node for one question (see the module docstring)."""
+
+    def __init__(self, index: TreeIndex, kb: KnowledgeBase, question: str, groups: list[str] | None):
+        own = index.bm25(tokenize(question))
+        ranked = kb.search_ids(question, mode="hybrid", k=kb.settings.knowledge.candidates, groups=groups,
+                               learn=False)
+        rank = {cid: 1.0 - r / max(len(ranked), 1) for r, (cid, _) in enumerate(ranked)}
+        leaf_best = np.zeros(len(index.nodes), np.float32)
+        chunk_best = np.zeros(len(index.nodes), np.float32)
+        for i in index.post:  # children first: a node takes the best of its subtree
+            n = index.nodes[i]
+            chunk_best[i] = max((rank.get(c, 0.0) for c in n.chunks), default=0.0)
+            if n.is_leaf:
+                leaf_best[i] = own[i]
+            for c in n.children:
+                j = index.pos[c.id]
+                leaf_best[i] = max(leaf_best[i], leaf_best[j])
+                chunk_best[i] = max(chunk_best[i], chunk_best[j])
+        self.parts = {"profile": _scaled(own), "leaf": _scaled(leaf_best), "chunk": chunk_best}
+        self.total = (self.parts["profile"] + self.parts["leaf"] + self.parts["chunk"]) / 3
+        self.index = index
+
+    def __call__(self, node: TreeNode) -> float:
+        return float(self.total[self.index.pos[node.id]])
+
+
+def navigate(kb: KnowledgeBase, question: str, *, groups: Sequence[str] | None = None, engine: Any = None,
+             k: int = 5, depth: int = DEPTH, breadth: int = BREADTH, parts: int = PARTS) -> Navigation:
+    """Navigate ``kb``'s document trees to the ``k`` leaves that answer ``question``.
+
+    Args:
+        groups: the caller's groups (None: a trusted caller who sees everything).
+        engine: a chat engine to choose at each level; ignored (the scorer chooses) when it is
+            None or too small to be trusted.
+
+    Raises:
+        UsageError: empty question, bad limits, or no visible document tree (empty knowledge
+            base, or documents ingested before trees existed: ingest them again).
+    """
+    from lingxi.knowledge.answer import too_small
+
+    if not question.strip():
+        raise UsageError("empty question")
+    if k < 1 or depth < 1 or breadth < 1 or parts < 2:
+        raise UsageError(f"navigation needs k, depth, breadth >= 1 and parts >= 2 (got {k}, {depth}, {breadth}, {parts})")
+    groups = list(groups) if groups is not None else None
+    index = kb.tree_index(groups)
+    if not index.nodes:
+        raise UsageError(f"knowledge base '{kb.name}' has no document tree to navigate"
+                         + (" that these groups may see" if groups is not None and kb.store.documents() else "")
+                         + ": ingest documents with text first (documents ingested before tree navigation "
+                           "existed need `lingxi kb ingest` again)")
+    score = _Scores(index, kb, question, groups)
+    chooser = engine if engine is not None and not too_small(engine) else None
+    nav = Navigation([])
+    found: dict[str, float] = {}
+    open_nodes: list[TreeNode] = [_through(r) for r in index.roots]
+    for level in range(depth):
+        candidates = _expand(open_nodes, parts, score, first=level == 0)
+        shown = sorted(candidates, key=score, reverse=True)[:parts]
+        chosen, reasons, by, note = _choose(chooser, question, shown, score, breadth)
+        nav.scratchpad.append({
+            "level": level + 1, "by": by,
+            "candidates": [{"id": n.id, "title": n.title, "score": round(score(n), 4)} for n in shown],
+            "chosen": [n.id for n in chosen], "reasons": reasons, "note": note})
+        for n in chosen:
+            if n.is_leaf:
+                found[n.id] = score(n)
+        open_nodes = [n for n in chosen if not n.is_leaf]
+        if not open_nodes:
+            break
+    if open_nodes:  # the depth limit: the scorer reads the leaves under what is still open
+        leaves = sorted({leaf.id: leaf for n in open_nodes for leaf in _leaves(n)}.values(), key=score, reverse=True)
+        picked = leaves[:k]
+        nav.scratchpad.append({
+            "level": len(nav.scratchpad) + 1, "by": "scorer",
+            "candidates": [{"id": n.id, "title": n.title, "score": round(score(n), 4)} for n in leaves[:parts]],
+            "chosen": [n.id for n in picked], "reasons": {},
+            "note": f"depth limit {depth} reached: the best leaves under {', '.join(n.id for n in open_nodes)}"})
+        for n in picked:
+            found.setdefault(n.id, score(n))
+    nav.leaves = sorted(((index.by_id[i], s) for i, s in found.items()), key=lambda x: x[1], reverse=True)[:k]
+    return nav
+
+
+def _through(node: TreeNode) -> TreeNode:
+    """A node with a single child stands for that child (a book whose only child is its title heading)."""
+    while len(node.children) == 1:
+        node = node.children[0]
+    return node
+
+
+def _leaves(node: TreeNode) -> list[TreeNode]:
+    if node.is_leaf:
+        return [node]
+    return [leaf for c in node.children for leaf in _leaves(c)]
+
+
+def _expand(open_nodes: list[TreeNode], parts: int, score: Any, *, first: bool) -> list[TreeNode]:
+    """The candidates of one level: the open nodes themselves at the first level, else their
+    children; then the best-scored inner candidates are opened in turn while there are fewer
+    than ``parts`` (so a level shows about ``parts`` parts, whatever the tree's shape)."""
+    if first:
+        out = list(open_nodes)
+    else:
+        out = [_through(c) for n in open_nodes for c in n.children]
+    out = list({n.id: n for n in out}.values())
+    tried: set[str] = set()
+    while True:
+        inner = sorted([n for n in out if not n.is_leaf and n.id not in tried], key=score, reverse=True)
+        fits = next((n for n in inner if len(out) - 1 + len(n.children) <= parts), None)
+        if fits is None:
+            return out
+        tried.add(fits.id)
+        i = out.index(fits)
+        out[i:i + 1] = [_through(c) for c in fits.children]
+
+
+def _choose(engine: Any, question: str, shown: list[TreeNode], score: Any, breadth: int
+            ) -> tuple[list[TreeNode], dict[str, str], str, str]:
+    """(chosen, reasons, by, note): by the model when there is a trusted one and its reply is a
+    valid selection, else the scorer's ``breadth`` best."""
+    best = shown[:breadth]
+    if engine is None:
+        return best, {}, "scorer", "no model trusted to choose: the prefilter's best"
+    try:
+        reply = _ask(engine, question, shown, breadth)
+        picks = _validate(reply, [n.id for n in shown], breadth)
+    except ValueError as exc:
+        return best, {}, "scorer", f"the model's reply was not a valid selection ({exc}): the prefilter's best"
+    by_id = {n.id: n for n in shown}
+    return [by_id[i] for i, _ in picks], dict(picks), "model", ""
+
+
+def selection_schema(ids: Sequence[str], breadth: int) -> dict[str, Any]:
+    """The JSON Schema of a valid selection among ``ids``."""
+    return {
+        "type": "object", "additionalProperties": False, "required": ["choose"],
+        "properties": {"choose": {
+            "type": "array", "minItems": 1, "maxItems": breadth,
+            "items": {"type": "object", "additionalProperties": False, "required": ["id", "reason"],
+                      "properties": {"id": {"enum": list(ids)}, "reason": {"type": "string", "maxLength": 200}}},
+        }},
+    }
+
+
+def _ask(engine: Any, question: str, shown: list[TreeNode], breadth: int) -> str:
+    from lingxi.engines.base import GenerationParams
+    from lingxi.text import language_of
+
+    zh = language_of(question) == "zh"
+    lines = [f"[{n.id}] {n.title} — {(n.summary if not n.is_leaf else n.text)[:160]}" for n in shown]
+    if zh:
+        ask = (f"为了回答问题，从下面的部分中选出最多 {breadth} 个最可能包含答案的部分，每个附一句理由。"
+               '只输出 JSON：{"choose": [{"id": "编号", "reason": "理由"}]}。')
+    else:
+        ask = (f"To answer the question, choose at most {breadth} of the parts below that most likely contain "
+               'the answer, each with a short reason. Output JSON only: {"choose": [{"id": "...", "reason": "..."}]}.')
+    prompt = [{"role": "system", "content": ask},
+              {"role": "user", "content": ("问题" if zh else "Question") + f": {question}\n\n" + "\n".join(lines)}]
+    extra: dict[str, Any] = {}
+    if getattr(engine, "constrained_decoding", False):
+        extra["json_schema"] = json.dumps(selection_schema([n.id for n in shown], breadth))
+    params = GenerationParams(max_tokens=60 + 60 * breadth, temperature=0.0, **extra)
+    return engine.generate(prompt, params).text
+
+
+def _validate(reply: str, ids: list[str], breadth: int) -> list[tuple[str, str]]:
+    """``[(id, reason)]`` from a reply that must satisfy :func:`selection_schema`.
+
+    Raises:
+        ValueError: no JSON object, wrong shape, an id not among the candidates, a repeated id,
+            or more than ``breadth`` choices.
+    """
+    m = re.search(r"\{.*\}", reply, re.S)
+    if not m:
+        raise ValueError("no JSON object")
+    try:
+        data = json.loads(m.group(0))
+    except ValueError:
+        raise ValueError("not valid JSON") from None
+    picks = data.get("choose") if isinstance(data, dict) else None
+    if not isinstance(picks, list) or not picks:
+        raise ValueError('no "choose" list')
+    if len(picks) > breadth:
+        raise ValueError(f"{len(picks)} choices, at most {breadth} allowed")
+    out: list[tuple[str, str]] = []
+    for p in picks:
+        if not isinstance(p, dict) or not isinstance(p.get("id"), str):
+            raise ValueError("a choice without an id")
+        if p["id"] not in ids:
+            raise ValueError(f"id {p['id']!r} is not among the candidates")
+        if any(p["id"] == i for i, _ in out):
+            raise ValueError(f"id {p['id']!r} chosen twice")
+        out.append((p["id"], str(p.get("reason", ""))[:200]))
+    return out
