@@ -320,3 +320,25 @@ def test_store_keeps_trees_by_groups_and_deletes_them(tmp_path, tmp_path_factory
         assert {n.doc_no for n in kb.store.tree(None)} == {docs["property.md"]}
     finally:
         kb.drop()
+
+
+def test_a_configured_model_writes_the_summaries_once(tmp_path):
+    from lingxi.config import parse_config
+
+    settings = parse_config({
+        "home": str(tmp_path / "home"), "default_embedder": "hash",
+        "embedders": {"hash": {"engine": "hash", "dim": 256}},
+        "models": {"writer": {"engine": "fake", "replies": [f"第{i}部分讲物业管理。" for i in range(20)]}},
+        "knowledge": {"tree_summary_model": "writer"}})
+    folder = tmp_path / "docs"
+    _write(folder, "property.md", CODE_ZH)
+    kb = create_kb("sum", settings)
+    try:
+        assert kb.ingest([folder], progress=False).summaries_made == 6
+        summaries = {n.summary for n in kb.store.tree(None) if n.summary_key}
+        assert summaries == {f"第{i}部分讲物业管理。" for i in range(6)}
+        (folder / "property.md").write_text(CODE_ZH + "\n", encoding="utf-8")  # changed bytes, same text
+        report = kb.ingest([folder], progress=False)
+        assert report.updated and report.summaries_made == 0
+    finally:
+        kb.drop()

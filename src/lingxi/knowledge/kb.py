@@ -334,15 +334,22 @@ class KnowledgeBase:
             self.store.replace_tree(doc_no, groups, nodes)
 
     def _summariser(self) -> Any:
-        """The configured model's summaries (``knowledge.tree_summary_model``), else extractive ones."""
+        """The configured model's summaries (``knowledge.tree_summary_model``, if it is trusted to write),
+        else extractive ones."""
         from lingxi.knowledge.tree import ExtractiveSummariser, ModelSummariser
 
         name = self.settings.knowledge.tree_summary_model
         if not name:
             return ExtractiveSummariser()
         from lingxi.engines import load_engine
+        from lingxi.knowledge.answer import too_small
 
-        return ModelSummariser(load_engine(name, self.settings), name)
+        engine = load_engine(name, self.settings)
+        if too_small(engine):  # SmolLM2-135M's "summaries" would mislead navigation more than help it
+            log.warning("knowledge.tree_summary_model '%s' is too small to be trusted to write; "
+                        "document-tree summaries stay extractive", name)
+            return ExtractiveSummariser()
+        return ModelSummariser(engine, name)
 
     def _scan_injection(self, chunks: list[Chunk]) -> dict[str, float] | None:
         """Chunks that read as instructions to the model (a poisoned document), by the guard's
