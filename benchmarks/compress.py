@@ -7,9 +7,21 @@ peak RSS, greedy decode tokens/s (Lingxi's llama.cpp engine), perplexity on held
 text (the first documents of the DBpedia-5k corpus in the shared data folder, never used to
 tune anything) and fidelity (chrF of the answers to 4 prompts against the F16's answers).
 
+Besides llama.cpp's stock types, two recipes for rows whose width (576) no K-quant block (256)
+divides, where llama.cpp demotes Q4_K to Q5_0 and the tied embedding/output head to Q8_0:
+
+- ``Q4_K_M-fit``: Q4_K_M, but the 576-wide tensors at IQ4_NL (4.5 bits, block 32, the fallback
+  llama.cpp itself uses for IQ4_XS) instead of Q5_0, and the tied embedding/output head at Q5_0
+  instead of Q8_0 (still above the body's 4.5 bits); ``ffn_down`` (1536 wide) keeps Q4_K_M's
+  own Q4_K/Q6_K mix.
+- ``Q4_0-pure``: every tensor Q4_0, the embedding/output head included (``--pure``).
+
+Each quantised file's bytes per tensor type (``lingxi compress inspect``) are in ``tensor_types``.
+
 Usage::
 
-    python benchmarks/compress.py DATA_DIR [--types Q8_0,Q5_K_M,Q4_K_M,Q4_0] [--max-tokens 1024] [--out DIR]
+    python benchmarks/compress.py DATA_DIR [--types Q8_0,Q4_K_M,Q4_K_M-fit,IQ4_XS,Q4_0,Q4_0-pure]
+                                           [--max-tokens 1024] [--out DIR] [--threads N]
 
 DATA_DIR holds ``dbpedia-5k-en/corpus.jsonl``. Prints one JSON object; targets (issue 16):
 Q8_0 >= 1.8x smaller than F16 with perplexity within 1 %; Q4_K_M >= 3x smaller, loss reported.
@@ -38,16 +50,24 @@ def held_out_text(data_dir: Path, out: Path, docs: int = 60) -> Path:
     return out
 
 
+#: name -> (llama.cpp file type, quantize() overrides)
+RECIPES = {
+    "Q4_K_M-fit": ("Q4_K_M", {"tensor_types": {r"(attn_(q|k|v|output)|ffn_(gate|up))\.weight": "IQ4_NL"},
+                              "embedding_type": "Q5_0"}),
+    "Q4_0-pure": ("Q4_0", {"pure": True}),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data_dir", type=Path)
-    parser.add_argument("--types", default="Q8_0,Q5_K_M,Q4_K_M,Q4_0")
+    parser.add_argument("--types", default="Q8_0,Q4_K_M,Q4_K_M-fit,IQ4_XS,Q4_0,Q4_0-pure")
     parser.add_argument("--max-tokens", type=int, default=1024)
     parser.add_argument("--out", type=Path, default=None, help="Keep the files and reports here.")
     parser.add_argument("--threads", type=int, default=None, help="Engine threads (default: all CPUs).")
     args = parser.parse_args()
 
-    from lingxi.compress.gguf import quantize, to_f16
+    from lingxi.compress.gguf import quantize, tensor_table, to_f16
     from lingxi.compress.report import before_after, profile
     from lingxi.engines.bundled import smollm2_gguf
 
@@ -62,13 +82,20 @@ def main() -> None:
     rows = {"F16": {**base.summary, "size_ratio": 1.0}}
     original = profile(smollm2_gguf(), label="Q4_1 (bundled)", **common)
     rows["Q4_1 (bundled)"] = before_after(base, original)
-    for ftype in args.types.split(","):
-        out = work / f"smollm2.{ftype}.gguf"
+    layouts = {}
+    for name in args.types.split(","):
+        ftype, overrides = RECIPES.get(name, (name, {}))
+        out = work / f"smollm2.{name}.gguf"
         from llama_cpp._utils import suppress_stdout_stderr
 
         with suppress_stdout_stderr(disable=False):
-            quantize(f16, out, ftype)
-        rows[ftype] = before_after(base, profile(out, label=ftype, **common), work / f"report-{ftype}")
+            quantize(f16, out, ftype, **overrides)
+        layout = tensor_table(out)
+        layouts[name] = {"bits_per_weight": layout["bits_per_weight"],
+                         "by_type": {k: {"tensors": v["tensors"], "mib": round(v["bytes"] / 2**20, 2),
+                                         "share_of_bytes": v["share_of_bytes"]} for k, v in layout["by_type"].items()},
+                         "token_embd": next(t["type"] for t in layout["tensors"] if t["name"] == "token_embd.weight")}
+        rows[name] = before_after(base, profile(out, label=name, **common), work / f"report-{name}")
     table = {}
     for name, r in rows.items():
         after = r.get("after", r)
@@ -87,10 +114,13 @@ def main() -> None:
                  "met": table.get("Q8_0", {}).get("x_smaller_than_f16", 0) >= 1.8
                  and abs(table.get("Q8_0", {}).get("perplexity_change_pct", 99)) <= 1.0},
         "Q4_K_M": {"x_smaller_than_f16": ">= 3.0", "met": table.get("Q4_K_M", {}).get("x_smaller_than_f16", 0) >= 3.0},
+        "Q4_K_M-fit": {"x_smaller_than_f16": ">= 3.0",
+                       "met": table.get("Q4_K_M-fit", {}).get("x_smaller_than_f16", 0) >= 3.0},
     }
     print(json.dumps({"model": "SmolLM2-135M-Instruct", "held_out_tokens": args.max_tokens, "widen_to_f16_s":
                       round(widen_s, 1), "cpus": len(os.sched_getaffinity(0)), "threads": args.threads, "load_avg_1m": os.getloadavg()[0],
-                      "table": table, "targets": targets, "work_dir": str(work)}, indent=1))
+                      "table": table, "targets": targets, "tensor_types": layouts, "recipes": {k: [v[0], v[1]] for k, v in RECIPES.items()},
+                      "work_dir": str(work)}, indent=1))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import pytest
 
 from lingxi.config import parse_config
 from lingxi.errors import ModelFileNotFoundError, UsageError
+from tune_fixtures import build_tiny_model, write_jsonl
 
 
 def test_quantize_argument_errors(tmp_path):
@@ -24,6 +25,20 @@ def test_quantize_argument_errors(tmp_path):
         quantize(tmp_path / "missing.gguf", tmp_path / "y.gguf", "Q8_0")
     with pytest.raises(UsageError, match="should end in .gguf"):
         quantize_model("smollm2", tmp_path / "out.bin", "Q8_0", settings=settings)
+    with pytest.raises(UsageError, match="unknown tensor type 'Q9' for the token embedding"):
+        quantize(not_gguf, tmp_path / "y.gguf", "Q4_K_M", embedding_type="Q9")
+    with pytest.raises(UsageError, match="not a regular expression"):
+        quantize(not_gguf, tmp_path / "y.gguf", "Q4_K_M", tensor_types={"attn_(": "Q4_0"})
+
+
+def test_quantize_cli_tensor_type_needs_regex_and_type(tmp_path, capsys):
+    from lingxi.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["compress", "quantize", "--model", "smollm2", "--type", "Q4_K_M", "--out", str(tmp_path / "o.gguf"),
+              "--tensor-type", "attn_q"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.count("\n") == 1 and "expected REGEX=TYPE" in err
 
 
 def test_prune_and_distill_argument_errors(tmp_path):
@@ -36,6 +51,26 @@ def test_prune_and_distill_argument_errors(tmp_path):
         prune_model("smollm2", tmp_path / "o", amount=1.5)
     with pytest.raises(UsageError, match="alpha"):
         distill("smollm2", tmp_path / "o", tmp_path / "d.txt", alpha=2)
+    with pytest.raises(UsageError, match="training data not found"):
+        distill("smollm2", tmp_path / "o", tmp_path / "d.txt")
+    with pytest.raises(UsageError, match="needs --recover-data"):
+        prune_model("smollm2", tmp_path / "o", recover_steps=5)
+
+
+def test_distill_prompts_file_errors_name_file_and_line(tmp_path):
+    from lingxi.compress.distill import read_prompts
+
+    good = write_jsonl(tmp_path / "p.jsonl", [{"instruction": "写一首诗", "instances": [{"input": "夏天", "output": "x"}]},
+                                              {"prompt": "Name a colour."}])
+    assert read_prompts(good) == ["写一首诗\n夏天", "Name a colour."]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "ok"}\n{"answer": "no prompt"}\n', encoding="utf-8")
+    with pytest.raises(UsageError, match=r"bad.jsonl:2: no prompt"):
+        read_prompts(bad)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"prompt": "ok"}\n{"prompt": \n', encoding="utf-8")
+    with pytest.raises(UsageError, match=r"broken.jsonl:2: not valid JSON"):
+        read_prompts(broken)
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +129,15 @@ def test_structured_pruning_ranks_channels_by_calibration_activations(tiny_llama
 def test_distillation_loss_and_half_student(tiny_llama):
     import torch
 
-    from lingxi.compress.distill import distillation_loss, halve_layers
+    from lingxi.compress.distill import block_influence, drop_blocks, distillation_loss, halve_layers
 
     student = halve_layers(tiny_llama)
     assert len(student.model.layers) == 2 and len(tiny_llama.model.layers) == 4
+    assert [layer.self_attn.layer_idx for layer in student.model.layers] == [0, 1]
+    scores = block_influence(tiny_llama, torch.randint(0, 97, (1, 16)))
+    assert len(scores) == 4 and scores[-1] == float("inf") and all(0 <= s < 2 for s in scores[:-1])
+    three = drop_blocks(tiny_llama, [1])
+    assert three.config.num_hidden_layers == 3 and three.model.layers[1] is not tiny_llama.model.layers[2]
     x = torch.randint(0, 97, (2, 12))
     t = tiny_llama(x).logits
     labels = torch.randint(0, 97, (2, 12))
@@ -137,3 +177,52 @@ def test_dynamic_int8_shrinks_linear_layers(tiny_llama):
     x = torch.randint(0, 97, (1, 8))
     with torch.inference_mode():
         assert int8(x).logits.shape == (1, 8, 97)
+
+
+@pytest.mark.slow
+def test_distill_from_prompts_checkpoints_and_resumes(tmp_path):
+    """End to end on a tiny random Llama: the teacher answers the prompts, the student (teacher
+    less one block) learns them, the report carries both held-out sets; a second run with more
+    steps resumes from the checkpoint instead of starting over."""
+    pytest.importorskip("torch")
+    from lingxi.compress.distill import distill
+
+    teacher = build_tiny_model(tmp_path / "teacher", layers=3)
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", [{"prompt": f"Question {i}: what is {i} plus {i}?"}
+                                                       for i in range(10)])
+    held = tmp_path / "held.txt"
+    held.write_text("The capital of France is Paris. 合同的违约责任由双方约定。" * 4, encoding="utf-8")
+    common = {"drop_layers": 1, "seq_len": 16, "batch_size": 2, "gen_tokens": 8, "eval_data": held,
+              "save_every": 2, "progress": False}
+    first = distill(str(teacher), tmp_path / "student", prompts, steps=2, **common)
+    assert first["resumed_from_step"] == 0 and len(first["dropped_blocks"]) == 1
+    assert first["student_parameters"] < first["teacher_parameters"]
+    assert set(first["held_out"]) == {"held_out_prompts", "held_out_text"}
+    row = first["held_out"]["held_out_text"]
+    assert row["quality_retained_pct"] == pytest.approx(100 * row["teacher_perplexity"] / row["student_perplexity_after"])
+    cached = (tmp_path / "student.work" / "teacher_answers.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(cached) == 10
+    second = distill(str(teacher), tmp_path / "student", prompts, steps=4, **common)
+    assert second["resumed_from_step"] == 2 and second["steps"] == 4
+    assert (tmp_path / "student" / "config.json").is_file()
+    assert not list(tmp_path.glob(".*.tmp")) and not list((tmp_path / "student.work").glob(".*.tmp"))
+
+
+def test_prune_with_recovery_fine_tune(tmp_path):
+    """Structured pruning then a short full fine-tune through the tune pretrain recipe: the
+    recovered weights replace the pruned ones and keep the pruned shape."""
+    pytest.importorskip("peft")
+    import transformers
+
+    from lingxi.compress.prune import prune_model
+
+    model = build_tiny_model(tmp_path / "m", layers=2)
+    text = tmp_path / "recover.txt"
+    text.write_text("\n\n".join(f"Paragraph {i}. The quick brown fox jumps over the lazy dog; 你好，世界。"
+                                   for i in range(30)), encoding="utf-8")
+    result = prune_model(str(model), tmp_path / "pruned", amount=0.25, method="structured",
+                         recover_data=text, recover_steps=2, home=tmp_path)
+    assert result["recovery"]["steps"] == 2 and result["recovery"]["held_out_loss_after"] is not None
+    pruned = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "pruned"))
+    assert pruned.config.intermediate_size == 48
+    assert (tmp_path / "pruned.pruned" / "config.json").is_file()

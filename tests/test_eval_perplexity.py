@@ -82,6 +82,30 @@ def test_model_resolution_and_errors(tmp_path):
         evaluate_perplexity("smollm2", tmp_path / "empty.txt", settings=settings)
 
 
+
+@pytest.mark.parametrize("kind", ["gguf", "hf"])
+def test_model_that_does_not_load_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch, kind):
+    """A truncated GGUF (llama.cpp refuses it) and a Hugging Face folder whose config.json is not
+    JSON: exit code 1 (an engine error), one line on stderr naming the model, no traceback."""
+    from lingxi.cli import main
+
+    pytest.importorskip("llama_cpp" if kind == "gguf" else "transformers")
+    monkeypatch.setenv("LINGXI_HOME", str(tmp_path / "home"))
+    if kind == "gguf":
+        model = tmp_path / "broken.gguf"
+        model.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 64)
+    else:
+        model = tmp_path / "broken-hf"
+        model.mkdir()
+        (model / "config.json").write_text("{not json", encoding="utf-8")
+    data = tmp_path / "t.txt"
+    data.write_text("The quick brown fox jumps over the lazy dog.", encoding="utf-8")
+    with pytest.raises(SystemExit) as done:
+        main(["eval", "perplexity", "--model", str(model), "--data", str(data)])
+    err = capsys.readouterr().err
+    assert done.value.code == 1 and err.count("\n") == 1, err
+    assert "could not load" in err and model.name in err and "Traceback" not in err
+
 @pytest.mark.slow
 def test_llamacpp_and_transformers_agree_on_the_bundled_gguf(tmp_path):
     pytest.importorskip("llama_cpp")

@@ -13,6 +13,12 @@ key/value heads) a head can only go with its whole group.
 
 The result is a Hugging Face folder (safetensors) that the transformers engine serves; the
 before/after report profiles the unpruned export against it with the same backend.
+
+Recovery (``recover_steps``): a short full fine-tune of the pruned model on the user's text
+through the tuning recipes (``lingxi tune pretrain --method full``: next-token loss, checkpoints
+and resume included); the recovered weights replace the pruned ones at ``out`` and the report
+gives perplexity after pruning and after recovery. A magnitude-pruned model's zeros are not
+kept frozen by it (the fine-tune may refill them); the report's sparsity is measured after.
 """
 
 from __future__ import annotations
@@ -157,13 +163,21 @@ def structured_prune(model: Any, amount: float, tokenizer: Any = None, calibrati
 
 def prune_model(model: str, out: str | Path, *, amount: float = 0.3, method: str = "magnitude", settings: Any = None,
                 data: str | Path | None = None, report_dir: str | Path | None = None,
-                max_tokens: int | None = 1024, calibration: str | Path | None = None) -> dict[str, Any]:
+                max_tokens: int | None = 1024, calibration: str | Path | None = None,
+                recover_data: str | Path | None = None, recover_steps: int = 0, recover_lr: float = 5e-5,
+                threads: int | None = None, home: Path | None = None) -> dict[str, Any]:
     """Prune ``model`` and save it as a HF folder at ``out``; with ``data``/``report_dir`` profile
-    the unpruned export (saved beside it as ``<out>.base``) against the pruned one."""
+    the unpruned export (saved beside it as ``<out>.base``) against the pruned one. With
+    ``recover_steps`` and ``recover_data``, fine-tune the pruned model that many steps first (its
+    run folder is ``<out>.recovery``, resumable) and report the pruned-only model as well."""
     if method not in METHODS:
         raise UsageError(f"unknown pruning method '{method}'; known: {', '.join(METHODS)}")
     if not 0 < amount < 1:
         raise UsageError(f"--amount must be between 0 and 1 (a fraction to remove), got {amount}")
+    if recover_steps and not recover_data:
+        raise UsageError("--recover-steps needs --recover-data (text to fine-tune the pruned model on)")
+    if recover_data is not None and not Path(recover_data).is_file():
+        raise UsageError(f"recovery data not found: {recover_data}")
     out = Path(out)
     hf, tokenizer = load_hf(model, settings)
     base = None
@@ -175,16 +189,61 @@ def prune_model(model: str, out: str | Path, *, amount: float = 0.3, method: str
         structured_prune(hf, amount, tokenizer, Path(calibration).read_text(encoding="utf-8") if calibration
                          else CALIBRATION)
     reached = sparsity(hf)
-    save_hf(hf, tokenizer, out)
     result: dict[str, Any] = {"output": str(out), "method": method, "amount": amount, "sparsity": reached,
                               "parameters": sum(p.numel() for p in hf.parameters())}
+    pruned_only = out
+    if recover_steps:
+        pruned_only = save_hf(hf, tokenizer, out.with_name(out.name + ".pruned"))
+        del hf
+        result["recovery"] = recover(pruned_only, recover_data, out, steps=recover_steps, lr=recover_lr,
+                                     threads=threads, home=home)
+        import transformers
+
+        result["sparsity"] = sparsity(transformers.AutoModelForCausalLM.from_pretrained(str(out)))
+    else:
+        save_hf(hf, tokenizer, out)
     if base is not None:
         from lingxi.compress.report import before_after, profile
 
-        before = profile(base, label="unpruned", backend="transformers", data=data, max_tokens=max_tokens)
-        after = profile(out, label=f"{method} {amount:.0%}", backend="transformers", data=data,
-                        max_tokens=max_tokens)
-        after.summary["sparsity"] = reached
+        before = profile(base, label="unpruned", backend="transformers", data=data, max_tokens=max_tokens,
+                         threads=threads)
         before.summary["sparsity"] = 0.0
+        if recover_steps:
+            pruned = profile(pruned_only, label=f"{method} {amount:.0%}", backend="transformers", data=data,
+                             max_tokens=max_tokens, threads=threads)
+            pruned.summary["sparsity"] = reached
+            result["pruned_only"] = before_after(before, pruned)["after"]
+        after = profile(out, label=f"{method} {amount:.0%}" + (f" + {recover_steps} recovery steps"
+                                                                 if recover_steps else ""),
+                        backend="transformers", data=data, max_tokens=max_tokens, threads=threads)
+        after.summary["sparsity"] = result["sparsity"]
         result.update(before_after(before, after, report_dir))
     return result
+
+
+def recover(pruned: Path, data: str | Path, out: Path, *, steps: int, lr: float = 5e-5, threads: int | None = None,
+            home: Path | None = None, max_len: int = 256, batch_size: int = 4) -> dict[str, Any]:
+    """Fine-tune every weight of ``pruned`` for ``steps`` on ``data`` with the ``pretrain`` recipe
+    (packed ``max_len`` sequences); the result is saved at ``out``. Returns the recipe's held-out
+    losses before and after and where its run folder is."""
+    import shutil
+
+    from lingxi.tune import make_config, run_recipe
+
+    run_dir = out.with_name(out.name + ".recovery")
+    cfg = make_config(recipe="pretrain", model=str(pruned), data=str(data), method="full", max_steps=steps, lr=lr,
+                      batch_size=batch_size, max_len=max_len, packing=True, output=str(run_dir), threads=threads,
+                      eval_rows=20, save_every=max(1, min(25, steps)))
+    report = run_recipe(cfg, home)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(run_dir / "adapter", tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.replace(out)
+    losses = report.get("eval", {})
+    return {"run": str(run_dir), "steps": report.get("steps", steps), "lr": lr,
+            "train_tokens": report.get("train_tokens"), "train_seconds": report.get("train_seconds"),
+            "resumed_from_step": report.get("resumed_from_step"),
+            "held_out_loss_before": losses.get("before", {}).get("loss"),
+            "held_out_loss_after": losses.get("after", {}).get("loss")}

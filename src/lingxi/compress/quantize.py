@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lingxi.compress.gguf import file_type, quantize, to_f16
+from lingxi.compress.gguf import file_type, quantize, tensor_table, to_f16
 from lingxi.errors import UsageError
 
 _UNQUANTISED = ("ALL_F32", "MOSTLY_F16", "MOSTLY_BF16")
@@ -19,7 +19,9 @@ _UNQUANTISED = ("ALL_F32", "MOSTLY_F16", "MOSTLY_BF16")
 
 def quantize_model(model: str, out: str | Path, ftype: str, *, settings: Any = None, via_f16: bool | None = None,
                    data: str | Path | None = None, report_dir: str | Path | None = None,
-                   threads: int | None = None, max_tokens: int | None = 2048) -> dict[str, Any]:
+                   threads: int | None = None, max_tokens: int | None = 2048, output_type: str | None = None,
+                   embedding_type: str | None = None, tensor_types: dict[str, str] | None = None,
+                   pure: bool = False) -> dict[str, Any]:
     """Quantise ``model`` (a .gguf path or a configured llama.cpp model) to ``ftype`` at ``out``.
 
     Args:
@@ -28,6 +30,8 @@ def quantize_model(model: str, out: str | Path, ftype: str, *, settings: Any = N
         report_dir: write before.json, after.json and report.html here; None = no report.
         max_tokens: perplexity on at most this many tokens of ``data``.
         threads: CPU threads for quantising and profiling (default: all).
+        output_type, embedding_type, tensor_types, pure: llama-quantize's own overrides, see
+            :func:`lingxi.compress.gguf.quantize`.
 
     Returns:
         ``{"source", "baseline", "output", "ftype", ...}`` plus, with a report, the before/after
@@ -52,9 +56,12 @@ def quantize_model(model: str, out: str | Path, ftype: str, *, settings: Any = N
     from llama_cpp._utils import suppress_stdout_stderr
 
     with suppress_stdout_stderr(disable=False):  # llama.cpp prints a line per tensor
-        quantize(baseline, out, ftype, threads=threads)
+        quantize(baseline, out, ftype, threads=threads, output_type=output_type, embedding_type=embedding_type,
+                 tensor_types=tensor_types, pure=pure)
+    table = tensor_table(out)
     result: dict[str, Any] = {"source": str(ref.path), "source_type": source_type, "baseline": str(baseline),
-                              "output": str(out), "ftype": ftype.upper()}
+                              "output": str(out), "ftype": ftype.upper(), "bits_per_weight": table["bits_per_weight"],
+                              "tensor_types": {k: v["tensors"] for k, v in table["by_type"].items()}}
     if report_dir is not None or data is not None:
         from lingxi.compress.report import before_after, profile
 
