@@ -151,12 +151,28 @@ def test_bad_input_is_one_clear_error_before_training(tiny: Path, tmp_path: Path
     assert not (tmp_path / "out-sft" / "report.json").exists()
 
 
+def test_wrong_field_names_and_malformed_lines(tiny: Path, tmp_path: Path):
+    misnamed = write_jsonl(tmp_path / "qa.jsonl", [{"question": "2+2?", "answer": "4"}] * 3)
+    with pytest.raises(UsageError, match=r"qa.jsonl has no usable rows for sft \(needs instruction/output or messages\) "
+                                         r"\(first problem: qa.jsonl:1: no known fields \(have: answer, question\)"):
+        run(tiny, tmp_path, "sft", misnamed)
+    mixed = tmp_path / "mixed.jsonl"
+    good = json.dumps(SFT_ROWS[1])
+    mixed.write_text(f"{good}\n{{broken\n{good}\n{json.dumps({'instrucion': 'x', 'output': 'y'})}\n", encoding="utf-8")
+    with pytest.raises(UsageError, match=r"mixed.jsonl:2: not valid JSON"):
+        run(tiny, tmp_path, "sft", mixed, on_error="stop")
+    report = run(tiny, tmp_path, "sft", mixed, eval_data=str(mixed), max_steps=1)
+    assert report["data"]["skipped_count"] == 4  # lines 2 and 4, once as training and once as eval data
+    assert [s.split(": ")[0] for s in report["data"]["skipped_rows"][:2]] == ["mixed.jsonl:2", "mixed.jsonl:4"]
+
+
 @pytest.mark.slow
 def test_dpo_reports_preference_metrics(tiny: Path, tmp_path: Path, files):
     report = run(tiny, tmp_path, "dpo", files["pref"], eval_data=str(files["pref"]), eval_rows=4)
     before, after = report["eval"]["before"], report["eval"]["after"]
     assert before["reward_margin"] == 0.0  # the policy starts as the reference
-    assert {"preference_accuracy", "reward_margin", "reward_accuracy"} <= set(after)
+    assert before["preference_accuracy"] == 0.5  # every implicit margin ties before training
+    assert {"preference_accuracy", "accuracy_ci95", "reward_margin", "policy_accuracy", "changed_pairs"} <= set(after)
     assert report["loss_curve"][0] == pytest.approx(0.6931, abs=1e-3)  # -log sigmoid(0)
 
 
@@ -244,6 +260,31 @@ def test_vocab_recipe_trains_new_rows_first_and_tokenizes_shorter(tiny: Path, tm
     assert all(not t.any() for n, t in lora.items() if "lora_B" in n)  # LoRA not yet trained in phase one
 
 
-def test_qlora_on_cpu_is_refused_with_what_it_needs(tiny: Path, tmp_path: Path, files):
-    with pytest.raises(UsageError, match=r"--method qlora needs a CUDA GPU with bitsandbytes .*use --method lora"):
+def test_qlora_without_bitsandbytes_names_the_extra(tiny: Path, tmp_path: Path, files):
+    import importlib.util
+
+    from lingxi.errors import MissingExtraError
+
+    if importlib.util.find_spec("bitsandbytes") is not None:
+        pytest.skip("bitsandbytes is installed (test_qlora_trains_on_cpu covers it)")
+    with pytest.raises(MissingExtraError, match=r"--method qlora .* needs the 'qlora' extra .*pip install 'lingxi\[qlora\]'"):
         run(tiny, tmp_path, "sft", files["sft"], method="qlora", device="cpu")
+    assert not (tmp_path / "out-sft").exists()
+
+
+@pytest.mark.slow
+def test_qlora_trains_on_cpu(tiny: Path, tmp_path: Path, files):
+    pytest.importorskip("bitsandbytes")
+    import torch
+    from safetensors.torch import load_file
+
+    report = run(tiny, tmp_path, "sft", files["sft"], method="qlora", device="cpu", eval_data=str(files["sft"]),
+                 max_steps=4, lr=1e-2, lora_targets=["q_proj", "v_proj", "o_proj"])
+    assert report["memory_estimate"]["precision"] == "int4"
+    lora = load_file(str(tmp_path / "out-sft" / "adapter" / "adapter_model.safetensors"))
+    moved = [n for n, t in lora.items() if "lora_B" in n and t.abs().sum() > 0]
+    # every adapter trained, the lowest layer's included (gradients crossed the 4-bit layers above it)
+    assert len(moved) == len([n for n in lora if "lora_B" in n]) > 0
+    assert any(".layers.0." in n for n in moved)
+    assert report["eval"]["after"]["loss"] < report["eval"]["before"]["loss"]
+    assert torch.isfinite(torch.tensor(report["loss_curve"])).all()

@@ -113,7 +113,7 @@ def load_causal_lm(source: ModelSource, home: Path, *, device: str = "cpu", quan
     """
     torch, tf = import_torch()
     folder = _plain_folder(source, home)
-    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if device == "cuda" else torch.float32}
+    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if device.startswith("cuda") else torch.float32}
     if quantize_4bit:
         try:
             import bitsandbytes  # noqa: F401
@@ -130,8 +130,23 @@ def load_causal_lm(source: ModelSource, home: Path, *, device: str = "cpu", quan
         raise EngineError(f"transformers could not load {folder}: {exc}") from exc
     if not quantize_4bit:
         model = model.to(device)
+    elif device == "cpu":
+        _keep_4bit_layers_differentiable(model)
     model.config.use_cache = False
     return model
+
+
+def _keep_4bit_layers_differentiable(model: Any) -> None:
+    """QLoRA on CPU. bitsandbytes (0.50) repacks a 4-bit layer's weights for its AVX512-BF16
+    inference kernel the first time the layer runs in eval mode (as the before-training
+    evaluation does), and from then on multiplies through that kernel, which passes no gradient
+    back: every LoRA adapter below the first repacked layer stays at zero. Turning the repacking
+    off keeps bitsandbytes' differentiable 4-bit matmul for evaluation and training alike."""
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 def make_trainable(model: Any, cfg: Any) -> Any:
@@ -162,14 +177,26 @@ def make_trainable(model: Any, cfg: Any) -> Any:
 
 
 def device_for(cfg: Any) -> str:
+    """``cpu``, ``cuda``, or under ``torchrun``/``accelerate launch`` (``WORLD_SIZE`` > 1)
+    ``cuda:LOCAL_RANK`` with the process group joined (NCCL; gloo on CPU)."""
     torch, _ = import_torch()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    if cfg.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if cfg.device == "cuda" and not torch.cuda.is_available():
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available")
-    return cfg.device
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+
+        if device == "cuda":
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            device = f"cuda:{local}"
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return device
 
 
 def trainable_parameters(model: Any) -> list[tuple[str, Any]]:
@@ -177,7 +204,12 @@ def trainable_parameters(model: Any) -> list[tuple[str, Any]]:
 
 
 def save_model(model: Any, tokenizer: Any, folder: Path, *, extra: dict[str, Any] | None = None) -> None:
-    """Save the adapter (LoRA) or the whole model (full) plus the tokenizer, atomically."""
+    """Save the adapter (LoRA) or the whole model (full) plus the tokenizer, atomically (by the
+    first process only when several train together)."""
+    from lingxi.tune.loop import is_main
+
+    if not is_main():
+        return
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp))

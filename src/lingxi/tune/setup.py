@@ -106,11 +106,13 @@ def start(cfg: Any, home: Path | None = None) -> Setup:
     held = held[: cfg.eval_rows]
     source = resolve(cfg.model) if cfg.recipe != "embed" else None
     device = device_for(cfg) if cfg.recipe != "embed" else "cpu"
-    if cfg.method == "qlora" and device != "cuda":
-        # Measured with bitsandbytes 0.50.2: its CPU 4-bit layers run forward but pass no gradient
-        # back, so the LoRA adapters never move from zero. Refuse rather than train nothing.
-        raise UsageError("--method qlora needs a CUDA GPU with bitsandbytes (pip install 'lingxi[qlora]'); on CPU "
-                         "bitsandbytes' 4-bit layers pass no gradient to the adapters; use --method lora")
+    if cfg.method == "qlora":
+        try:  # before the data is tokenised and the model loads
+            import bitsandbytes  # noqa: F401
+        except ImportError as exc:
+            from lingxi.errors import missing_extra
+
+            raise missing_extra("--method qlora (4-bit base weights)", "qlora", exc) from exc
     memory = check_fits(cfg, source, device) if source is not None else None
     if cfg.dry_run:
         raise DryRun({"recipe": cfg.recipe, "model": cfg.model, "train_rows": len(rows), "eval_rows": len(held),
