@@ -29,6 +29,47 @@ from lingxi.errors import UsageError
 from lingxi.tune.data import write_json
 
 GIB = 2**30
+
+
+# ---------------------------------------------------------------- several processes (torchrun / accelerate launch)
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) unless launched by ``torchrun`` or
+    ``accelerate launch`` (which set ``RANK``/``WORLD_SIZE`` and make the process group here)."""
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return 0, 1
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main() -> bool:
+    """Whether this process writes (checkpoints, adapters, report): rank 0."""
+    return world()[0] == 0
+
+
+def sync_gradients(params: list[Any]) -> None:
+    """Average the gradients over the processes (data parallelism, written out: each process
+    computed them on its own micro-batches)."""
+    rank, size = world()
+    if size == 1:
+        return
+    import torch.distributed as dist
+
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(size)
+
+
+def barrier() -> None:
+    if world()[1] > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
 #: settings that may change between a killed run and its resumption
 _RESUMABLE = {"max_steps", "output", "dry_run", "resume", "save_every", "eval_rows", "check_memory", "device", "on_error", "threads"}
 
@@ -87,6 +128,8 @@ class Run:
     def save(self, step: int, params: dict[str, Any], optimizer: Any, scheduler: Any, log: TrainLog) -> None:
         import torch
 
+        if not is_main():  # every process holds the same weights; one writes them
+            return
         self.checkpoint.parent.mkdir(exist_ok=True)
         tmp = self.checkpoint.with_name("state.pt.tmp")
         torch.save({"fingerprint": self.fingerprint, "step": step,
@@ -114,9 +157,11 @@ class Run:
             "resumed_from_step": log.resumed_from,
             "data": data,
             "config": self.cfg.model_dump(),
+            "processes": world()[1],
             **(extra or {}),
         }
-        write_json(self.folder / "report.json", out)
+        if is_main():
+            write_json(self.folder / "report.json", out)
         return out
 
 
@@ -140,7 +185,7 @@ def seed_everything(seed: int) -> None:
 def total_steps(cfg: Any, n_items: int) -> int:
     if cfg.max_steps:
         return cfg.max_steps
-    return max(1, math.ceil(cfg.epochs * n_items / (cfg.batch_size * cfg.grad_accum)))
+    return max(1, math.ceil(cfg.epochs * n_items / (cfg.batch_size * cfg.grad_accum * world()[1])))
 
 
 def batch_indices(lengths: list[int], batch: int, micro_step: int, seed: int) -> list[int]:
@@ -164,7 +209,7 @@ def batch_indices(lengths: list[int], batch: int, micro_step: int, seed: int) ->
 
 def train(cfg: Any, run: Run, params: dict[str, Any], lengths: list[int],
           step_fn: Callable[[list[int]], tuple[Any, int, dict[str, float]]], *, desc: str,
-          on_step: Callable[[int], None] | None = None) -> TrainLog:
+          on_step: Callable[[int], None] | None = None, lr_scale: dict[str, float] | None = None) -> TrainLog:
     """The optimiser loop.
 
     Args:
@@ -172,6 +217,7 @@ def train(cfg: Any, run: Run, params: dict[str, Any], lengths: list[int],
         lengths: one length per training item (for length-grouped batches; ``len`` = items).
         step_fn: ``indices -> (loss, tokens processed, extra metrics)`` for one micro-batch.
         on_step: called with the step number before each optimiser step (phase changes).
+        lr_scale: parameter name -> multiplier of the learning rate (e.g. a freshly initialised head).
 
     Returns: the log (loss per optimiser step, tokens, seconds, step resumed from).
     """
@@ -179,7 +225,12 @@ def train(cfg: Any, run: Run, params: dict[str, Any], lengths: list[int],
     from tqdm import tqdm
 
     trainable = list(params.values())
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    scales = lr_scale or {}
+    groups: dict[float, list[Any]] = {}
+    for name, p in params.items():
+        groups.setdefault(scales.get(name, 1.0), []).append(p)
+    optimizer = torch.optim.AdamW([{"params": ps, "lr": cfg.learning_rate * k} for k, ps in groups.items()],
+                                  lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     steps = total_steps(cfg, len(lengths))
     warm = cfg.warmup_steps
 
@@ -191,20 +242,25 @@ def train(cfg: Any, run: Run, params: dict[str, Any], lengths: list[int],
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     log = TrainLog()
     start = run.load(params, optimizer, scheduler, log)
-    bar = tqdm(total=steps, initial=start, desc=desc, unit="step", dynamic_ncols=True, disable=None)
+    rank, size = world()  # under torchrun each process takes every size-th micro-batch
+    bar = tqdm(total=steps, initial=start, desc=desc, unit="step", dynamic_ncols=True,
+               disable=None if rank == 0 else True)
     for step in range(start, steps):
         if on_step is not None:
             on_step(step)
         began, began_cpu = time.perf_counter(), time.process_time()
         total, tokens, extras = 0.0, 0, {}
         for micro in range(cfg.grad_accum):
-            idx = batch_indices(lengths, cfg.batch_size, step * cfg.grad_accum + micro, cfg.seed)
+            idx = batch_indices(lengths, cfg.batch_size, (step * cfg.grad_accum + micro) * size + rank, cfg.seed)
             loss, n, extra = step_fn(idx)
             (loss / cfg.grad_accum).backward()
             total += float(loss.detach()) / cfg.grad_accum
             tokens += n
             for key, value in extra.items():
                 extras[key] = extras.get(key, 0.0) + value / cfg.grad_accum
+        if size > 1:
+            sync_gradients(trainable)
+            total, tokens = _sum_over_processes(total) / size, int(_sum_over_processes(float(tokens)))
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         scheduler.step()
@@ -224,6 +280,16 @@ def train(cfg: Any, run: Run, params: dict[str, Any], lengths: list[int],
     return log
 
 
+def _sum_over_processes(value: float) -> float:
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64,
+                     device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t)
+    return float(t)
+
+
 # ---------------------------------------------------------------- memory
 
 
@@ -238,10 +304,10 @@ def peak_memory_gib() -> float:
 
 def available_memory_gib(device: str) -> float | None:
     """Free memory where training will run: CUDA free memory, else ``MemAvailable``."""
-    if device == "cuda":
+    if device.startswith("cuda"):
         import torch
 
-        free, _ = torch.cuda.mem_get_info()
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
         return free / GIB
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -271,7 +337,7 @@ def memory_estimate(cfg: Any, source: Any, device: str) -> dict[str, Any]:
                             tied_embeddings=c.get("tie_word_embeddings"))
         entry = ModelEntry(id="local-model", name=source.name, vendor="local", family="local", open_weights=True,
                            context_length=c.get("max_position_embeddings"), arch=arch)
-    precision = "int4" if cfg.method == "qlora" else ("bf16" if device == "cuda" else "fp32")
+    precision = "int4" if cfg.method == "qlora" else ("bf16" if device.startswith("cuda") else "fp32")
     context = min(cfg.max_len + (cfg.max_new_tokens if cfg.recipe == "ppo" else 0), entry.context_length or 10**9)
     batch = cfg.batch_size * (2 if cfg.recipe in ("dpo", "rm") else 1)  # chosen and rejected side by side
     est = estimate(entry, precision=precision, mode=cfg.method, context=context, batch=batch, lora_rank=cfg.lora_r)
@@ -326,3 +392,40 @@ def mean_token_loss(model: Any, examples: list[Any], pad_id: int, device: str, b
             count += n
     model.train(was_training)
     return round(total / count, 4) if count else None
+
+
+def preference_stats(margins: list[float], before: list[float] | None = None) -> dict[str, Any]:
+    """Held-out preference accuracy of per-pair margins (chosen minus rejected), with its 95 %
+    Wilson interval; a tie (margin 0) counts half, so a model with no preference scores 0.5.
+
+    With ``before`` (the same pairs' margins before training) it adds the paired sign test:
+    among the pairs whose verdict changed, how many turned right, and the exact two-sided
+    binomial p-value of that split under "training changed nothing systematic".
+    """
+    wins = [1.0 if m > 0 else 0.5 if m == 0 else 0.0 for m in margins]
+    n = len(wins)
+    if not n:
+        return {}
+    p = sum(wins) / n
+    z = 1.959964
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    out: dict[str, Any] = {"preference_accuracy": round(p, 4),
+                           "accuracy_ci95": [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)],
+                           "pairs": n}
+    if before is not None and len(before) == n:
+        old = [1.0 if m > 0 else 0.5 if m == 0 else 0.0 for m in before]
+        up = sum(1 for a, b in zip(old, wins) if b > a)
+        down = sum(1 for a, b in zip(old, wins) if b < a)
+        out["changed_pairs"] = {"better": up, "worse": down, "sign_test_p": round(sign_test(up, down), 6)}
+    return out
+
+
+def sign_test(up: int, down: int) -> float:
+    """Exact two-sided binomial p-value of ``up`` successes in ``up + down`` fair coin flips."""
+    n = up + down
+    if n == 0:
+        return 1.0
+    k = min(up, down)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * tail)

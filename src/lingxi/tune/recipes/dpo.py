@@ -7,9 +7,17 @@ with sums of answer-token log-probabilities. With LoRA the reference is the same
 its adapters switched off, so no second copy of the weights is held; with full fine-tuning the
 reference is a frozen copy.
 
-Eval on held-out pairs: ``preference_accuracy`` (share of pairs where the model gives the
-chosen answer the higher log-probability), ``reward_margin`` (mean implicit reward margin, 0
-before training by construction) and ``reward_accuracy`` (share of pairs with a positive margin).
+Eval on held-out pairs, each with a 95 % interval and (after) a sign test over the pairs whose
+verdict changed:
+
+- ``preference_accuracy``: how often DPO's implicit reward ``beta * log(pi / ref)`` ranks the
+  chosen answer above the rejected one (trl's ``rewards/accuracies``), a tie counting half. The
+  policy starts as the reference, so every pair ties before training (0.5): this measures what
+  training taught the policy to prefer, on pairs it never saw.
+- ``policy_accuracy``: how often the policy itself gives the chosen answer the higher total
+  log-probability. It mixes in what the base model already preferred (mostly the shorter
+  answer), and moves only where the learned margin outweighs that.
+- ``reward_margin``: mean implicit reward margin (0 before training).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lingxi.tune.config import TuneConfig
-from lingxi.tune.loop import eval_batches, train
+from lingxi.tune.loop import eval_batches, preference_stats, train
 from lingxi.tune.model import save_model, trainable_parameters
 from lingxi.tune.setup import start, trainable_model
 from lingxi.tune.tokens import encode_pairs, pair_batch, sequence_logps
@@ -51,24 +59,30 @@ def train_dpo(cfg: TuneConfig, home: Path | None = None) -> dict[str, Any]:
         ref = reference_logps(batch)
         return (policy[:n] - ref[:n]) - (policy[n:] - ref[n:]), policy[:n] - policy[n:]
 
-    def evaluate() -> dict[str, Any]:
-        if not eval_pairs:
-            return {}
+    def eval_margins() -> tuple[list[float], list[float]]:
         model.eval()
         implicit, own = [], []
         with torch.no_grad():
-            for chunk in eval_batches(eval_pairs, 4):
+            for chunk in eval_batches(eval_pairs, 8):
                 batch = pair_batch(chunk, pad, s.device)
                 m, d = margins(batch, sequence_logps(model, batch))
-                implicit.append(cfg.beta * m)
-                own.append(d)
+                implicit += (cfg.beta * m).tolist()
+                own += d.tolist()
         model.train()
-        implicit, own = torch.cat(implicit), torch.cat(own)
-        return {"preference_accuracy": round(float((own > 0).float().mean()), 4),
-                "reward_margin": round(float(implicit.mean()), 4),
-                "reward_accuracy": round(float((implicit > 0).float().mean()), 4), "pairs": len(eval_pairs)}
+        return implicit, own
 
-    before = evaluate()
+    def evaluate(now: tuple[list[float], list[float]], old: tuple[list[float], list[float]] | None = None) -> dict[str, Any]:
+        implicit, own = now
+        if not implicit:
+            return {}
+        policy = preference_stats(own, old[1] if old else None)
+        return {**preference_stats(implicit, old[0] if old else None),
+                "reward_margin": round(sum(implicit) / len(implicit), 4),
+                "policy_accuracy": policy["preference_accuracy"], "policy_accuracy_ci95": policy["accuracy_ci95"],
+                **({"policy_changed_pairs": policy["changed_pairs"]} if old else {})}
+
+    first = eval_margins() if eval_pairs else ([], [])
+    before = evaluate(first)
 
     # ---- loop
     model.train()
@@ -83,7 +97,7 @@ def train_dpo(cfg: TuneConfig, home: Path | None = None) -> dict[str, Any]:
                 [max(len(c.ids), len(r.ids)) for c, r in train_pairs], step, desc=f"dpo {s.source.name}")
 
     # ---- save
-    after = evaluate()
+    after = evaluate(eval_margins(), first) if eval_pairs else {}
     save_model(model, tokenizer, s.run.folder / "adapter")
     return s.run.report(model=s.source.name, log=log, before=before, after=after,
                         data={**s.data_stats, "beta": cfg.beta},

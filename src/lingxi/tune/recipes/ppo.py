@@ -29,7 +29,7 @@ from typing import Any
 
 from lingxi.errors import UsageError
 from lingxi.tune.config import TuneConfig
-from lingxi.tune.loop import TrainLog, eval_batches, seed_everything, total_steps
+from lingxi.tune.loop import TrainLog, eval_batches, seed_everything, sync_gradients, total_steps, world
 from lingxi.tune.model import load_causal_lm, load_tokenizer, make_trainable, save_model, trainable_parameters
 from lingxi.tune.recipes.rm import load_reward_model
 from lingxi.tune.setup import start
@@ -139,13 +139,16 @@ def train_ppo(cfg: TuneConfig, home: Path | None = None) -> dict[str, Any]:
     log = TrainLog()
     begin = s.run.load(params, optimizer, scheduler, log)
     order = torch.Generator().manual_seed(cfg.seed)
-    perms = [torch.randperm(len(prompts), generator=order).tolist() for _ in range(steps * cfg.batch_size // max(1, len(prompts)) + 1)]
+    perms = [torch.randperm(len(prompts), generator=order).tolist()
+             for _ in range(steps * cfg.batch_size * world()[1] // max(1, len(prompts)) + 1)]
     flat = [i for p in perms for i in p]
-    bar = tqdm(total=steps, initial=begin, desc=f"ppo {s.source.name}", unit="step", disable=None)
+    rank, size = world()  # under torchrun each process samples its own share of the prompts
+    bar = tqdm(total=steps, initial=begin, desc=f"ppo {s.source.name}", unit="step", disable=None if rank == 0 else True)
     for step in range(begin, steps):
         began = time.perf_counter()
         kl_coef = kl_coefficient(step, steps, cfg.kl_start, cfg.kl_end)
-        batch_prompts = [prompts[i] for i in flat[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
+        at = (step * size + rank) * cfg.batch_size
+        batch_prompts = [prompts[i] for i in flat[at:at + cfg.batch_size]]
         roll = rollout(batch_prompts)
         mask, n_prompt = roll["resp_mask"], roll["n_prompt"]
         raw = roll["reward"]
@@ -180,6 +183,7 @@ def train_ppo(cfg: TuneConfig, home: Path | None = None) -> dict[str, Any]:
             vf = 0.5 * torch.max((new_values - returns) ** 2, (clipped_v - returns) ** 2)
             loss = ((pg + VALUE_COEF * vf) * mask).sum() / n_tok
             loss.backward()
+            sync_gradients(list(params.values()))
             torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

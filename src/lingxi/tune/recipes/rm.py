@@ -4,9 +4,15 @@
 setup -> evaluate before -> train -> evaluate after -> save.
 
 The reward model is the base causal LM (LoRA adapters, or all weights) with a linear head on the
-hidden state of the last token. Saved as the adapter folder plus ``reward_head.pt``;
-:func:`load_reward_model` loads it back (PPO uses it). Eval: held-out ``preference_accuracy``
-(share of pairs scored chosen > rejected) and the mean reward margin.
+hidden state of the last token, initialised to zero: before training every pair ties, so the
+untrained model has no preference (accuracy 0.5) rather than the verdict of a random projection.
+The head learns at ``HEAD_LR_SCALE`` times the learning rate (it starts from nothing; the body
+only refines features it already has). Saved as the adapter folder plus the head's state;
+:func:`load_reward_model` loads it back (PPO uses it).
+
+Eval: held-out ``preference_accuracy`` (share of pairs scored chosen > rejected, a tie counting
+half) with its 95 % interval, the mean reward margin, and a sign test over the pairs whose
+verdict training changed.
 """
 
 from __future__ import annotations
@@ -16,10 +22,14 @@ from typing import Any
 
 from lingxi.errors import UsageError
 from lingxi.tune.config import TuneConfig
-from lingxi.tune.loop import eval_batches, train
+from lingxi.tune.loop import eval_batches, preference_stats, train
 from lingxi.tune.model import load_causal_lm, load_tokenizer, resolve, save_model, trainable_parameters
 from lingxi.tune.setup import start, trainable_model
 from lingxi.tune.tokens import encode_pairs, last_hidden, pair_batch
+
+
+#: the zero-initialised reward head's learning rate, relative to ``--lr``
+HEAD_LR_SCALE = 10.0
 
 
 class RewardModel:
@@ -47,26 +57,28 @@ def train_reward_model(cfg: TuneConfig, home: Path | None = None) -> dict[str, A
     eval_pairs = encode_pairs(tokenizer, s.eval_rows, cfg.max_len)
     hidden = body.get_base_model().config.hidden_size if hasattr(body, "get_base_model") else body.config.hidden_size
     head = torch.nn.Linear(hidden, 1).to(s.device)
-    torch.nn.init.normal_(head.weight, std=1 / (hidden + 1) ** 0.5)
+    torch.nn.init.zeros_(head.weight)
     torch.nn.init.zeros_(head.bias)
     rm = RewardModel(body, head)
     pad = tokenizer.pad_token_id
 
-    def evaluate() -> dict[str, Any]:
-        if not eval_pairs:
-            return {}
+    def margins() -> list[float]:
         rm.train(False)
-        margins = []
+        out = []
         with torch.no_grad():
-            for chunk in eval_batches(eval_pairs, 4):
+            for chunk in eval_batches(eval_pairs, 8):
                 r = rm.rewards(pair_batch(chunk, pad, s.device))
-                margins.append(r[: len(chunk)] - r[len(chunk):])
+                out += (r[: len(chunk)] - r[len(chunk):]).tolist()
         rm.train(True)
-        m = torch.cat(margins)
-        return {"preference_accuracy": round(float((m > 0).float().mean()), 4),
-                "reward_margin": round(float(m.mean()), 4), "pairs": len(eval_pairs)}
+        return out
 
-    before = evaluate()
+    def evaluate(m: list[float], old: list[float] | None = None) -> dict[str, Any]:
+        if not m:
+            return {}
+        return {**preference_stats(m, old), "reward_margin": round(sum(m) / len(m), 4)}
+
+    first = margins() if eval_pairs else []
+    before = evaluate(first)
 
     # ---- loop
     rm.train(True)
@@ -82,10 +94,10 @@ def train_reward_model(cfg: TuneConfig, home: Path | None = None) -> dict[str, A
         return loss, int(batch["attention_mask"].sum()), {"accuracy": float((margin > 0).float().mean())}
 
     log = train(cfg, s.run, params, [max(len(c.ids), len(r.ids)) for c, r in train_pairs], step,
-                desc=f"rm {s.source.name}")
+                desc=f"rm {s.source.name}", lr_scale={f"reward_head.{n}": HEAD_LR_SCALE for n, _ in head.named_parameters()})
 
     # ---- save
-    after = evaluate()
+    after = evaluate(margins(), first) if eval_pairs else {}
     save_model(body, tokenizer, s.run.folder / "adapter",
                extra={"reward_head": head.state_dict(), "hidden_size": hidden})
     return s.run.report(model=s.source.name, log=log, before=before, after=after, data=s.data_stats,
