@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from lingxi.engines.base import Chunk, GenerationParams
+from lingxi.engines.base import ChatEngine, Chunk, GenerationParams, ModelInfo
 from lingxi.engines.batch import BatchScheduler, FairQueue, astream_request, stream_request, tenant_var
 from lingxi.errors import EngineError, RateLimitError
 from lingxi.gateway.admission import Admission
@@ -343,3 +343,135 @@ def test_a_request_whose_start_fails_gets_the_error_instead_of_waiting_forever(t
     assert text(list(stream_request(sched, prompt_of(1), greedy, (), 4))) == reference(prompt_of(1), 4)
     settle(thread)
     assert sched.busy == 0 and model.samplers_open == 0
+
+
+# ------------------------------------------------------------ through the gateway
+
+
+class BatchedTinyEngine(ChatEngine):
+    """TinyModel behind a BatchScheduler as a gateway model, streamed the way the llama.cpp engine
+    streams (``astream`` submits from the request's own task). Records the tenant of each request
+    in the order the batch gives them a slot."""
+
+    engine_name = "tinybatch"
+
+    def __init__(self, thread, n_slots: int = 1):
+        super().__init__("tiny")
+        self.model = TinyModel(n_slots=n_slots)
+        self.scheduler = BatchScheduler(self.model, thread, "tiny", n_ctx=4096, prefill_chunk=16)
+        self.started: list[str] = []
+        start = self.scheduler._start
+
+        def recording(slot, req):
+            self.started.append(req.tenant)
+            start(slot, req)
+
+        self.scheduler._start = recording
+
+    @property
+    def info(self):
+        return ModelInfo(name="tiny", engine=self.engine_name, context_length=4096)
+
+    def _tokens(self, prompt):
+        text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+        return [1 + ord(ch) % 26 for ch in text]
+
+    def stream(self, prompt, params=None):
+        params = params or GenerationParams()
+        return stream_request(self.scheduler, self._tokens(prompt), params, params.stop, params.max_tokens)
+
+    async def astream(self, prompt, params=None):
+        params = params or GenerationParams()
+        async for chunk in astream_request(self.scheduler, self._tokens(prompt), params, params.stop,
+                                           params.max_tokens):
+            yield chunk
+
+
+def test_one_tenants_streamed_burst_cannot_starve_anothers_stream(tmp_path, thread):
+    """The tenant a key belongs to reaches the batch's own queue for streamed requests: with one
+    slot held back, tenant b's stream, sent after tenant a's burst of four, gets the slot second."""
+    import threading
+
+    import httpx
+    from gateway_helpers import gateway_settings, running
+
+    from lingxi.stores.keys import SQLiteKeyStore
+
+    settings = gateway_settings(tmp_path)
+    store = SQLiteKeyStore(settings.home_dir / "gateway" / "keys.db")
+    secret_a, _ = store.create("a")
+    secret_b, _ = store.create("b")
+    engine = BatchedTinyEngine(thread, n_slots=1)
+    gate = threading.Event()
+    thread.submit(gate.wait)  # the batch takes nobody until everyone has queued
+    texts: dict[str, str] = {}
+
+    def call(secret, tag):
+        body = {"model": "tiny", "stream": True, "temperature": 0, "max_tokens": 3,
+                "messages": [{"role": "user", "content": f"hello {tag}"}]}
+        with httpx.stream("POST", srv.url + "/v1/chat/completions", json=body, timeout=30,
+                          headers={"authorization": f"Bearer {secret}"}) as resp:
+            texts[tag] = resp.read().decode()
+
+    with running(settings, engines={"tiny": engine}) as srv:
+        calls = [threading.Thread(target=call, args=(secret_a, f"a{i}")) for i in range(4)]
+        for t in calls:
+            t.start()
+        while engine.scheduler.waiting < 4:
+            gate.wait(0.005)
+        late = threading.Thread(target=call, args=(secret_b, "b"))
+        late.start()
+        while engine.scheduler.waiting < 5:
+            gate.wait(0.005)
+        gate.set()
+        for t in [*calls, late]:
+            t.join(30)
+    assert engine.started == ["a", "b", "a", "a", "a"]
+    assert all("[DONE]" in t for t in texts.values()) and len(texts) == 5
+
+
+def test_a_worker_thread_stream_keeps_the_requests_tenant():
+    """kb: answers run the model from a worker thread (iterate_in_thread): the tenant goes along."""
+    from lingxi.engines.base import iterate_in_thread
+
+    async def main():
+        tenant_var.set("acme")
+        return [t async for t in iterate_in_thread(lambda: iter([tenant_var.get()]))]
+
+    assert asyncio.run(main()) == ["acme"]
+
+
+def test_response_format_becomes_a_schema_and_an_engine_without_grammars_refuses_it(tmp_path):
+    import json
+
+    import httpx
+    from gateway_helpers import gateway_settings, running
+
+    from lingxi.engines.fake import FakeEngine
+    from lingxi.errors import UsageError
+    from lingxi.gateway.protocol import ChatCompletionRequest
+
+    msgs = [{"role": "user", "content": "x"}]
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    p = ChatCompletionRequest(model="m", messages=msgs, max_completion_tokens=7, response_format={
+        "type": "json_schema", "json_schema": {"name": "n", "schema": schema, "strict": True}}).params()
+    assert json.loads(p.json_schema) == schema and p.max_tokens == 7 and p.grammar is None
+    assert json.loads(ChatCompletionRequest(model="m", messages=msgs, response_format={"type": "json_object"})
+                      .params().json_schema) == {"type": "object"}
+    assert ChatCompletionRequest(model="m", messages=msgs, response_format={"type": "text"}).params().json_schema is None
+    assert ChatCompletionRequest(model="m", messages=msgs, grammar='root ::= "yes"').params().grammar == 'root ::= "yes"'
+    with pytest.raises(UsageError, match="not both"):
+        GenerationParams(grammar='root ::= "a"', json_schema="{}")
+    with pytest.raises(UsageError, match="JSON object"):
+        GenerationParams(json_schema="[1]")
+
+    with running(gateway_settings(tmp_path), engines={"fake": FakeEngine("fake")}) as srv:
+        url = srv.url + "/v1/chat/completions"
+        for stream in (False, True):
+            r = httpx.post(url, json={"model": "fake", "messages": msgs, "stream": stream,
+                                      "response_format": {"type": "json_object"}})
+            assert r.status_code == 400 and "JSON schema" in r.json()["error"]["message"], r.text
+        r = httpx.post(url, json={"model": "fake", "messages": msgs, "response_format": {"type": "json_schema"}})
+        assert r.status_code == 400 and "json_schema.schema" in r.json()["error"]["message"]
+        assert httpx.post(url, json={"model": "fake", "messages": msgs,
+                                     "response_format": {"type": "text"}}).status_code == 200

@@ -1,14 +1,17 @@
 """Continuous batching on the real bundled model (slow tier): cells freed on cancel, greedy answers
-alone vs inside a batch, and the next turn of a conversation reusing the cached prefix."""
+alone vs inside a batch, the next turn of a conversation reusing the cached prefix, and a grammar
+or JSON schema per request inside one batch."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
 from lingxi.config import LlamaCppModel, Settings
 from lingxi.engines import GenerationParams, load_engine
+from lingxi.errors import UsageError
 
 pytestmark = pytest.mark.slow
 
@@ -71,3 +74,29 @@ def test_the_next_turn_reuses_the_conversation_prefix(engine):
     turn += [{"role": "assistant", "content": first.text}, {"role": "user", "content": "Name another one."}]
     engine.generate(turn, params)
     assert engine.scheduler.reused_tokens - before >= first.usage.prompt_tokens
+
+
+def test_each_request_in_a_batch_keeps_to_its_own_grammar_or_schema(engine):
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
+                                               "sunny": {"type": "boolean"}}, "required": ["city", "sunny"]}
+    asks = [
+        ("Describe the weather in Paris as JSON.", GenerationParams(max_tokens=40, temperature=0,
+                                                                    json_schema=json.dumps(schema))),
+        ("Is the sky blue?", GenerationParams(max_tokens=4, temperature=0, grammar='root ::= "yes" | "no"')),
+        ("Is the sky blue?", GenerationParams(max_tokens=8, temperature=0.8, seed=3,
+                                              grammar='root ::= [0-9] [0-9]? " apples"')),
+        ("What is the capital of France? Answer in one word.", GenerationParams(max_tokens=8, temperature=0)),
+    ]
+
+    async def together():
+        return await asyncio.gather(*(engine.agenerate(_chat(q), p) for q, p in asks))
+
+    answers = [r.text for r in asyncio.run(together())]
+    weather = json.loads(answers[0])
+    assert set(weather) == {"city", "sunny"} and isinstance(weather["sunny"], bool), answers
+    assert answers[1] in ("yes", "no"), answers
+    assert answers[2].endswith(" apples") and answers[2][:-7].isdigit(), answers
+    assert "Paris" in answers[3], answers  # the unconstrained neighbour is not held to anyone's grammar
+    with pytest.raises(UsageError, match="GBNF"):
+        engine.generate(_chat("x"), GenerationParams(grammar="root ::= ("))
+    assert engine.scheduler.busy == 0

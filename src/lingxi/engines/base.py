@@ -10,6 +10,8 @@ This module imports nothing heavy: no torch, no llama_cpp, no httpx.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import json
 import queue
 import threading
 import time
@@ -38,13 +40,21 @@ Prompt = Sequence[Message] | str
 
 @dataclass(frozen=True)
 class GenerationParams:
-    """Sampling settings shared by every engine. ``temperature=0`` means greedy."""
+    """Sampling settings shared by every engine. ``temperature=0`` means greedy.
+
+    ``grammar`` (GBNF, llama.cpp's grammar format) or ``json_schema`` (a JSON Schema, as JSON
+    text) constrain what may be sampled; only engines whose ``constrained_decoding`` is true honour
+    them (the llama.cpp engine, per request inside its batch), and the gateway refuses them for
+    the others rather than ignore them.
+    """
 
     max_tokens: int = 256
     temperature: float = 0.7
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    grammar: str | None = None
+    json_schema: str | None = None
 
     def __post_init__(self) -> None:
         from lingxi.errors import UsageError
@@ -56,6 +66,15 @@ class GenerationParams:
             problems.append(f"temperature must be in [0, 2], got {self.temperature}")
         if not 0.0 < self.top_p <= 1.0:
             problems.append(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.grammar is not None and self.json_schema is not None:
+            problems.append("give a grammar or a json_schema, not both")
+        if self.json_schema is not None:
+            try:
+                schema = json.loads(self.json_schema)
+            except ValueError as exc:
+                schema = exc
+            if not isinstance(schema, dict):
+                problems.append("json_schema must be a JSON object (a JSON Schema)")
         if problems:
             raise UsageError("; ".join(problems))
         if isinstance(self.stop, str):  # tolerate stop="x" like the OpenAI API
@@ -176,7 +195,8 @@ def iterate_on(executor: Executor, make: Callable[[], Iterator[T]]) -> Iterator[
     """
     items: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
     stop = threading.Event()
-    executor.submit(_pump, make, lambda kind, value: items.put((kind, value)), stop)
+    # The caller's context variables (the request's tenant) go with the work to the other thread.
+    executor.submit(contextvars.copy_context().run, _pump, make, lambda kind, value: items.put((kind, value)), stop)
     try:
         while True:
             kind, value = items.get()
@@ -207,7 +227,9 @@ async def iterate_in_thread(make: Callable[[], Iterator[T]], executor: Executor 
         except RuntimeError:  # the loop has closed: nobody is listening any more
             stop.set()
 
-    loop.run_in_executor(executor, _pump, make, put, stop)
+    # run_in_executor, unlike asyncio.to_thread, does not carry the context variables (the
+    # request's tenant, which a batching engine queues by): copy them over.
+    loop.run_in_executor(executor, contextvars.copy_context().run, _pump, make, put, stop)
     try:
         while True:
             kind, value = await items.get()
@@ -231,6 +253,8 @@ class ChatEngine(ABC):
 
     #: registry name, e.g. ``"llamacpp"``
     engine_name: str = ""
+    #: Whether :class:`GenerationParams`' ``grammar`` and ``json_schema`` are honoured.
+    constrained_decoding: ClassVar[bool] = False
     #: A plugin's options: a subclass of :class:`lingxi.config.ChatModelOptions` that validates its
     #: ``[models.NAME]`` entry (the built-ins' are named in :mod:`lingxi.engines.registry`).
     options_model: ClassVar[type | None] = None

@@ -16,6 +16,7 @@ model's own thread), every call is about three times slower on a small machine (
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -80,6 +81,7 @@ class LlamaBackend:
         self._batch = lib.llama_batch_init(n_batch, 0, 1)
         self._vocab = model.vocab
         self._pieces: dict[int, bytes] = {}
+        self._eog: dict[int, bool] = {}
 
     def n_ctx(self) -> int:
         return self._lib.llama_n_ctx(self.ctx)
@@ -103,9 +105,22 @@ class LlamaBackend:
 
     repeat_penalty = 1.0  # set by the engine from the model's config
 
+    def grammar_sampler(self, grammar: str) -> Any:
+        """A sampler that keeps to ``grammar`` (GBNF); UsageError when it does not parse.
+        Safe off the llama.cpp thread: it reads the vocabulary and nothing else."""
+        sampler = self._lib.llama_sampler_init_grammar(self._vocab, grammar.encode("utf-8"), b"root")
+        if not sampler:
+            raise UsageError("grammar: not a valid GBNF grammar with a 'root' rule")
+        return sampler
+
     def sampler(self, params: GenerationParams) -> Any:
+        """A request's sampler chain: its grammar first (GBNF; the engine turns a JSON schema into
+        one), then the repeat penalty, then greedy or top-k/top-p/min-p/temperature draws."""
         lib = self._lib
+        grammar = None if params.grammar is None else self.grammar_sampler(params.grammar)
         chain = lib.llama_sampler_chain_init(lib.llama_sampler_chain_default_params())
+        if grammar is not None:  # the chain owns (and frees) the samplers added to it
+            lib.llama_sampler_chain_add(chain, grammar)
         if self.repeat_penalty > 1.0:  # sees each sampled token (llama_sampler_sample accepts it)
             n_vocab = lib.llama_vocab_n_tokens(self._vocab)
             lib.llama_sampler_chain_add(chain, lib.llama_sampler_init_penalties(n_vocab, 64, self.repeat_penalty, 0.0, 0.0))
@@ -137,7 +152,10 @@ class LlamaBackend:
         return self._lib.llama_memory_seq_pos_max(self._mem, seq)
 
     def is_eog(self, token: int) -> bool:
-        return self._lib.llama_vocab_is_eog(self._vocab, token)
+        eog = self._eog.get(token)
+        if eog is None:  # one foreign call per token id, not per token generated: the vocabulary is fixed
+            eog = self._eog[token] = bool(self._lib.llama_vocab_is_eog(self._vocab, token))
+        return eog
 
     def piece(self, token: int) -> bytes:
         """The bytes of one token (may be part of a UTF-8 character), cached: the vocabulary is fixed."""
@@ -162,6 +180,7 @@ class LlamaBackend:
 
 class LlamaCppEngine(ChatEngine):
     engine_name = "llamacpp"
+    constrained_decoding = True
 
     def __init__(self, name: str, config: Any):
         super().__init__(name)
@@ -192,6 +211,7 @@ class LlamaCppEngine(ChatEngine):
         self._n_ctx = min(self._backend.n_ctx(), n_ctx)
         self._scheduler = BatchScheduler(self._backend, self._thread, name, n_ctx=self._n_ctx)
         self._backend.repeat_penalty = config.repeat_penalty
+        self._grammars_ok: set[str] = set()  # grammars that parsed (checked once each)
         self._system_prompt = config.system_prompt
 
     @staticmethod
@@ -274,12 +294,30 @@ class LlamaCppEngine(ChatEngine):
 
     def _prepare(self, prompt: Prompt, params: GenerationParams | None) -> tuple[list[int], GenerationParams,
                                                                             tuple[str, ...], int]:
-        params = params or GenerationParams()
+        params = self._constrained(params or GenerationParams())
         tokens, template_stops = self._prompt_tokens(prompt)
         if len(tokens) >= self._n_ctx:
             raise ContextLengthError(len(tokens), self._n_ctx)
         stops = tuple(s for s in params.stop + template_stops if s)
         return tokens, params, stops, min(params.max_tokens, self._n_ctx - len(tokens))
+
+    def _constrained(self, params: GenerationParams) -> GenerationParams:
+        """``params`` with its JSON schema turned into a GBNF grammar, and the grammar checked
+        here, so that a bad one is the caller's error before anything is queued."""
+        if params.json_schema is not None:
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+            try:
+                gbnf = json_schema_to_gbnf(params.json_schema)
+            except Exception as exc:  # noqa: BLE001 - the converter raises bare exceptions on schemas it cannot map
+                raise UsageError(f"json_schema: cannot turn this schema into a grammar: {exc}") from None
+            params = dataclasses.replace(params, grammar=gbnf, json_schema=None)
+        if params.grammar is not None and params.grammar not in self._grammars_ok:
+            self._backend.free_sampler(self._backend.grammar_sampler(params.grammar))
+            if len(self._grammars_ok) >= 256:
+                self._grammars_ok.clear()
+            self._grammars_ok.add(params.grammar)
+        return params
 
     def stream(self, prompt: Prompt, params: GenerationParams | None = None) -> Iterator[Chunk]:
         tokens, params, stops, budget = self._prepare(prompt, params)  # errors raise here, before any output

@@ -8,6 +8,7 @@ Responses are plain dicts serialised with orjson: building them costs microsecon
 from __future__ import annotations
 
 import base64
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -62,6 +63,19 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
 class _Sampling(_Request):
     model: str = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
@@ -73,6 +87,9 @@ class _Sampling(_Request):
     stream_options: StreamOptions | None = None
     n: int = Field(default=1, ge=1, le=1)
     user: str | None = None
+    response_format: ResponseFormat | None = None
+    grammar: str | None = None
+    """Not in OpenAI's API (llama-server's): a GBNF grammar the answer must follow."""
 
     @field_validator("stop")
     @classmethod
@@ -89,7 +106,19 @@ class _Sampling(_Request):
             top_p=1.0 if self.top_p is None else self.top_p,
             stop=stop,
             seed=self.seed,
+            grammar=self.grammar,
+            json_schema=self._json_schema(),
         )
+
+    def _json_schema(self) -> str | None:
+        fmt = self.response_format
+        if fmt is None or fmt.type == "text":
+            return None
+        if fmt.type == "json_object":
+            return '{"type": "object"}'
+        if fmt.json_schema is None or fmt.json_schema.schema_ is None:
+            raise UsageError("response_format: type 'json_schema' needs json_schema.schema")
+        return orjson.dumps(fmt.json_schema.schema_).decode()
 
 
 class ChatCompletionRequest(_Sampling):
@@ -111,7 +140,7 @@ class ChatCompletionRequest(_Sampling):
     def params(self, default_max_tokens: int = 512) -> GenerationParams:
         p = super().params(default_max_tokens)
         if self.max_completion_tokens and not self.max_tokens:
-            p = GenerationParams(self.max_completion_tokens, p.temperature, p.top_p, p.stop, p.seed)
+            p = dataclasses.replace(p, max_tokens=self.max_completion_tokens)
         return p
 
 

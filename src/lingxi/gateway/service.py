@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -936,6 +937,8 @@ class Gateway:
         params = req.params or GenerationParams()
         system = "\n".join(m["content"] for m in req.messages or () if m["role"] == "system")
         shape = f"{params.max_tokens}|{params.temperature}|{params.top_p}|{sorted(params.stop)}|{params.seed}"
+        if params.grammar is not None or params.json_schema is not None:  # a constrained answer is another answer
+            shape += "|" + hashlib.sha256(f"{params.grammar}|{params.json_schema}".encode()).hexdigest()
         run.scope = CacheScope(tenant=req.caller.tenant, model=req.model, system_prompt=system, kb_version=kb_version,
                                groups=None if groups is None else tuple(groups), params=shape)
         if not run.read_cache:

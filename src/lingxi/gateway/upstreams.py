@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lingxi.engines.base import ChatEngine, Chunk, GenerationParams, Prompt
-from lingxi.errors import EngineError, LingxiError, UpstreamError
+from lingxi.errors import EngineError, LingxiError, UpstreamError, UsageError
 
 log = logging.getLogger("lingxi.gateway")
 
@@ -157,6 +157,10 @@ class ModelPool:
             try:
                 if replica.engine is None:
                     replica.engine = await asyncio.to_thread(replica.load)
+                if (params.grammar is not None or params.json_schema is not None) \
+                        and not replica.engine.constrained_decoding:
+                    raise UsageError(f"model '{self.name}' ({replica.engine.engine_name} engine) cannot keep its "
+                                     "answer to a grammar or JSON schema (response_format); a llama.cpp model can")
                 agen = replica.engine.astream(prompt, params)
                 try:
                     first = await agen.__anext__()
