@@ -47,7 +47,7 @@ def main() -> None:
     for level in map(str, levels):
         g, e = results["gateway"][level], results["engine"][level]
         ratios[level] = {k: round(g[k] / e[k], 3) if g.get(k) and e.get(k) else None
-                         for k in ("ttft_p50_s", "itl_p50_s", "tokens_per_s", "requests_per_s")}
+                         for k in ("ttft_p50_s", "itl_p50_s", "decode_tokens_per_s_p50", "tokens_per_s", "requests_per_s")}
     print(json.dumps({"model": "smollm2 (bundled Q4_1)", "threads": args.threads, "cpus": len(os.sched_getaffinity(0)),
                       "load_avg_1m": os.getloadavg()[0], **common, "results": results,
                       "gateway_over_engine": ratios}, indent=1))

@@ -191,6 +191,8 @@ def _summarise(records: list[dict[str, Any]], wall: float) -> dict[str, Any]:
     gaps = [g for r in ok for g in r["gaps"]]
     lat = [r["latency_s"] for r in ok]
     tokens = sum(r["tokens"] or 0 for r in ok)
+    # per request, tokens after the first over the time they took (benchmarks/gateway.py's decode rate)
+    decode = [len(r["gaps"]) / sum(r["gaps"]) for r in ok if r["gaps"] and sum(r["gaps"]) > 0]
     out = {
         "requests": len(records), "errors": len(records) - len(ok),
         "error_rate": (len(records) - len(ok)) / len(records) if records else None,
@@ -198,6 +200,7 @@ def _summarise(records: list[dict[str, Any]], wall: float) -> dict[str, Any]:
         "ttft_p50_s": percentile(ttft, 50), "ttft_p95_s": percentile(ttft, 95),
         "itl_p50_s": percentile(gaps, 50), "itl_p95_s": percentile(gaps, 95),
         "latency_p50_s": percentile(lat, 50), "latency_p95_s": percentile(lat, 95),
+        "decode_tokens_per_s_p50": percentile(decode, 50),
         "wall_s": wall,
     }
     return {k: round(v, 5) if isinstance(v, float) else v for k, v in out.items()}
