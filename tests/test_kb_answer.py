@@ -170,7 +170,8 @@ def test_unanswerable_question_is_refused_without_a_model_call(handbook_kb):
     answer = handbook_kb.answer("Can employees bring their pets to work?", engine)
     assert answer.mode == "unknown" and not answer.supported and engine.prompts == []
     assert json.loads(json.dumps(answer.to_dict())) == {
-        "answer": "I don't know: the documents do not say.", "supported": False, "mode": "unknown", "citations": []}
+        "answer": "I don't know: the documents do not say.", "supported": False, "mode": "unknown", "citations": [],
+        "retrieval_mode": "hybrid"}
 
 
 def test_stream_answer_ends_with_the_answer(handbook_kb):

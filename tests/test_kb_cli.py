@@ -46,7 +46,7 @@ def test_create_ingest_search_ask_stats_delete(lingxi, tmp_path):
 
     code, out, _ = lingxi("kb", "ask", "docs", "What is the notice period for resignation?", "--json")
     answer = json.loads(out)
-    assert code == 0 and list(answer) == ["answer", "supported", "mode", "citations"]
+    assert code == 0 and list(answer) == ["answer", "supported", "mode", "citations", "retrieval_mode"]
     assert answer["supported"] and answer["mode"] == "generated"
     assert "thirty days" in answer["answer"] and "moon" not in answer["answer"]
     assert {c["id"] for c in answer["citations"]} == {"5.0.1.0"}  # handbook.txt is the 5th document
@@ -63,7 +63,7 @@ def test_create_ingest_search_ask_stats_delete(lingxi, tmp_path):
     code, out, _ = lingxi("kb", "ask", "docs", "Can employees bring their pets to work?", "--json")
     answer = json.loads(out)
     assert code == 0 and answer == {"answer": "I don't know: the documents do not say.", "supported": False,
-                                    "mode": "unknown", "citations": []}
+                                    "mode": "unknown", "citations": [], "retrieval_mode": "hybrid"}
     code, out, err = lingxi("kb", "ask", "docs", "notice?", "--answer-mode", "quote")
     assert code == 2 and "quote" in err
 

@@ -143,7 +143,7 @@ def test_answer_keeps_verified_citations_and_drops_the_rest(kb):
     assert "千分之一" in answer.answer and "月球" not in answer.answer
     assert "9.9.9.9" not in answer.answer and answer.dropped
     body = answer.to_dict()
-    assert set(body) == {"answer", "citations", "supported", "mode"}
+    assert set(body) == {"answer", "citations", "supported", "mode", "retrieval_mode"}
     assert set(body["citations"][0]) == {"id", "source", "text", "score"}
 
 

@@ -21,11 +21,19 @@ def kb() -> None:
               help="Where it lives (default: knowledge.store, i.e. embedded SQLite).")
 @click.option("--embedder", default=None,
               help="Embedder name (default: chosen at first ingest, e5-small for Chinese text).")
-def create(name: str, store: str | None, embedder: str | None) -> None:
+@click.option("--retrieval", default=None,
+              help="Its retriever for answers (kb ask, kb: models): hybrid, bm25, dense, graph, fuse:A+B…, auto "
+                   "(default: knowledge.retrieval).")
+def create(name: str, store: str | None, embedder: str | None, retrieval: str | None) -> None:
     """Create an empty knowledge base NAME."""
     from lingxi.knowledge import create_kb
+    from lingxi.knowledge.retrievers import get_retriever
 
+    if retrieval not in (None, "auto"):
+        get_retriever(retrieval)  # a bad name fails before anything is created
     base = create_kb(name, settings(), store=store, embedder=embedder)
+    if retrieval is not None:
+        base.set_retrieval(retrieval)
     click.echo(f"created knowledge base '{name}' ({base.store.backend})")
     base.close()
 
@@ -81,21 +89,30 @@ def _groups(raw: str | None) -> list[str] | None:
 @kb.command("search")
 @click.argument("name")
 @click.argument("query")
-@click.option("--mode", type=click.Choice(["bm25", "dense", "hybrid"]), default="hybrid", show_default=True)
+@click.option("--mode", default="hybrid", show_default=True,
+              help="Retriever: bm25, dense, hybrid, graph (the graph named like the knowledge base), another "
+                   "registered one, fuse:A+B… (fused), or auto (chosen per query, and said).")
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Results to return.")
 @click.option("--groups", default=None, help="Search as a caller in these comma-separated groups.")
 @click.option("--filter", "filters", multiple=True, help="Document metadata KEY=VALUE (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print hits as JSON.")
 def search(name: str, query: str, mode: str, k: int, groups: str | None, filters: tuple[str, ...],
            as_json: bool) -> None:
-    """Search knowledge base NAME for QUERY."""
+    """Search knowledge base NAME for QUERY.
+
+    With --mode auto the JSON output is {"retrieval_mode", "reason", "hits"} (a list of hits otherwise).
+    """
     from lingxi.knowledge import open_kb
 
     with open_kb(name, settings()) as base:
-        hits = base.search(query, mode=mode, k=k, groups=_groups(groups), filters=_filters(filters))
+        chosen = base.retrieval_mode(query, mode, groups=_groups(groups))
+        hits = base.search(query, mode=chosen.mode, k=k, groups=_groups(groups), filters=_filters(filters))
     if as_json:
-        emit_json([h.to_dict() for h in hits])
+        shown = [h.to_dict() for h in hits]
+        emit_json({"retrieval_mode": chosen.mode, "reason": chosen.reason, "hits": shown} if mode == "auto" else shown)
         return
+    if mode == "auto":
+        click.echo(f"retrieval: {chosen.mode} ({chosen.reason})")
     if not hits:
         click.echo("no results")
     for h in hits:
@@ -112,26 +129,33 @@ def search(name: str, query: str, mode: str, k: int, groups: str | None, filters
               help="generate: the model writes, each sentence checked against its citation; extract: quote the "
                    "best-supported source sentences; auto (default, knowledge.answer_mode): extract with models "
                    "under 1B parameters, else generate and quote when the check fails.")
+@click.option("--mode", "retrieval", default=None,
+              help="Retriever: hybrid (default, knowledge.retrieval), bm25, dense, graph, another registered one, "
+                   "fuse:A+B…, or auto (chosen per question, and said).")
 @click.option("-k", "k", type=click.IntRange(1, 50), default=5, show_default=True, help="Chunks to retrieve.")
 @click.option("--groups", default=None, help="Ask as a caller in these comma-separated groups.")
 @click.option("--json", "as_json", is_flag=True,
-              help='Print {"answer", "supported", "mode", "citations": [{"id", "source", "text", "score"}]}.')
-def ask(name: str, question: str, model: str | None, mode: str | None, k: int, groups: str | None,
-        as_json: bool) -> None:
+              help='Print {"answer", "supported", "mode", "retrieval_mode", "citations": [{"id", "source", "text", '
+                   '"score"}]}.')
+def ask(name: str, question: str, model: str | None, mode: str | None, retrieval: str | None, k: int,
+        groups: str | None, as_json: bool) -> None:
     """Answer QUESTION from knowledge base NAME, with verified citations, or say the documents do not.
 
     Answers are deterministic (greedy generation). mode in the JSON output is "generated",
-    "extracted" (quoted from the documents) or "unknown" (supported is then false).
+    "extracted" (quoted from the documents) or "unknown" (supported is then false); retrieval_mode
+    is the retriever that found the sources (with --mode auto, the one chosen for this question).
     """
     from lingxi.knowledge import open_kb
 
     s = settings()
     with open_kb(name, s) as base:
         result = base.answer(question, _engine(model, mode or s.knowledge.answer_mode, s), groups=_groups(groups),
-                             k=k, mode=mode)
+                             k=k, mode=mode, retrieval=retrieval)
     if as_json:
         emit_json(result.to_dict())
         return
+    if retrieval == "auto":
+        click.echo(f"retrieval: {result.retrieval_mode} ({result.retrieval_reason})", err=True)
     click.echo(result.answer)
     for c in result.citations:
         click.echo(f"  [{c.id}] {c.source}: {c.text[:160].replace(chr(10), ' ')}")

@@ -146,6 +146,17 @@ def retrieval_run(kb, queries: dict[str, str], mode: str, depth: int = 100, prog
 
         bar = tqdm(total=len(ids), desc=f"queries ({mode})", unit="q", file=__import__("sys").stderr, leave=False)
     run: Run = {}
+    if mode not in ("bm25", "dense", "hybrid"):  # any other retriever, through the knowledge base
+        from lingxi.knowledge.retrievers import FusedRetriever, get_retriever
+
+        if isinstance(get_retriever(mode), FusedRetriever):  # first pass: the fusion statistics
+            for text in texts:
+                kb.search_ids(text, mode, k=depth, learn=True)
+        for q, text in zip(ids, texts, strict=True):
+            run[q] = corpus_ids(kb.search_ids(text, mode, k=depth, learn=False))
+            bar and bar.update()
+        bar and bar.close()
+        return run
     if mode == "bm25":
         for q, text in zip(ids, texts, strict=True):
             run[q] = corpus_ids(kb.store.search_bm25(tokenize(text), depth, None, None))
@@ -194,10 +205,10 @@ def retrieval_eval(settings, corpus: str | Path, queries: str | Path, qrels: str
     """:func:`evaluate_retrieval` as an :class:`~lingxi.evaluate.result.EvalRun` with per-query scores."""
     import tempfile
 
-    from lingxi.knowledge.kb import MODES, scratch_kb
+    from lingxi.knowledge.kb import scratch_kb
+    from lingxi.knowledge.retrievers import get_retriever
 
-    if mode not in MODES:
-        raise UsageError(f"unknown mode '{mode}'; expected one of {', '.join(MODES)}")
+    get_retriever(mode)  # an unknown name fails before anything is indexed
     data = load_beir(corpus, queries, qrels)
     if not data.queries:
         raise UsageError("no query in the queries file has a judgement in the qrels")

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
-
 import numpy as np
 
 #: A retriever's top-``TOP`` results are checked against the other's top-``AGAINST``.
@@ -38,32 +36,63 @@ MIN_QUERIES = 10
 CLEAR = 2.0
 
 
-@dataclass
 class FusionStats:
-    """Running corroboration statistics of one knowledge base (kept across queries)."""
+    """Running corroboration statistics of one fused list of retrievers (kept across queries).
 
-    queries: int = 0
-    diff_sum: float = 0.0
-    diff_sq_sum: float = 0.0
+    With two retrievers (``bm25``, ``dense``: the hybrid) the state is the sum and the sum of
+    squares of the per-query difference of their corroborations, as it always was. With more,
+    each retriever ``i`` keeps the sums of ``c_i - mean(c_j, j != i)``; for two this is the same
+    difference, seen from each side.
+    """
 
-    def __post_init__(self) -> None:
+    def __init__(self, queries: int = 0, diff_sum: float = 0.0, diff_sq_sum: float = 0.0,
+                 names: tuple[str, ...] = ("bm25", "dense"), sums: list[float] | None = None,
+                 sq_sums: list[float] | None = None):
+        if len(names) < 2:
+            raise ValueError("fusion needs at least two retrievers")
+        self.names = tuple(names)
+        self.queries = queries
+        m = len(self.names)
+        if sums is None:  # the two-retriever form (fusion.json written before retrievers had names)
+            sums = [diff_sum, -diff_sum] if m == 2 else [0.0] * m
+            sq_sums = [diff_sq_sum] * 2 if m == 2 else [0.0] * m
+        if len(sums) != m or sq_sums is None or len(sq_sums) != m:
+            raise ValueError(f"fusion state for {m} retrievers has {len(sums)} sums")
+        self.sums, self.sq_sums = [float(x) for x in sums], [float(x) for x in sq_sums]
         self._lock = threading.Lock()
 
-    def observe(self, bm25_ids: list[str], dense_ids: list[str]) -> None:
-        if len(bm25_ids) < TOP or len(dense_ids) < TOP:
+    @property
+    def diff_sum(self) -> float:
+        return self.sums[0]
+
+    @property
+    def diff_sq_sum(self) -> float:
+        return self.sq_sums[0]
+
+    def observe(self, *ranked: list[str]) -> None:
+        """Count one query from each retriever's ranked ids (as many lists as ``names``)."""
+        if len(ranked) != len(self.names):
+            raise ValueError(f"expected {len(self.names)} ranked lists, got {len(ranked)}")
+        if any(len(r) < TOP for r in ranked):
             return  # too few candidates (a tiny collection or no word in common) to tell anything
-        b_top, d_top = set(bm25_ids[:AGAINST]), set(dense_ids[:AGAINST])
-        b = sum(1 for i in bm25_ids[:TOP] if i in d_top) / min(TOP, len(bm25_ids))
-        d = sum(1 for i in dense_ids[:TOP] if i in b_top) / min(TOP, len(dense_ids))
+        tops = [set(r[:AGAINST]) for r in ranked]
+        m = len(ranked)
+        corroborated = []
+        for i, r in enumerate(ranked):
+            others = [tops[j] for j in range(m) if j != i]
+            corroborated.append(sum(sum(1 for x in r[:TOP] if x in o) for o in others) / (TOP * len(others)))
         with self._lock:
             self.queries += 1
-            self.diff_sum += b - d
-            self.diff_sq_sum += (b - d) ** 2
+            for i, c in enumerate(corroborated):
+                d = c - (sum(corroborated) - c) / (m - 1)
+                self.sums[i] += d
+                self.sq_sums[i] += d * d
 
-    def t(self) -> float:
-        """Paired t statistic of (BM25 corroboration - dense corroboration)."""
+    def t(self, i: int = 0) -> float:
+        """Paired t statistic of retriever ``i``'s corroboration minus the others' (default the
+        first: BM25 minus dense for the hybrid)."""
         with self._lock:
-            n, s, s2 = self.queries, self.diff_sum, self.diff_sq_sum
+            n, s, s2 = self.queries, self.sums[i], self.sq_sums[i]
         if n < 2:
             return 0.0
         mean = s / n
@@ -72,19 +101,36 @@ class FusionStats:
             return 0.0 if abs(mean) < 1e-12 else math.copysign(1e6, mean)
         return mean / math.sqrt(var / n)
 
-    def bm25_weight(self) -> float:
+    def weights(self) -> list[float]:
+        """One weight per retriever, summing to 1: equal before ``MIN_QUERIES`` queries; then a
+        retriever clearly less corroborated than the rest (t <= -CLEAR) gets 0, one clearly more
+        (t >= CLEAR) gets full say next to the others' sigmoid(t)."""
+        m = len(self.names)
         if self.queries < MIN_QUERIES:
-            return 0.5
-        t = self.t()
-        if t >= CLEAR:
-            return 1.0
-        if t <= -CLEAR:
-            return 0.0
-        return 1.0 / (1.0 + math.exp(-t))
+            return [1.0 / m] * m
+        raw = []
+        for i in range(m):
+            t = self.t(i)
+            raw.append(1.0 if t >= CLEAR else 0.0 if t <= -CLEAR else 1.0 / (1.0 + math.exp(-t)))
+        total = sum(raw)
+        return [r / total for r in raw] if total > 0 else [1.0 / m] * m
+
+    def bm25_weight(self) -> float:
+        """The first retriever's weight (BM25's, in the hybrid)."""
+        return self.weights()[0]
+
+    def state(self) -> dict:
+        """What is saved between runs (read back with ``FusionStats(**state)``)."""
+        if self.names == ("bm25", "dense"):
+            return {"queries": self.queries, "diff_sum": self.diff_sum, "diff_sq_sum": self.diff_sq_sum}
+        return {"queries": self.queries, "names": list(self.names), "sums": self.sums, "sq_sums": self.sq_sums}
 
     def to_dict(self) -> dict:
-        return {"queries": self.queries, "diff_sum": self.diff_sum, "diff_sq_sum": self.diff_sq_sum,
-                "t": round(self.t(), 3), "bm25_weight": round(self.bm25_weight(), 4)}
+        out = {**self.state(), "t": round(self.t(), 3), "bm25_weight": round(self.bm25_weight(), 4)}
+        if self.names != ("bm25", "dense"):
+            out.pop("bm25_weight")
+            out["weights"] = dict(zip(self.names, (round(w, 4) for w in self.weights()), strict=True))
+        return out
 
 
 def zscore(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -94,11 +140,18 @@ def zscore(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def fuse(ids: list[str], bm25: np.ndarray, dense: np.ndarray, bm25_ref: np.ndarray, dense_ref: np.ndarray,
          w_bm25: float) -> list[tuple[str, float]]:
-    """Combine both scores of the candidate ``ids``; best first.
+    """Combine both scores of the candidate ``ids``; best first (two retrievers, see :func:`fuse_many`)."""
+    return fuse_many(ids, [bm25, dense], [bm25_ref, dense_ref], [w_bm25, 1.0 - w_bm25])
 
-    A retriever switched off (weight 0) still breaks exact ties of the other one.
+
+def fuse_many(ids: list[str], scores: list[np.ndarray], refs: list[np.ndarray],
+              weights: list[float]) -> list[tuple[str, float]]:
+    """Combine each retriever's scores of the candidate ``ids`` (z-normalised against its
+    ``refs``) with ``weights``; best first.
+
+    A retriever switched off (weight 0) still breaks exact ties of the others.
     """
-    zb, zd = zscore(bm25, bm25_ref), zscore(dense, dense_ref)
-    score = w_bm25 * zb + (1.0 - w_bm25) * zd + 1e-6 * (zb + zd)
+    z = [zscore(np.asarray(s, dtype=np.float64), np.asarray(r, dtype=np.float64)) for s, r in zip(scores, refs, strict=True)]
+    score = sum(w * zi for w, zi in zip(weights, z, strict=True)) + 1e-6 * sum(z)
     order = np.argsort(-score, kind="stable")
     return [(ids[i], float(score[i])) for i in order]

@@ -35,12 +35,15 @@ from lingxi.knowledge.types import Answer, Chunk, Document, Hit, IngestReport
 
 log = logging.getLogger("lingxi.knowledge")
 
+#: The built-in text retrievers; every registered name works too (see :mod:`lingxi.knowledge.retrievers`).
 MODES = ("bm25", "dense", "hybrid")
 _NAME = re.compile(r"^[\w][\w.-]{0,63}$")
 #: Chosen automatically for mostly-Chinese text when the default embedder is English-only.
 CHINESE_EMBEDDER = "e5-small"
 #: Bundled embedders that cannot embed Chinese usefully (MiniLM: nDCG@10 0.23 on Chinese retrieval).
 ENGLISH_ONLY = {"minilm"}
+#: Seconds after which a knowledge base without a graph looks for one again.
+GRAPH_RECHECK_S = 10.0
 
 
 def kb_root(settings: Any) -> Path:
@@ -130,8 +133,20 @@ class KnowledgeBase:
         self._tree_indexes: dict[str, Any] = {}  # groups -> navigation's TreeIndex
         self._sources: tuple[str, dict[str, str]] | None = None
         self._cache: EmbeddingCache | None = None
-        self.fusion = FusionStats(**_read_fusion(folder / "fusion.json"))
-        self._saved_fusion = self.fusion.queries
+        saved = _read_fusion(folder / "fusion.json")
+        self.fusion = FusionStats(**{k: v for k, v in saved.items() if k != "fused"})
+        #: statistics of other fused lists (``fuse:bm25+dense+graph``), by member names
+        self._fusions: dict[tuple[str, ...], FusionStats] = {}
+        for state in saved.get("fused", []):
+            try:
+                stats = FusionStats(**state)
+            except (TypeError, ValueError):
+                continue
+            self._fusions[stats.names] = stats
+        self._saved_fusion = self._fusion_queries()
+        self._graph: tuple[Any, Any] | None = None
+        self._graph_checked = -GRAPH_RECHECK_S
+        self._structure: tuple[str, tuple[str, int, int] | None] | None = None
 
     # ------------------------------------------------------------ properties
 
@@ -371,6 +386,24 @@ class KnowledgeBase:
                         len(flagged), ", ".join(sorted(flagged)[:10]))
         return flagged
 
+    def _record(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.folder / "kb.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def set_retrieval(self, mode: str | None) -> None:
+        """Make ``mode`` this knowledge base's retriever for answers (None: ``knowledge.retrieval``).
+
+        Raises:
+            UsageError: an unknown retriever name.
+        """
+        if mode is not None and mode != "auto":
+            from lingxi.knowledge.retrievers import get_retriever
+
+            get_retriever(mode)
+        self._update_record(retrieval=mode)
+
     def _update_record(self, **updates: Any) -> None:
         path = self.folder / "kb.json"
         record = json.loads(path.read_text(encoding="utf-8")) | updates
@@ -416,29 +449,98 @@ class KnowledgeBase:
 
     def search_ids(self, query: str, mode: str = "hybrid", k: int = 5, groups: Sequence[str] | None = None,
                    filters: dict[str, Any] | None = None, *, learn: bool = True) -> list[tuple[str, float]]:
-        """Like :meth:`search` but only (chunk id, score): no text is read (evaluation, benchmarks)."""
-        if mode not in MODES:
-            raise UsageError(f"unknown search mode '{mode}'; expected one of {', '.join(MODES)}")
+        """Like :meth:`search` but only (chunk id, score): no text is read (evaluation, benchmarks).
+
+        ``mode`` names a retriever (:func:`lingxi.knowledge.retrievers.get_retriever`: ``bm25``,
+        ``dense``, ``hybrid``, ``graph``, a registered one, or ``fuse:A+B…``); ``learn`` lets a
+        fused search update the knowledge base's fusion statistics.
+        """
+        from lingxi.knowledge.retrievers import FusedRetriever, Query, get_retriever
+
+        retriever = get_retriever(mode)
         if k < 1:
             raise UsageError(f"k must be >= 1, got {k}")
         if not query.strip():
             raise UsageError("empty query")
         if self.embedder_name is None:
             return []
+        unavailable = retriever.available(self)
+        if unavailable:
+            raise UsageError(f"search mode '{mode}': {unavailable}")
         groups = list(groups) if groups is not None else None
-        tokens = tokenize(query)
-        if mode == "bm25":
-            return self.store.search_bm25(tokens, k, groups, filters)
-        vector = self.embedder().embed([query], kind="query")[0]
-        if mode == "dense":
-            return self._rerank(query, self.store.search_dense(vector, k, groups, filters), k)
-        n = max(self.settings.knowledge.candidates, k)
-        bm = self.store.search_bm25(tokens, n, groups, filters)
-        dense = self.store.search_dense(vector, n, groups, filters)
-        if learn:
-            self.fusion.observe([i for i, _ in bm], [i for i, _ in dense])
-            self._save_fusion()
-        return self._rerank(query, self.fuse(bm, dense, tokens, vector)[: max(k, self._rerank_depth())], k)
+        q = Query(query, self)
+        depth = max(k, self._rerank_depth())
+        if isinstance(retriever, FusedRetriever):
+            scored = retriever.search(self, q, depth, groups, filters, learn=learn)
+        else:
+            scored = retriever.search(self, q, depth, groups, filters)
+        if mode == "bm25":  # the reranker reorders what the embedder found (knowledge.reranker)
+            return scored[:k]
+        return self._rerank(query, scored, k)
+
+    def retrieval_mode(self, query: str, mode: str | None = None, groups: Sequence[str] | None = None) -> Any:
+        """The retriever a search or answer uses: ``mode`` as named (default the knowledge base's own,
+        :meth:`set_retrieval`, else ``knowledge.retrieval``),
+        or for ``"auto"`` the one the rules choose for ``query``
+        (:func:`lingxi.knowledge.mode_router.choose`). Returns a ``Choice(mode, reason)``."""
+        from lingxi.knowledge.mode_router import Choice, choose
+
+        mode = mode or self._record().get("retrieval") or self.settings.knowledge.retrieval
+        if mode != "auto":
+            return Choice(mode, "named")
+        return choose(self, query, list(groups) if groups is not None else None)
+
+    def document_sources(self) -> dict[str, str]:
+        """Each document's source -> the name users see (relative to the ingested folder)."""
+        version = self.version
+        if self._sources is None or self._sources[0] != version:
+            self._sources = (version, _relative_sources([d.source for d in self.store.documents()]))
+        return self._sources[1]
+
+    def longest_structured_document(self) -> tuple[str, int, int] | None:
+        """(shown source, sections, chunks) of the document with the most sections (sections are the
+        second part of the hierarchical chunk ids: one per heading or numbered clause); None when
+        the knowledge base is empty. Counted once per content version."""
+        version = self.version
+        if self._structure is None or self._structure[0] != version:
+            best: tuple[str, int, int] | None = None
+            shown = self.document_sources()
+            for d in self.store.documents():
+                if best is not None and d.chunks <= best[1]:
+                    continue  # cannot have more sections than chunks
+                sections = len({cid.split(".")[1] for cid in self.store.chunk_ids(d.doc_no) if cid.count(".") >= 1})
+                if best is None or (sections, d.chunks) > best[1:]:
+                    best = (shown.get(d.source, d.source), sections, d.chunks)
+            self._structure = (version, best)
+        return self._structure[1]
+
+    def fusion_stats(self, names: tuple[str, ...]) -> FusionStats:
+        """The corroboration statistics of the fused list ``names`` (the hybrid's are :attr:`fusion`)."""
+        if names == self.fusion.names:
+            return self.fusion
+        with self._lock:
+            return self._fusions.setdefault(names, FusionStats(names=names))
+
+    def fusion_observed(self) -> None:
+        """A fused search counted a query: save the statistics now and then."""
+        self._save_fusion()
+
+    def _fusion_queries(self) -> int:
+        return self.fusion.queries + sum(f.queries for f in self._fusions.values())
+
+    def graph(self) -> tuple[Any, Any] | None:
+        """The graph named like this knowledge base, read-only, with its name index; None when
+        there is none (the ``graph`` retriever then finds nothing). Opened once and kept; a missing
+        graph is looked for again after ``GRAPH_RECHECK_S`` (a long-lived gateway sees one
+        imported later). A graph re-imported while this object is open shows its new facts after
+        the knowledge base is reopened."""
+        now = time.monotonic()
+        if self._graph is None and now - self._graph_checked >= GRAPH_RECHECK_S:
+            with self._lock:
+                if self._graph is None and now - self._graph_checked >= GRAPH_RECHECK_S:
+                    self._graph = _open_graph(self.name, self.settings)
+                    self._graph_checked = now
+        return self._graph
 
     def fuse(self, bm: list[tuple[str, float]], dense: list[tuple[str, float]], tokens: list[str],
              vector: np.ndarray) -> list[tuple[str, float]]:
@@ -454,9 +556,12 @@ class KnowledgeBase:
     def _save_fusion(self, force: bool = False) -> None:
         # A sidecar file replaced atomically, now and then: a search never waits on a database
         # lock held by an ingest.
-        if force or self.fusion.queries - self._saved_fusion >= 20:
-            self._saved_fusion = self.fusion.queries
-            state = {k: v for k, v in self.fusion.to_dict().items() if k in ("queries", "diff_sum", "diff_sq_sum")}
+        queries = self._fusion_queries()
+        if force or queries - self._saved_fusion >= 20:
+            self._saved_fusion = queries
+            state: dict[str, Any] = self.fusion.state()
+            if self._fusions:
+                state["fused"] = [f.state() for f in self._fusions.values()]
             tmp = self.folder / f".fusion-{os.getpid()}-{threading.get_ident()}.tmp"
             try:
                 tmp.write_text(json.dumps(state), encoding="utf-8")
@@ -518,18 +623,18 @@ class KnowledgeBase:
     # ------------------------------------------------------------ answers
 
     def answer(self, question: str, engine: Any = None, params: Any = None, groups: Sequence[str] | None = None,
-               k: int = 5, mode: str | None = None) -> Answer:
+               k: int = 5, mode: str | None = None, retrieval: str | None = None) -> Answer:
         """Retrieve, then answer with verified citations, or "I don't know" (see :meth:`stream_answer`)."""
         result = None
-        for item in self.stream_answer(question, engine, params, groups, k, mode=mode):
+        for item in self.stream_answer(question, engine, params, groups, k, mode=mode, retrieval=retrieval):
             if isinstance(item, Answer):
                 result = item
         assert result is not None
         return result
 
     def stream_answer(self, question: str, engine: Any = None, params: Any = None,
-                      groups: Sequence[str] | None = None, k: int = 5, mode: str | None = None
-                      ) -> Iterator[str | Answer]:
+                      groups: Sequence[str] | None = None, k: int = 5, mode: str | None = None,
+                      retrieval: str | None = None) -> Iterator[str | Answer]:
         """Yield the answer's text as it comes, then the checked :class:`Answer` last.
 
         Args:
@@ -538,6 +643,8 @@ class KnowledgeBase:
                 ``knowledge.answer_max_tokens``, so the same question gets the same answer.
             mode: ``"auto"``, ``"generate"`` or ``"extract"``; default ``knowledge.answer_mode``
                 (see :mod:`lingxi.knowledge.answer`).
+            retrieval: the retriever that finds the sources (:meth:`search_ids`' modes, or ``"auto"``);
+                default ``knowledge.retrieval``. The answer says which one ran (``retrieval_mode``).
 
         A generated answer may differ from the streamed text: unsupported sentences are dropped,
         missing citations attributed, and in ``auto`` mode a failed answer is replaced by a quotation.
@@ -550,7 +657,8 @@ class KnowledgeBase:
             raise UsageError(f"unknown answer mode '{mode}'; expected one of {', '.join(A.MODES)}")
         if not question.strip():
             raise UsageError("empty question")
-        hits = self._shown(self.search(question, "hybrid", k=k, groups=groups)) if self.embedder_name else []
+        chosen = self.retrieval_mode(question, retrieval, groups)
+        hits = self._shown(self.search(question, chosen.mode, k=k, groups=groups)) if self.embedder_name else []
         similarity = None
         candidates = A.rank_sentences(question, hits)
         if not A.answerable(question, candidates):
@@ -582,15 +690,14 @@ class KnowledgeBase:
                 yield "\n\n"
         if result.mode != "generated":
             yield result.answer
+        result.retrieval_mode = chosen.mode
+        result.retrieval_reason = chosen.reason if retrieval == "auto" else None
         yield result
 
     def _shown(self, hits: list[Hit]) -> list[Hit]:
         """``hits`` with each source shown relative to the folder that was ingested (the common
         folder of the knowledge base's files), never as a path on this machine."""
-        version = self.version
-        if self._sources is None or self._sources[0] != version:
-            self._sources = (version, _relative_sources([d.source for d in self.store.documents()]))
-        mapping = self._sources[1]
+        mapping = self.document_sources()
         for h in hits:
             h.source = mapping.get(h.source) or _relative_sources([h.source])[h.source]
         return hits
@@ -631,8 +738,11 @@ class KnowledgeBase:
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def close(self) -> None:
-        if self.fusion.queries != self._saved_fusion and self.folder.is_dir():
+        if self._fusion_queries() != self._saved_fusion and self.folder.is_dir():
             self._save_fusion(force=True)
+        if self._graph is not None:
+            self._graph[0].close()
+            self._graph = None
         self.store.close()
         if self._cache is not None:
             self._cache.close()
@@ -665,9 +775,27 @@ def _relative_sources(sources: Sequence[str]) -> dict[str, str]:
 def _read_fusion(path: Path) -> dict[str, Any]:
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
-        return {k: saved[k] for k in ("queries", "diff_sum", "diff_sq_sum") if k in saved}
+        return {k: saved[k] for k in ("queries", "diff_sum", "diff_sq_sum", "fused") if k in saved}
     except (OSError, ValueError, TypeError):
         return {}
+
+
+def _open_graph(name: str, settings: Any) -> tuple[Any, Any] | None:
+    """(store, name index) of graph ``name`` if it exists in the configured graph store."""
+    from lingxi.graph.answer import GraphIndex
+    from lingxi.stores.graph import open_store
+
+    if settings.graph.store == "kuzu" and not (settings.home_dir / "graphs" / name).exists():
+        return None  # opening would create an empty one
+    try:
+        store = open_store(name, settings, read_only=True)
+    except UsageError:
+        return None  # a knowledge base name that is not a valid graph name (dots)
+    nodes = store.nodes()
+    if not nodes:
+        store.close()
+        return None
+    return store, GraphIndex(nodes)
 
 
 def _file_hash(path: Path, groups: list[str]) -> str:

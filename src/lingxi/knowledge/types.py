@@ -101,14 +101,25 @@ class Answer:
     mode: str = "generated"
     #: tree navigation's decisions (:mod:`lingxi.knowledge.navigate`); None for other retrievers
     scratchpad: list[dict[str, Any]] | None = None
+    #: the retriever that found the sources (``hybrid``, ``graph``…; with ``auto``, the one chosen)
+    retrieval_mode: str | None = None
+    #: why ``auto`` chose it (None when the mode was named)
+    retrieval_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "answer": self.answer,
             "supported": self.supported,
             "mode": self.mode,
             "citations": [c.to_dict() for c in self.citations],
-        } | ({"scratchpad": self.scratchpad} if self.scratchpad is not None else {})
+        }
+        if self.retrieval_mode is not None:
+            out["retrieval_mode"] = self.retrieval_mode
+        if self.retrieval_reason is not None:
+            out["retrieval_reason"] = self.retrieval_reason
+        if self.scratchpad is not None:
+            out["scratchpad"] = self.scratchpad
+        return out
 
 
 @dataclass

@@ -73,6 +73,10 @@ class KnowledgeStore(ABC):
         return None
 
     @abstractmethod
+    def chunk_ids(self, doc_no: int) -> list[str]:
+        """The ids of one document's chunks, in document order."""
+
+    @abstractmethod
     def reserve_doc_no(self, key: str) -> int:
         """The number of the document with ``key``, or a new one (numbers are never reused)."""
 
@@ -124,6 +128,11 @@ class KnowledgeStore(ABC):
 
     @abstractmethod
     def search_dense(self, vector: np.ndarray, k: int, groups: list[str] | None, filters: dict | None) -> Scored: ...
+
+    @abstractmethod
+    def visible(self, ids: Sequence[str], groups: list[str] | None, filters: dict | None) -> list[str]:
+        """Those of ``ids`` that exist and that the caller may see under ``filters``, in the given order
+        (for retrievers that find chunks elsewhere, e.g. a graph's provenance)."""
 
     @abstractmethod
     def score(self, ids: Sequence[str], tokens: list[str], vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -167,6 +167,9 @@ class PgKnowledgeStore(KnowledgeStore):
                        "LEFT JOIN chunks c ON c.doc_no = d.doc_no GROUP BY d.doc_no ORDER BY d.doc_no")
         return [DocRecord(r[0], r[1], r[2], r[3], r[4], list(r[5]), r[6]) for r in rows]
 
+    def chunk_ids(self, doc_no: int) -> list[str]:
+        return [r[0] for r in self._q("SELECT id FROM chunks WHERE doc_no = %s ORDER BY no", (doc_no,))]
+
     def reserve_doc_no(self, key: str) -> int:
         row = self._q("SELECT doc_no FROM documents WHERE key=%s", (key,))
         if row:
@@ -408,6 +411,13 @@ class PgKnowledgeStore(KnowledgeStore):
                 f"SELECT id, 1 - (embedding::vector({dim}) <=> %s::vector({dim})) FROM chunks WHERE {where} "
                 f"ORDER BY embedding::vector({dim}) <=> %s::vector({dim}) LIMIT %s", [v, *args, v, k]).fetchall()
         return [(i, float(s)) for i, s in rows]
+
+    def visible(self, ids: Sequence[str], groups: list[str] | None, filters: dict | None) -> list[str]:
+        if not ids:
+            return []
+        where, args = self._where(groups, filters)
+        found = {r[0] for r in self._q(f"SELECT id FROM chunks WHERE id = ANY(%s) AND {where}", [list(ids), *args])}
+        return [i for i in ids if i in found]
 
     def score(self, ids: Sequence[str], tokens: list[str], vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not ids:

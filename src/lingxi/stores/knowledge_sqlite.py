@@ -129,6 +129,9 @@ class SQLiteKnowledgeStore(KnowledgeStore):
             "FROM documents d LEFT JOIN chunks c ON c.doc_no = d.doc_no GROUP BY d.doc_no ORDER BY d.doc_no")
         return [DocRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
 
+    def chunk_ids(self, doc_no: int) -> list[str]:
+        return [r[0] for r in self._q("SELECT id FROM chunks WHERE doc_no = ? ORDER BY rowid", (doc_no,))]
+
     def reserve_doc_no(self, key: str) -> int:
         def step(db: sqlite3.Connection) -> int:
             row = db.execute("SELECT doc_no FROM documents WHERE key=?", (key,)).fetchone()
@@ -356,6 +359,11 @@ class SQLiteKnowledgeStore(KnowledgeStore):
             top = np.argsort(-scores)[:k]
             return [(idx.ids[pos[i]], float(scores[i])) for i in top]
         return self._top(idx.vectors @ vector, k, mask, idx.ids, -np.inf)
+
+    def visible(self, ids: Sequence[str], groups: list[str] | None, filters: dict | None) -> list[str]:
+        idx = self.index()
+        mask = self._mask(idx, groups, filters)
+        return [i for i in ids if i in idx.pos and (mask is None or mask[idx.pos[i]])]
 
     def score(self, ids: Sequence[str], tokens: list[str], vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         idx = self.index()

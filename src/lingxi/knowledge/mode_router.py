@@ -1,0 +1,66 @@
+"""``--mode auto``: choose the retriever for one question, by rules, and say why.
+
+The rules, in order (the first that holds decides):
+
+1. **graph** — the knowledge base has a graph (the one with its name) and the question names at
+   least one of its entities (:meth:`lingxi.graph.answer.GraphIndex.link`) and either speaks of a
+   relation those entities have in edges the caller may read ("treats", "代谢", a label's words),
+   or is phrased as a chain ("the drug that treats …", "…的…的…", "whose …").
+2. **navigate** — a ``navigate`` retriever is registered and the knowledge base holds a long
+   structured document: one with at least ``LONG_SECTIONS`` sections (headings or numbered
+   clauses, counted from the hierarchical chunk ids) and ``LONG_CHUNKS`` chunks.
+3. **hybrid** — everything else.
+
+The rules are deliberately plain so a user can predict them; feedback-trained choice can replace
+:func:`choose` later without changing its callers. What this module does not do: search.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lingxi.knowledge.kb import KnowledgeBase
+
+#: A document is long and structured from this many sections and chunks on (a 50-page report
+#: or a code of law easily has both; a FAQ or a memo has neither).
+LONG_SECTIONS = 20
+LONG_CHUNKS = 40
+
+#: Chain phrasing: a relative clause or a possessive chain joins two facts.
+_CHAIN = re.compile(r"\b(that|which|who|whose)\s+\w+|\bof\s+the\s+\w+\s+(that|which|who)\b|的.{1,12}的|所.{1,6}的")
+
+__all__ = ["LONG_CHUNKS", "LONG_SECTIONS", "Choice", "choose"]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The retriever chosen for a question and why (shown to the user)."""
+
+    mode: str
+    reason: str
+
+
+def choose(kb: KnowledgeBase, question: str, groups: list[str] | None = None) -> Choice:
+    """The retriever ``auto`` uses for ``question`` in ``kb`` (see the module's rules)."""
+    graph = kb.graph()
+    if graph is not None:
+        store, index = graph
+        linked = index.link(question)
+        if linked:
+            names = ", ".join(name for _, name in linked)
+            relations = {e.relation for e in store.neighbors(linked, groups)}
+            asked = sorted(index.mentioned(question, relations))
+            if asked:
+                return Choice("graph", f"names {names} and asks about {', '.join(asked)}")
+            if _CHAIN.search(question.casefold()) and relations:
+                return Choice("graph", f"names {names} and asks along a chain of facts")
+    from lingxi.knowledge.retrievers import available_retrievers
+
+    if "navigate" in available_retrievers():
+        doc = kb.longest_structured_document()
+        if doc is not None and doc[1] >= LONG_SECTIONS and doc[2] >= LONG_CHUNKS:
+            return Choice("navigate", f"{doc[0]} is a long structured document ({doc[1]} sections, {doc[2]} chunks)")
+    return Choice("hybrid", "no graph entity with a relation asked, no long structured document")

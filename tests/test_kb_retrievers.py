@@ -1,0 +1,282 @@
+"""Retrievers by name: the registry, fusion of any list of them, the graph retriever (groups
+enforced on the graph's edges and on the chunks they lead to) and the ``auto`` mode's rules."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import invoke_lingxi
+from kb_fixtures.helpers import kb_settings
+
+from lingxi.errors import UsageError
+from lingxi.knowledge import create_kb, open_kb
+from lingxi.knowledge.fusion import MIN_QUERIES, FusionStats, fuse, fuse_many
+from lingxi.knowledge.mode_router import LONG_CHUNKS, LONG_SECTIONS, choose
+from lingxi.knowledge.retrievers import (
+    Bm25Retriever,
+    FusedRetriever,
+    Retriever,
+    get_retriever,
+    register_retriever,
+    unregister_retriever,
+)
+
+DRUGS_MD = """# Drug labels
+
+## Warfarin
+
+Warfarin is an anticoagulant taken against blood clots. Warfarin is metabolized by the liver enzyme CYP2C9.
+
+## Fluconazole
+
+Fluconazole is an antifungal medicine for yeast infections.
+
+## Aspirin
+
+Aspirin relieves headache and fever in adults.
+"""
+
+CLINICAL_MD = """# Clinical notes
+
+## Interactions
+
+Fluconazole blocks CYP2C9, so warfarin given with it stays longer in the blood and bleeding becomes likely.
+"""
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return kb_settings(tmp_path / "home")
+
+
+@pytest.fixture
+def docs(tmp_path):
+    root = tmp_path / "med"
+    root.mkdir()
+    (root / "drugs.md").write_text(DRUGS_MD, encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def kb(settings, docs, tmp_path):
+    base = create_kb("med", settings)
+    base.ingest([docs], progress=False)
+    clinical = tmp_path / "restricted"
+    clinical.mkdir()
+    (clinical / "clinical.md").write_text(CLINICAL_MD, encoding="utf-8")
+    base.ingest([clinical], groups=["clinical"], progress=False)
+    yield base
+    base.close()
+
+
+class TitleRetriever(Retriever):
+    """A retriever a plugin could add: documents whose title shares a word with the query, found
+    through the store's BM25 restricted by a title filter (so groups stay inside the query)."""
+
+    name = "title"
+
+    def search(self, kb, query, k, groups, filters):
+        words = {w.casefold() for w in query.text.split()}
+        titles = [d.title for d in kb.store.documents() if words & {w.casefold() for w in d.title.split()}]
+        if not titles:
+            return []
+        return kb.store.search_bm25(query.tokens, k, groups, {**(filters or {}), "title": titles})
+
+
+@pytest.fixture
+def title_retriever():
+    register_retriever("title", TitleRetriever)
+    yield
+    unregister_retriever("title")
+
+
+# ---------------------------------------------------------------- registry and fusion
+
+
+def test_unknown_and_builtin_names(title_retriever):
+    with pytest.raises(UsageError, match="unknown search mode 'nope'.*bm25.*dense.*graph.*hybrid.*title"):
+        get_retriever("nope")
+    with pytest.raises(ValueError, match="built-in"):
+        register_retriever("bm25", Bm25Retriever)
+    with pytest.raises(UsageError, match="two or more different"):
+        get_retriever("fuse:bm25+bm25")
+    fused = get_retriever("fuse:bm25+title")
+    assert isinstance(fused, FusedRetriever) and [m.name for m in fused.members] == ["bm25", "title"]
+
+
+def test_a_registered_retriever_searches_and_fuses(kb, title_retriever):
+    hits = kb.search("Clinical interactions warfarin", mode="title", k=3)
+    assert hits and {Path(h.source).name for h in hits} == {"clinical.md"}
+    # groups apply inside its query like everywhere else
+    assert kb.search("Clinical interactions warfarin", mode="title", k=3, groups=["sales"]) == []
+    fused = kb.search("Clinical interactions warfarin", mode="fuse:bm25+dense+title", k=3)
+    assert fused[0].source.endswith("clinical.md")
+    assert ("bm25", "dense", "title") in kb._fusions
+
+
+def test_hybrid_is_the_fusion_of_bm25_and_dense(kb):
+    for query in ("warfarin enzyme", "headache fever", "antifungal yeast"):
+        assert kb.search_ids(query, "hybrid", k=5) == kb.search_ids(query, "fuse:bm25+dense", k=5)
+
+
+def test_fusion_state_of_two_reads_as_before_and_more_than_two_learn_who_is_noise():
+    old = FusionStats(queries=40, diff_sum=12.0, diff_sq_sum=8.0)  # a fusion.json from before
+    assert old.state() == {"queries": 40, "diff_sum": 12.0, "diff_sq_sum": 8.0}
+    assert old.weights() == [old.bm25_weight(), 1.0 - old.bm25_weight()]
+
+    rng = np.random.default_rng(0)
+    stats = FusionStats(names=("a", "b", "noise"))
+    ids = [f"d{i}" for i in range(300)]
+    for _ in range(MIN_QUERIES * 3):
+        truth = rng.normal(0, 1, 300)
+        a = np.argsort(-(truth + rng.normal(0, 0.3, 300)))
+        b = np.argsort(-(truth + rng.normal(0, 0.3, 300)))
+        noise = rng.permutation(300)
+        stats.observe([ids[i] for i in a[:50]], [ids[i] for i in b[:50]], [ids[i] for i in noise[:50]])
+    w = stats.weights()
+    assert w[2] == 0.0 and w[0] > 0.3 and w[1] > 0.3 and abs(sum(w) - 1.0) < 1e-9
+    again = FusionStats(**stats.state())
+    assert again.weights() == w
+
+
+def test_fuse_many_of_two_is_fuse():
+    ids = ["a", "b", "c", "d"]
+    b, d = np.array([3.0, 0.0, 1.0, 2.0]), np.array([0.1, 0.9, 0.5, 0.2])
+    assert fuse(ids, b, d, b, d, 0.3) == fuse_many(ids, [b, d], [b, d], [0.3, 0.7])
+
+
+# ---------------------------------------------------------------- the graph retriever
+
+needs_graph = pytest.mark.skipif(importlib.util.find_spec("kuzu") is None,
+                                 reason="needs the graph extra: pip install 'lingxi[graph]'")
+
+
+def _graph(settings, tmp_path, rows):
+    from lingxi.graph import import_files
+
+    path = tmp_path / "facts.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    import_files("med", [path], settings)
+
+
+@needs_graph
+def test_graph_retriever_returns_the_chunks_behind_the_path(kb, settings, tmp_path):
+    aspirin = kb.search("aspirin headache fever", mode="bm25", k=1)[0]
+    _graph(settings, tmp_path, [
+        {"head": "warfarin", "head_type": "Drug", "relation": "METABOLIZED_BY", "tail": "CYP2C9",
+         "tail_type": "Enzyme", "source": "drugs.md#warfarin"},
+        {"head": "aspirin", "head_type": "Drug", "relation": "TREATS", "tail": "headache", "tail_type": "Symptom",
+         "source": aspirin.id},
+        {"head": "fluconazole", "head_type": "Drug", "relation": "INHIBITS", "tail": "CYP2C9", "tail_type": "Enzyme",
+         "source": "clinical.md#interactions", "groups": ["clinical"]},
+    ])
+    with open_kb("med", settings) as base:
+        warfarin = base.search("Which enzyme metabolizes warfarin?", mode="graph", k=3)
+        assert [h.headings[-1] for h in warfarin] == ["Warfarin"]  # "drugs.md#warfarin": its best chunk
+        assert [i for i, _ in base.search_ids("What does aspirin treat?", mode="graph", k=3)] == [aspirin.id]
+        assert base.search("Tell me about the weather", mode="graph", k=3) == []  # no entity named
+        # the clinical edge and its chunk: seen by the clinical group, by nobody else
+        question = "Which enzyme does fluconazole inhibit?"
+        assert [h.headings[-1] for h in base.search(question, mode="graph", groups=["clinical"])] == ["Interactions"]
+        assert base.search(question, mode="graph", groups=["sales"]) == []
+    # a public edge whose chunk is restricted: the path is found, the chunk is not shown
+    _graph(settings, tmp_path, [{"head": "warfarin", "head_type": "Drug", "relation": "INTERACTS_WITH",
+                                 "tail": "fluconazole", "tail_type": "Drug", "source": "clinical.md"}])
+    with open_kb("med", settings) as base:
+        q = "Which drug interacts with warfarin?"
+        assert [h.headings[-1] for h in base.search(q, mode="graph", groups=["clinical"])] == ["Interactions"]
+        assert base.search(q, mode="graph", groups=["sales"]) == []
+        fused = base.search(q, mode="fuse:bm25+dense+graph", k=3, groups=["sales"])
+        assert all(not h.source.endswith("clinical.md") for h in fused)
+
+
+def test_graph_mode_without_a_graph_says_how_to_make_one(kb):
+    with pytest.raises(UsageError, match="has no graph: import one with 'lingxi graph import med FILE'"):
+        kb.search("warfarin", mode="graph")
+
+
+# ---------------------------------------------------------------- auto
+
+
+@needs_graph
+def test_auto_rules(kb, settings, tmp_path):
+    assert choose(kb, "Which enzyme metabolizes warfarin?").mode == "hybrid"  # no graph yet
+    _graph(settings, tmp_path, [
+        {"head": "warfarin", "head_type": "Drug", "relation": "METABOLIZED_BY", "tail": "CYP2C9",
+         "tail_type": "Enzyme", "source": "drugs.md"},
+        {"head": "fluconazole", "head_type": "Drug", "relation": "INHIBITS", "tail": "CYP2C9", "tail_type": "Enzyme",
+         "source": "clinical.md", "groups": ["clinical"]},
+        {"label": "METABOLIZED_BY", "words": ["代谢", "breaks down"]},
+    ])
+    with open_kb("med", settings) as base:
+        entity_and_relation = choose(base, "Which enzyme metabolizes warfarin?")
+        assert entity_and_relation.mode == "graph" and "warfarin" in entity_and_relation.reason
+        assert choose(base, "What breaks down warfarin in the liver?").mode == "graph"  # a label's words
+        assert choose(base, "What else acts on the enzyme that warfarin needs?").mode == "graph"  # a chain
+        assert choose(base, "Tell me about warfarin").mode == "hybrid"  # an entity, nothing asked about it
+        assert choose(base, "How do I reset my password?").mode == "hybrid"
+        # the relation must be one the caller may read
+        assert choose(base, "What does fluconazole inhibit?", ["clinical"]).mode == "graph"
+        assert choose(base, "What does fluconazole inhibit?", ["sales"]).mode == "hybrid"
+        answer = base.answer("Which enzyme metabolizes warfarin?", retrieval="auto", mode="extract")
+        assert answer.to_dict()["retrieval_mode"] == "graph" and answer.retrieval_reason
+
+
+def test_auto_picks_navigate_for_a_long_structured_document(tmp_path):
+    settings = kb_settings(tmp_path / "home", chunk_tokens=20, chunk_overlap=0)
+    folder = tmp_path / "code"
+    folder.mkdir()
+    sections = max(LONG_SECTIONS, LONG_CHUNKS // 2) + 10
+    (folder / "code.md").write_text("# Civil code\n\n" + "\n\n".join(
+        f"## Article {i}\n\nThe party to a contract shall perform duty number {i} in good faith. "
+        f"A breach of duty {i} is compensated in full within thirty days." for i in range(1, sections + 1)),
+        encoding="utf-8")
+    (folder / "memo.md").write_text("# Memo\n\nLunch is at noon.\n", encoding="utf-8")
+    with create_kb("law", settings) as base:
+        base.ingest([folder], progress=False)
+        assert choose(base, "What happens after a breach?").mode == "hybrid"  # no navigate retriever
+        register_retriever("navigate", lambda: _Bm25Named("navigate"))
+        try:
+            chosen = choose(base, "What happens after a breach?")
+            assert chosen.mode == "navigate" and "code.md" in chosen.reason
+        finally:
+            unregister_retriever("navigate")
+    with create_kb("memo", settings) as small:
+        small.ingest([folder / "memo.md"], progress=False)
+        register_retriever("navigate", lambda: _Bm25Named("navigate"))
+        try:
+            assert choose(small, "When is lunch?").mode == "hybrid"
+        finally:
+            unregister_retriever("navigate")
+
+
+class _Bm25Named(Bm25Retriever):
+    def __init__(self, name):
+        self.name = name
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_cli_search_and_ask_say_the_mode(tmp_path, settings, docs):
+    config = tmp_path / "lingxi.toml"
+    config.write_text(f'home = "{settings.home_dir}"\ndefault_embedder = "hash"\ndefault_model = "fake"\n'
+                      '[embedders.hash]\nengine = "hash"\ndim = 512\n[models.fake]\nengine = "fake"\n',
+                      encoding="utf-8")
+    assert invoke_lingxi("kb", "create", "cli", config=config).returncode == 0
+    assert invoke_lingxi("kb", "ingest", "cli", str(docs), "--quiet", config=config).returncode == 0
+    out = invoke_lingxi("kb", "search", "cli", "warfarin enzyme", "--mode", "auto", "--json", config=config)
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body["retrieval_mode"] == "hybrid" and body["reason"] and body["hits"][0]["source"].endswith("drugs.md")
+    out = invoke_lingxi("kb", "ask", "cli", "What relieves headache?", "--mode", "bm25", "--answer-mode", "extract",
+                        "--json", config=config)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["retrieval_mode"] == "bm25"
+    bad = invoke_lingxi("kb", "search", "cli", "warfarin", "--mode", "vectors", config=config)
+    assert bad.returncode != 0 and "unknown search mode 'vectors'" in bad.stderr and "Traceback" not in bad.stderr
+
