@@ -280,3 +280,54 @@ def test_cli_search_and_ask_say_the_mode(tmp_path, settings, docs):
     bad = invoke_lingxi("kb", "search", "cli", "warfarin", "--mode", "vectors", config=config)
     assert bad.returncode != 0 and "unknown search mode 'vectors'" in bad.stderr and "Traceback" not in bad.stderr
 
+
+# ---------------------------------------------------------------- gateway
+
+
+@needs_graph
+def test_gateway_serves_the_retrieval_mode_with_citations(tmp_path, docs):
+    import httpx
+    import openai
+    from gateway_helpers import gateway_settings, running
+
+    from lingxi.engines.fake import FakeEngine
+
+    settings = gateway_settings(tmp_path / "home")
+    base = create_kb("med", settings)
+    base.ingest([docs], progress=False)
+    base.close()
+    _graph(settings, tmp_path, [{"head": "warfarin", "head_type": "Drug", "relation": "METABOLIZED_BY",
+                                 "tail": "CYP2C9", "tail_type": "Enzyme", "source": "drugs.md#warfarin"}])
+    q = [{"role": "user", "content": "Which enzyme metabolizes warfarin?"}]
+    with running(settings, engines={"fake": FakeEngine("fake")}) as srv:
+        c = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)
+        by_field = c.chat.completions.create(model="kb:med", messages=q,
+                                             extra_body={"retrieval_mode": "graph", "answer_mode": "extract"})
+        assert by_field.model_extra["retrieval_mode"] == "graph"
+        cited = by_field.choices[0].message.model_extra["citations"]
+        assert cited and all("drugs.md" in x["source"] for x in cited) and "CYP2C9" in cited[0]["text"]
+        by_metadata = c.chat.completions.create(model="kb:med", messages=q, metadata={"retrieval_mode": "graph"},
+                                                extra_body={"answer_mode": "extract"})
+        assert by_metadata.model_extra["retrieval_mode"] == "graph"
+        auto = c.chat.completions.create(model="kb:med", messages=q,
+                                         extra_body={"retrieval_mode": "auto", "answer_mode": "extract"})
+        assert auto.model_extra["retrieval_mode"] == "graph"
+        default = c.chat.completions.create(model="kb:med", messages=q, extra_body={"answer_mode": "extract"})
+        assert default.model_extra["retrieval_mode"] == "hybrid"
+        chunks = list(c.chat.completions.create(model="kb:med", messages=q, stream=True,
+                                                extra_body={"retrieval_mode": "graph", "answer_mode": "extract"}))
+        last = chunks[-1].choices[0].delta.model_extra
+        assert last["retrieval_mode"] == "graph" and last["citations"]
+        with pytest.raises(openai.BadRequestError, match="unknown search mode 'vectors'"):
+            c.chat.completions.create(model="kb:med", messages=q, extra_body={"retrieval_mode": "vectors"})
+        with pytest.raises(openai.BadRequestError, match="only kb: models"):
+            c.chat.completions.create(model="fake", messages=q, extra_body={"retrieval_mode": "graph"})
+        bad = httpx.post(srv.url + "/v1/chat/completions",
+                         json={"model": "kb:med", "messages": q, "metadata": {"retrieval_mode": "no way"}})
+        assert bad.status_code == 400 and "metadata.retrieval_mode" in bad.json()["error"]["message"]
+    with open_kb("med", settings) as kb:
+        kb.set_retrieval("graph")  # the knowledge base's own default
+    with running(settings, engines={"fake": FakeEngine("fake")}) as srv:
+        c = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)
+        own = c.chat.completions.create(model="kb:med", messages=q, extra_body={"answer_mode": "extract"})
+        assert own.model_extra["retrieval_mode"] == "graph"

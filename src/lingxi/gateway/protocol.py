@@ -128,6 +128,13 @@ class ChatCompletionRequest(_Sampling):
     answer_mode: Literal["auto", "generate", "extract"] | None = None
     """Not in OpenAI's API; ``kb:`` models only: generate an answer, quote the sources, or choose
     (default ``knowledge.answer_mode``; see :mod:`lingxi.knowledge.answer`)."""
+    retrieval_mode: str | None = Field(default=None, pattern=r"^(auto|fuse:[\w-]+(\+[\w-]+)+|[\w-]+)$")
+    """Not in OpenAI's API; ``kb:`` models only: the retriever that finds the sources (``hybrid``,
+    ``bm25``, ``dense``, ``graph``, a registered one, ``fuse:A+B…`` or ``auto``); default the
+    knowledge base's own (``kb create --retrieval``), else ``knowledge.retrieval``. Also read from
+    ``metadata={"retrieval_mode": …}`` for clients that can only send OpenAI's fields."""
+    metadata: dict[str, str] | None = None
+    """OpenAI's request metadata (string values); only ``retrieval_mode`` means anything here."""
 
     @field_validator("tools")
     @classmethod

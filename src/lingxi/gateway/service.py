@@ -26,6 +26,7 @@ import asyncio
 import copy
 import hashlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -166,7 +167,7 @@ class _Run:
 
     __slots__ = ("req", "out", "start", "include_usage", "read_cache", "write_cache", "scope", "reserved",
                  "admitted", "holding", "first", "pieces", "usage", "finish", "final_text", "citations",
-                 "supported", "answer_mode", "charge", "completed", "settled", "reported", "text")
+                 "supported", "answer_mode", "retrieval_mode", "charge", "completed", "settled", "reported", "text")
 
     def __init__(self, req: PipelineRequest, out: Outcome, *, include_usage: bool = False,
                  read_cache: bool = True, write_cache: bool = True):
@@ -186,12 +187,28 @@ class _Run:
         self.citations: list[Citation] | None = None  # kb answers and their replays
         self.supported: bool | None = None
         self.answer_mode: str | None = None  # kb: asked for, then what the answer turned out to be
+        self.retrieval_mode: str | None = None  # kb: asked for (None: the knowledge base's), then what ran
         self.charge = True  # False for cache replays: nothing was generated
         self.completed = False
         self.settled = False
         self.reported = False
         self.text = ""
         out.model, out.tenant, out.key_id = req.model, req.caller.tenant, req.caller.key_id
+
+
+def _retrieval_mode(req: Any) -> str | None:
+    """The retriever a ``kb:`` request asks for: the ``retrieval_mode`` field, else OpenAI's
+    ``metadata={"retrieval_mode": …}``; None = the knowledge base's own."""
+    mode = getattr(req, "retrieval_mode", None)
+    meta = getattr(req, "metadata", None) or {}
+    if mode is None and "retrieval_mode" in meta:
+        mode = meta["retrieval_mode"]
+        if not _RETRIEVAL_MODE.match(mode):
+            raise UsageError(f"metadata.retrieval_mode: '{mode}' is not a retriever name")
+    return mode
+
+
+_RETRIEVAL_MODE = re.compile(r"^(auto|fuse:[\w-]+(\+[\w-]+)+|[\w-]+)$")
 
 
 class Gateway:
@@ -441,9 +458,12 @@ class Gateway:
                 if "temperature" not in req.model_fields_set:
                     params = replace(params, temperature=0.0)
                 run.answer_mode = req.answer_mode
+                run.retrieval_mode = _retrieval_mode(req)
             else:
                 if req.answer_mode is not None:
                     raise UsageError("answer_mode: only kb: models take it")
+                if _retrieval_mode(req) is not None:
+                    raise UsageError("retrieval_mode: only kb: models take it")
                 params = req.params(default_max_tokens=self.settings.gateway.default_max_tokens)
             preq.messages, preq.params = [m.plain() for m in req.messages], params
 
@@ -632,14 +652,15 @@ class Gateway:
         req = run.req
         question = [m["content"] for m in req.messages or () if m["role"] == "user"][-1]
         groups = req.caller.groups
-        mode = run.answer_mode
+        mode, retrieval = run.answer_mode, run.retrieval_mode
         items = iterate_in_thread(lambda: kb.stream_answer(question, engine, params=req.params, groups=groups,
-                                                           mode=mode))
+                                                           mode=mode, retrieval=retrieval))
         streamed: list[str] = []
         try:
             async for item in items:
                 if isinstance(item, Answer):
                     run.citations, run.supported, run.answer_mode = list(item.citations), item.supported, item.mode
+                    run.retrieval_mode = item.retrieval_mode
                     req.sources = [Citation(h.id, h.source, h.text, h.score) for h in item.hits] or list(item.citations)
                     if not req.stream:
                         yield Chunk(text=item.answer)
@@ -674,6 +695,7 @@ class Gateway:
         if "supported" in body:
             run.supported = bool(body["supported"])
         run.answer_mode = body.get("answer_mode")
+        run.retrieval_mode = body.get("retrieval_mode")
         return _chunks_of(message.get("content") or "", body["choices"][0]["finish_reason"] or "stop",
                           Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)))
 
@@ -716,6 +738,8 @@ class Gateway:
             body["supported"] = run.supported
         if run.answer_mode is not None:
             body["answer_mode"] = run.answer_mode
+        if run.retrieval_mode is not None and run.req.kind == "kb":
+            body["retrieval_mode"] = run.retrieval_mode
         return body
 
     async def _collect(self, run: _Run, chunks: AsyncIterator[Chunk]) -> dict[str, Any]:
@@ -750,6 +774,8 @@ class Gateway:
                 last["supported"] = run.supported
             if run.answer_mode is not None:
                 last["answer_mode"] = run.answer_mode
+            if run.retrieval_mode is not None and req.kind == "kb":
+                last["retrieval_mode"] = run.retrieval_mode
             if run.final_text is not None:  # a kb answer whose verification changed the text
                 run.text = last["final_content"] = await self._staged(run, run.final_text)
             run.completed = True
@@ -939,6 +965,8 @@ class Gateway:
         shape = f"{params.max_tokens}|{params.temperature}|{params.top_p}|{sorted(params.stop)}|{params.seed}"
         if params.grammar is not None or params.json_schema is not None:  # a constrained answer is another answer
             shape += "|" + hashlib.sha256(f"{params.grammar}|{params.json_schema}".encode()).hexdigest()
+        if req.kind == "kb":  # another retriever finds other sources: another answer
+            shape += f"|retrieval={run.retrieval_mode}"
         run.scope = CacheScope(tenant=req.caller.tenant, model=req.model, system_prompt=system, kb_version=kb_version,
                                groups=None if groups is None else tuple(groups), params=shape)
         if not run.read_cache:
