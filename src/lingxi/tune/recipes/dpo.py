@@ -59,15 +59,24 @@ def train_dpo(cfg: TuneConfig, home: Path | None = None) -> dict[str, Any]:
         ref = reference_logps(batch)
         return (policy[:n] - ref[:n]) - (policy[n:] - ref[n:]), policy[:n] - policy[n:]
 
+    eval_reference: list[Any] = []  # the reference's log-probs of each eval batch, computed once
+
     def eval_margins() -> tuple[list[float], list[float]]:
+        """(implicit reward margins, policy log-prob margins) of the held-out pairs. Before
+        training the policy is the reference, so one pass gives both."""
         model.eval()
         implicit, own = [], []
         with torch.no_grad():
-            for chunk in eval_batches(eval_pairs, 8):
+            for i, chunk in enumerate(eval_batches(eval_pairs, 8)):
                 batch = pair_batch(chunk, pad, s.device)
-                m, d = margins(batch, sequence_logps(model, batch))
-                implicit += (cfg.beta * m).tolist()
-                own += d.tolist()
+                if i == len(eval_reference):
+                    eval_reference.append(reference_logps(batch))
+                    policy = eval_reference[i]
+                else:
+                    policy = sequence_logps(model, batch)
+                ref, n = eval_reference[i], len(chunk)
+                implicit += (cfg.beta * ((policy[:n] - ref[:n]) - (policy[n:] - ref[n:]))).tolist()
+                own += (policy[:n] - policy[n:]).tolist()
         model.train()
         return implicit, own
 

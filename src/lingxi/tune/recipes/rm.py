@@ -77,7 +77,7 @@ def train_reward_model(cfg: TuneConfig, home: Path | None = None) -> dict[str, A
             return {}
         return {**preference_stats(m, old), "reward_margin": round(sum(m) / len(m), 4)}
 
-    first = margins() if eval_pairs else []
+    first = [0.0] * len(eval_pairs)  # the zero head scores every answer 0: no forward pass needed
     before = evaluate(first)
 
     # ---- loop
