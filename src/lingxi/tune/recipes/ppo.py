@@ -71,6 +71,7 @@ def train_ppo(cfg: TuneConfig, home: Path | None = None) -> dict[str, Any]:
     if rm_tokenizer.get_vocab() != tokenizer.get_vocab():
         raise UsageError("--reward-model was trained on a model with another vocabulary; train it on --model's base")
     tokenizer.padding_side = "left"
+    tokenizer.truncation_side = "left"  # a long prompt keeps its end: the last turn and the assistant header
     prompts = [render(tokenizer, row_prompt(r), generation_prompt=True) for r in s.train_rows]
     eval_prompts = [render(tokenizer, row_prompt(r), generation_prompt=True) for r in s.eval_rows]
     policy = make_trainable(load_causal_lm(s.source, s.home, device=s.device), cfg)
@@ -205,7 +206,7 @@ def train_ppo(cfg: TuneConfig, home: Path | None = None) -> dict[str, Any]:
 
     # ---- save
     after = evaluate()
-    tokenizer.padding_side = "right"
+    tokenizer.padding_side = tokenizer.truncation_side = "right"
     save_model(policy, tokenizer, s.run.folder / "adapter", extra={"value_head": value_head.state_dict()})
     return s.run.report(model=s.source.name, log=log, before=before, after=after, data=s.data_stats,
                         extra={"method": cfg.method, "memory_estimate": s.memory,
