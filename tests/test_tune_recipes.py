@@ -288,3 +288,13 @@ def test_qlora_trains_on_cpu(tiny: Path, tmp_path: Path, files):
     assert any(".layers.0." in n for n in moved)
     assert report["eval"]["after"]["loss"] < report["eval"]["before"]["loss"]
     assert torch.isfinite(torch.tensor(report["loss_curve"])).all()
+
+
+def test_lora_layers_adapts_only_the_top_layers(tiny: Path, tmp_path: Path, files):
+    from safetensors.torch import load_file
+
+    run(tiny, tmp_path, "sft", files["sft"], lora_layers=1, lr=1e-2)
+    lora = load_file(str(tmp_path / "out-sft" / "adapter" / "adapter_model.safetensors"))
+    assert lora and all(".layers.1." in n for n in lora)  # the tiny model has layers 0 and 1
+    with pytest.raises(UsageError, match="--lora-layers 5: this model has 2 layers"):
+        run(tiny, tmp_path / "x", "sft", files["sft"], lora_layers=5)

@@ -29,6 +29,7 @@ from lingxi.tune.config import RECIPES
 @click.option("--lora-alpha", type=int, help="LoRA alpha (default 32).")
 @click.option("--lora-dropout", type=float, help="LoRA dropout (default 0.1).")
 @click.option("--lora-targets", help="Comma-separated module names (default q_proj,v_proj).")
+@click.option("--lora-layers", type=int, help="LoRA in the last N layers only (cheaper backward; default all).")
 @click.option("--seed", type=int)
 @click.option("--save-every", type=int, help="Checkpoint every N steps (default 50).")
 @click.option("--resume/--no-resume", default=None, help="Resume from the run folder's checkpoint (default on).")

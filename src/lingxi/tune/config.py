@@ -43,6 +43,10 @@ class TuneConfig(BaseModel):
     lora_dropout: float = Field(default=0.1, ge=0, lt=1)
     lora_targets: list[str] = ["q_proj", "v_proj"]
     """Module names that get LoRA adapters."""
+    lora_layers: int | None = Field(default=None, gt=0)
+    """LoRA only in the last N transformer layers; None = every layer. The backward pass then
+    stops at the lowest adapted layer: a step costs little more than a forward pass (a CPU's
+    way to train more steps; the top layers are where task-specific features live)."""
     max_steps: int | None = Field(default=None, gt=0)
     """Optimizer steps; None = ``epochs`` passes over the training rows."""
     epochs: float = Field(default=1.0, gt=0)

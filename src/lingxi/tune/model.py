@@ -171,8 +171,14 @@ def make_trainable(model: Any, cfg: Any) -> Any:
                          f"(it has e.g. {', '.join(sorted(n for n in names if n.endswith('proj'))[:8])})")
     if cfg.method == "qlora":
         model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    layers: dict[str, Any] = {}
+    if cfg.lora_layers:
+        n = model.config.num_hidden_layers
+        if cfg.lora_layers > n:
+            raise UsageError(f"--lora-layers {cfg.lora_layers}: this model has {n} layers")
+        layers = {"layers_to_transform": list(range(n - cfg.lora_layers, n)), "layers_pattern": "layers"}
     lora = peft.LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                           target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM")
+                           target_modules=list(cfg.lora_targets), task_type="CAUSAL_LM", **layers)
     return peft.get_peft_model(model, lora)
 
 
