@@ -260,6 +260,28 @@ def test_selection_validation_is_the_schema():
             _validate(bad, ["1.2", "1.3"], 2)
 
 
+def test_answers_cite_node_ids_and_a_miscited_sentence_is_flagged(code_kb):
+    quoted = code_kb.answer("业主逾期不交纳物业服务费用的，物业服务企业可以怎么做？", retrieval="navigate", mode="extract")
+    assert quoted.mode == "extracted" and quoted.supported
+    leaf = quoted.citations[0].id
+    assert leaf.count(".") == 3 and f"[{leaf}]" in quoted.answer and quoted.citations[0].text.startswith("第六条")
+    data = quoted.to_dict()
+    assert set(data) >= {"answer", "supported", "mode", "citations", "scratchpad"}
+    assert data["citations"][0]["source"] == "property.md"
+
+    article5 = next(n.id for n in code_kb.store.tree(None) if n.text.startswith("第五条"))
+    reply = (f"物业服务企业可以向人民法院起诉 [{article5}]。业主委员会应当督促其限期交纳 [{leaf}]。"
+             "物业公司可以停水停电。")
+    model = FakeEngine(replies=[json.dumps({"choose": [{"id": leaf, "reason": "费用"}]}), reply])
+    result = code_kb.answer("业主逾期不交纳物业服务费用的，物业服务企业可以怎么做？", model, retrieval="navigate",
+                            mode="generate")
+    assert result.mode == "generated" and result.supported
+    # the mis-cited sentence is attributed to the node that supports it, the unsupported one is dropped
+    assert f"可以向人民法院起诉 [{leaf}]" in result.answer and article5 not in result.answer
+    assert result.dropped == ["物业公司可以停水停电。"]
+    assert result.scratchpad[0]["by"] == "model"
+
+
 def test_groups_are_enforced_inside_navigation(tmp_path):
     folder = tmp_path / "pub"
     _write(folder, "property.md", CODE_ZH)
@@ -276,6 +298,8 @@ def test_groups_are_enforced_inside_navigation(tmp_path):
         seen = {c["id"] for step in nav.scratchpad for c in step["candidates"]}
         assert not any(i.split(".")[0] == str(hr_doc) for i in seen | {n.id for n, _ in nav.leaves})
         assert nav.scratchpad[0]["by"] == "scorer" and "not among the candidates" in nav.scratchpad[0]["note"]
+        answer = kb.answer(escape, groups=["sales"], retrieval="navigate", mode="extract")
+        assert "百分之四十" not in answer.answer
         # the hr group does see it
         nav = kb.navigate("高管年终奖金是多少？", groups=["hr"])
         assert nav.leaves[0][0].text.startswith("第一条 高管年终奖金")
@@ -295,6 +319,36 @@ def test_an_empty_document_and_an_empty_knowledge_base_say_so(tmp_path):
             kb.navigate("  ")
     finally:
         kb.drop()
+
+
+def test_cli_navigate_search_and_ask_json(tmp_path, monkeypatch, capsys):
+    from lingxi.cli import main
+
+    folder = tmp_path / "docs"
+    _write(folder, "property.md", CODE_ZH)
+    config = tmp_path / "lingxi.toml"
+    config.write_text(f'home = "{tmp_path / "home"}"\ndefault_embedder = "hash"\ndefault_model = "fake"\n'
+                      '[embedders.hash]\nengine = "hash"\n[models.fake]\nengine = "fake"\n', encoding="utf-8")
+    monkeypatch.setenv("LINGXI_CONFIG", str(config))
+
+    def run(*args):
+        with pytest.raises(SystemExit) as exc:
+            main(list(args))
+        out, err = capsys.readouterr()
+        return exc.value.code, out, err
+
+    assert run("kb", "create", "law")[0] == 0
+    code, _, err = run("kb", "ask", "law", "物业费", "--mode", "navigate")
+    assert code != 0 and "no document tree" in err and "Traceback" not in err
+    assert run("kb", "ingest", "law", str(folder), "--quiet")[0] == 0
+    code, out, _ = run("kb", "search", "law", "业主拖欠物业费不交怎么办？", "--mode", "navigate", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["hits"][0]["text"].startswith("第六条") and data["scratchpad"][0]["level"] == 1
+    code, out, _ = run("kb", "ask", "law", "业主逾期不交纳物业服务费用的，物业服务企业可以怎么做？", "--mode", "navigate",
+                       "--answer-mode", "extract", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["mode"] == "extracted" and data["scratchpad"]
+    assert f"[{data['citations'][0]['id']}]" in data["answer"]
 
 
 # ------------------------------------------------------------------ stores
@@ -340,5 +394,28 @@ def test_a_configured_model_writes_the_summaries_once(tmp_path):
         (folder / "property.md").write_text(CODE_ZH + "\n", encoding="utf-8")  # changed bytes, same text
         report = kb.ingest([folder], progress=False)
         assert report.updated and report.summaries_made == 0
+    finally:
+        kb.drop()
+
+
+def test_navigate_is_a_registered_retriever_that_fuses_and_keeps_groups(tmp_path):
+    from lingxi.knowledge.retrievers import available_retrievers
+
+    assert "navigate" in available_retrievers()
+    _write(tmp_path / "pub", "property.md", CODE_ZH)
+    _write(tmp_path / "hr", "pay.md", HR_ZH)
+    kb = _kb(tmp_path)
+    try:
+        kb.ingest([tmp_path / "pub"], progress=False)
+        kb.ingest([tmp_path / "hr"], groups=["hr"], progress=False)
+        article6 = next(n for n in kb.store.tree(None) if n.text.startswith("第六条"))
+        ids = [i for i, _ in kb.search_ids("业主拖欠物业费不交怎么办？", mode="navigate", k=3)]
+        assert ids[0] in article6.chunks
+        assert kb.search_ids("物业费", mode="fuse:bm25+navigate", k=3)
+        hr_chunks = {c for n in kb.store.tree(None) if n.text.startswith("第一条 高管") for c in n.chunks}
+        assert not hr_chunks & {i for i, _ in kb.search_ids("高管年终奖金是多少？", mode="navigate", k=5,
+                                                             groups=["sales"])}
+        with pytest.raises(UsageError, match="no metadata filters"):
+            kb.search("物业费", mode="navigate", filters={"type": "markdown"})
     finally:
         kb.drop()

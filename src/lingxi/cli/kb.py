@@ -90,8 +90,8 @@ def _groups(raw: str | None) -> list[str] | None:
 @click.argument("name")
 @click.argument("query")
 @click.option("--mode", default="hybrid", show_default=True,
-              help="Retriever: bm25, dense, hybrid, graph (the graph named like the knowledge base), another "
-                   "registered one, fuse:A+B… (fused), or auto (chosen per query, and said).")
+              help="Retriever: bm25, dense, hybrid, graph (the graph named like the knowledge base), navigate "
+                   "(tree navigation), another registered one, fuse:A+B… (fused), or auto (chosen per query, and said).")
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Results to return.")
 @click.option("--groups", default=None, help="Search as a caller in these comma-separated groups.")
 @click.option("--filter", "filters", multiple=True, help="Document metadata KEY=VALUE (repeatable).")
@@ -100,16 +100,29 @@ def search(name: str, query: str, mode: str, k: int, groups: str | None, filters
            as_json: bool) -> None:
     """Search knowledge base NAME for QUERY.
 
-    With --mode auto the JSON output is {"retrieval_mode", "reason", "hits"} (a list of hits otherwise).
+    With --mode auto the JSON output is {"retrieval_mode", "reason", "hits"}, with --mode navigate
+    {"hits", "scratchpad"} (hits are document-tree leaves, ids are node ids); a list of hits otherwise.
     """
     from lingxi.knowledge import open_kb
 
     with open_kb(name, settings()) as base:
         chosen = base.retrieval_mode(query, mode, groups=_groups(groups))
-        hits = base.search(query, mode=chosen.mode, k=k, groups=_groups(groups), filters=_filters(filters))
+        nav = None
+        if chosen.mode == "navigate":
+            if filters:
+                raise UsageError("search mode 'navigate' takes no --filter")
+            nav = base.navigate(query, _groups(groups), k=k)
+            hits = base.navigation_hits(nav)
+        else:
+            hits = base.search(query, mode=chosen.mode, k=k, groups=_groups(groups), filters=_filters(filters))
     if as_json:
         shown = [h.to_dict() for h in hits]
-        emit_json({"retrieval_mode": chosen.mode, "reason": chosen.reason, "hits": shown} if mode == "auto" else shown)
+        out: object = shown
+        if mode == "auto" or nav is not None:
+            out = ({"retrieval_mode": chosen.mode, "reason": chosen.reason} if mode == "auto" else {}) | {"hits": shown}
+            if nav is not None:
+                out["scratchpad"] = nav.scratchpad
+        emit_json(out)
         return
     if mode == "auto":
         click.echo(f"retrieval: {chosen.mode} ({chosen.reason})")
@@ -130,13 +143,14 @@ def search(name: str, query: str, mode: str, k: int, groups: str | None, filters
                    "best-supported source sentences; auto (default, knowledge.answer_mode): extract with models "
                    "under 1B parameters, else generate and quote when the check fails.")
 @click.option("--mode", "retrieval", default=None,
-              help="Retriever: hybrid (default, knowledge.retrieval), bm25, dense, graph, another registered one, "
-                   "fuse:A+B…, or auto (chosen per question, and said).")
+              help="Retriever: hybrid (default, knowledge.retrieval), bm25, dense, graph, navigate (tree navigation: "
+                   "cites document-tree node ids), another registered one, fuse:A+B…, or auto (chosen per question, "
+                   "and said).")
 @click.option("-k", "k", type=click.IntRange(1, 50), default=5, show_default=True, help="Chunks to retrieve.")
 @click.option("--groups", default=None, help="Ask as a caller in these comma-separated groups.")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"answer", "supported", "mode", "retrieval_mode", "citations": [{"id", "source", "text", '
-                   '"score"}]}.')
+                   '"score"}]}, and "scratchpad" (the decisions) when navigate retrieved.')
 def ask(name: str, question: str, model: str | None, mode: str | None, retrieval: str | None, k: int,
         groups: str | None, as_json: bool) -> None:
     """Answer QUESTION from knowledge base NAME, with verified citations, or say the documents do not.

@@ -444,6 +444,10 @@ class KnowledgeBase:
             groups: the caller's groups; None = a trusted caller that sees everything.
             filters: document metadata that must match (``{"type": "pdf"}``, ``{"source": [...]}``).
         """
+        if mode == "navigate":  # node-level hits (a leaf is a clause), not the chunks holding them
+            if filters:
+                raise UsageError("search mode 'navigate' takes no metadata filters")
+            return self.navigation_hits(self.navigate(query, groups, k=k))
         scored = self.search_ids(query, mode=mode, k=k, groups=groups, filters=filters)
         return self.store.hits(scored)
 
@@ -658,7 +662,13 @@ class KnowledgeBase:
         if not question.strip():
             raise UsageError("empty question")
         chosen = self.retrieval_mode(question, retrieval, groups)
-        hits = self._shown(self.search(question, chosen.mode, k=k, groups=groups)) if self.embedder_name else []
+        nav = None
+        if chosen.mode == "navigate":
+            # Sources are document-tree leaves cited by node id; a trusted model also chooses the way there.
+            nav = self.navigate(question, groups, engine, k)
+            hits = self.navigation_hits(nav)
+        else:
+            hits = self._shown(self.search(question, chosen.mode, k=k, groups=groups)) if self.embedder_name else []
         similarity = None
         candidates = A.rank_sentences(question, hits)
         if not A.answerable(question, candidates):
@@ -691,6 +701,7 @@ class KnowledgeBase:
         if result.mode != "generated":
             yield result.answer
         result.retrieval_mode = chosen.mode
+        result.scratchpad = nav.scratchpad if nav is not None else None
         result.retrieval_reason = chosen.reason if retrieval == "auto" else None
         yield result
 

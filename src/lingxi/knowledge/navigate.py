@@ -44,13 +44,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lingxi.errors import UsageError
+from lingxi.knowledge.retrievers import Query, Retriever, Scored
 from lingxi.knowledge.tree import TreeNode, link_children
 from lingxi.text import tokenize
 
 if TYPE_CHECKING:
     from lingxi.knowledge.kb import KnowledgeBase
 
-__all__ = ["Navigation", "TreeIndex", "navigate", "DEPTH", "BREADTH", "PARTS"]
+__all__ = ["Navigation", "NavigateRetriever", "TreeIndex", "navigate", "DEPTH", "BREADTH", "PARTS"]
 
 #: Decision levels before the scorer picks the leaves under what is still open.
 DEPTH = 3
@@ -320,3 +321,24 @@ def _validate(reply: str, ids: list[str], breadth: int) -> list[tuple[str, str]]
             raise ValueError(f"id {p['id']!r} chosen twice")
         out.append((p["id"], str(p.get("reason", ""))[:200]))
     return out
+
+
+class NavigateRetriever(Retriever):
+    """``navigate`` in the retriever registry (``kb search --mode navigate`` through
+    :meth:`~lingxi.knowledge.kb.KnowledgeBase.search_ids`, fusion lists, ``--mode auto``): the
+    chunks holding the leaves that navigation reaches, the scorer choosing at every level.
+    :meth:`~lingxi.knowledge.kb.KnowledgeBase.search` and ``answer`` return the leaves themselves
+    (node ids, one clause each) and let a trusted model choose."""
+
+    name = "navigate"
+
+    def search(self, kb: KnowledgeBase, query: Query, k: int, groups: list[str] | None,
+               filters: dict[str, Any] | None) -> Scored:
+        if filters:
+            raise UsageError("search mode 'navigate' takes no metadata filters")
+        nav = navigate(kb, query.text, groups=groups, k=k)
+        out: dict[str, float] = {}
+        for node, score in nav.leaves:
+            for cid in node.chunks:
+                out.setdefault(cid, score)
+        return list(out.items())[:k]

@@ -2,9 +2,10 @@
 ``KnowledgeBase.search_ids`` dispatches through.
 
 Built in: ``bm25``, ``dense``, ``hybrid`` (adaptive fusion of bm25 and dense, see
-:mod:`lingxi.knowledge.fusion`) and ``graph`` (the provenance chunks of paths in the knowledge
-base's graph, see :class:`GraphRetriever`). Any list of registered retrievers fuses by name:
-``fuse:bm25+dense+graph``. More register in code with :func:`register_retriever`, or from a
+:mod:`lingxi.knowledge.fusion`), ``graph`` (the provenance chunks of paths in the knowledge
+base's graph, see :class:`GraphRetriever`) and ``navigate`` (the chunks of the document-tree
+leaves that tree navigation reaches, see :mod:`lingxi.knowledge.navigate`). Any list of
+registered retrievers fuses by name: ``fuse:bm25+dense+graph``. More register in code with :func:`register_retriever`, or from a
 package through the ``lingxi.retrievers`` entry-point group (value ``"module:Class"``, the class
 taking no arguments); a registered name wins over an entry point, and neither may replace a
 built-in.
@@ -258,8 +259,15 @@ def _as_list(value: Any) -> list[Any]:
 
 # ---------------------------------------------------------------- registry
 
+def _navigate() -> Retriever:
+    from lingxi.knowledge.navigate import NavigateRetriever  # it subclasses Retriever: imported when used
+
+    return NavigateRetriever()
+
+
 _BUILTIN: dict[str, Callable[[], Retriever]] = {
-    "bm25": Bm25Retriever, "dense": DenseRetriever, "hybrid": HybridRetriever, "graph": GraphRetriever}
+    "bm25": Bm25Retriever, "dense": DenseRetriever, "hybrid": HybridRetriever, "graph": GraphRetriever,
+    "navigate": _navigate}
 _registered: dict[str, Callable[[], Retriever]] = {}
 
 
