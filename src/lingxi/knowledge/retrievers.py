@@ -5,9 +5,9 @@ Built in: ``bm25``, ``dense``, ``hybrid`` (adaptive fusion of bm25 and dense, se
 :mod:`lingxi.knowledge.fusion`), ``graph`` (the provenance chunks of paths in the knowledge
 base's graph, see :class:`GraphRetriever`) and ``navigate`` (the chunks of the document-tree
 leaves that tree navigation reaches, see :mod:`lingxi.knowledge.navigate`). Any list of
-registered retrievers fuses by name: ``fuse:bm25+dense+graph``. More register in code with :func:`register_retriever`, or from a
-package through the ``lingxi.retrievers`` entry-point group (value ``"module:Class"``, the class
-taking no arguments); a registered name wins over an entry point, and neither may replace a
+registered retrievers fuses by name: ``fuse:bm25+dense+graph``. More register in code with
+:func:`register_retriever`, or from a package through the ``lingxi.retrievers`` entry-point group
+(value ``"module:Class"``, the class taking no arguments); a registered name wins over an entry point, and neither may replace a
 built-in.
 
 The contract every retriever keeps: it returns only chunks the caller's ``groups`` may read and
