@@ -61,8 +61,18 @@ def list_adapters(home: Path) -> list[dict[str, Any]]:
         out.append({"name": folder.name, "path": str(folder), "recipe": info.get("recipe"), "model": info.get("model"),
                     "method": info.get("method"), "steps": info.get("steps"), "eval": info.get("eval"),
                     "merged": (folder / "merged" / "config.json").is_file(),
-                    "gguf": str(folder / "model.gguf") if (folder / "model.gguf").is_file() else None})
+                    "gguf": str(folder / "model.gguf") if (folder / "model.gguf").is_file() else None,
+                    "serve": _serve_lines(folder.name, folder, info)})
     return out
+
+
+def _serve_lines(name: str, folder: Path, info: dict[str, Any]) -> str | None:
+    if (folder / "model.gguf").is_file():
+        return serve_snippet(name, str(folder / "model.gguf"))
+    try:
+        return adapter_snippet(name, folder)
+    except (UsageError, OSError):
+        return None
 
 
 def resolve_run(name_or_path: str, home: Path) -> Path:
@@ -262,4 +272,30 @@ def serve_snippet(name: str, gguf_path: str) -> str:
     return f'[models.{name}]\nengine = "llamacpp"\npath = "{gguf_path}"\n'
 
 
-__all__ = ["run_info", "list_adapters", "resolve_run", "merge", "export_gguf", "roundtrip_check", "serve_snippet"]
+def adapter_snippet(name: str, folder: str | os.PathLike[str]) -> str:
+    """The config lines that serve a run's LoRA adapter over its base on the transformers engine,
+    without merging or exporting: several runs over one base are several such entries, each
+    answering under its own name.
+
+    Raises:
+        UsageError: a run that is no chat model (rm, embed), or a vocab run (its resized
+            embeddings need the merged or exported model).
+    """
+    folder = Path(folder).expanduser()
+    info = run_info(folder)
+    if info.get("recipe") in ("rm", "embed", "vocab"):
+        raise UsageError(f"a {info['recipe']} run is not served as an adapter; "
+                         + ("export it (lingxi adapters export)" if info["recipe"] == "vocab" else "it is no chat model"))
+    adapter = folder / "adapter"
+    if not (adapter / "adapter_config.json").is_file():  # full fine-tuning: the folder is the model
+        return f'[models.{name}]\nengine = "transformers"\npath = "{adapter}"\n'
+    source = resolve(info["config"]["model"])
+    lines = [f"[models.{name}]", 'engine = "transformers"', f'path = "{source.folder}"']
+    if source.gguf_file:
+        lines.append(f'gguf_file = "{source.gguf_file}"')
+    lines.append(f'adapters = ["{adapter}"]')
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["run_info", "list_adapters", "resolve_run", "merge", "export_gguf", "roundtrip_check", "serve_snippet",
+           "adapter_snippet"]
