@@ -4,17 +4,20 @@ Parts (``--parts``, comma-separated):
 
 - ``throughput``: Lingxi's LoRA SFT loop vs a plain transformers + peft loop (the anchor) on the
   same model, examples (same token ids and answer masks), LoRA settings, batch size, learning
-  rate, steps and thread count, run one after the other; training tokens (non-padding) per
-  second of training time.
+  rate, steps and thread count, alternated ``--rounds`` times in this one process (load changes
+  hit both); training tokens (non-padding) per second, wall and CPU, and the median ratio.
 - ``sft``: held-out answer loss before/after LoRA SFT (BELLE Chinese seed tasks, disjoint split).
 - ``pretrain``: held-out loss before/after continued pretraining on the PRC Civil Code text.
-- ``rm`` / ``dpo``: held-out preference accuracy before/after, trained and evaluated on disjoint
-  parts of hh-rlhf harmless-base test pairs.
 - ``vocab``: tokens per character and loss per character on held-out Civil Code text before/after
   adding 18 legal terms.
+- ``rm`` / ``dpo``: held-out preference accuracy (95 % interval, sign test) before/after, trained
+  on ``--pref-train`` and evaluated on ``--pref-held`` disjoint hh-rlhf harmless pairs.
+- ``ppo``: the ``rm`` part's reward model as the reward; held-out mean reward and KL before/after.
+- ``embed``: MiniLM on CMRC 2018 questions of 60 % of the paragraphs; dense nDCG@10 through
+  ``lingxi eval retrieval``'s scratch knowledge base on the other 40 % before/after.
 - ``export``: merge the SFT LoRA, export GGUF, compare llama.cpp's and transformers' probe loss.
 
-Usage: python benchmarks/tune.py --data-dir PATH_TO_SHARED_DATA --out /tmp/tune-bench [--steps 12]
+Usage: python benchmarks/tune.py --data-dir PATH_TO_SHARED_DATA --out OUT_DIR [--steps 12]
 Prints one JSON document.
 """
 
@@ -65,6 +68,7 @@ def recipe(out: Path, name: str, train: str, held: str, tag: str | None = None, 
     r = run_recipe(cfg, home=out / "home")
     return {"steps": r["steps"], "before": r["eval"]["before"], "after": r["eval"]["after"],
             "train_tokens_per_s": r["train_tokens_per_s"], "peak_memory_gib": r["peak_memory_gib"],
+            "train_seconds": r["train_seconds"],
             "train_tokens_per_cpu_s": round(r["train_tokens"] / max(r["train_cpu_seconds"], 1e-9), 1),
             "loss_curve": r["loss_curve"]}
 
@@ -106,23 +110,86 @@ def plain_peft_loop(examples: list[Any], pad: int, steps: int, batch: int, lr: f
             "tokens_per_cpu_s": round(tokens / cpu, 1)}
 
 
-def throughput(out: Path, rows: list[dict[str, Any]], steps: int, batch: int, max_len: int) -> dict[str, Any]:
+def throughput(out: Path, rows: list[dict[str, Any]], steps: int, batch: int, max_len: int,
+               rounds: int) -> dict[str, Any]:
+    """Lingxi's recipe and the plain loop, alternated ``rounds`` times in this one process so that
+    a change of machine load hits both; the ratio is of the medians."""
+    from statistics import median
+
     from lingxi.tune.model import load_tokenizer, resolve
     from lingxi.tune.tokens import encode_rows
 
     train = write(out / "tp.jsonl", rows)
-    ours = recipe(out, "sft", train, train, tag="throughput", max_steps=steps, batch_size=batch, max_len=max_len, eval_rows=1,
-                  threads=1)
     tok = load_tokenizer(resolve(MODEL), out / "home")
-    plain = plain_peft_loop(encode_rows(tok, rows, max_len, kind="sft"), tok.pad_token_id, steps, batch, 2e-4, 0,
-                            out / "home")
-    return {"lingxi_tokens_per_s": ours["train_tokens_per_s"], "plain_peft_tokens_per_s": plain["tokens_per_s"],
-            "ratio": round(ours["train_tokens_per_s"] / plain["tokens_per_s"], 2),
-            "lingxi_tokens_per_cpu_s": ours["train_tokens_per_cpu_s"],
-            "plain_peft_tokens_per_cpu_s": plain["tokens_per_cpu_s"],
-            "cpu_ratio": round(ours["train_tokens_per_cpu_s"] / plain["tokens_per_cpu_s"], 2),
-            "steps": steps, "batch": batch,
-            "max_len": max_len, "threads": 1}
+    examples = encode_rows(tok, rows, max_len, kind="sft")
+    ours, plain = [], []
+    for r in range(rounds):
+        ours.append(recipe(out, "sft", train, train, tag=f"throughput{r}", max_steps=steps, batch_size=batch,
+                           max_len=max_len, eval_rows=1, threads=1, seed=r))
+        plain.append(plain_peft_loop(examples, tok.pad_token_id, steps, batch, 2e-4, r, out / "home"))
+    wall = [o["train_tokens_per_s"] / p["tokens_per_s"] for o, p in zip(ours, plain)]
+    cpu = [o["train_tokens_per_cpu_s"] / p["tokens_per_cpu_s"] for o, p in zip(ours, plain)]
+    return {"lingxi_tokens_per_s": [o["train_tokens_per_s"] for o in ours],
+            "plain_peft_tokens_per_s": [p["tokens_per_s"] for p in plain],
+            "lingxi_tokens_per_cpu_s": [o["train_tokens_per_cpu_s"] for o in ours],
+            "plain_peft_tokens_per_cpu_s": [p["tokens_per_cpu_s"] for p in plain],
+            "ratio_per_round": [round(x, 2) for x in wall], "ratio": round(median(wall), 2),
+            "cpu_ratio_per_round": [round(x, 2) for x in cpu], "cpu_ratio": round(median(cpu), 2),
+            "steps": steps, "batch": batch, "max_len": max_len, "threads": 1, "rounds": rounds}
+
+
+def preference_split(data_dir: Path, out: Path, n_train: int, n_held: int) -> tuple[str, str]:
+    """hh-rlhf harmless pairs, shuffled once: the first ``n_held`` held out, the next ``n_train``
+    for training (disjoint)."""
+    from lingxi.tune.data import read_rows
+
+    prefs = [r.data for r in read_rows(data_dir / "hh-rlhf-harmless-test" / "pairs.jsonl")]
+    random.Random(2).shuffle(prefs)
+    return (write(out / "pref_train.jsonl", prefs[n_held:n_held + n_train]),
+            write(out / "pref_held.jsonl", prefs[:n_held]))
+
+
+def embed_part(data_dir: Path, out: Path, steps: int) -> dict[str, Any]:
+    """MiniLM fine-tuned on CMRC 2018 questions of 60 % of the paragraphs; nDCG@10 of dense
+    retrieval through ``lingxi eval retrieval``'s code (a scratch knowledge base) on the questions
+    of the other 40 %, over a corpus of those paragraphs only."""
+    from lingxi.config import parse_config
+    from lingxi.evaluate.retrieval import evaluate_retrieval, load_beir
+
+    src = data_dir / "cmrc2018-trial-zh"
+    beir = load_beir(src / "corpus.jsonl", src / "queries.jsonl", src / "qrels" / "test.tsv")
+    docs = {json.loads(line)["_id"]: json.loads(line) for line in (src / "corpus.jsonl").read_text().splitlines()
+            if line.strip()}
+    ids = sorted(docs)
+    random.Random(4).shuffle(ids)
+    held_docs = set(ids[: len(ids) * 2 // 5])
+    train_rows, held_q = [], {}
+    for q, text in beir.queries.items():
+        doc = next(iter(beir.qrels[q]))
+        if doc in held_docs:
+            held_q[q] = text
+        else:
+            d = docs[doc]
+            train_rows.append({"query": text, "positive": f"{d['title']}\n{d['text']}"})
+    folder = out / "embed_eval"
+    folder.mkdir(exist_ok=True)
+    corpus = write(folder / "corpus.jsonl", [docs[d] for d in sorted(held_docs)])
+    queries = write(folder / "queries.jsonl", [{"_id": q, "text": t} for q, t in held_q.items()])
+    qrels = folder / "qrels.tsv"
+    qrels.write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{q}\t{next(iter(beir.qrels[q]))}\t1\n" for q in held_q), encoding="utf-8")
+    train = write(out / "embed_train.jsonl", train_rows)
+    r = recipe(out, "embed", train, train, max_steps=steps, batch_size=16, threads=1, eval_rows=1)
+    tuned = str(out / "embed" / "adapter")
+    settings = parse_config({"home": str(out / "home"), "embedders": {
+        "tuned-minilm": {"engine": "sentence-transformers", "path": tuned}}})
+    before = evaluate_retrieval(settings, corpus, queries, qrels, mode="dense", embedder="minilm", progress=False)
+    after = evaluate_retrieval(settings, corpus, queries, qrels, mode="dense", embedder="tuned-minilm",
+                               progress=False)
+    keys = ("ndcg@10", "recall@10", "mrr@10", "queries")
+    return {"train_pairs": len(train_rows), "held_queries": len(held_q), "held_corpus": len(held_docs),
+            "steps": r["steps"], "train_seconds": r.get("train_seconds"),
+            "before": {k: before[k] for k in keys}, "after": {k: after[k] for k in keys}}
 
 
 def main() -> None:
@@ -130,21 +197,29 @@ def main() -> None:
     ap.add_argument("--data-dir", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--parts", default="throughput,sft,pretrain,vocab,rm,dpo,export")
-    ap.add_argument("--pref-held", type=int, default=40, help="held-out preference pairs (each costs 2-4 forwards)")
+    ap.add_argument("--parts", default="throughput,sft,pretrain,vocab,rm,dpo,ppo,embed,export")
+    ap.add_argument("--rounds", type=int, default=3, help="throughput: alternations of Lingxi and the plain loop")
+    ap.add_argument("--pref-train", type=int, default=240, help="rm/dpo: training pairs")
+    ap.add_argument("--pref-held", type=int, default=200, help="rm/dpo: held-out pairs (disjoint)")
+    ap.add_argument("--pref-len", type=int, default=64, help="rm/dpo/ppo: tokens per prompt+answer")
+    ap.add_argument("--pref-lora-layers", type=int, default=8, help="rm/dpo: LoRA in the last N layers (cheaper steps)")
+    ap.add_argument("--ppo-steps", type=int, default=12)
+    ap.add_argument("--embed-steps", type=int, default=30)
     args = ap.parse_args()
+    import os
+
     import torch
 
     torch.set_num_threads(1)  # the machine is shared; one thread avoids a spinning OpenMP team
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     parts = args.parts.split(",")
-    result: dict[str, Any] = {"model": MODEL, "threads": 1}
+    result: dict[str, Any] = {"model": MODEL, "threads": 1, "load_average_at_start": os.getloadavg()}
     belle = belle_rows(args.data_dir)
     random.Random(0).shuffle(belle)
     sft_train, sft_held = write(out / "sft_train.jsonl", belle[40:]), write(out / "sft_held.jsonl", belle[:40])
     if "throughput" in parts:
-        result["throughput"] = throughput(out, belle[40:], args.steps, 4, 128)
+        result["throughput"] = throughput(out, belle[40:], args.steps, 4, 128, args.rounds)
     if "sft" in parts:
         result["sft"] = recipe(out, "sft", sft_train, sft_held, max_steps=args.steps * 2, batch_size=4, max_len=128,
                                threads=1)
@@ -153,24 +228,28 @@ def main() -> None:
             train, held = civil_code_split(args.data_dir, out, name, seed, args.steps * 8)
             result[name] = recipe(out, name, train, held, max_steps=args.steps * 2, batch_size=4, max_len=128,
                                   threads=1, **kw)
-    pairs_file = args.data_dir / "hh-rlhf-harmless-test" / "pairs.jsonl"
-    if {"rm", "dpo"} & set(parts):
-        from lingxi.tune.data import read_rows
-
-        prefs = [r.data for r in read_rows(pairs_file) if len(r.data["chosen"]) + len(r.data["rejected"]) < 400]
-        random.Random(2).shuffle(prefs)
-        n = args.pref_held
-        held = write(out / "pref_held.jsonl", prefs[:n])  # disjoint from the training pairs below
-        train = write(out / "pref_train.jsonl", prefs[n:n + args.steps * 4 * 2])
-        for name, kw in (("rm", {"lr": 1e-4}), ("dpo", {})):
-            if name in parts:
-                result[name] = recipe(out, name, train, held, max_steps=args.steps * 2, batch_size=4, max_len=128,
-                                      threads=1, **kw)
+    if {"rm", "dpo", "ppo"} & set(parts):
+        train, held = preference_split(args.data_dir, out, args.pref_train, args.pref_held)
+        common = {"batch_size": 8, "max_len": args.pref_len, "threads": 1, "eval_rows": args.pref_held, "epochs": 1,
+                  "lora_layers": args.pref_lora_layers}
+        if "rm" in parts:
+            result["rm"] = recipe(out, "rm", train, held, **common)
+        if "dpo" in parts:
+            result["dpo"] = recipe(out, "dpo", train, held, lr=1e-4, **common)
+        if "ppo" in parts and (out / "rm" / "report.json").is_file():
+            result["ppo"] = recipe(out, "ppo", train, held, reward_model=str(out / "rm"), max_steps=args.ppo_steps,
+                                   batch_size=8, max_len=args.pref_len, max_new_tokens=16, threads=1, eval_rows=32,
+                                   lr=1e-4)
+            result["ppo"]["kl_curve"] = json.loads((out / "ppo" / "report.json").read_text())["kl_curve"]
+            result["ppo"]["reward_curve"] = json.loads((out / "ppo" / "report.json").read_text())["reward_curve"]
+    if "embed" in parts:
+        result["embed"] = embed_part(args.data_dir, out, args.embed_steps)
     if "export" in parts and (out / "sft" / "report.json").is_file():
         from lingxi.tune.adapters import export_gguf
 
         began = time.perf_counter()
         result["export"] = {**export_gguf(out / "sft", out / "home"), "seconds": round(time.perf_counter() - began, 1)}
+    result["load_average_at_end"] = os.getloadavg()
     print(json.dumps(result, ensure_ascii=False, indent=2))
 
 

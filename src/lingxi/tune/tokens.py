@@ -145,6 +145,12 @@ def hidden_states(model: Any, batch: dict[str, Any]) -> Any:
     (generation batches) see the same positions as unpadded ones."""
     decoder, _ = model_parts(model)
     mask = batch["attention_mask"]
+    if bool((mask[:, 1:] <= mask[:, :-1]).all()):
+        # Right padding (training batches): under the causal mask no real token can see a pad
+        # (they all come after it), so the padding mask changes nothing that is scored. Without
+        # it attention runs as plain causal attention (SDPA's is_causal kernel), and no
+        # [batch, 1, len, len] mask is built for every layer.
+        return decoder(input_ids=batch["input_ids"]).last_hidden_state
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     return decoder(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions).last_hidden_state
 
