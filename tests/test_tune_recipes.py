@@ -298,3 +298,20 @@ def test_lora_layers_adapts_only_the_top_layers(tiny: Path, tmp_path: Path, file
     assert lora and all(".layers.1." in n for n in lora)  # the tiny model has layers 0 and 1
     with pytest.raises(UsageError, match="--lora-layers 5: this model has 2 layers"):
         run(tiny, tmp_path / "x", "sft", files["sft"], lora_layers=5)
+
+
+def test_right_padded_batches_need_no_padding_mask(tiny: Path):
+    import torch
+    import transformers
+
+    from lingxi.tune.tokens import Example, collate, hidden_states
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(tiny)).eval()
+    batch = collate([Example([5, 6, 7, 8, 9], [5] * 5), Example([10, 11], [10] * 2)], pad_id=0, device="cpu")
+    with torch.no_grad():
+        fast = hidden_states(model, batch)  # right padding: the mask-free causal path
+        masked = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        alone = model.get_decoder()(input_ids=torch.tensor([[10, 11]])).last_hidden_state
+    real = batch["attention_mask"].bool()
+    assert torch.allclose(fast[real], masked[real], atol=1e-5)
+    assert torch.allclose(fast[1, :2], alone[0], atol=1e-5)  # the padded row scores as if alone
