@@ -226,3 +226,19 @@ def test_prune_with_recovery_fine_tune(tmp_path):
     pruned = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "pruned"))
     assert pruned.config.intermediate_size == 48
     assert (tmp_path / "pruned.pruned" / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_gguf_teacher_answers_through_llamacpp():
+    pytest.importorskip("llama_cpp")
+    from lingxi.compress.distill import gguf_generator
+    from lingxi.engines.bundled import smollm2_gguf
+
+    generate, close = gguf_generator(smollm2_gguf(), max_new_tokens=8, threads=1)
+    try:
+        answers = generate(["What is the capital of France?", "Name a colour."])
+        again = generate(["What is the capital of France?"])
+    finally:
+        close()
+    assert len(answers) == 2 and all(isinstance(a, str) and a for a in answers)
+    assert again[0] == answers[0]  # greedy: the teacher's answer is reproducible
