@@ -2,14 +2,18 @@
 `llama-server -np 8` (the same vendored llama.cpp), side by side in one run. Both serve the
 bundled SmolLM2 GGUF with the same threads; the client is the OpenAI SDK, streamed, greedy, the
 gateway's answer cache off. Levels alternate between the two servers so that drift in the
-machine's load hits both alike. Prints JSON: aggregate tokens/s and TTFT p50/p95 per level, and a
-multi-turn chat (growing history) with each turn's TTFT.
+machine's load hits both alike. Prints JSON: aggregate tokens/s and TTFT p50/p95 per level, the
+CPU time each server spent per generated token, and a multi-turn chat (growing history) with each
+turn's TTFT.
+``--in-process`` adds Lingxi's engine called in this process (no HTTP, no gateway) and raw
+llama-cpp-python at 1 stream, to tell the engine's cost from the gateway's.
 
 Targets (issue 13): at 8 streams aggregate tok/s >= llama-server's and TTFT p95 <= 1.2x its;
-the 10th turn's TTFT within 1.5x the first's.
+at 1 stream >= raw llama-cpp-python; the 10th turn's TTFT within 1.5x the first's.
 
     make llama-server   # builds build/llama.cpp/bin/llama-server (the reference; skipped if absent)
     python benchmarks/concurrency.py [--levels 1,2,4,8,16] [--max-tokens 128] [--turns 10] [--threads N]
+        [--in-process]
 """
 
 from __future__ import annotations
@@ -108,31 +112,96 @@ async def one_stream(client, model: str, messages: list[dict], max_tokens: int) 
     return {"ttft": (first or end) - start, "tokens": tokens, "end": end, "text": "".join(text)}
 
 
+async def engine_stream(engine, messages: list[dict], max_tokens: int) -> dict:
+    """The same request to Lingxi's engine in this process: no HTTP, no gateway."""
+    from lingxi.engines import GenerationParams
+
+    start = time.perf_counter()
+    first, text, usage = None, [], None
+    async for chunk in engine.astream(messages, GenerationParams(max_tokens=max_tokens, temperature=0)):
+        if chunk.text:
+            first = first or time.perf_counter()
+            text.append(chunk.text)
+        usage = chunk.usage or usage
+    end = time.perf_counter()
+    return {"ttft": (first or end) - start, "tokens": usage.completion_tokens if usage else len(text), "end": end,
+            "text": "".join(text)}
+
+
+async def raw_stream(llm, messages: list[dict], max_tokens: int) -> dict:
+    """The same request to raw llama-cpp-python in this process, on the thread Lingxi's engine uses
+    for llama.cpp (two threads calling llama.cpp slow each other down; see engines/llamacpp.py)."""
+    from lingxi.engines.llamacpp import llama_thread
+
+    def run() -> dict:
+        start = time.perf_counter()
+        first, text = None, []
+        for chunk in llm.create_chat_completion(messages, stream=True, temperature=0, max_tokens=max_tokens):
+            piece = chunk["choices"][0]["delta"].get("content")
+            if piece:
+                first = first or time.perf_counter()
+                text.append(piece)  # llama-cpp-python streams one token per chunk
+        end = time.perf_counter()
+        return {"ttft": (first or end) - start, "tokens": len(text), "end": end, "text": "".join(text)}
+
+    return await asyncio.wrap_future(llama_thread().submit(run))
+
+
+class Target:
+    """One thing to measure: an OpenAI-compatible server (its process id for CPU accounting) or
+    Lingxi's engine in this process (``engine``; its CPU then includes this client's)."""
+
+    def __init__(self, url: str | None = None, pid: int | None = None, engine=None, raw=None, max_c: int = 0):
+        self.pid = pid or os.getpid()
+        self.engine, self.raw = engine, raw
+        self.max_c = max_c  # measured up to this concurrency (0: every level)
+        self.client = None
+        if url is not None:
+            from openai import AsyncOpenAI
+
+            self.client = AsyncOpenAI(base_url=url, api_key="none", max_retries=0, timeout=600)
+
+    async def stream(self, messages: list[dict], max_tokens: int) -> dict:
+        if self.engine is not None:
+            return await engine_stream(self.engine, messages, max_tokens)
+        if self.raw is not None:
+            return await raw_stream(self.raw, messages, max_tokens)
+        return await one_stream(self.client, "smollm2", messages, max_tokens)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+
+
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))]
 
 
-async def level(client, model: str, c: int, max_tokens: int, waves: int) -> dict:
+async def level(target: Target, c: int, max_tokens: int, waves: int) -> dict:
     ttfts, tokens, wall = [], 0, 0.0
+    cpu_before = process_cpu(target.pid)
     for w in range(waves):
         start = time.perf_counter()
         msgs = [[{"role": "user", "content": f"Write a long story about {TOPICS[(w * c + i) % len(TOPICS)]}."}]
                 for i in range(c)]
-        results = await asyncio.gather(*(one_stream(client, model, m, max_tokens) for m in msgs))
+        results = await asyncio.gather(*(target.stream(m, max_tokens) for m in msgs))
         wall += max(r["end"] for r in results) - start
         tokens += sum(r["tokens"] for r in results)
         ttfts += [r["ttft"] for r in results]
     return {"requests": len(ttfts), "completion_tokens": tokens, "aggregate_tok_s": round(tokens / wall, 1),
-            "ttft_p50_s": round(statistics.median(ttfts), 3), "ttft_p95_s": round(_pct(ttfts, 0.95), 3)}
+            "ttft_p50_s": round(statistics.median(ttfts), 3), "ttft_p95_s": round(_pct(ttfts, 0.95), 3),
+            # CPU per token: what a token costs, however the machine's other load shares the cores
+            # out (OpenMP threads that wait for a descheduled partner spin, so it rises with load)
+            "cpu_ms_per_token": round((process_cpu(target.pid) - cpu_before) * 1000 / max(tokens, 1), 1)}
 
 
-async def multi_turn(client, model: str, turns: int, max_tokens: int) -> dict:
+async def multi_turn(target: Target, turns: int, max_tokens: int) -> dict:
     messages: list[dict] = [{"role": "system", "content": "You are a helpful astronomy tutor."}]
     ttfts, prompt_chars = [], []
     for q in QUESTIONS[:turns]:
         messages.append({"role": "user", "content": q})
-        r = await one_stream(client, model, messages, max_tokens)
+        r = await target.stream(messages, max_tokens)
         ttfts.append(round(r["ttft"], 3))
         messages.append({"role": "assistant", "content": r["text"]})
         prompt_chars.append(sum(len(m["content"]) for m in messages))
@@ -144,25 +213,33 @@ def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-async def run(servers: dict, args) -> dict:
-    from openai import AsyncOpenAI
+_TICK = os.sysconf("SC_CLK_TCK")
 
-    clients = {name: AsyncOpenAI(base_url=url, api_key="none", max_retries=0, timeout=600)
-               for name, url in servers.items()}
-    names = list(clients)
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, every thread) that process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+async def run(targets: dict[str, Target], args) -> dict:
+    names = list(targets)
     for name in names:  # warm-up: page-in and graph build
-        await one_stream(clients[name], "smollm2", [{"role": "user", "content": "Hi"}], 8)
+        await targets[name].stream([{"role": "user", "content": "Hi"}], 8)
     levels: dict[str, dict] = {}
     for i, c in enumerate(args.levels):
         order = names if i % 2 == 0 else names[::-1]
-        levels[str(c)] = {name: {**await level(clients[name], "smollm2", c, args.max_tokens,
-                                               max(1, args.min_requests // c)), "load_avg": _load()}
-                          for name in order}
+        levels[str(c)] = {name: {**await level(targets[name], c, args.max_tokens, max(1, args.min_requests // c)),
+                                 "load_avg": _load()}
+                          for name in order if not targets[name].max_c or c <= targets[name].max_c}
     turns = {}
-    for name in names:
-        turns[name] = await multi_turn(clients[name], "smollm2", args.turns, args.turn_tokens)
-    for client in clients.values():
-        await client.close()
+    if args.turns:
+        for name in names:
+            if targets[name].raw is not None:
+                continue  # no prompt cache across calls to compare
+            turns[name] = await multi_turn(targets[name], args.turns, args.turn_tokens)
+    for target in targets.values():
+        await target.close()
     return {"levels": levels, "multi_turn": turns}
 
 
@@ -176,6 +253,8 @@ def main() -> None:
     ap.add_argument("--turn-tokens", type=int, default=64, help="max tokens per multi-turn answer")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--parallel", type=int, default=8, help="slots: Lingxi's parallel and llama-server's -np")
+    ap.add_argument("--in-process", action="store_true",
+                    help="also Lingxi's engine and raw llama-cpp-python (1 stream) in this process, without HTTP")
     args = ap.parse_args()
 
     from lingxi.engines.bundled import smollm2_gguf
@@ -183,20 +262,37 @@ def main() -> None:
     gguf = smollm2_gguf()
     binary = shutil.which(args.llama_server) or (args.llama_server if os.access(args.llama_server, os.X_OK) else None)
     procs = []
+    engine = None
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         try:
-            servers = {}
-            proc, servers["lingxi"] = start_lingxi(args.threads, args.parallel, tmp)
+            targets: dict[str, Target] = {}
+            proc, url = start_lingxi(args.threads, args.parallel, tmp)
             procs.append(proc)
+            targets["lingxi"] = Target(url, proc.pid)
             if binary:
-                proc, servers["llama-server"] = start_llama_server(binary, gguf, args.threads, args.parallel, tmp)
+                proc, url = start_llama_server(binary, gguf, args.threads, args.parallel, tmp)
                 procs.append(proc)
+                targets["llama-server"] = Target(url, proc.pid)
             else:
                 print(f"note: {args.llama_server} not found; run `make llama-server` to measure the reference. "
                       "Measuring Lingxi alone.", file=sys.stderr)
+            if args.in_process:
+                import llama_cpp
+
+                from lingxi.config import LlamaCppModel, Settings
+                from lingxi.engines import load_engine
+                from lingxi.engines.llamacpp import llama_thread
+
+                engine = load_engine("smollm2", Settings(models={"smollm2": LlamaCppModel(
+                    engine="llamacpp", n_threads=args.threads, parallel=args.parallel)}))
+                targets["lingxi engine, in process"] = Target(engine=engine)
+                raw = llama_thread().submit(lambda: llama_cpp.Llama(
+                    model_path=str(gguf), n_ctx=4096, n_threads=args.threads, n_threads_batch=args.threads,
+                    n_batch=512, verbose=False)).result()
+                targets["llama-cpp-python, in process"] = Target(raw=raw, max_c=1)
             load_start = _load()
-            result = asyncio.run(run(servers, args))
+            result = asyncio.run(run(targets, args))
         finally:
             for proc in procs:
                 proc.terminate()
@@ -205,18 +301,24 @@ def main() -> None:
                     proc.wait(10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+            if engine is not None:
+                engine.close()
     report = {"model": gguf.name, "threads": args.threads, "parallel": args.parallel, "max_tokens": args.max_tokens,
               "cpus": os.cpu_count(), "load_avg_start": load_start, "load_avg_end": _load(), **result}
-    if "llama-server" in servers and "8" in result["levels"]:
+    if "llama-server" in targets and "8" in result["levels"]:
         ours, ref = result["levels"]["8"]["lingxi"], result["levels"]["8"]["llama-server"]
         report["targets"] = {
             "tok_s_ratio_at_8": round(ours["aggregate_tok_s"] / ref["aggregate_tok_s"], 2),
             "tok_s_ratio_target": ">= 1.0",
             "ttft_p95_ratio_at_8": round(ours["ttft_p95_s"] / ref["ttft_p95_s"], 2) if ref["ttft_p95_s"] else None,
             "ttft_p95_ratio_target": "<= 1.2",
-            "lingxi_turn_last_over_first": result["multi_turn"]["lingxi"]["last_over_first"],
+            "lingxi_turn_last_over_first": (result["multi_turn"].get("lingxi") or {}).get("last_over_first"),
             "turn_target": "<= 1.5",
         }
+    one = result["levels"].get("1", {})
+    if "lingxi" in one and "llama-cpp-python, in process" in one:
+        report.setdefault("targets", {})["tok_s_ratio_at_1_vs_raw"] = round(
+            one["lingxi"]["aggregate_tok_s"] / one["llama-cpp-python, in process"]["aggregate_tok_s"], 2)
     print(json.dumps(report, indent=2, ensure_ascii=False))
 
 

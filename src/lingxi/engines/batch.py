@@ -238,6 +238,7 @@ class BatchScheduler:
         self.reused_tokens = 0
         self.steps = 0
         self.preemptions = 0
+        self._outbox: list[tuple[Sink, str, Any]] = []  # this step's items, delivered at its end
         _live.add(self)
 
     # ------------------------------------------------------------ from any thread
@@ -309,13 +310,42 @@ class BatchScheduler:
                 self._running = False
 
     def step(self) -> None:
-        """One scheduling step: take newcomers and cancellations, fill free slots, decode one batch."""
+        """One scheduling step: take newcomers and cancellations, fill free slots, decode one batch,
+        then hand out what it produced."""
+        try:
+            self._step()
+        finally:
+            self._flush()
+
+    def _send(self, req: Request, kind: str, value: Any) -> None:
+        self._outbox.append((req.sink, kind, value))
+
+    def _flush(self) -> None:
+        """Deliver the step's items. A consumer on an event loop (:class:`LoopSink`) gets them in
+        one wake-up per loop per step, not one per token: every wake-up of the loop's thread
+        competes with llama.cpp's threads for the cores and with this thread for the GIL."""
+        out, self._outbox = self._outbox, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[LoopSink, str, Any]]] = {}
+        for sink, kind, value in out:
+            if isinstance(sink, LoopSink):
+                by_loop.setdefault(sink.loop, []).append((sink, kind, value))
+            else:
+                sink(kind, value)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # the loop has closed: nobody is listening any more
+                for sink, _, _ in items:
+                    if sink.request is not None:
+                        self.cancel(sink.request)
+
+    def _step(self) -> None:
         with self._lock:
             incoming, self._incoming = self._incoming, []
             cancels, self._cancels = self._cancels, 0
         for req in incoming:
             if req.cancelled:
-                req.sink("end", None)
+                self._send(req, "end", None)
             else:
                 self._waiting.push(req.tenant, req)
         if cancels:
@@ -324,7 +354,7 @@ class BatchScheduler:
                     self._finish(slot, drop=True)
             for req in self._waiting.remove_if(lambda r: r.cancelled):
                 self._release_sampler(req)
-                req.sink("end", None)
+                self._send(req, "end", None)
         self._assign()
         while any(s.request is not None for s in self._slots):
             if self._decode_step():
@@ -345,7 +375,7 @@ class BatchScheduler:
                 slot.request, req.slot = None, None
                 self._release_sampler(req)
                 req.done = True
-                req.sink("error", exc if isinstance(exc, EngineError) else EngineError(
+                self._send(req, "error", exc if isinstance(exc, EngineError) else EngineError(
                     f"model '{self.model}': could not start the request: {exc}"))
                 continue
             free.remove(slot)
@@ -502,7 +532,7 @@ class BatchScheduler:
         else:
             safe = len(req.pending)
         if safe > 0:
-            req.sink("item", Chunk(text=req.pending[:safe]))
+            self._send(req, "item", Chunk(text=req.pending[:safe]))
             req.pending = req.pending[safe:]
         if req.produced >= req.budget:
             self._finish(slot, "length")
@@ -521,16 +551,16 @@ class BatchScheduler:
             self._drop(slot, 0)
         self._release_sampler(req)
         if error is not None:
-            req.sink("error", error)
+            self._send(req, "error", error)
         elif req.cancelled:
-            req.sink("end", None)
+            self._send(req, "end", None)
         else:
             req.pending += req.decoder.decode(b"", final=True)
             if req.pending:
-                req.sink("item", Chunk(text=req.pending))
-            req.sink("item", Chunk(finish_reason=finish,
+                self._send(req, "item", Chunk(text=req.pending))
+            self._send(req, "item", Chunk(finish_reason=finish,
                                    usage=Usage(prompt_tokens=req.n_prompt, completion_tokens=req.produced)))
-            req.sink("end", None)
+            self._send(req, "end", None)
 
     def _release_sampler(self, req: Request) -> None:
         if req.started and req.sampler is not False:
@@ -548,8 +578,9 @@ class BatchScheduler:
             incoming, self._incoming = self._incoming, []
         for req in list(self._waiting) + incoming:
             req.done = True
-            req.sink("error", err)
+            self._send(req, "error", err)
         self._waiting = FairQueue()
+        self._flush()
 
     def close(self) -> None:
         """Fail what is still running or waiting; call on the executor's thread before freeing the model."""
@@ -600,24 +631,34 @@ def stream_request(scheduler: BatchScheduler, tokens: list[int], params: Generat
         scheduler.cancel(req)  # no-op once it ended; frees the slot at once if it had not
 
 
+class LoopSink:
+    """Where a request's items go when its consumer is a coroutine: a queue on ``loop``. The
+    scheduler delivers one step's items for all of a loop's requests together (:func:`_deliver`)."""
+
+    __slots__ = ("loop", "queue", "request")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.request: Request | None = None
+
+    def __call__(self, kind: str, value: Any) -> None:  # one item on its own (from any thread)
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, (kind, value))
+
+
+def _deliver(items: list[tuple[LoopSink, str, Any]]) -> None:
+    """On the event loop: one step's items, into their requests' queues."""
+    for sink, kind, value in items:
+        sink.queue.put_nowait((kind, value))
+
+
 async def astream_request(scheduler: BatchScheduler, tokens: list[int], params: GenerationParams,
                           stops: tuple[str, ...], budget: int) -> AsyncIterator[Chunk]:
     """Async :func:`stream_request`: a client that disconnects (the iterator is closed) cancels it."""
-    loop = asyncio.get_running_loop()
-    items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-    holder: list[Request] = []
-
-    def sink(kind: str, value: Any) -> None:
-        try:
-            loop.call_soon_threadsafe(items.put_nowait, (kind, value))
-        except RuntimeError:  # the loop has closed: nobody is listening any more
-            if holder:
-                scheduler.cancel(holder[0])
-
-    req = scheduler.submit(tokens, params, stops, budget, sink, tenant_var.get())
-    holder.append(req)
+    sink = LoopSink(asyncio.get_running_loop())
+    req = sink.request = scheduler.submit(tokens, params, stops, budget, sink, tenant_var.get())
     try:
-        while (chunk := _unpack(*await items.get())) is not None:
+        while (chunk := _unpack(*await sink.queue.get())) is not None:
             yield chunk
     finally:
         scheduler.cancel(req)
