@@ -222,6 +222,14 @@ def test_ppo_runs_with_a_trained_reward_model(tiny: Path, tmp_path: Path, files)
         run(tiny, tmp_path / "x", "ppo", files["pref"], reward_model=str(tmp_path / "out-ppo"))
 
 
+def test_ppo_with_the_programmatic_brevity_reward(tiny: Path, tmp_path: Path, files):
+    report = run(tiny, tmp_path, "ppo", files["pref"], reward_model="brevity", max_new_tokens=6,
+                 eval_data=str(files["pref"]), eval_rows=2, max_steps=2)
+    assert report["reward"].startswith("minus the share")
+    # a response scores -(tokens used incl. end-of-turn) / budget: in [-1, 0)
+    assert all(-1.0 <= r < 0 for r in report["reward_curve"]) and -1.0 <= report["eval"]["after"]["mean_reward"] < 0
+
+
 def test_vocab_adds_terms_initialised_from_their_pieces(tiny: Path, tmp_path: Path):
     import torch
     import transformers

@@ -39,7 +39,7 @@ from lingxi.tune.config import RECIPES
 @click.option("--dry-run", is_flag=True, help="Print the memory estimate and stop.")
 @click.option("--no-check-memory", is_flag=True, help="Train even when the estimate exceeds free memory.")
 @click.option("--beta", type=float, help="dpo: KL strength (default 0.1).")
-@click.option("--reward-model", type=click.Path(file_okay=False), help="ppo: folder of an rm run.")
+@click.option("--reward-model", help="ppo: folder of an rm run, or 'brevity' (programmatic: shorter scores higher).")
 @click.option("--kl-start", type=float, help="ppo: KL coefficient at step 0 (default 0.01).")
 @click.option("--kl-end", type=float, help="ppo: KL coefficient at the last step (default 0.1).")
 @click.option("--max-new-tokens", type=int, help="ppo: sampled response length (default 32).")

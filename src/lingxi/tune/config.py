@@ -77,7 +77,8 @@ class TuneConfig(BaseModel):
     beta: float = Field(default=0.1, gt=0)
     """dpo: strength of the pull toward the reference model."""
     reward_model: str | None = None
-    """ppo: the folder an ``rm`` run wrote."""
+    """ppo: the folder an ``rm`` run wrote, or ``brevity`` (a programmatic reward: shorter answers
+    score higher; see :data:`lingxi.tune.recipes.ppo.PROGRAMMATIC`)."""
     kl_start: float = Field(default=0.01, ge=0)
     """ppo: KL coefficient at the first step."""
     kl_end: float = Field(default=0.1, ge=0)
@@ -100,7 +101,7 @@ class TuneConfig(BaseModel):
     @model_validator(mode="after")
     def _recipe_needs(self) -> TuneConfig:
         if self.recipe == "ppo" and not self.reward_model:
-            raise ValueError("ppo needs --reward-model (the folder of an rm run)")
+            raise ValueError("ppo needs --reward-model (the folder of an rm run, or 'brevity')")
         if self.recipe == "vocab" and not (self.terms or self.terms_file):
             raise ValueError("vocab needs --terms or --terms-file")
         return self

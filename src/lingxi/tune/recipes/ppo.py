@@ -1,8 +1,9 @@
 """Recipe ``ppo``: RLHF with proximal policy optimisation, written here (trl no longer has it).
 
 Four models: the policy (LoRA adapters, or all weights), the frozen reference (the same network
-with adapters off, or a frozen copy), the reward model of an ``rm`` run (frozen), and a value
-head on the policy's hidden states.
+with adapters off, or a frozen copy), the reward model of an ``rm`` run (frozen) -- or a named
+programmatic reward (:data:`PROGRAMMATIC`, ``--reward-model brevity``) -- and a value head on the
+policy's hidden states.
 
 Each step (Ouyang et al. 2022; Ziegler et al. 2019, arXiv:1909.08593):
 
@@ -36,6 +37,10 @@ from lingxi.tune.setup import start
 from lingxi.tune.tokens import hidden_states, model_parts, prompt_messages, render
 
 GAMMA, LAMBDA, VALUE_COEF = 1.0, 0.95, 0.1
+#: ``--reward-model NAME`` for a programmatic reward instead of an rm run: a transparent stand-in
+#: where no trained reward model is good enough to optimise against
+PROGRAMMATIC = {"brevity": "minus the share of the --max-new-tokens budget the response used, its end-of-turn "
+                           "included (-1/budget for an immediate end, -1 for a response cut at the budget)"}
 
 
 def row_prompt(row: dict[str, Any]) -> list[dict[str, str]]:
@@ -67,9 +72,16 @@ def train_ppo(cfg: TuneConfig, home: Path | None = None) -> dict[str, Any]:
     s = start(cfg, home)
     seed_everything(cfg.seed)
     tokenizer = load_tokenizer(s.source, s.home)
-    reward_model, rm_tokenizer = load_reward_model(cfg.reward_model, s.home, s.device)
-    if rm_tokenizer.get_vocab() != tokenizer.get_vocab():
-        raise UsageError("--reward-model was trained on a model with another vocabulary; train it on --model's base")
+    if cfg.reward_model in PROGRAMMATIC:
+        def score(batch: dict[str, Any], resp_mask: Any) -> Any:  # brevity: see PROGRAMMATIC
+            return -resp_mask.float().sum(-1) / cfg.max_new_tokens
+    else:
+        reward_model, rm_tokenizer = load_reward_model(cfg.reward_model, s.home, s.device)
+        if rm_tokenizer.get_vocab() != tokenizer.get_vocab():
+            raise UsageError("--reward-model was trained on a model with another vocabulary; train it on --model's base")
+
+        def score(batch: dict[str, Any], resp_mask: Any) -> Any:
+            return reward_model.rewards(batch)
     tokenizer.padding_side = "left"
     tokenizer.truncation_side = "left"  # a long prompt keeps its end: the last turn and the assistant header
     prompts = [render(tokenizer, row_prompt(r), generation_prompt=True) for r in s.train_rows]
@@ -103,7 +115,7 @@ def train_ppo(cfg: TuneConfig, home: Path | None = None) -> dict[str, Any]:
         with torch.no_grad():
             old = token_logps(policy, batch, n_prompt)
             ref = reference_token_logps(batch, n_prompt)
-            reward = reward_model.rewards(batch)
+            reward = score(batch, resp_mask)
         return {**batch, "n_prompt": n_prompt, "resp_mask": resp_mask.float(), "old": old, "ref": ref,
                 "reward": reward}
 
@@ -211,4 +223,5 @@ def train_ppo(cfg: TuneConfig, home: Path | None = None) -> dict[str, Any]:
     return s.run.report(model=s.source.name, log=log, before=before, after=after, data=s.data_stats,
                         extra={"method": cfg.method, "memory_estimate": s.memory,
                                "reward_curve": log.extra.get("reward", []), "kl_curve": log.extra.get("kl", []),
-                               "kl_coef_curve": log.extra.get("kl_coef", [])})
+                               "kl_coef_curve": log.extra.get("kl_coef", []),
+                           "reward": PROGRAMMATIC.get(cfg.reward_model, "reward model of the rm run")})
