@@ -12,7 +12,8 @@ Parts (``--parts``, comma-separated):
   adding 18 legal terms.
 - ``rm`` / ``dpo``: held-out preference accuracy (95 % interval, sign test) before/after, trained
   on ``--pref-train`` and evaluated on ``--pref-held`` disjoint hh-rlhf harmless pairs.
-- ``ppo``: the ``rm`` part's reward model as the reward; held-out mean reward and KL before/after.
+- ``ppo``: the ``rm`` part's reward model as the reward (or ``--ppo-reward brevity``, programmatic);
+  held-out mean reward and KL before/after.
 - ``embed``: MiniLM on CMRC 2018 questions of 60 % of the paragraphs; dense nDCG@10 through
   ``lingxi eval retrieval``'s scratch knowledge base on the other 40 % before/after.
 - ``export``: merge the SFT LoRA, export GGUF, compare llama.cpp's and transformers' probe loss.
@@ -204,6 +205,7 @@ def main() -> None:
     ap.add_argument("--pref-len", type=int, default=64, help="rm/dpo/ppo: tokens per prompt+answer")
     ap.add_argument("--pref-lora-layers", type=int, default=8, help="rm/dpo: LoRA in the last N layers (cheaper steps)")
     ap.add_argument("--ppo-steps", type=int, default=12)
+    ap.add_argument("--ppo-reward", default="rm", help="ppo: 'rm' (the rm part's model) or a programmatic reward (brevity)")
     ap.add_argument("--embed-steps", type=int, default=30)
     args = ap.parse_args()
     import os
@@ -236,8 +238,9 @@ def main() -> None:
             result["rm"] = recipe(out, "rm", train, held, **common)
         if "dpo" in parts:
             result["dpo"] = recipe(out, "dpo", train, held, lr=1e-4, **common)
-        if "ppo" in parts and (out / "rm" / "report.json").is_file():
-            result["ppo"] = recipe(out, "ppo", train, held, reward_model=str(out / "rm"), max_steps=args.ppo_steps,
+        reward = str(out / "rm") if args.ppo_reward == "rm" else args.ppo_reward
+        if "ppo" in parts and (args.ppo_reward != "rm" or (out / "rm" / "report.json").is_file()):
+            result["ppo"] = recipe(out, "ppo", train, held, reward_model=reward, max_steps=args.ppo_steps,
                                    batch_size=8, max_len=args.pref_len, max_new_tokens=16, threads=1, eval_rows=32,
                                    lr=1e-4)
             result["ppo"]["kl_curve"] = json.loads((out / "ppo" / "report.json").read_text())["kl_curve"]
