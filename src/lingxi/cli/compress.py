@@ -103,11 +103,14 @@ def inspect_cmd(gguf_file: str, show_tensors: bool, as_json: bool) -> None:
               help="Text (.txt/.jsonl) for a short recovery fine-tune after pruning (the tune pretrain recipe).")
 @click.option("--recover-steps", default=0, show_default=True, help="Recovery fine-tune steps (0 = none).")
 @click.option("--recover-lr", default=5e-5, show_default=True)
+@click.option("--recover-batch-size", default=4, show_default=True, help="Sequences per recovery step.")
+@click.option("--recover-max-len", default=256, show_default=True, help="Tokens per packed recovery sequence.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's).")
 @click.option("--json", "as_json", is_flag=True)
 def prune_cmd(model: str, out: str, method: str, amount: float, data: str | None, report_dir: str | None,
               max_tokens: int, calibration: str | None, recover_data: str | None, recover_steps: int,
-              recover_lr: float, threads: int | None, as_json: bool) -> None:
+              recover_lr: float, recover_batch_size: int, recover_max_len: int, threads: int | None,
+              as_json: bool) -> None:
     """Magnitude (torch.nn.utils.prune) or structured MLP-channel pruning, with a before/after report."""
     from lingxi.compress.prune import prune_model
 
@@ -115,6 +118,7 @@ def prune_cmd(model: str, out: str, method: str, amount: float, data: str | None
     result = prune_model(model, out, amount=amount, method=method, settings=cfg, data=data,
                          report_dir=report_dir, max_tokens=max_tokens, calibration=calibration,
                          recover_data=recover_data, recover_steps=recover_steps, recover_lr=recover_lr,
+                         recover_batch_size=recover_batch_size, recover_max_len=recover_max_len,
                          threads=threads, home=cfg.home_dir)
     if not as_json:
         click.echo(f"sparsity {result['sparsity']:.3f}, {result['parameters']:,} parameters")

@@ -165,7 +165,8 @@ def prune_model(model: str, out: str | Path, *, amount: float = 0.3, method: str
                 data: str | Path | None = None, report_dir: str | Path | None = None,
                 max_tokens: int | None = 1024, calibration: str | Path | None = None,
                 recover_data: str | Path | None = None, recover_steps: int = 0, recover_lr: float = 5e-5,
-                threads: int | None = None, home: Path | None = None) -> dict[str, Any]:
+                recover_batch_size: int = 4, recover_max_len: int = 256, threads: int | None = None,
+                home: Path | None = None) -> dict[str, Any]:
     """Prune ``model`` and save it as a HF folder at ``out``; with ``data``/``report_dir`` profile
     the unpruned export (saved beside it as ``<out>.base``) against the pruned one. With
     ``recover_steps`` and ``recover_data``, fine-tune the pruned model that many steps first (its
@@ -196,7 +197,8 @@ def prune_model(model: str, out: str | Path, *, amount: float = 0.3, method: str
         pruned_only = save_hf(hf, tokenizer, out.with_name(out.name + ".pruned"))
         del hf
         result["recovery"] = recover(pruned_only, recover_data, out, steps=recover_steps, lr=recover_lr,
-                                     threads=threads, home=home)
+                                     threads=threads, home=home, batch_size=recover_batch_size,
+                                     max_len=recover_max_len)
         import transformers
 
         result["sparsity"] = sparsity(transformers.AutoModelForCausalLM.from_pretrained(str(out)))
@@ -244,6 +246,6 @@ def recover(pruned: Path, data: str | Path, out: Path, *, steps: int, lr: float 
     losses = report.get("eval", {})
     return {"run": str(run_dir), "steps": report.get("steps", steps), "lr": lr,
             "train_tokens": report.get("train_tokens"), "train_seconds": report.get("train_seconds"),
-            "resumed_from_step": report.get("resumed_from_step"),
+            "resumed_from_step": report.get("resumed_from_step"), "batch_size": batch_size, "max_len": max_len,
             "held_out_loss_before": losses.get("before", {}).get("loss"),
             "held_out_loss_after": losses.get("after", {}).get("loss")}
