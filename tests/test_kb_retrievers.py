@@ -149,6 +149,24 @@ def test_fuse_many_of_two_is_fuse():
     assert fuse(ids, b, d, b, d, 0.3) == fuse_many(ids, [b, d], [b, d], [0.3, 0.7])
 
 
+
+def test_title_and_heading_words_weigh_twice_in_bm25(tmp_path):
+    from lingxi.knowledge.retrievers import CONTEXT_WEIGHT, bm25_tokens
+    from lingxi.knowledge.types import Chunk
+    from lingxi.text import tokenize
+
+    chunk = Chunk(id="1.1.1.0", text="Exports rose in March.", context="Trade > Tariffs")
+    assert sorted(bm25_tokens(chunk)) == sorted(tokenize("Trade Tariffs") * CONTEXT_WEIGHT + tokenize("Exports rose in March."))
+    settings = kb_settings(tmp_path / "home")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    # the same words once in a heading, once in the text: the section they name ranks first
+    (folder / "a.md").write_text("# Notes\n\n## Misc\n\nParking tariff rules apply.\n", encoding="utf-8")
+    (folder / "b.md").write_text("# Notes\n\n## Parking tariff\n\nThe garage closes at ten at night and opens at six.\n", encoding="utf-8")
+    with create_kb("boost", settings) as base:
+        base.ingest([folder], progress=False)
+        assert base.search("parking tariff", mode="bm25", k=2)[0].source.endswith("b.md")
+
 # ---------------------------------------------------------------- the graph retriever
 
 needs_graph = pytest.mark.skipif(importlib.util.find_spec("kuzu") is None,

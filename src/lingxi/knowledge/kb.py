@@ -29,8 +29,9 @@ from lingxi.knowledge.chunking import chunk_document
 from lingxi.stores.embeddings import EmbeddingCache, embedder_key
 from lingxi.knowledge.fusion import FusionStats, fuse
 from lingxi.knowledge.loaders import LoadError, iter_files, load_file
+from lingxi.knowledge.retrievers import bm25_tokens
 from lingxi.stores.knowledge import KnowledgeStore, open_knowledge_store
-from lingxi.text import cjk_ratio, language_of, tokenize
+from lingxi.text import cjk_ratio, language_of
 from lingxi.knowledge.types import Answer, Chunk, Document, Hit, IngestReport
 
 log = logging.getLogger("lingxi.knowledge")
@@ -325,7 +326,7 @@ class KnowledgeBase:
         self._write_trees(plan, groups, report)
         for doc, doc_no, file_hash, chunks in plan:
             mat = np.stack([vectors[c.hash] for c in chunks]) if chunks else np.zeros((0, embedder.dim), np.float32)
-            tokens = [tokenize(c.search_text) for c in chunks]
+            tokens = [bm25_tokens(c) for c in chunks]
             siblings = per_file[doc.source]
             stored_hash = file_hash if len(siblings) == 1 else f"pending:{file_hash}"
             added, removed = self.store.replace_document(doc, doc_no, stored_hash, groups, chunks, mat, tokens)

@@ -37,7 +37,7 @@ Scored = list[tuple[str, float]]  # (chunk id, score), best first
 ENTRY_POINT_GROUP = "lingxi.retrievers"
 FUSE_PREFIX = "fuse:"
 
-__all__ = ["ENTRY_POINT_GROUP", "FUSE_PREFIX", "Bm25Retriever", "DenseRetriever", "FusedRetriever", "GraphRetriever",
+__all__ = ["CONTEXT_WEIGHT", "ENTRY_POINT_GROUP", "FUSE_PREFIX", "Bm25Retriever", "DenseRetriever", "FusedRetriever", "GraphRetriever",
            "HybridRetriever", "Query", "Retriever", "available_retrievers", "get_retriever", "register_retriever",
            "unregister_retriever"]
 
@@ -108,6 +108,21 @@ class Retriever(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+#: Title and heading words count this many times in a chunk's BM25 tokens (a cheap BM25F: the
+#: words naming a section say more about it than any one of its sentences). Measured nDCG@10 with
+#: BM25 alone: dbpedia-5k-en 0.3832 -> 0.4007, cmrc2018-trial-zh 0.9829 -> 0.9841 (docs/knowledge.md).
+CONTEXT_WEIGHT = 2
+
+
+def bm25_tokens(chunk: Any) -> list[str]:
+    """The tokens a chunk is indexed under for BM25: those of its text and context (title >
+    headings), the context's counted ``CONTEXT_WEIGHT`` times. Queries are tokenised plainly."""
+    from lingxi.text import tokenize
+
+    extra = tokenize(chunk.context) * (CONTEXT_WEIGHT - 1) if chunk.context else []
+    return extra + tokenize(chunk.search_text)
 
 
 class Bm25Retriever(Retriever):
