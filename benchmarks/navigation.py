@@ -1,0 +1,159 @@
+"""Tree navigation against hybrid top-k on a long structured document: does it cite the right section?
+
+    python benchmarks/navigation.py DATA_DIR [--k 5] [--model smollm2] [--home DIR] [--limit N]
+        [--english RUST_REFERENCE_PRINT_HTML]
+
+DATA_DIR is the project's shared public data folder; the document is ``prc-civil-code-zh/`` (the
+PRC Civil Code, 8 markdown files, 1,260 articles), the questions
+``benchmarks/data/navigation/civil_code_zh.jsonl`` (45 everyday-worded questions, each with its gold
+第X条 article(s), written before anything was measured).
+
+Both retrievers run over one knowledge base, in one process, question by question:
+
+- ``hybrid``: ``kb.search(mode="hybrid", k)``; a hit cites the right section when its chunk holds
+  (part of) a gold article (a chunk may pack several articles: a generous reading for hybrid);
+- ``navigate``: ``kb.navigate(k=k)`` with ``--model`` as the chooser; with the bundled SmolLM2
+  (too small to be trusted) the prefilter scorer chooses at every level (the scorer fallback). A
+  leaf is one article.
+
+``--english`` adds The Rust Reference (``share/doc/rust/html/reference/print.html`` of a rustup
+toolchain; MIT/Apache-2.0) with ``benchmarks/data/navigation/rust_reference_en.jsonl`` (25
+questions, each with the title of the section that answers it): a result cites the right section
+when that heading is on its heading path.
+
+Reported per retriever: ``top1`` (the first result cites a gold article), ``any`` (one of the k
+results does), ``latency_ms`` p50/p95 of the retrieval call, ``articles_in_top1`` (how many articles
+the first citation spans: a hybrid chunk packs several, a navigation leaf is one); for answers (``kb.answer``, answer
+mode auto with the model) the share answered with ``supported: true`` and, of those, the share whose
+citations include a gold article. Also the ingest seconds (chunks, embeddings and trees) and the
+machine load at the start and end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lingxi.config import parse_config
+from lingxi.engines import load_engine
+from lingxi.knowledge.kb import scratch_kb
+from lingxi.knowledge.tree import chinese_number
+
+QUESTIONS = Path(__file__).parent / "data" / "navigation" / "civil_code_zh.jsonl"
+QUESTIONS_EN = Path(__file__).parent / "data" / "navigation" / "rust_reference_en.jsonl"
+_ARTICLE = re.compile(r"(?m)^第([零〇一二两三四五六七八九十百千]+)条")
+
+
+def articles(text: str) -> set[int]:
+    """Article numbers whose text starts in ``text`` (第X条 at the start of a line)."""
+    return {n for m in _ARTICLE.finditer(text) if (n := chinese_number(m.group(1))) is not None}
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1) if values else 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("data", type=Path)
+    ap.add_argument("--k", type=int, default=5)
+    ap.add_argument("--model", default="smollm2", help="chat model that chooses (navigate) and answers")
+    ap.add_argument("--home", type=Path, default=None, help="Lingxi home (its embedding cache makes reruns fast)")
+    ap.add_argument("--questions", type=Path, default=QUESTIONS)
+    ap.add_argument("--limit", type=int, default=0, help="only the first N questions")
+    ap.add_argument("--no-answers", action="store_true", help="retrieval only, no kb.answer calls")
+    ap.add_argument("--english", type=Path, default=None, help="The Rust Reference's print.html")
+    ap.add_argument("--only-english", action="store_true")
+    args = ap.parse_args()
+    home = args.home or Path(tempfile.mkdtemp(prefix="lingxi-nav-"))
+    # The injection scan of ingested chunks is not what is measured here (it doubles ingest time).
+    settings = parse_config({"home": str(home), "knowledge": {"scan_injection": False}})
+    engine = load_engine(args.model, settings)
+    out: dict = {"k": args.k, "model": args.model, "load_start": os.getloadavg()[0]}
+    if not args.only_english:
+        questions = _read(args.questions, args.limit)
+        out["zh"] = run(settings, engine, args.data / "prc-civil-code-zh", questions, args, "prc-civil-code-zh")
+    if args.english:
+        questions = _read(QUESTIONS_EN, args.limit)
+        out["en"] = run(settings, engine, args.english, questions, args, "rust-reference")
+    out["load_end"] = os.getloadavg()[0]
+    print(json.dumps(out, ensure_ascii=False, indent=1))
+
+
+def _read(path: Path, limit: int) -> list[dict]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return rows[: limit or None]
+
+
+def run(settings, engine, source: Path, questions: list[dict], args, label: str) -> dict:
+    """Both retrievers over one knowledge base of ``source``, question by question."""
+    out: dict = {"document": label, "questions": len(questions)}
+    with tempfile.TemporaryDirectory() as tmp:
+        kb = scratch_kb(settings, Path(tmp) / "doc")
+        start = time.perf_counter()
+        report = kb.ingest([source], progress=False)
+        out["ingest"] = {"seconds": round(time.perf_counter() - start, 1), "chunks": kb.stats()["chunks"],
+                         "tree_nodes": len(kb.store.tree(None)), "summaries_made": report.summaries_made,
+                         "embedder": kb.embedder_name, "errors": report.errors}
+        # Which articles each chunk holds part of (through the tree's leaf -> chunk links), so a chunk
+        # that starts in the middle of an article still counts for it.
+        in_chunk: dict[str, set[int]] = {}
+        for node in kb.store.tree(None):
+            for cid in node.chunks:
+                in_chunk.setdefault(cid, set()).update(articles(node.text))
+
+        def cites(hit, q) -> bool:
+            if "gold_section" in q:
+                return q["gold_section"] in hit.headings
+            return bool((in_chunk.get(hit.id) or articles(hit.text)) & set(q["gold"]))
+
+        kb.navigate(questions[0]["question"])  # warm: the tree index and the embedder are loaded once
+        runs: dict[str, dict] = {name: {"top1": 0, "any": 0, "t": [], "width": []} for name in ("hybrid", "navigate")}
+        per_question = []
+        for q in questions:
+            row: dict = {"id": q["id"]}
+            t0 = time.perf_counter()
+            hybrid = kb.search(q["question"], mode="hybrid", k=args.k)
+            runs["hybrid"]["t"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            nav = kb.navigate(q["question"], engine=engine, k=args.k)
+            runs["navigate"]["t"].append(time.perf_counter() - t0)
+            lists = {"hybrid": hybrid, "navigate": kb.navigation_hits(nav)}
+            for name, hits in lists.items():
+                found = [cites(h, q) for h in hits]
+                runs[name]["top1"] += bool(found and found[0])
+                runs[name]["any"] += any(found)
+                if hits and "gold" in q:  # how many articles the first citation spans
+                    runs[name]["width"].append(len(in_chunk.get(hits[0].id) or articles(hits[0].text)))
+                row[name] = {"top1": bool(found and found[0]), "any": any(found), "first": hits[0].id if hits else None}
+            row["navigate"]["by"] = sorted({s["by"] for s in nav.scratchpad})
+            per_question.append(row)
+            print(f"{label} {q['id']}: hybrid {row['hybrid']['any']} navigate {row['navigate']['any']}", file=sys.stderr)
+        for name, r in runs.items():
+            out[name] = {"top1": round(r["top1"] / len(questions), 3), "any": round(r["any"] / len(questions), 3),
+                         "latency_ms_p50": pct(r["t"], 0.5), "latency_ms_p95": pct(r["t"], 0.95),
+                         "articles_in_top1": round(sum(r["width"]) / len(r["width"]), 2) if r["width"] else None}
+        if not args.no_answers:
+            for name in ("hybrid", "navigate"):
+                answered = correct = 0
+                for q in questions:
+                    a = kb.answer(q["question"], engine, k=args.k, retrieval=name)
+                    if a.supported:
+                        answered += 1
+                        correct += any(cites(h, q) for h in a.hits if h.id in {c.id for c in a.citations})
+                out[name]["answered"] = round(answered / len(questions), 3)
+                out[name]["answered_cite_gold"] = round(correct / answered, 3) if answered else None
+        out["per_question"] = per_question
+        kb.close()
+    return out
+
+
+if __name__ == "__main__":
+    main()
