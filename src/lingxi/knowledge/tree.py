@@ -51,8 +51,8 @@ from typing import Any
 from lingxi.knowledge.types import Chunk, Document
 from lingxi.text import split_sentences, tokenize
 
-__all__ = ["TreeNode", "build_tree", "summarise_tree", "ExtractiveSummariser", "ModelSummariser", "marker",
-           "chinese_number"]
+__all__ = ["TreeNode", "build_tree", "link_children", "summarise_tree", "summary_key", "ExtractiveSummariser",
+           "ModelSummariser", "marker", "chinese_number"]
 
 
 @dataclass
