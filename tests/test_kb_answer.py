@@ -113,6 +113,32 @@ def test_the_correct_top_hit_is_quoted_and_an_unanswerable_question_refused():
     assert answerable("员工的年假有多少天？", ranked) and ranked[0].hit.id == "2.1.1.0"
 
 
+def _hit(text: str, hit_id: str = "1.0.1.0", title: str = "") -> Hit:
+    return Hit(hit_id, "d", "d.md", title, text, 1.0)
+
+
+def test_what_is_asked_decides_which_sentence_answers():
+    # 谁 needs a name the question does not already give
+    museum = _hit("该博物馆于1920年建成。博物馆由市政府出资修建。首任馆长是张伯苓。")
+    assert not answerable("博物馆是由谁修建的？", rank_sentences("博物馆是由谁修建的？", [_hit("博物馆由市政府出资修建，历时三年。")]))
+    ranked = rank_sentences("博物馆的首任馆长是谁？", [museum])
+    assert answerable("博物馆的首任馆长是谁？", ranked) and "张伯苓" in ranked[0].sentence
+    # a question with nothing to look for ("六片" is a number and a measure word) is not answered
+    assert not answerable("“六片”指的是什么？", rank_sentences("“六片”指的是什么？", [museum]))
+    # one topic mentioned by several sentences: only a sentence about it (X是...) answers
+    drug = _hit("碱可以破坏放线菌酮，因此被污染的台面可以用肥皂清洗。放线菌酮是一种具苦味的化合物。")
+    ranked = rank_sentences("什么是放线菌酮？", [drug])
+    assert answerable("什么是放线菌酮？", ranked) and ranked[0].sentence.startswith("放线菌酮是")
+    assert not answerable("什么是放线菌酮？", rank_sentences("什么是放线菌酮？", [_hit("碱可以破坏放线菌酮，因此被污染的台面可以用肥皂清洗。")]))
+
+
+def test_a_full_stop_inside_a_title_does_not_cut_the_quote():
+    album = _hit("《卡拉OK.LIVE！‧台北‧我》是张雨生发行的第六张国语专辑。专辑中所有歌曲的词曲皆由他创作。")
+    ranked = rank_sentences("张雨生的第六张国语专辑是什么？", [album])
+    quoted = extract("张雨生的第六张国语专辑是什么？", ranked, [album])
+    assert "《卡拉OK.LIVE！‧台北‧我》是张雨生发行的第六张国语专辑" in quoted.answer
+
+
 def test_too_small_reads_the_parameter_count():
     assert too_small(SmallFake())
     assert not too_small(FakeEngine())  # a model that does not say its size is not judged by it

@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lingxi.knowledge.support import adds_to, answers_question, check, focus
+from lingxi.knowledge.support import adds_to, answers_question, check, content_units, focus, topics
 from lingxi.knowledge.types import Answer, Citation, Hit
 from lingxi.text import language_of, split_sentences
 
@@ -62,6 +62,9 @@ TRUSTED_PARAMS = 1_000_000_000
 #: (calibrated on every 10th CMRC question and the unanswerable questions: 0.5 answered 92 % but
 #: refused only 72 % of the unanswerable ones; 0.7 answered 63 % and refused all of them).
 MIN_FOCUS = 0.7
+#: Weight of the sentence's own share of the question's content in its evidence (the rest: with
+#: the sentence before it, the chunk's first sentence and its title).
+OWN_WEIGHT = 0.5
 #: Question-sentence similarity (multilingual embedder) needed across languages, and by how much
 #: the best sentence must lead the runner-up (e5-small's cosines are compressed into ~0.7-0.85).
 MIN_SIMILARITY = 0.80
@@ -129,24 +132,43 @@ def rank_sentences(question: str, hits: Sequence[Hit], similarity: Similarity | 
             if sims is not None:
                 evidence = sims[i]
             else:
-                context = focus(question, " ".join(sentences[max(0, i - 1): i + 1]) + " " + h.title)
-                evidence = 0.75 * focus(question, s) + 0.25 * context
+                # the paragraph's subject is often named only in its first sentence or its title
+                around = sentences[max(0, i - 1): i + 1] + sentences[:1]
+                context = focus(question, " ".join(around) + " " + h.title)
+                evidence = OWN_WEIGHT * focus(question, s) + (1 - OWN_WEIGHT) * context
             scored.append((evidence - 0.01 * rank, evidence, s, h, i, cross))
     # The finer checks (what is asked, a restatement) read signatures: only for the front runners.
     scored.sort(key=lambda x: x[0], reverse=True)
     out: list[Candidate] = []
+    about = topics(question)
     for base, evidence, s, h, i, cross in scored[:SHORTLIST]:
         if not cross and not adds_to(question, s):
             continue  # the question quoted back (an FAQ's heading) answers nothing
         gives = answers_question(question, s)
-        out.append(Candidate(base + (0.1 if gives else 0.0), evidence, s, h, i, gives))
+        # with one topic ("什么是X"), a sentence about it (X是...) before one that mentions it
+        subject = 0.05 if len(about) == 1 and not cross and _about(about[0], s) else 0.0
+        out.append(Candidate(base + (0.1 if gives else 0.0) + subject, evidence, s, h, i, gives))
     out.sort(key=lambda c: c.score, reverse=True)
     return out
 
 
+_OPEN, _CLOSE = "《「『“（(", "》」』”）)"
+
+
 def _sentences(text: str) -> list[str]:
-    """Sentences of a chunk; a line without a full stop (a title, a list item) is one on its own."""
-    return [s for line in text.splitlines() for s in split_sentences(line)] or [text]
+    """Sentences of a chunk; a line without a full stop (a title, a list item) is one on its own.
+    A full stop inside brackets or quotes (《卡拉OK.LIVE！‧台北‧我》) does not end the sentence."""
+    out: list[str] = []
+    for line in text.splitlines():
+        open_ = False
+        for s in split_sentences(line):
+            if open_:
+                out[-1] += s
+            else:
+                out.append(s)
+            piece = out[-1]
+            open_ = sum(piece.count(c) for c in _OPEN) > sum(piece.count(c) for c in _CLOSE)
+    return out or [text]
 
 
 def answerable(question: str, candidates: Sequence[Candidate]) -> bool:
@@ -157,9 +179,24 @@ def answerable(question: str, candidates: Sequence[Candidate]) -> bool:
         return False
     best = candidates[0]
     if language_of(best.hit.text) in (language_of(question), "other"):
+        about = topics(question)
+        if not about:
+            return False  # nothing to look for ("“六片”指的是什么？"): any sentence would do
+        if len(about) == 1 and not _about(about[0], best.sentence):
+            return False  # one topic, many sentences mention it: only one that is about it answers
         return best.evidence >= MIN_FOCUS
     runner_up = max((c.evidence for c in candidates[1:] if c.sentence != best.sentence), default=0.0)
     return best.evidence >= MIN_SIMILARITY and best.evidence - runner_up >= MIN_LEAD
+
+
+def _about(topic: str, sentence: str) -> bool:
+    """``sentence`` is about ``topic``: it starts with it or says what it is (X是/为/指, "X is")."""
+    low = sentence.lower()
+    if topic in content_units(low)[:2]:
+        return True
+    t = re.escape(topic)
+    return bool(re.search(t + r"(?:[（(][^）)]*[）)])?\s*[，,]?\s*(?:是|为|指|即|乃)", low) or
+                re.search(r"\b" + t + r"\w*\b(?:\s*\([^)]*\))?\s+(?:is|was|are|were|refers)\b", low))
 
 
 def extract(question: str, candidates: Sequence[Candidate], hits: list[Hit] | None = None) -> Answer:

@@ -29,11 +29,12 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from lingxi.meaning import Signature, signature
-from lingxi.text import language_of, split_sentences, tokenize
+from lingxi.text import language_of, pos_words, split_sentences, tokenize
 
-__all__ = ["Verdict", "check", "focus", "repetitive", "content_units", "answers_question", "adds_to", "COVERAGE", "FOCUS"]
+__all__ = ["Verdict", "check", "focus", "topics", "repetitive", "content_units", "answers_question", "adds_to", "COVERAGE", "FOCUS"]
 
 #: Share of a sentence's content units that its evidence span must contain.
 COVERAGE = 0.6
@@ -116,15 +117,35 @@ class _Haystack:
         return unit in self.stems if unit.isascii() else unit in self.text
 
 
-def _focus_units(question: str) -> list[str]:
-    """The question's content: what an answer must be about (question words removed)."""
-    return list(dict.fromkeys(u for u in content_units(question) if not _ZH_EMPTY_RE.search(u)))
+@lru_cache(maxsize=256)
+def _focus_units(question: str) -> tuple[str, ...]:
+    """The question's content: what an answer must be about (question words removed).
+
+    A name jieba does not know comes apart into single characters (萱侬律 -> 萱 侬 律), which
+    :func:`content_units` drops; such runs are kept whole, so the name stays part of the focus."""
+    units = [u for u in content_units(question) if not _ZH_EMPTY_RE.search(u)]
+    for run in _CJK_RUN.findall(_ZH_EMPTY_RE.sub(" ", question)):
+        singles: list[str] = []
+        for word, _ in [*pos_words(run), ("", "")]:
+            if len(word) == 1 and not _ZH_STOP_RE.match(word) and not _ZH_NUMERAL_RUN.match(word):
+                singles.append(word)
+                continue
+            if len(singles) > 1:
+                units.append("".join(singles))
+            singles = []
+    return tuple(dict.fromkeys(units))
 
 
 def _covered(units: Sequence[str], where: _Haystack) -> float:
     if not units:
         return 1.0
     return sum(1 for u in units if u in where) / len(units)
+
+
+def topics(question: str) -> list[str]:
+    """The question's focus units that are not part of a longer one (放线菌酮, not 放线 and 放线菌 too)."""
+    units = _focus_units(question)
+    return [u for u in units if not any(u != v and u in v for v in units)]
 
 
 def focus(question: str, text: str) -> float:
@@ -219,8 +240,16 @@ def asked_for(question: str) -> set[str]:
         return {"time"} if m.group(3) else {"person"} if m.group(4) else {"reason"}
     if re.search(r"[\u3400-\u9fff]", question):
         intents = signature(question).intents
-        return {"quantity" if i in ("long", "old", "far") else i for i in intents} - {"place"}
+        asked = {"quantity" if i in ("long", "old", "far") else i for i in intents}
+        # 哪里 may be answered by a description (在山顶上), 哪个国家/城市 needs a name
+        return asked if _ZH_NAMED_PLACE.search(question) else asked - {"place"}
+    if _EN_WHERE.match(question):
+        return {"place"}
     return set()
+
+
+_ZH_NAMED_PLACE = re.compile(r"哪(?:个|一个)?(?:国家|城市|省|州|市|县|地区|国)")
+_EN_WHERE = re.compile(r"^\W*(?:in|from|to)\s+(?:which|what)\s+(?:country|city|state|town)\b", re.I)
 
 
 def answers_question(question: str, sentence: str) -> bool:
@@ -234,7 +263,22 @@ def answers_question(question: str, sentence: str) -> bool:
         return False
     if "reason" in asked and not _REASON.search(sentence) and len(content_units(sentence)) < 4:
         return False
+    if ("person" in asked or "place" in asked) and not _names(said, q):
+        return False
+    if _ORDINAL_ASKED.search(question) and not _ORDINAL.search(sentence):
+        return False
     return True
+
+
+_ORDINAL_ASKED = re.compile(r"第几|哪一名|\bwhich place\b|\bwhat (?:place|position|rank)\b", re.I)
+_ORDINAL = re.compile(r"第\s*[\d零〇一二两三四五六七八九十百]+|冠军|亚军|季军|\b\d+(?:st|nd|rd|th)\b|"
+                      r"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last)\b", re.I)
+
+
+def _names(said: Signature, q: Signature) -> bool:
+    """The sentence names someone or somewhere the question does not (who / where / 谁 / 哪里)."""
+    return any(e not in q.text and e not in q.entities for e in said.entities) or bool(
+        re.search(r"[\u3400-\u9fff]·[\u3400-\u9fff]|《[^》]+》", said.text))
 
 
 def adds_to(question: str, sentence: str) -> bool:
