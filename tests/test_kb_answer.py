@@ -219,3 +219,24 @@ def test_answer_matches_gold():
     assert answer_matches("The documents say: “It was launched on November 14, 1969.” [3.0.0.0]", ["November 14, 1969"])
     assert answer_matches("文档原文：「约只有8公斤重」[1.0.0.0]", ["约只有8公斤重"])
     assert not answer_matches("I don't know: the documents do not say.", ["1969"])
+
+
+@pytest.mark.parametrize(("english", "expected"), [(10, "zh"), (30, "hash")])
+def test_a_mixed_corpus_gets_the_multilingual_embedder(tmp_path, monkeypatch, english, expected):
+    """One Chinese document after English ones: 1 in 11 chunks picks the multilingual embedder
+    (English questions can then reach it); 1 in 31 (under 5 %) keeps the default."""
+    from lingxi.config import parse_config
+    from lingxi.knowledge import kb as kb_module
+    from lingxi.knowledge.types import Block, Document
+
+    settings = parse_config({"home": str(tmp_path / "home"), "default_embedder": "hash",
+                             "embedders": {"hash": {"engine": "hash", "dim": 64}, "zh": {"engine": "hash", "dim": 64}}})
+    monkeypatch.setattr(kb_module, "ENGLISH_ONLY", {"hash"})
+    monkeypatch.setattr(kb_module, "CHINESE_EMBEDDER", "zh")
+    docs = [Document(key=f"en{i}", source=f"en{i}", title="", blocks=[Block(f"English policy number {i} says little.")])
+            for i in range(english)]
+    docs.append(Document(key="zh", source="zh", title="", blocks=[Block("员工每年享有十五天带薪年假。")]))
+    kb = kb_module.scratch_kb(settings, tmp_path / "kb")
+    kb.ingest_documents(docs, progress=False)
+    assert kb.embedder_name == expected
+    kb.close()

@@ -41,6 +41,8 @@ MODES = ("bm25", "dense", "hybrid")
 _NAME = re.compile(r"^[\w][\w.-]{0,63}$")
 #: Chosen automatically for mostly-Chinese text when the default embedder is English-only.
 CHINESE_EMBEDDER = "e5-small"
+#: Share of Chinese chunks in a first ingest from which the multilingual embedder is chosen.
+MIXED_SHARE = 0.05
 #: Bundled embedders that cannot embed Chinese usefully (MiniLM: nDCG@10 0.23 on Chinese retrieval).
 ENGLISH_ONLY = {"minilm"}
 #: Seconds after which a knowledge base without a graph looks for one again.
@@ -294,9 +296,13 @@ class KnowledgeBase:
             plan.append((doc, doc_no, file_hash, chunks))
         all_chunks = [c for *_, chunks in plan for c in chunks]
         if meta.get("embedder") is None:
-            sample = "".join(c.text for c in all_chunks[:200])
+            # MiniLM cannot embed Chinese at all: a mixed corpus where one chunk in twenty is
+            # Chinese gets the multilingual embedder too (its Chinese is found, and English
+            # questions reach it), wherever in the files the Chinese chunks are.
+            chinese = sum(1 for c in all_chunks if cjk_ratio(c.text) >= 0.2)
             name = self.settings.default_embedder
-            if name in ENGLISH_ONLY and cjk_ratio(sample) >= 0.2 and CHINESE_EMBEDDER in self.settings.all_embedders():
+            if name in ENGLISH_ONLY and chinese >= max(1, MIXED_SHARE * len(all_chunks)) \
+                    and CHINESE_EMBEDDER in self.settings.all_embedders():
                 name = CHINESE_EMBEDDER
             self.store.set_meta({"embedder": name})
             self._update_record(embedder=name)
