@@ -59,6 +59,8 @@ DEPTH = 3
 BREADTH = 3
 #: Candidates shown per level (the prefilter keeps the best this many).
 PARTS = 20
+#: The longest reason a model may give for one choice (characters).
+REASON_CHARS = 80
 K1, B = 1.5, 0.75
 
 
@@ -266,7 +268,8 @@ def selection_schema(ids: Sequence[str], breadth: int) -> dict[str, Any]:
         "properties": {"choose": {
             "type": "array", "minItems": 1, "maxItems": breadth,
             "items": {"type": "object", "additionalProperties": False, "required": ["id", "reason"],
-                      "properties": {"id": {"enum": list(ids)}, "reason": {"type": "string", "maxLength": 200}}},
+                      "properties": {"id": {"enum": list(ids)},
+                                     "reason": {"type": "string", "maxLength": REASON_CHARS}}},
         }},
     }
 
@@ -288,7 +291,9 @@ def _ask(engine: Any, question: str, shown: list[TreeNode], breadth: int) -> str
     extra: dict[str, Any] = {}
     if getattr(engine, "constrained_decoding", False):
         extra["json_schema"] = json.dumps(selection_schema([n.id for n in shown], breadth))
-    params = GenerationParams(max_tokens=60 + 60 * breadth, temperature=0.0, **extra)
+    # Room for every choice at its longest (a CJK character can take two tokens), so a constrained
+    # reply is never cut off into invalid JSON.
+    params = GenerationParams(max_tokens=32 + (2 * REASON_CHARS + 40) * breadth, temperature=0.0, **extra)
     return engine.generate(prompt, params).text
 
 
@@ -303,7 +308,7 @@ def _validate(reply: str, ids: list[str], breadth: int) -> list[tuple[str, str]]
     if not m:
         raise ValueError("no JSON object")
     try:
-        data = json.loads(m.group(0))
+        data = json.loads(m.group(0), strict=False)  # a raw newline inside a reason is no reason to refuse
     except ValueError:
         raise ValueError("not valid JSON") from None
     picks = data.get("choose") if isinstance(data, dict) else None
@@ -319,7 +324,7 @@ def _validate(reply: str, ids: list[str], breadth: int) -> list[tuple[str, str]]
             raise ValueError(f"id {p['id']!r} is not among the candidates")
         if any(p["id"] == i for i, _ in out):
             raise ValueError(f"id {p['id']!r} chosen twice")
-        out.append((p["id"], str(p.get("reason", ""))[:200]))
+        out.append((p["id"], str(p.get("reason", ""))[:REASON_CHARS]))
     return out
 
 
