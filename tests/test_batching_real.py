@@ -31,7 +31,9 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def engine():
-    e = load_engine("smol", Settings(models={"smol": LlamaCppModel(engine="llamacpp", parallel=4)}))
+    # One thread: two OpenMP threads on shared cores spin at every barrier (see the README's
+    # concurrency section); on a busy machine that made these tests several times slower.
+    e = load_engine("smol", Settings(models={"smol": LlamaCppModel(engine="llamacpp", parallel=4, n_threads=1)}))
     yield e
     e.close()
 

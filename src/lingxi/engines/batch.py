@@ -4,7 +4,7 @@ A :class:`BatchScheduler` owns a fixed number of *slots* (one KV-cache sequence 
 one step at a time on the engine's thread: every running request contributes its next token to
 one batch, a newcomer's prompt fills the rest of the batch in chunks (so nobody's decoding
 stalls behind a long prompt), one ``decode`` evaluates it all, and each request samples its own
-token with its own sampler (temperature, top-p, seed). Requests join and leave at token
+token with its own sampler (temperature, top-p, seed, grammar). Requests join and leave at token
 boundaries: a finished, cancelled or disconnected request gives its slot up before the next step.
 
 Prompt-cache reuse: a slot keeps the tokens its last request left in the KV cache. A new request
