@@ -104,7 +104,7 @@ def main() -> None:
             start = time.perf_counter()
             kb.ingest_documents(docs, progress=False)
             ingest_s = time.perf_counter() - start
-            kb.answer(questions[0]["question"], engine, mode="generate")  # warm the model and the indexes
+            kb.answer(questions[0]["question"], engine, mode=modes[-1])  # warm the indexes (and the model)
             embedder = kb.embedder_name
             report = {}
             for mode in modes:
