@@ -36,8 +36,8 @@ from lingxi.knowledge.kb import scratch_kb
 from lingxi.knowledge.types import Block, Document
 
 HERE = Path(__file__).parent / "data" / "answers"
-#: ``kb.answer`` p50 of the code before this change (generate + word-overlap check, smollm2) on the
-#: same corpus. None: its run on the loaded development VM did not finish in time (not measured).
+#: ``kb.answer`` p50 of the code before this change: not comparable across processes, so it is
+#: measured side by side by ``benchmarks/kb_answers_latency.py`` (old and new in one process).
 ANCHOR_P50_S = None
 
 
