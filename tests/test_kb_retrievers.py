@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import invoke_lingxi
+from test_graph import falkordb_url  # noqa: F401  (a fixture: FalkorDB started for the module)
 from kb_fixtures.helpers import kb_settings
 
 from lingxi.errors import UsageError
@@ -210,6 +214,47 @@ def test_graph_retriever_returns_the_chunks_behind_the_path(kb, settings, tmp_pa
         assert base.search(q, mode="graph", groups=["sales"]) == []
         fused = base.search(q, mode="fuse:bm25+dense+graph", k=3, groups=["sales"])
         assert all(not h.source.endswith("clinical.md") for h in fused)
+
+
+@needs_graph
+@pytest.mark.parametrize("graph_store", ["kuzu", "falkordb"])
+def test_an_open_knowledge_base_neither_locks_its_graph_nor_serves_a_stale_one(kb, settings, tmp_path, graph_store,
+                                                                                request, monkeypatch):
+    # a gateway keeps its knowledge bases open: an import must still get the graph's write lock,
+    # and the next question must see what it added
+    if graph_store == "falkordb":
+        graph = settings.graph.model_copy(update={"store": "falkordb",
+                                                  "falkordb_url": request.getfixturevalue("falkordb_url")})
+        settings = settings.model_copy(update={"graph": graph})
+        monkeypatch.setattr("lingxi.knowledge.kb.GRAPH_RECHECK_S", 0.0)
+    aspirin = kb.search("aspirin headache fever", mode="bm25", k=1)[0]
+    _graph(settings, tmp_path, [{"head": "aspirin", "head_type": "Drug", "relation": "TREATS", "tail": "headache",
+                                 "tail_type": "Symptom", "source": aspirin.id}])
+    warfarin = {"head": "warfarin", "head_type": "Drug", "relation": "METABOLIZED_BY", "tail": "CYP2C9",
+                "tail_type": "Enzyme", "source": "drugs.md#warfarin"}
+    try:
+        with open_kb("med", settings) as base:
+            assert base.search("Which enzyme metabolizes warfarin?", mode="graph") == []  # no warfarin yet
+            assert [i for i, _ in base.search_ids("What does aspirin treat?", mode="graph")] == [aspirin.id]
+            if graph_store == "kuzu":  # from another process: Kùzu's file lock is per process
+                facts = tmp_path / "more.jsonl"
+                facts.write_text(json.dumps(warfarin) + "\n")
+                done = subprocess.run([sys.executable, "-m", "lingxi", "graph", "import", "med", str(facts)],
+                                      env={**os.environ, "LINGXI_HOME": str(settings.home_dir)},
+                                      capture_output=True, text=True, timeout=120)
+                assert done.returncode == 0, done.stderr
+            else:
+                _graph(settings, tmp_path, [warfarin])
+            found = base.search("Which enzyme metabolizes warfarin?", mode="graph")
+            assert [h.headings[-1] for h in found] == ["Warfarin"]
+            assert choose(base, "Which enzyme metabolizes warfarin?").mode == "graph"
+    finally:
+        if graph_store == "falkordb":
+            from lingxi.stores.graph import open_store
+
+            store = open_store("med", settings)
+            store.delete_graph()
+            store.close()
 
 
 def test_graph_mode_without_a_graph_says_how_to_make_one(kb):

@@ -147,6 +147,7 @@ class KnowledgeBase:
                 continue
             self._fusions[stats.names] = stats
         self._saved_fusion = self._fusion_queries()
+        #: (fingerprint, index) for Kùzu, (counts, (store, index)) for FalkorDB; see graph()
         self._graph: tuple[Any, Any] | None = None
         self._graph_checked = -GRAPH_RECHECK_S
         self._structure: tuple[str, tuple[str, int, int] | None] | None = None
@@ -539,19 +540,81 @@ class KnowledgeBase:
     def _fusion_queries(self) -> int:
         return self.fusion.queries + sum(f.queries for f in self._fusions.values())
 
-    def graph(self) -> tuple[Any, Any] | None:
-        """The graph named like this knowledge base, read-only, with its name index; None when
-        there is none (the ``graph`` retriever then finds nothing). Opened once and kept; a missing
-        graph is looked for again after ``GRAPH_RECHECK_S`` (a long-lived gateway sees one
-        imported later). A graph re-imported while this object is open shows its new facts after
-        the knowledge base is reopened."""
+    @contextmanager
+    def graph(self) -> Iterator[tuple[Any, Any] | None]:
+        """The graph named like this knowledge base, read-only, with its name index, for one use;
+        None when there is none (the ``graph`` retriever then finds nothing).
+
+        The embedded store (Kùzu) is opened for the use and closed after it: a process that keeps
+        it open, even read-only, holds a file lock that makes ``lingxi graph import`` fail, so a
+        running gateway would lock its graphs against updates. The name index is rebuilt only
+        when the graph changed: its files' sizes and times for Kùzu; for FalkorDB (a server that
+        takes writes at any time, kept connected) its node and edge counts, looked at again
+        every ``GRAPH_RECHECK_S``. A missing graph is looked for again as often.
+
+        Raises:
+            UsageError: the graph cannot be opened now (an import is writing it).
+        """
+        with self._lock:
+            opened = self._open_graph()
+        if opened is None:
+            yield None
+            return
+        store, index, owned = opened
+        try:
+            yield store, index
+        finally:
+            if owned:
+                store.close()
+
+    def _open_graph(self) -> tuple[Any, Any, bool] | None:
+        """(store, index, close it after use) of this knowledge base's graph, or None."""
+        from lingxi.graph.answer import GraphIndex
+        from lingxi.stores.graph import open_store
+
         now = time.monotonic()
-        if self._graph is None and now - self._graph_checked >= GRAPH_RECHECK_S:
-            with self._lock:
-                if self._graph is None and now - self._graph_checked >= GRAPH_RECHECK_S:
-                    self._graph = _open_graph(self.name, self.settings)
-                    self._graph_checked = now
-        return self._graph
+        embedded = self.settings.graph.store == "kuzu"
+        if embedded:
+            folder = self.settings.home_dir / "graphs" / self.name
+            if not folder.is_dir():
+                return None  # opening would create an empty one
+            seen = tuple(sorted((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in folder.iterdir()))
+            if self._graph is not None and self._graph[0] == seen:
+                if self._graph[1] is None:
+                    return None  # no nodes, unchanged
+                return open_store(self.name, self.settings, read_only=True), self._graph[1], True
+        elif self._graph is not None and now - self._graph_checked < GRAPH_RECHECK_S:
+            store, index = self._graph[1] if self._graph[1] is not None else (None, None)
+            return None if store is None else (store, index, False)
+        try:
+            store = open_store(self.name, self.settings, read_only=True)
+        except UsageError:
+            if not embedded and self._graph is None:
+                self._graph_checked = now
+                self._graph = (None, None)
+                return None
+            raise
+        if not embedded:
+            counts = tuple(sorted(store.counts().items()))
+            self._graph_checked = now
+            if self._graph is not None and self._graph[0] == counts and self._graph[1] is not None:
+                store.close()  # unchanged: keep the connection and index we have
+                old_store, index = self._graph[1]
+                return old_store, index, False
+            nodes = store.nodes()
+            if self._graph is not None and self._graph[1] is not None:
+                self._graph[1][0].close()
+            self._graph = (counts, (store, GraphIndex(nodes)) if nodes else None)
+            if not nodes:
+                store.close()
+                return None
+            return store, self._graph[1][1], False
+        nodes = store.nodes()
+        self._graph = (seen, GraphIndex(nodes) if nodes else None)
+        if not nodes:
+            store.close()
+            return None
+        return store, self._graph[1], True
 
     def fuse(self, bm: list[tuple[str, float]], dense: list[tuple[str, float]], tokens: list[str],
              vector: np.ndarray) -> list[tuple[str, float]]:
@@ -758,9 +821,9 @@ class KnowledgeBase:
     def close(self) -> None:
         if self._fusion_queries() != self._saved_fusion and self.folder.is_dir():
             self._save_fusion(force=True)
-        if self._graph is not None:
-            self._graph[0].close()
-            self._graph = None
+        if self._graph is not None and self.settings.graph.store != "kuzu" and self._graph[1] is not None:
+            self._graph[1][0].close()  # the FalkorDB connection kept between uses
+        self._graph = None
         self.store.close()
         if self._cache is not None:
             self._cache.close()
@@ -796,24 +859,6 @@ def _read_fusion(path: Path) -> dict[str, Any]:
         return {k: saved[k] for k in ("queries", "diff_sum", "diff_sq_sum", "fused") if k in saved}
     except (OSError, ValueError, TypeError):
         return {}
-
-
-def _open_graph(name: str, settings: Any) -> tuple[Any, Any] | None:
-    """(store, name index) of graph ``name`` if it exists in the configured graph store."""
-    from lingxi.graph.answer import GraphIndex
-    from lingxi.stores.graph import open_store
-
-    if settings.graph.store == "kuzu" and not (settings.home_dir / "graphs" / name).exists():
-        return None  # opening would create an empty one
-    try:
-        store = open_store(name, settings, read_only=True)
-    except UsageError:
-        return None  # a knowledge base name that is not a valid graph name (dots)
-    nodes = store.nodes()
-    if not nodes:
-        store.close()
-        return None
-    return store, GraphIndex(nodes)
 
 
 def _file_hash(path: Path, groups: list[str]) -> str:

@@ -17,9 +17,12 @@ The rules are deliberately plain so a user can predict them; feedback-trained ch
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from lingxi.errors import UsageError
 
 if TYPE_CHECKING:
     from lingxi.knowledge.kb import KnowledgeBase
@@ -31,6 +34,8 @@ LONG_CHUNKS = 40
 
 #: Chain phrasing: a relative clause or a possessive chain joins two facts.
 _CHAIN = re.compile(r"\b(that|which|who|whose)\s+\w+|\bof\s+the\s+\w+\s+(that|which|who)\b|的.{1,12}的|所.{1,6}的")
+
+log = logging.getLogger(__name__)
 
 __all__ = ["LONG_CHUNKS", "LONG_SECTIONS", "Choice", "choose"]
 
@@ -45,18 +50,13 @@ class Choice:
 
 def choose(kb: KnowledgeBase, question: str, groups: list[str] | None = None) -> Choice:
     """The retriever ``auto`` uses for ``question`` in ``kb`` (see the module's rules)."""
-    graph = kb.graph()
-    if graph is not None:
-        store, index = graph
-        linked = index.link(question)
-        if linked:
-            names = ", ".join(name for _, name in linked)
-            relations = {e.relation for e in store.neighbors(linked, groups)}
-            asked = sorted(index.mentioned(question, relations))
-            if asked:
-                return Choice("graph", f"names {names} and asks about {', '.join(asked)}")
-            if _CHAIN.search(question.casefold()) and relations:
-                return Choice("graph", f"names {names} and asks along a chain of facts")
+    try:
+        chosen = _graph_choice(kb, question, groups)
+    except UsageError as exc:  # the graph is being written now: answer from the text meanwhile
+        log.warning("auto retrieval: %s", exc)
+        chosen = None
+    if chosen is not None:
+        return chosen
     from lingxi.knowledge.retrievers import available_retrievers
 
     if "navigate" in available_retrievers():
@@ -64,3 +64,22 @@ def choose(kb: KnowledgeBase, question: str, groups: list[str] | None = None) ->
         if doc is not None and doc[1] >= LONG_SECTIONS and doc[2] >= LONG_CHUNKS:
             return Choice("navigate", f"{doc[0]} is a long structured document ({doc[1]} sections, {doc[2]} chunks)")
     return Choice("hybrid", "no graph entity with a relation asked, no long structured document")
+
+
+def _graph_choice(kb: KnowledgeBase, question: str, groups: list[str] | None) -> Choice | None:
+    """``graph`` when the question names an entity of the graph and asks one of its relations."""
+    with kb.graph() as graph:
+        if graph is None:
+            return None
+        store, index = graph
+        linked = index.link(question)
+        if not linked:
+            return None
+        names = ", ".join(name for _, name in linked)
+        relations = {e.relation for e in store.neighbors(linked, groups)}
+        asked = sorted(index.mentioned(question, relations))
+        if asked:
+            return Choice("graph", f"names {names} and asks about {', '.join(asked)}")
+        if _CHAIN.search(question.casefold()) and relations:
+            return Choice("graph", f"names {names} and asks along a chain of facts")
+    return None

@@ -226,8 +226,9 @@ class GraphRetriever(Retriever):
     name = "graph"
 
     def available(self, kb: KnowledgeBase) -> str | None:
-        if kb.graph() is None:
-            return f"knowledge base '{kb.name}' has no graph: import one with 'lingxi graph import {kb.name} FILE'"
+        with kb.graph() as graph:
+            if graph is None:
+                return f"knowledge base '{kb.name}' has no graph: import one with 'lingxi graph import {kb.name} FILE'"
         return None
 
     def search(self, kb: KnowledgeBase, query: Query, k: int, groups: list[str] | None,
@@ -235,11 +236,12 @@ class GraphRetriever(Retriever):
         from lingxi.graph.answer import ask
         from lingxi.text import tokenize
 
-        graph = kb.graph()
-        if graph is None:
-            return []
-        store, index = graph
-        found = ask(store, query.text, groups=groups, max_hops=kb.settings.graph.max_hops, max_paths=k, index=index)
+        with kb.graph() as graph:
+            if graph is None:
+                return []
+            store, index = graph
+            found = ask(store, query.text, groups=groups, max_hops=kb.settings.graph.max_hops, max_paths=k,
+                        index=index)
         if not found.supported:
             return []
         out: dict[str, float] = {}
