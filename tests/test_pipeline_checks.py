@@ -232,6 +232,21 @@ def test_kb_answer_mode_is_passed_to_the_knowledge_base_and_reported(kb_settings
         assert r.status_code == 400 and "only kb: models" in r.json()["error"]["message"]
 
 
+def test_a_cached_quote_is_not_served_for_a_generated_answer(kb_settings):
+    settings = kb_settings(kb_model="fake", cache={"enabled": True})
+    fake = FakeEngine("fake")
+    with running(settings, engines={"fake": fake}) as srv:
+        url = srv.url + "/v1/chat/completions"
+        quoted = httpx.post(url, json={"model": "kb:docs", "messages": QUESTION, "answer_mode": "extract"})
+        assert quoted.json()["answer_mode"] == "extracted"
+        again = httpx.post(url, json={"model": "kb:docs", "messages": QUESTION, "answer_mode": "extract"})
+        assert again.headers["x-lingxi-cache"] == "exact"  # the same request is a hit
+        fake.enqueue("Employees get 25 days of paid annual leave per year.")
+        made = httpx.post(url, json={"model": "kb:docs", "messages": QUESTION, "answer_mode": "generate"})
+        assert made.headers["x-lingxi-cache"] == "miss" and made.json()["answer_mode"] == "generated"
+        assert len(fake.prompts) == 1
+
+
 def test_a_stream_closed_before_it_was_read_stops_its_generation(tmp_path):
     # The HTTP layer always closes a Stream; if the client left before the response started,
     # nothing iterated it, and the generation fetched for its first chunk used to run on.

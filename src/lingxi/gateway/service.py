@@ -965,8 +965,8 @@ class Gateway:
         shape = f"{params.max_tokens}|{params.temperature}|{params.top_p}|{sorted(params.stop)}|{params.seed}"
         if params.grammar is not None or params.json_schema is not None:  # a constrained answer is another answer
             shape += "|" + hashlib.sha256(f"{params.grammar}|{params.json_schema}".encode()).hexdigest()
-        if req.kind == "kb":  # another retriever finds other sources: another answer
-            shape += f"|retrieval={run.retrieval_mode}"
+        if req.kind == "kb":  # another retriever or answer mode: another answer
+            shape += f"|retrieval={run.retrieval_mode}|answer={run.answer_mode}"  # a quote is not a generated answer
         run.scope = CacheScope(tenant=req.caller.tenant, model=req.model, system_prompt=system, kb_version=kb_version,
                                groups=None if groups is None else tuple(groups), params=shape)
         if not run.read_cache:
