@@ -47,13 +47,16 @@ def running(settings: Any, **options: Any) -> Iterator[Any]:
 
 
 class SlowEngine(ChatEngine):
-    """Emits ``tokens`` words, ``delay_s`` apart, and records how many it produced."""
+    """Emits ``tokens`` words, ``delay_s`` apart, and records how many it produced; with a
+    ``gate``, it holds after the first word until the gate is set (a request that is surely still
+    running, however loaded the machine)."""
 
     engine_name = "slow"
 
-    def __init__(self, name: str = "slow", tokens: int = 200, delay_s: float = 0.02):
+    def __init__(self, name: str = "slow", tokens: int = 200, delay_s: float = 0.02,
+                 gate: threading.Event | None = None):
         super().__init__(name)
-        self.tokens, self.delay_s = tokens, delay_s
+        self.tokens, self.delay_s, self.gate = tokens, delay_s, gate
         self.produced = 0
         self.finished = threading.Event()
 
@@ -67,6 +70,8 @@ class SlowEngine(ChatEngine):
                 time.sleep(self.delay_s)
                 self.produced += 1
                 yield Chunk(text=f"w{i} ")
+                if i == 0 and self.gate is not None:
+                    self.gate.wait(30)
             yield Chunk(finish_reason="stop", usage=Usage(3, self.tokens))
         finally:
             self.finished.set()

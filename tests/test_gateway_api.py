@@ -181,7 +181,8 @@ def test_engine_failure_is_an_openai_error_and_the_server_survives(server, fake)
 
 
 def test_full_queue_answers_429_with_retry_after(tmp_path):
-    slow = SlowEngine(tokens=30, delay_s=0.02)
+    gate = threading.Event()
+    slow = SlowEngine(tokens=30, delay_s=0.02, gate=gate)
     settings = gateway_settings(tmp_path, max_concurrency=1, max_queue=0)
     with running(settings, engines={"slow": slow}) as srv:
         first = threading.Thread(target=lambda: client(srv).chat.completions.create(
@@ -192,6 +193,7 @@ def test_full_queue_answers_429_with_retry_after(tmp_path):
             time.sleep(0.005)
         r = httpx.post(srv.url + "/v1/chat/completions",
                        json={"model": "slow", "messages": [{"role": "user", "content": "y"}]})
+        gate.set()  # the first request held its slot until now
         first.join()
         assert r.status_code == 429
         assert int(r.headers["retry-after"]) >= 1
