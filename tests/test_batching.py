@@ -162,6 +162,23 @@ def test_next_turn_and_shared_system_prompt_reuse_the_cache(thread):
     assert model.copies >= 1 and sched.reused_tokens - before >= 2 * 40
 
 
+def test_a_new_prompt_keeps_other_prompts_cached_while_a_slot_is_empty(thread):
+    """Prompts sharing only a preamble go to empty slots (copying the preamble) instead of
+    overwriting each other's caches, so each one asked again is a whole-prompt hit."""
+    sched, model = make(thread, n_slots=4)
+    prompts = [prompt_of(i, system=40) for i in range(4)]
+    gp = GenerationParams(max_tokens=4, temperature=0)
+    for p in prompts:  # one after another: each later one shares the 40-token preamble only
+        assert text(list(stream_request(sched, p, gp, (), 4))) == reference(p, 4)
+    settle(thread)
+    assert [busy for busy, _ in sched.slot_states()] == [False] * 4
+    assert all(n >= 40 for _, n in sched.slot_states())  # four distinct caches, none overwritten
+    before = sched.reused_tokens
+    for p in prompts:
+        assert text(list(stream_request(sched, p, gp, (), 4))) == reference(p, 4)
+    assert sched.reused_tokens - before == sum(len(p) - 1 for p in prompts)  # all but the last token
+
+
 def test_cancelled_request_frees_its_slot_and_cells_at_once(thread):
     sched, model = make(thread, n_slots=2, endless=True)
 

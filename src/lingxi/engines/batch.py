@@ -381,13 +381,16 @@ class BatchScheduler:
             free.remove(slot)
 
     def _pick(self, free: list[Slot], req: Request) -> Slot:
-        """The free slot whose cache shares most with the request; else an empty one; else the
-        one unused longest (its cache is the least likely to be wanted again)."""
+        """The free slot whose whole cache the request continues (a conversation's next turn);
+        else an empty one, so that other prompts stay cached (a prefix shared with any slot, a
+        system prompt, is copied over in :meth:`_start`); else the one sharing most with the
+        request; else the one unused longest (its cache is the least likely to be wanted again)."""
+        empty = [s for s in free if not s.cached]
         if req.reuse:
             best = max(free, key=lambda s: common_prefix(s.cached, req.context))
-            if common_prefix(best.cached, req.context) > 0:
+            n = common_prefix(best.cached, req.context)
+            if n > 0 and (n == len(best.cached) or not empty):
                 return best
-        empty = [s for s in free if not s.cached]
         return empty[0] if empty else min(free, key=lambda s: s.last_used)
 
     def _start(self, slot: Slot, req: Request) -> None:
