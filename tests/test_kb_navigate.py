@@ -196,6 +196,24 @@ def test_reingest_keeps_ids_and_resummarises_only_the_changed_path(tmp_path):
         kb.drop()
 
 
+def test_an_unchanged_file_stored_before_trees_existed_gets_its_tree_on_the_next_ingest(tmp_path):
+    folder = tmp_path / "docs"
+    _write(folder, "code.md", CODE_ZH)
+    kb = _kb(tmp_path)
+    try:
+        kb.ingest([folder], progress=False)
+        doc_no = kb.store.documents()[0].doc_no
+        kb.store.replace_tree(doc_no, [], [])  # what a knowledge base from before tree navigation holds
+        with pytest.raises(UsageError, match="no document tree"):
+            kb.navigate("业主拖欠物业费不交怎么办？")
+        report = kb.ingest([folder], progress=False)
+        assert not report.unchanged and kb.store.tree_doc_nos() == {doc_no}
+        assert kb.navigate("业主拖欠物业费不交怎么办？", k=3).leaves[0][0].text.startswith("第六条")
+        assert kb.ingest([folder], progress=False).unchanged  # and from then on it is skipped again
+    finally:
+        kb.drop()
+
+
 # ------------------------------------------------------------------ navigation
 
 @pytest.fixture
@@ -364,14 +382,14 @@ def test_store_keeps_trees_by_groups_and_deletes_them(tmp_path, tmp_path_factory
         kb.ingest([tmp_path / "hr"], groups=["hr"], progress=False)
         everything = kb.store.tree(None)
         docs = {d.source.rsplit("/", 1)[-1]: d.doc_no for d in kb.store.documents()}
-        assert {n.doc_no for n in everything} == set(docs.values())
+        assert {n.doc_no for n in everything} == set(docs.values()) == kb.store.tree_doc_nos()
         assert {n.doc_no for n in kb.store.tree(["sales"])} == {docs["property.md"]}
         assert {n.doc_no for n in kb.store.tree(["hr"])} == set(docs.values())
         assert [n.id for n in kb.store.tree(None, [docs["pay.md"]])][0] == str(docs["pay.md"])
         inner = [n for n in everything if n.summary_key]
         assert kb.store.summaries([n.summary_key for n in inner]) == {n.summary_key: n.summary for n in inner}
         kb.delete(str(docs["pay.md"]))
-        assert {n.doc_no for n in kb.store.tree(None)} == {docs["property.md"]}
+        assert {n.doc_no for n in kb.store.tree(None)} == {docs["property.md"]} == kb.store.tree_doc_nos()
     finally:
         kb.drop()
 

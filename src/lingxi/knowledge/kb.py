@@ -214,6 +214,7 @@ class KnowledgeBase:
             for d in self.store.documents():
                 known.setdefault(d.source, []).append(d)
             seen: set[str] = set()
+            treed = self.store.tree_doc_nos()  # an unchanged file stored before trees existed gets one now
             for path, problem in iter_files(list(paths)):
                 shown = str(path)
                 if problem:
@@ -229,7 +230,8 @@ class KnowledgeBase:
                         load_file(path, max_bytes=max_bytes)  # raises the size error
                     file_hash = _file_hash(path, groups)
                     previous = known.get(source, [])
-                    if previous and all(d.file_hash == file_hash for d in previous):
+                    if (previous and all(d.file_hash == file_hash for d in previous)
+                            and all(d.doc_no in treed or not self.store.chunk_ids(d.doc_no) for d in previous)):
                         report.unchanged.append(shown)
                         continue
                     docs = load_file(path, max_bytes=max_bytes)

@@ -113,6 +113,10 @@ class KnowledgeStore(ABC):
         given), by document and reading order, ``children`` not linked
         (:func:`lingxi.knowledge.tree.link_children`)."""
 
+    def tree_doc_nos(self) -> set[int]:
+        """The documents that have a tree (ingest gives one to documents stored before trees existed)."""
+        return {n.doc_no for n in self.tree(None)}
+
     @abstractmethod
     def summaries(self, keys: Sequence[str]) -> dict[str, str]:
         """Stored inner-node summaries by summary key (ingest reuses them instead of summarising again)."""

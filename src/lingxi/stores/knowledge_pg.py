@@ -262,6 +262,9 @@ class PgKnowledgeStore(KnowledgeStore):
                        f"{' AND '.join(clauses)} ORDER BY t.doc_no, t.ord", args)
         return [TreeNode(r[0], int(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8], list(r[9]), r[10]) for r in rows]
 
+    def tree_doc_nos(self) -> set[int]:
+        return {int(r[0]) for r in self._q("SELECT DISTINCT doc_no FROM tree", [])}
+
     def summaries(self, keys: Sequence[str]) -> dict[str, str]:
         keys = [k for k in dict.fromkeys(keys) if k]
         if not keys:

@@ -216,6 +216,9 @@ class SQLiteKnowledgeStore(KnowledgeStore):
                 for r in self._q(sql + " ORDER BY t.doc_no, t.ord", args)
                 if allowed is None or not (g := json.loads(r[11])) or allowed & set(g)]
 
+    def tree_doc_nos(self) -> set[int]:
+        return {int(r[0]) for r in self._q("SELECT DISTINCT doc_no FROM tree", [])}
+
     def summaries(self, keys: Sequence[str]) -> dict[str, str]:
         out: dict[str, str] = {}
         unique = [k for k in dict.fromkeys(keys) if k]
