@@ -6,7 +6,15 @@ Builds a training set and a held-out set from public data plus the examples writ
 - deepset/prompt-injections: ``train.jsonl`` -> training, ``test.jsonl`` -> held out;
 - ordinary Chinese instructions (BELLE seed tasks), Chinese questions (CMRC 2018 queries),
   English chat openings (hh-rlhf first human turns) -> negatives, split by a hash of the text;
-- DBpedia entity queries -> held-out negatives only.
+- DBpedia entity queries -> held-out negatives only;
+- document windows (400 characters, stride 200, as ``scan_document`` cuts them) of DBpedia
+  abstracts, CMRC 2018 paragraphs and the PRC Civil Code -> negatives, and windows of such a document with a training
+  injection inserted -> positives; documents split by index into training, calibration (the
+  model's ``document_threshold``) and held-out evaluation, disjoint.
+
+Document-level evaluation: held-out ordinary documents (English DBpedia, Chinese CMRC) scanned
+whole by ``scan_document`` (FPR), and the same documents with a held-out injection (deepset test,
+the Chinese held-out examples written for Lingxi) inserted at a random point (TPR).
 
 Prints JSON: the held-out TPR/FPR at the shipped threshold, TPR at FPR <= 5 % and <= 1 %, AUC,
 per-language numbers, the anchor (Meta Prompt Guard) and the classifier's latency per prompt.
@@ -22,12 +30,21 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import random
 import re
 import sys
 import time
 from pathlib import Path
 
-from lingxi.guard.injection import injection_metrics, load_model, read_labelled, train_injection
+from lingxi.guard.injection import (
+    calibrate_document_threshold,
+    document_windows,
+    injection_metrics,
+    load_model,
+    read_labelled,
+    scan_document,
+    train_injection,
+)
 
 HERE = Path(__file__).parent / "data" / "guard"
 ANCHOR = {"meta_prompt_guard_ood": {"tpr": 0.975, "fpr": 0.039}, "meta_prompt_guard_multilingual": {"tpr": 0.915, "fpr": 0.053}}
@@ -64,6 +81,70 @@ def build_sets(data_dir: Path) -> tuple[list[tuple[str, int]], list[tuple[str, i
     return train, held
 
 
+def insert_injection(doc: str, injection: str, rng: random.Random) -> tuple[str, int]:
+    """``doc`` with ``injection`` put in at a random sentence or word boundary (or anywhere), and where."""
+    lo, hi = len(doc) // 4, max(len(doc) // 4 + 1, 3 * len(doc) // 4)
+    cuts = [i + 1 for i in range(lo, hi) if doc[i] in ".。!?！？ \n"] or [rng.randint(0, len(doc))]
+    at = rng.choice(cuts)
+    sep = "" if re.search(r"[\u4e00-\u9fff]", injection) else " "
+    return doc[:at] + sep + injection + sep + doc[at:], at + len(sep)
+
+
+def build_documents(data_dir: Path, seed: int = 0) -> dict[str, list]:
+    """Training windows (negatives and injected positives), calibration and held-out documents.
+
+    DBpedia abstracts by index: [0, 2000) training, [2000, 3000) calibration, [3000, 5000) held out;
+    CMRC paragraphs: [0, 160) training, [160, 208) calibration, [208, 256) held out.
+    """
+    rng = random.Random(seed)
+    en = [r["text"] for r in _jsonl(data_dir / "dbpedia-5k-en" / "corpus.jsonl")]
+    zh = [r["text"] for r in _jsonl(data_dir / "cmrc2018-trial-zh" / "corpus.jsonl")]
+    calib = en[2000:3000] + zh[160:208]
+    held = [(d, "en") for d in en[3000:]] + [(d, "zh") for d in zh[208:]]
+    windows: list[tuple[str, int]] = []
+    for d in en[:2000]:  # two windows of each English abstract
+        spans = document_windows(d)
+        windows.extend((d[a:b], 0) for a, b in rng.sample(spans, min(2, len(spans))))
+    # every window of the few Chinese paragraphs and of the PRC Civil Code (imperative "shall" prose)
+    law = [f.read_text(encoding="utf-8") for f in sorted((data_dir / "prc-civil-code-zh").glob("*.md"))]
+    zh_docs = zh[:160] + [d[a:b + 200] for d in law for a, b in document_windows(d, 800, 800)]
+    for d in zh_docs:
+        windows.extend((d[a:b], 0) for a, b in document_windows(d))
+    inj_train = [t for t, y in read_labelled([data_dir / "prompt-injections-deepset" / "train.jsonl",
+                                              HERE / "injection_train.jsonl"]) if y == 1]
+    for inj in inj_train:  # each training injection inside a training document, as a scanned window sees it
+        chinese = bool(re.search(r"[\u4e00-\u9fff]", inj))
+        for _ in range(1 if chinese else 2):
+            doc = rng.choice(zh_docs if chinese else en[:2000])
+            text, at = insert_injection(doc, inj, rng)
+            start = max(0, min(at - rng.randint(0, max(0, 400 - len(inj))), len(text) - 400))
+            windows.append((text[start:start + 400], 1))
+    inj_held = [t for t, y in read_labelled([data_dir / "prompt-injections-deepset" / "test.jsonl",
+                                             HERE / "injection_heldout.jsonl"]) if y == 1]
+    injected = []
+    for inj in inj_held:
+        lang = "zh" if re.search(r"[\u4e00-\u9fff]", inj) else "en"
+        pool = [d for d, lg in held if lg == lang]
+        for _ in range(3):
+            injected.append((insert_injection(rng.choice(pool), inj, rng)[0], lang))
+    return {"train_windows": windows, "calibration": calib, "held_ordinary": held, "held_injected": injected}
+
+
+def document_eval(model, docs: dict[str, list]) -> dict:
+    """FPR on held-out ordinary documents and TPR on injected ones, by ``scan_document``, per language."""
+    thr = model.document_threshold
+    out: dict = {"document_threshold": round(thr, 4)}
+    ordinary = [(scan_document(d, model).score, lg) for d, lg in docs["held_ordinary"]]
+    injected = [(scan_document(d, model).score, lg) for d, lg in docs["held_injected"]]
+    for lang in ("en", "zh", "all"):
+        neg = [s for s, lg in ordinary if lang in ("all", lg)]
+        pos = [s for s, lg in injected if lang in ("all", lg)]
+        m = injection_metrics([0] * len(neg) + [1] * len(pos), neg + pos, thr)
+        out[lang] = {"fpr": round(m["fpr"], 4), "tpr": round(m["tpr"], 4), "tpr_at_fpr_05": round(m["tpr_at_fpr_05"], 4),
+                     "auc": round(m["auc"], 4), "ordinary_docs": len(neg), "injected_docs": len(pos)}
+    return out
+
+
 def _lang(text: str) -> str:
     return "zh" if re.search(r"[\u4e00-\u9fff]", text) else "en/de"
 
@@ -73,14 +154,18 @@ def main() -> None:
     ap.add_argument("--data-dir", required=True, type=Path, help="the shared public data folder")
     ap.add_argument("--write-model", type=Path, default=None, help="save the trained model here")
     ap.add_argument("--model", type=Path, default=None, help="evaluate this model instead of training one")
+    ap.add_argument("--document-fpr", type=float, default=0.02,
+                    help="ordinary-document false-positive rate the document threshold is calibrated to")
     args = ap.parse_args()
 
     train, held = build_sets(args.data_dir)
+    docs = build_documents(args.data_dir)
     t0 = time.perf_counter()
     if args.model:
         model = load_model(args.model)
     else:
-        model = train_injection(train, meta={"trained_by": "benchmarks/guard_injection.py"})
+        model = train_injection(train, extra=docs["train_windows"], meta={"trained_by": "benchmarks/guard_injection.py"})
+        calibrate_document_threshold(model, docs["calibration"], target_fpr=args.document_fpr)
         if args.write_model:
             model.save(args.write_model)
     train_s = time.perf_counter() - t0
@@ -90,7 +175,8 @@ def main() -> None:
     scores = [model.score(t) for t in texts]
     per_prompt_ms = (time.perf_counter() - t0) / len(texts) * 1000
     result = {
-        "train": {"examples": len(train), "injections": sum(y for _t, y in train), "seconds": round(train_s, 1)},
+        "train": {"examples": len(train) + len(docs["train_windows"]), "document_windows": len(docs["train_windows"]),
+                  "injections": sum(y for _t, y in train + docs["train_windows"]), "seconds": round(train_s, 1)},
         "heldout": {k: round(v, 4) if isinstance(v, float) else v
                     for k, v in injection_metrics(labels, scores, model.threshold).items()},
         "by_language": {},
@@ -105,6 +191,7 @@ def main() -> None:
             m = injection_metrics([y for y, _s in sel], [s for _y, s in sel], model.threshold)
             result["by_language"][lang] = {k: round(m[k], 4) for k in ("tpr", "fpr", "tpr_at_fpr_05", "tpr_at_fpr_01", "auc")} | {
                 "positives": m["positives"], "negatives": m["negatives"]}
+    result["documents"] = document_eval(model, docs)
     json.dump(result, sys.stdout, ensure_ascii=False, indent=2)
     print()
 

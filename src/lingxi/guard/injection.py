@@ -12,7 +12,10 @@ What it does not do: understand meaning. It learns the wording of attacks in its
 attacks phrased unlike any of them, or hidden in encodings it has not seen.
 
 Indirect injection: :func:`scan_document` scores a retrieved or ingested document window by
-window, so one poisoned paragraph inside a long page is not diluted by the rest.
+window, so one poisoned paragraph inside a long page is not diluted by the rest. It compares the
+worst window with the model's ``document_threshold`` (in ``meta``, set by
+:func:`calibrate_document_threshold` on ordinary documents apart from the training ones), as the
+maximum over many windows of an ordinary page runs higher than one prompt's score.
 """
 
 from __future__ import annotations
@@ -91,6 +94,11 @@ class InjectionModel:
     def is_injection(self, text: str) -> bool:
         return self.score(text) >= self.threshold
 
+    @property
+    def document_threshold(self) -> float:
+        """Threshold for :func:`scan_document`'s worst window; the prompt threshold if not calibrated."""
+        return float(self.meta.get("document_threshold", self.threshold))
+
     def to_json(self) -> dict[str, Any]:
         feats = sorted(self.idf)
         return {"format": "lingxi-injection-v1", "meta": self.meta, "bias": self.bias, "threshold": self.threshold,
@@ -145,21 +153,44 @@ class DocumentFinding:
     flagged: bool
 
 
+def document_windows(text: str, window: int = 400, stride: int = 200) -> list[tuple[int, int]]:
+    """The ``(start, end)`` windows :func:`scan_document` scores (one when ``text`` fits in a window)."""
+    if len(text) <= window:
+        return [(0, len(text))]
+    return [(s, min(len(text), s + window)) for s in range(0, max(1, len(text) - window + stride), stride)]
+
+
 def scan_document(text: str, model: InjectionModel | None = None, window: int = 400,
                   stride: int = 200) -> DocumentFinding:
     """Indirect injection check for a document (at ingest and again at retrieval time): the
-    highest-scoring window of ``window`` characters, sliding by ``stride``."""
+    highest-scoring window of ``window`` characters, sliding by ``stride``, flagged at the
+    model's ``document_threshold``."""
     model = model or _bundled_model()
-    if len(text) <= window:
-        s = model.score(text)
-        return DocumentFinding(s, 0, len(text), s >= model.threshold)
+    threshold = model.document_threshold
     best = DocumentFinding(-1.0, 0, 0, False)
-    for start in range(0, max(1, len(text) - window + stride), stride):
-        piece = text[start:start + window]
-        s = model.score(piece)
+    for start, end in document_windows(text, window, stride):
+        s = model.score(text[start:end])
         if s > best.score:
-            best = DocumentFinding(s, start, start + len(piece), s >= model.threshold)
+            best = DocumentFinding(s, start, end, s >= threshold)
     return best
+
+
+def calibrate_document_threshold(model: InjectionModel, documents: Sequence[str], target_fpr: float = 0.02,
+                                 window: int = 400, stride: int = 200) -> float:
+    """Set ``model.meta["document_threshold"]`` to the lowest worst-window score at which at most
+    ``target_fpr`` of ``documents`` (ordinary ones, not used in training) would be flagged.
+
+    Raises:
+        UsageError: fewer than 20 documents.
+    """
+    if len(documents) < 20:
+        raise UsageError(f"document calibration needs at least 20 ordinary documents (got {len(documents)})")
+    worst = sorted((scan_document(d, model, window, stride).score for d in documents), reverse=True)
+    k = int(target_fpr * len(worst))
+    threshold = min(0.99, max(0.05, worst[k] + 1e-6))
+    model.meta.update({"document_threshold": threshold, "document_target_fpr": target_fpr,
+                       "document_calibration_docs": len(documents)})
+    return threshold
 
 
 # ---------------------------------------------------------------- metrics
@@ -249,11 +280,15 @@ def _fit_logistic(rows: list[dict[int, float]], y: list[int], dim: int, l2: floa
 
 def train_injection(data: Sequence[tuple[str, int]], *, min_df: int = 2, max_features: int = 30000,
                     l2: float = 1e-4, epochs: int = 300, target_fpr: float = 0.03, dev_fraction: float = 0.2,
-                    seed: int = 0, meta: dict[str, Any] | None = None) -> InjectionModel:
+                    seed: int = 0, meta: dict[str, Any] | None = None,
+                    extra: Sequence[tuple[str, int]] = ()) -> InjectionModel:
     """Train the classifier on ``(text, label)`` pairs.
 
     The decision threshold is the lowest score whose false-positive rate on a held-back
     ``dev_fraction`` of the data is at most ``target_fpr``; then the model is refit on all of it.
+    ``extra`` pairs (e.g. document windows) are fitted on but never in that held-back part, so
+    they do not move the prompt threshold (documents get theirs from
+    :func:`calibrate_document_threshold`).
 
     Raises:
         UsageError: fewer than 10 examples of either class.
@@ -267,15 +302,16 @@ def train_injection(data: Sequence[tuple[str, int]], *, min_df: int = 2, max_fea
     random.Random(seed).shuffle(order)
     n_dev = int(len(data) * dev_fraction)
     dev = [data[i] for i in order[:n_dev]]
-    fit = [data[i] for i in order[n_dev:]]
+    fit = [data[i] for i in order[n_dev:]] + list(extra)
     threshold = 0.5
     if n_dev >= 20 and any(y == 1 for _t, y in dev) and any(y == 0 for _t, y in dev):
         model = _train(fit, min_df, max_features, l2, epochs, 0.5, {})
         negs = sorted((model.score(t) for t, y in dev if y == 0), reverse=True)
         k = int(target_fpr * len(negs))  # this many negatives may score at or above the threshold
         threshold = min(0.99, max(0.05, (negs[k] + 1e-6) if k < len(negs) else 0.5))
-    return _train(list(data), min_df, max_features, l2, epochs, threshold,
-                  {**(meta or {}), "examples": len(data), "injections": pos, "target_fpr": target_fpr})
+    return _train(list(data) + list(extra), min_df, max_features, l2, epochs, threshold,
+                  {**(meta or {}), "examples": len(data) + len(extra),
+                   "injections": pos + sum(1 for _t, y in extra if y == 1), "target_fpr": target_fpr})
 
 
 def _train(data: Sequence[tuple[str, int]], min_df: int, max_features: int, l2: float, epochs: int,

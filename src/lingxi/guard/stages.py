@@ -268,7 +268,9 @@ class InjectionStage(Stage):
     def _check_sources(self, req: PipelineRequest, cfg: Any) -> None:
         from lingxi.guard.injection import scan_document
 
-        model, threshold = self._model(cfg)
+        model, _prompt_threshold = self._model(cfg)
+        # a configured threshold serves both; otherwise documents use the model's calibrated one
+        threshold = cfg.threshold if cfg.threshold is not None else model.document_threshold
         flagged = []
         for src in req.sources:
             found = scan_document(src.text or "", model)
