@@ -204,6 +204,10 @@ def main() -> None:
     ap.add_argument("--pref-held", type=int, default=200, help="rm/dpo: held-out pairs (disjoint)")
     ap.add_argument("--pref-len", type=int, default=64, help="rm/dpo/ppo: tokens per prompt+answer")
     ap.add_argument("--pref-lora-layers", type=int, default=8, help="rm/dpo: LoRA in the last N layers (cheaper steps)")
+    ap.add_argument("--pref-epochs", type=int, default=1, help="rm/dpo: passes over the training pairs")
+    ap.add_argument("--rm-lr", type=float, default=2e-4, help="rm: LoRA learning rate (the head gets 10x)")
+    ap.add_argument("--dpo-lr", type=float, default=1e-4, help="dpo: LoRA learning rate")
+    ap.add_argument("--ppo-lr", type=float, default=1e-4, help="ppo: LoRA learning rate")
     ap.add_argument("--ppo-steps", type=int, default=12)
     ap.add_argument("--ppo-reward", default="rm", help="ppo: 'rm' (the rm part's model) or a programmatic reward (brevity)")
     ap.add_argument("--embed-steps", type=int, default=30)
@@ -232,17 +236,18 @@ def main() -> None:
                                   threads=1, **kw)
     if {"rm", "dpo", "ppo"} & set(parts):
         train, held = preference_split(args.data_dir, out, args.pref_train, args.pref_held)
-        common = {"batch_size": 8, "max_len": args.pref_len, "threads": 1, "eval_rows": args.pref_held, "epochs": 1,
+        common = {"batch_size": 8, "max_len": args.pref_len, "threads": 1, "eval_rows": args.pref_held,
+                  "epochs": args.pref_epochs,
                   "lora_layers": args.pref_lora_layers}
         if "rm" in parts:
-            result["rm"] = recipe(out, "rm", train, held, **common)
+            result["rm"] = recipe(out, "rm", train, held, lr=args.rm_lr, **common)
         if "dpo" in parts:
-            result["dpo"] = recipe(out, "dpo", train, held, lr=1e-4, **common)
+            result["dpo"] = recipe(out, "dpo", train, held, lr=args.dpo_lr, **common)
         reward = str(out / "rm") if args.ppo_reward == "rm" else args.ppo_reward
         if "ppo" in parts and (args.ppo_reward != "rm" or (out / "rm" / "report.json").is_file()):
             result["ppo"] = recipe(out, "ppo", train, held, reward_model=reward, max_steps=args.ppo_steps,
                                    batch_size=8, max_len=args.pref_len, max_new_tokens=16, threads=1, eval_rows=32,
-                                   lr=1e-4)
+                                   lr=args.ppo_lr)
             result["ppo"]["kl_curve"] = json.loads((out / "ppo" / "report.json").read_text())["kl_curve"]
             result["ppo"]["reward_curve"] = json.loads((out / "ppo" / "report.json").read_text())["reward_curve"]
     if "embed" in parts:
