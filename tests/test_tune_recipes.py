@@ -218,6 +218,7 @@ def test_ppo_runs_with_a_trained_reward_model(tiny: Path, tmp_path: Path, files)
     assert set(report["eval"]["after"]) >= {"mean_reward", "kl"}
     assert report["kl_coef_curve"] == pytest.approx([0.01, 0.03, 0.05])
     assert len(report["reward_curve"]) == len(report["kl_curve"]) == 3
+    assert report["train_cpu_seconds"] > 0  # tokens per CPU-second is computed from it
     with pytest.raises(UsageError, match="not an rm run"):
         run(tiny, tmp_path / "x", "ppo", files["pref"], reward_model=str(tmp_path / "out-ppo"))
 

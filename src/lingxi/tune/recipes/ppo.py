@@ -158,7 +158,7 @@ def train_ppo(cfg: TuneConfig, home: Path | None = None) -> dict[str, Any]:
     rank, size = world()  # under torchrun each process samples its own share of the prompts
     bar = tqdm(total=steps, initial=begin, desc=f"ppo {s.source.name}", unit="step", disable=None if rank == 0 else True)
     for step in range(begin, steps):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         kl_coef = kl_coefficient(step, steps, cfg.kl_start, cfg.kl_end)
         at = (step * size + rank) * cfg.batch_size
         batch_prompts = [prompts[i] for i in flat[at:at + cfg.batch_size]]
@@ -207,6 +207,7 @@ def train_ppo(cfg: TuneConfig, home: Path | None = None) -> dict[str, Any]:
         log.losses.append(sum(losses) / len(losses))
         log.tokens += int(roll["attention_mask"].sum())
         log.seconds += time.perf_counter() - began
+        log.cpu_seconds += time.process_time() - began_cpu
         for key, value in (("reward", float(raw.mean())), ("kl", float(kl_tokens.sum(-1).mean())),
                            ("kl_coef", kl_coef)):
             log.extra.setdefault(key, []).append(round(value, 4))
