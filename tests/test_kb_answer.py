@@ -240,3 +240,15 @@ def test_a_mixed_corpus_gets_the_multilingual_embedder(tmp_path, monkeypatch, en
     kb.ingest_documents(docs, progress=False)
     assert kb.embedder_name == expected
     kb.close()
+
+
+def test_the_unit_a_chinese_question_asks_for_is_not_its_topic():
+    # 几天 / 多少天 before a noun: jieba cut 天年假 into single characters, the run was kept as a
+    # topic no sentence contains, and 员工每年享有十五天带薪年假 was refused for 员工每年有几天年假？
+    from lingxi.knowledge.support import focus, topics
+
+    answer = "员工每年享有十五天带薪年假，未休完的年假可以顺延到次年三月底。"
+    for question in ("员工每年有几天年假？", "员工每年有多少天年假？", "员工的年假有多少天？"):
+        assert "年假" in topics(question) and not any("天" in t for t in topics(question))
+        assert focus(question, answer) == 1.0
+    assert topics("萱侬律是谁？") == ["萱侬律"]  # an unknown name jieba splits stays whole

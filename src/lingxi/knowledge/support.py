@@ -69,6 +69,7 @@ _ZH_EMPTY = (
     "问题 答案 情况 时候 时间 部分 一下 这个 那个 有关 关于 可以 需要 应该"
 ).split()
 _ZH_EMPTY_RE = re.compile("|".join(sorted(map(re.escape, _ZH_EMPTY), key=len, reverse=True)))
+_ZH_ASKED_UNIT = re.compile(r"(?:几|多少)[天年月周日次个人岁元块条项名位本页种倍]")
 _ZH_STOP_RE = re.compile("[的了是在和与及或就都而也又被把让给对从向以于之其这那吗呢吧啊呀么着过得地有为由将等个]")
 _LEADING_YES_NO = re.compile(r"^\s*(?:yes|no|yeah|nope|是的|对|不是|不|没有)\s*[,，、:：]\s*", re.I)
 _REASON = re.compile(r"\b(?:because|since|due|so|therefore|cause[sd]?|reason)\b|因为|由于|所以|因此|导致|原因|为了", re.I)
@@ -123,6 +124,7 @@ def _focus_units(question: str) -> tuple[str, ...]:
 
     A name jieba does not know comes apart into single characters (萱侬律 -> 萱 侬 律), which
     :func:`content_units` drops; such runs are kept whole, so the name stays part of the focus."""
+    question = _ZH_ASKED_UNIT.sub(" ", question)  # 几天 / 多少个: the unit asked for is not a topic
     units = [u for u in content_units(question) if not _ZH_EMPTY_RE.search(u)]
     for run in _CJK_RUN.findall(_ZH_EMPTY_RE.sub(" ", question)):
         singles: list[str] = []
