@@ -147,8 +147,9 @@ class KnowledgeBase:
                 continue
             self._fusions[stats.names] = stats
         self._saved_fusion = self._fusion_queries()
-        #: (fingerprint, index) for Kùzu, (counts, (store, index)) for FalkorDB; see graph()
+        #: (what the graph looked like, its name index or None when empty); see graph()
         self._graph: tuple[Any, Any] | None = None
+        self._graph_conn: Any = None  # FalkorDB's connection, kept between uses
         self._graph_checked = -GRAPH_RECHECK_S
         self._structure: tuple[str, tuple[str, int, int] | None] | None = None
 
@@ -571,52 +572,35 @@ class KnowledgeBase:
 
     def _open_graph(self) -> tuple[Any, Any, bool] | None:
         """(store, index, close it after use) of this knowledge base's graph, or None."""
-        from lingxi.graph.answer import GraphIndex
         from lingxi.stores.graph import open_store
 
-        now = time.monotonic()
-        embedded = self.settings.graph.store == "kuzu"
-        if embedded:
+        if self.settings.graph.store == "kuzu":
             folder = self.settings.home_dir / "graphs" / self.name
             if not folder.is_dir():
                 return None  # opening would create an empty one
             seen = tuple(sorted((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in folder.iterdir()))
-            if self._graph is not None and self._graph[0] == seen:
-                if self._graph[1] is None:
-                    return None  # no nodes, unchanged
-                return open_store(self.name, self.settings, read_only=True), self._graph[1], True
-        elif self._graph is not None and now - self._graph_checked < GRAPH_RECHECK_S:
-            store, index = self._graph[1] if self._graph[1] is not None else (None, None)
-            return None if store is None else (store, index, False)
-        try:
-            store = open_store(self.name, self.settings, read_only=True)
-        except UsageError:
-            if not embedded and self._graph is None:
-                self._graph_checked = now
-                self._graph = (None, None)
+            store = None
+            if self._graph is None or self._graph[0] != seen:
+                store = open_store(self.name, self.settings, read_only=True)
+                self._graph = (seen, _name_index(store))
+            if self._graph[1] is None:
+                if store is not None:
+                    store.close()
                 return None
-            raise
-        if not embedded:
-            counts = tuple(sorted(store.counts().items()))
+            return store or open_store(self.name, self.settings, read_only=True), self._graph[1], True
+        # FalkorDB: one connection for the knowledge base's life (closed by close(), never while in use)
+        now = time.monotonic()
+        if self._graph_conn is None:
+            try:
+                self._graph_conn = open_store(self.name, self.settings, read_only=True)
+            except UsageError:
+                return None  # a knowledge base name that is not a valid graph name (dots)
+        if self._graph is None or now - self._graph_checked >= GRAPH_RECHECK_S:
+            counts = tuple(sorted(self._graph_conn.counts().items()))
+            if self._graph is None or self._graph[0] != counts:
+                self._graph = (counts, _name_index(self._graph_conn))
             self._graph_checked = now
-            if self._graph is not None and self._graph[0] == counts and self._graph[1] is not None:
-                store.close()  # unchanged: keep the connection and index we have
-                old_store, index = self._graph[1]
-                return old_store, index, False
-            nodes = store.nodes()
-            if self._graph is not None and self._graph[1] is not None:
-                self._graph[1][0].close()
-            self._graph = (counts, (store, GraphIndex(nodes)) if nodes else None)
-            if not nodes:
-                store.close()
-                return None
-            return store, self._graph[1][1], False
-        nodes = store.nodes()
-        self._graph = (seen, GraphIndex(nodes) if nodes else None)
-        if not nodes:
-            store.close()
-            return None
-        return store, self._graph[1], True
+        return None if self._graph[1] is None else (self._graph_conn, self._graph[1], False)
 
     def fuse(self, bm: list[tuple[str, float]], dense: list[tuple[str, float]], tokens: list[str],
              vector: np.ndarray) -> list[tuple[str, float]]:
@@ -823,8 +807,9 @@ class KnowledgeBase:
     def close(self) -> None:
         if self._fusion_queries() != self._saved_fusion and self.folder.is_dir():
             self._save_fusion(force=True)
-        if self._graph is not None and self.settings.graph.store != "kuzu" and self._graph[1] is not None:
-            self._graph[1][0].close()  # the FalkorDB connection kept between uses
+        if self._graph_conn is not None:
+            self._graph_conn.close()  # the FalkorDB connection kept between uses
+            self._graph_conn = None
         self._graph = None
         self.store.close()
         if self._cache is not None:
@@ -861,6 +846,14 @@ def _read_fusion(path: Path) -> dict[str, Any]:
         return {k: saved[k] for k in ("queries", "diff_sum", "diff_sq_sum", "fused") if k in saved}
     except (OSError, ValueError, TypeError):
         return {}
+
+
+def _name_index(store: Any) -> Any:
+    """The entity-name index of a graph store, or None when it has no nodes."""
+    from lingxi.graph.answer import GraphIndex
+
+    nodes = store.nodes()
+    return GraphIndex(nodes) if nodes else None
 
 
 def _file_hash(path: Path, groups: list[str]) -> str:
