@@ -81,7 +81,13 @@ class TransformersModel(ChatModelOptions):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     adapters: list[str] = []
-    """PEFT adapter folders applied on top of the base weights, in order."""
+    """PEFT (LoRA) adapter folders applied on top of the base weights, together."""
+    share_base: bool = True
+    """Share the base weights with every other transformers model of this process that names the
+    same ``path``/``gguf_file``/``device``/``dtype``: one copy in memory, each model's adapters
+    loaded into it by name and switched per request (requests to those models then run one at a
+    time). False: this model loads its own copy with its adapters merged in (N models = N copies,
+    but they generate in parallel and skip the adapters' extra matrix products)."""
 
 
 class _HttpUpstream(_Strict):

@@ -2,12 +2,21 @@
 PEFT adapters, CUDA when present, else CPU. The training side's engine: the weights that
 ``lingxi.tune`` produces are served here before they are converted for llama.cpp.
 
+Several adapters over one base: every model of this engine that names the same base (``path``,
+``gguf_file``, ``device``, ``dtype``) uses one :class:`SharedBase`, the base weights loaded once
+with each model's LoRA adapters loaded into it under their own names (peft's ``load_adapter``).
+A request selects its model's adapters (``set_adapter``), or switches them off for a model that
+names the base alone; the switch and the generation run under the base's lock, so requests to
+models over one base run one at a time. ``share_base = false`` gives a model its own copy with
+the adapters merged in, the way to trade memory for parallel generation.
+
 Generation runs ``model.generate`` in a worker thread and streams through a
 ``TextIteratorStreamer``; stop strings and cancellation stop it through a stopping criterion.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
@@ -16,6 +25,118 @@ from typing import Any
 
 from lingxi.engines.base import ChatEngine, Chunk, GenerationParams, ModelInfo, Prompt, Usage
 from lingxi.errors import ContextLengthError, EngineError, ModelFileNotFoundError, UsageError, missing_extra
+
+
+class SharedBase:
+    """One base model in memory, the adapters loaded into it, and the lock its users generate under.
+
+    Built by :func:`acquire_base` (shared) or directly (a model's private copy); the engines that
+    use it load and release their adapters through it. What is active (which adapters, or none)
+    is part of the model's state, so a caller holds :attr:`lock` from :meth:`selected` to the end
+    of its generation.
+    """
+
+    def __init__(self, key: tuple[str, ...], model: Any, tokenizer: Any, device: str):
+        self.key = key
+        self.model = model
+        """The plain model, or a ``PeftModel`` around it once an adapter is loaded."""
+        self.tokenizer = tokenizer
+        self.device = device
+        self.lock = threading.Lock()
+        self.users = 0
+        """Engines that use this base (the registry drops it when the last one closes)."""
+        self._adapters: dict[str, list[Any]] = {}  # resolved folder -> [peft adapter name, engines using it]
+        self._count = 0
+
+    def load_adapter(self, folder: Path, model_name: str) -> str:
+        """Load a LoRA folder into the shared model (once per folder) and return its adapter name.
+
+        Raises:
+            ModelFileNotFoundError: no such folder.
+            EngineError: peft could not load it (not an adapter of this base).
+        """
+        if not folder.exists():
+            raise ModelFileNotFoundError(f"model '{model_name}': adapter folder not found: {folder}")
+        PeftModel = _peft_model_class()
+        where = str(folder.resolve())
+        with self.lock:  # injecting LoRA layers while another request generates would change its weights
+            if where in self._adapters:
+                self._adapters[where][1] += 1
+                return self._adapters[where][0]
+            name = f"adapter{self._count}"  # peft names become module keys: no dots or slashes
+            try:
+                if isinstance(self.model, PeftModel):
+                    self.model.load_adapter(where, adapter_name=name)
+                else:
+                    self.model = PeftModel.from_pretrained(self.model, where, adapter_name=name)
+            except (OSError, ValueError, RuntimeError, KeyError) as exc:
+                raise EngineError(f"model '{model_name}': peft could not load the adapter {folder}: {exc}") from exc
+            self.model.to(self.device).eval()
+            self._count += 1
+            self._adapters[where] = [name, 1]
+            return name
+
+    def release_adapter(self, name: str) -> None:
+        """One engine less uses the adapter ``name``; the last one unloads it, unless it is the
+        only adapter left (peft keeps at least one; it stays switched off for the others)."""
+        with self.lock:
+            for where, entry in list(self._adapters.items()):
+                if entry[0] == name:
+                    entry[1] -= 1
+                    if entry[1] == 0 and len(self._adapters) > 1:
+                        self.model.delete_adapter(name)
+                        del self._adapters[where]
+
+    @property
+    def adapter_names(self) -> list[str]:
+        return [name for name, _ in self._adapters.values()]
+
+    @contextlib.contextmanager
+    def selected(self, names: tuple[str, ...]) -> Iterator[None]:
+        """Make ``names`` the active adapters (none: the base alone) until the block ends.
+        The caller holds :attr:`lock`."""
+        if not self._adapters:
+            yield
+        elif not names:
+            with self.model.disable_adapter():
+                yield
+        else:
+            if len(names) == 1:
+                self.model.set_adapter(names[0])
+            else:  # several at once: their low-rank updates add up, as merging them in order would
+                self.model.base_model.set_adapter(list(names))
+            yield
+
+
+_bases: dict[tuple[str, ...], SharedBase] = {}
+_bases_lock = threading.Lock()
+
+
+def acquire_base(key: tuple[str, ...], load: Any) -> SharedBase:
+    """The shared base for ``key`` (resolved path, GGUF file, device, dtype), built by ``load()``
+    when no model of this process holds it yet. Pair with :func:`release_base`."""
+    with _bases_lock:  # also keeps two models that name one base from loading it twice
+        base = _bases.get(key)
+        if base is None:
+            base = _bases[key] = load()
+        base.users += 1
+        return base
+
+
+def release_base(base: SharedBase) -> None:
+    """One user less; the last one drops the base from the registry (and so from memory)."""
+    with _bases_lock:
+        base.users -= 1
+        if base.users <= 0 and _bases.get(base.key) is base:
+            del _bases[base.key]
+
+
+def _peft_model_class() -> Any:
+    try:
+        from peft import PeftModel
+    except ImportError as exc:
+        raise missing_extra("PEFT adapters", "train", exc) from exc
+    return PeftModel
 
 
 class TransformersEngine(ChatEngine):
@@ -28,6 +149,10 @@ class TransformersEngine(ChatEngine):
             raise ModelFileNotFoundError(f"model '{name}': folder not found: {path}")
         if config.gguf_file and not (path / config.gguf_file).is_file():
             raise ModelFileNotFoundError(f"model '{name}': GGUF file not found: {path / config.gguf_file}")
+        adapters = [Path(a).expanduser() for a in config.adapters]
+        for adapter in adapters:  # before the base loads: a typo costs no minutes
+            if not adapter.exists():
+                raise ModelFileNotFoundError(f"model '{name}': adapter folder not found: {adapter}")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             import torch
@@ -43,29 +168,42 @@ class TransformersEngine(ChatEngine):
         self.device = device
         dtype = {"auto": torch.bfloat16 if device == "cuda" else torch.float32, "float32": torch.float32,
                  "float16": torch.float16, "bfloat16": torch.bfloat16}[config.dtype]
-        load = {"gguf_file": config.gguf_file} if config.gguf_file else {}
-        try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True, **load)
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                str(path), local_files_only=True, dtype=dtype, **load
-            )
-        except (OSError, ValueError) as exc:
-            raise EngineError(f"model '{name}': transformers could not load {path}: {exc}") from exc
-        for adapter in config.adapters:
-            model = self._apply_adapter(model, Path(adapter).expanduser())
-        self.model = model.to(device).eval()
-        self.path = path
-        self._context = config.context_length or getattr(model.config, "max_position_embeddings", None)
-        self._lock = threading.Lock()
+        key = (str(path.resolve()), config.gguf_file or "", device, str(dtype))
 
-    def _apply_adapter(self, model: Any, adapter: Path) -> Any:
-        if not adapter.exists():
-            raise ModelFileNotFoundError(f"model '{self.name}': adapter folder not found: {adapter}")
-        try:
-            from peft import PeftModel
-        except ImportError as exc:
-            raise missing_extra("PEFT adapters", "train", exc) from exc
-        return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        def load() -> SharedBase:
+            kw = {"gguf_file": config.gguf_file} if config.gguf_file else {}
+            try:
+                tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True, **kw)
+                model = transformers.AutoModelForCausalLM.from_pretrained(
+                    str(path), local_files_only=True, dtype=dtype, **kw)
+            except (OSError, ValueError) as exc:
+                raise EngineError(f"model '{name}': transformers could not load {path}: {exc}") from exc
+            return SharedBase(key, model.to(device).eval(), tokenizer, device)
+
+        self._adapter_names: tuple[str, ...] = ()
+        self.shared = config.share_base
+        if config.share_base:
+            self._base = acquire_base(key, load)
+            try:
+                for adapter in adapters:
+                    self._adapter_names += (self._base.load_adapter(adapter, name),)
+            except Exception:
+                self.close()  # the adapters loaded so far and the hold on the base
+                raise
+        else:  # a private copy: the adapters merged in, nothing to switch per request
+            self._base = load()
+            self._base.users = 1
+            for adapter in adapters:
+                merged = _peft_model_class().from_pretrained(self._base.model, str(adapter)).merge_and_unload()
+                self._base.model = merged.to(device).eval()
+        self.tokenizer = self._base.tokenizer
+        self.path = path
+        self._context = config.context_length or getattr(self._base.model.config, "max_position_embeddings", None)
+
+    @property
+    def model(self) -> Any:
+        """The model this engine generates with (shared with the other models over its base)."""
+        return self._base.model if self._base is not None else None
 
     @property
     def info(self) -> ModelInfo:
@@ -75,7 +213,9 @@ class TransformersEngine(ChatEngine):
             context_length=self._context,
             source=str(self.path),
             details={"device": self.device, "dtype": str(self.model.dtype).removeprefix("torch."),
-                     "n_params": sum(p.numel() for p in self.model.parameters())},
+                     "n_params": sum(p.numel() for p in self.model.parameters()),
+                     "adapters": len(self._adapter_names), "shared_base": self.shared,
+                     "models_on_base": self._base.users},
         )
 
     def _input_ids(self, prompt: Prompt) -> Any:
@@ -123,16 +263,20 @@ class TransformersEngine(ChatEngine):
         else:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
         result: dict[str, Any] = {}
+        base = self._base
+        if base is None:
+            raise EngineError(f"model '{self.name}' is closed")
 
         def work() -> None:
             try:
                 with torch.inference_mode():
-                    result["output"] = self.model.generate(**kwargs)
+                    result["output"] = base.model.generate(**kwargs)
             except BaseException as exc:  # surfaced to the caller below
                 result["error"] = exc
                 streamer.end()
 
-        with self._lock:
+        # the adapter switch is part of the shared model's state: hold the lock until generation ends
+        with base.lock, base.selected(self._adapter_names):
             if params.seed is not None:
                 torch.manual_seed(params.seed)
             worker = threading.Thread(target=work, daemon=True)
@@ -168,4 +312,12 @@ class TransformersEngine(ChatEngine):
         yield Chunk(finish_reason=finish, usage=Usage(prompt_tokens=n_prompt, completion_tokens=produced))
 
     def close(self) -> None:
-        self.model = None
+        """Release this model's adapters and its hold on the base (freed with its last user)."""
+        base, self._base = self._base, None
+        if base is None:
+            return
+        for adapter in self._adapter_names:
+            base.release_adapter(adapter)
+        self._adapter_names = ()
+        if self.shared:
+            release_base(base)

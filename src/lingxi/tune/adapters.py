@@ -275,7 +275,8 @@ def serve_snippet(name: str, gguf_path: str) -> str:
 def adapter_snippet(name: str, folder: str | os.PathLike[str]) -> str:
     """The config lines that serve a run's LoRA adapter over its base on the transformers engine,
     without merging or exporting: several runs over one base are several such entries, each
-    answering under its own name.
+    answering under its own name, all sharing one copy of the base in memory (see
+    :mod:`lingxi.engines.transformers`).
 
     Raises:
         UsageError: a run that is no chat model (rm, embed), or a vocab run (its resized
