@@ -28,6 +28,30 @@ def test_engine_in_process_counts_tokens_and_errors():
     assert "engine:fake" in format_perf(run)
 
 
+class TwoTokensPerPiece(FakeEngine):
+    """Sends one text piece per two tokens, 20 ms apart: what llama.cpp does for characters whose
+    UTF-8 bytes span two tokens (the first token of each sends no text)."""
+
+    def stream(self, prompt, params=None):
+        import time
+
+        from lingxi.engines.base import Chunk, Usage
+
+        for piece in "北京是首都":
+            time.sleep(0.02)
+            yield Chunk(text=piece)
+        yield Chunk(finish_reason="stop", usage=Usage(prompt_tokens=3, completion_tokens=10))
+
+
+def test_decode_rate_counts_tokens_not_pieces():
+    run = evaluate_perf(engine=TwoTokensPerPiece(), concurrency=[1], duration=0.3, max_tokens=16, warmup=False)
+    level = run.summary["levels"]["1"]
+    # 9 tokens after the first over 4 piece gaps: the rate is 2.25 tokens per piece gap; counting
+    # pieces (the old way) gave one per gap, half the engine's real speed
+    assert level["decode_tokens_per_s_p50"] * level["itl_p50_s"] > 1.8
+    assert all(i["scores"]["decode_tokens_per_s"] > 0 for i in run.items)
+
+
 def test_gateway_endpoint_streams_usage_and_reports_unknown_model(tmp_path):
     with running(gateway_settings(tmp_path)) as server:
         run = evaluate_perf(url=server.url, model="fake", concurrency=[2], duration=0.3, max_tokens=16)

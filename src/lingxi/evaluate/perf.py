@@ -8,8 +8,14 @@ Lingxi's gateway, a vLLM or llama.cpp server), read as server-sent events with
 ``stream_options.include_usage`` so completion tokens are the server's count.
 
 - TTFT: request sent -> first non-empty text piece.
-- ITL: gaps between text pieces after the first (one piece is one token for llama.cpp, vLLM and
-  the gateway; an engine that sends words gives per-word gaps).
+- ITL: gaps between text pieces after the first. A piece is usually one token, but not always:
+  a token that ends inside a multi-byte character (most Chinese characters for an English-centric
+  vocabulary such as SmolLM2's) sends no text, and its bytes go out with the next piece; an engine
+  that sends words gives per-word gaps.
+- decode tokens/s, per request: ``(completion tokens - 1) / (end - first piece)``, the tokens
+  after the first over the time they took; vLLM's ``benchmark_serving`` TPOT is its inverse, and
+  :func:`lingxi.engines.base.collect` and ``benchmarks/gateway.py`` count it the same way. It is
+  counted in tokens (the server's usage), not pieces, so a Chinese answer is not undercounted.
 - tokens/s: completion tokens of the requests finished in the window / wall time; req/s likewise.
 """
 
@@ -176,10 +182,12 @@ async def _level(target: Any, prompts: list[str], concurrency: int, duration: fl
                                 "latency_s": time.perf_counter() - sent})
                 continue
             end = time.perf_counter()
-            stamps = r["stamps"]
+            stamps, tokens = r["stamps"], r["tokens"]
             gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+            decode = (tokens - 1) / (end - stamps[0]) if stamps and tokens and tokens > 1 and end > stamps[0] else None
             records.append({"c": concurrency, "ttft_s": stamps[0] - r["start"] if stamps else None,
-                            "latency_s": end - r["start"], "tokens": r["tokens"], "gaps": gaps})
+                            "latency_s": end - r["start"], "tokens": tokens, "gaps": gaps,
+                            "decode_tokens_per_s": decode})
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return records, time.perf_counter() - t0
@@ -191,8 +199,8 @@ def _summarise(records: list[dict[str, Any]], wall: float) -> dict[str, Any]:
     gaps = [g for r in ok for g in r["gaps"]]
     lat = [r["latency_s"] for r in ok]
     tokens = sum(r["tokens"] or 0 for r in ok)
-    # per request, tokens after the first over the time they took (benchmarks/gateway.py's decode rate)
-    decode = [len(r["gaps"]) / sum(r["gaps"]) for r in ok if r["gaps"] and sum(r["gaps"]) > 0]
+    # per request, tokens (not pieces) after the first over the time they took: see the module docstring
+    decode = [r["decode_tokens_per_s"] for r in ok if r["decode_tokens_per_s"] is not None]
     out = {
         "requests": len(records), "errors": len(records) - len(ok),
         "error_rate": (len(records) - len(ok)) / len(records) if records else None,
@@ -218,7 +226,8 @@ async def _run(target: Any, prompts: list[str], levels: Sequence[int], duration:
             records, wall = await _level(target, prompts, c, duration, max_tokens, counter)
             per_level[str(c)] = _summarise(records, wall)
             for r in records:
-                scores = {k: r[k] for k in ("ttft_s", "latency_s", "tokens") if r.get(k) is not None}
+                scores = {k: r[k] for k in ("ttft_s", "latency_s", "tokens", "decode_tokens_per_s")
+                          if r.get(k) is not None}
                 if r.get("gaps"):
                     scores["itl_mean_s"] = statistics.fmean(r["gaps"])
                 items.append({"id": f"c{c}-{len(items)}", "scores": scores,
