@@ -57,6 +57,20 @@ def test_prune_and_distill_argument_errors(tmp_path):
         prune_model("smollm2", tmp_path / "o", recover_steps=5)
 
 
+def test_distill_learning_rate_warms_up_then_follows_the_schedule(tmp_path):
+    from lingxi.compress.distill import distill, learning_rate
+
+    rates = [learning_rate(s, 100, 1e-3, 10, "cosine") for s in range(100)]
+    assert rates[0] == pytest.approx(1e-4) and rates[9] == pytest.approx(1e-3)  # linear warm-up
+    assert all(a >= b for a, b in zip(rates[9:], rates[10:]))  # then only down
+    assert rates[-1] == pytest.approx(1e-4, rel=0.01)  # to a tenth at the last step
+    assert learning_rate(55, 100, 1e-3, 10, "cosine") == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))  # half way
+    assert [learning_rate(s, 100, 1e-3, 10, "constant") for s in (9, 50, 99)] == [1e-3] * 3
+    assert learning_rate(150, 100, 1e-3, 0, "cosine") == pytest.approx(1e-4)  # past --steps: stays at the floor
+    with pytest.raises(UsageError, match="unknown learning-rate schedule 'linear'"):
+        distill("smollm2", tmp_path / "o", tmp_path / "d.txt", schedule="linear")
+
+
 def test_distill_prompts_file_errors_name_file_and_line(tmp_path):
     from lingxi.compress.distill import read_prompts
 
@@ -204,8 +218,35 @@ def test_distill_from_prompts_checkpoints_and_resumes(tmp_path):
     assert len(cached) == 10
     second = distill(str(teacher), tmp_path / "student", prompts, steps=4, **common)
     assert second["resumed_from_step"] == 2 and second["steps"] == 4
+    assert second["train_seconds"] >= first["train_seconds"] > 0
     assert (tmp_path / "student" / "config.json").is_file()
     assert not list(tmp_path.glob(".*.tmp")) and not list((tmp_path / "student.work").glob(".*.tmp"))
+
+
+@pytest.mark.slow
+def test_distill_scores_several_held_out_texts_along_the_way(tmp_path):
+    """Two held-out files, a warm-up and a curve every 2 steps: the curve's last point is the
+    final student's score, and it survives a resume."""
+    pytest.importorskip("torch")
+    from lingxi.compress.distill import distill
+
+    teacher = build_tiny_model(tmp_path / "teacher", layers=3)
+    train = tmp_path / "train.txt"
+    train.write_text("The quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
+    held, other = tmp_path / "held.txt", tmp_path / "dialogues.txt"
+    held.write_text("The capital of France is Paris. " * 6, encoding="utf-8")
+    other.write_text("Human: hello? Assistant: 你好，有什么可以帮忙？ " * 6, encoding="utf-8")
+    common = {"drop_layers": 1, "seq_len": 16, "batch_size": 2, "eval_data": [held, other], "warmup_steps": 2,
+              "eval_every": 2, "save_every": 2, "lr": 1e-3, "progress": False}
+    first = distill(str(teacher), tmp_path / "student", train, steps=4, **common)
+    assert set(first["held_out"]) == {"held_out_text", "held_out_dialogues"}
+    assert [p["step"] for p in first["curve"]] == [2, 4]
+    last = first["curve"][-1]
+    for name, row in first["held_out"].items():
+        assert last[name]["perplexity"] == pytest.approx(row["student_perplexity_after"], rel=1e-5)
+        assert last[name]["quality_retained_pct"] == pytest.approx(row["quality_retained_pct"], rel=1e-5)
+    second = distill(str(teacher), tmp_path / "student", train, steps=6, **common)
+    assert second["resumed_from_step"] == 4 and [p["step"] for p in second["curve"]] == [2, 4, 6]
 
 
 def test_prune_with_recovery_fine_tune(tmp_path):

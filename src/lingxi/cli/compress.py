@@ -136,12 +136,18 @@ def prune_cmd(model: str, out: str, method: str, amount: float, data: str | None
               help="Default student: remove this many blocks, those that change the hidden state least.")
 @click.option("--data", required=True, type=click.Path(dir_okay=False),
               help="Training data: a .txt of the user's text, or .json/.jsonl prompts the teacher answers first.")
-@click.option("--eval-data", type=click.Path(dir_okay=False), default=None, help="Held-out text for perplexity.")
+@click.option("--eval-data", type=click.Path(dir_okay=False), multiple=True,
+              help="Held-out text for perplexity (repeatable; the first is the headline).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Output Hugging Face folder.")
 @click.option("--steps", default=100, show_default=True)
 @click.option("--seq-len", default=128, show_default=True)
 @click.option("--batch-size", default=4, show_default=True)
-@click.option("--lr", default=5e-5, show_default=True)
+@click.option("--lr", default=5e-5, show_default=True, help="Peak learning rate.")
+@click.option("--warmup-steps", default=0, show_default=True, help="Linear warm-up to --lr over this many steps.")
+@click.option("--schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True,
+              help="After warm-up: cosine down to lr/10 at --steps, or constant.")
+@click.option("--eval-every", default=0, show_default=True,
+              help="Score the held-out text(s) every this many steps (the report's curve; 0 = only at the end).")
 @click.option("--temperature", default=2.0, show_default=True)
 @click.option("--alpha", default=0.5, show_default=True, help="Weight of the KL term; 1 - alpha weighs CE.")
 @click.option("--gen-tokens", default=96, show_default=True, help="Length of the teacher's answers to prompts.")
@@ -150,17 +156,18 @@ def prune_cmd(model: str, out: str, method: str, amount: float, data: str | None
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from OUT.work/'s checkpoint.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's).")
 @click.option("--json", "as_json", is_flag=True)
-def distill_cmd(teacher: str, student: str | None, drop_layers: int, data: str, eval_data: str | None, out: str,
-                steps: int, seq_len: int, batch_size: int, lr: float, temperature: float, alpha: float,
-                gen_tokens: int, max_tokens: int, save_every: int, resume: bool, threads: int | None,
-                as_json: bool) -> None:
+def distill_cmd(teacher: str, student: str | None, drop_layers: int, data: str, eval_data: tuple[str, ...],
+                out: str, steps: int, seq_len: int, batch_size: int, lr: float, warmup_steps: int, schedule: str,
+                eval_every: int, temperature: float, alpha: float, gen_tokens: int, max_tokens: int,
+                save_every: int, resume: bool, threads: int | None, as_json: bool) -> None:
     """Teacher -> student with KL on logits (temperature, alpha mixing with cross-entropy)."""
     from lingxi.compress.distill import distill
 
     result = distill(teacher, out, data, student=student, drop_layers=drop_layers, steps=steps, seq_len=seq_len,
-                     batch_size=batch_size, lr=lr, temperature=temperature, alpha=alpha, eval_data=eval_data,
-                     max_tokens=max_tokens, gen_tokens=gen_tokens, save_every=save_every, resume=resume,
-                     threads=threads, settings=settings())
+                     batch_size=batch_size, lr=lr, temperature=temperature, alpha=alpha,
+                     eval_data=list(eval_data) or None, max_tokens=max_tokens, gen_tokens=gen_tokens,
+                     save_every=save_every, resume=resume, threads=threads, settings=settings(),
+                     warmup_steps=warmup_steps, schedule=schedule, eval_every=eval_every)
     if as_json:
         emit_json(result)
         return

@@ -24,8 +24,16 @@ held-out text as well as the teacher. The report also gives top-1 agreement (how
 student's most likely next token is the teacher's). Both are given for the untrained student
 and for the distilled one.
 
-Long runs checkpoint (student, optimiser, step, sampler state) atomically every ``save_every``
-steps into ``<out>.work/``; running the same command again resumes there.
+**The learning rate** warms up linearly over ``warmup_steps`` and then follows a cosine down to a
+tenth of ``lr`` at ``steps`` (``schedule="cosine"``, as torchtune's distillation recipes and most
+LLM fine-tunes do) or stays at ``lr`` (``"constant"``). The rate is a function of the step, so a
+resumed run continues the same curve; rerunning with a larger ``steps`` stretches the cosine from
+the current step on.
+
+Long runs checkpoint (student, optimiser, step, sampler state, training seconds and the held-out
+curve) atomically every ``save_every`` steps into ``<out>.work/``; running the same command again
+resumes there. ``eval_every`` scores the held-out text(s) during training, so a run stopped early
+still says where it got to.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import json
 import math
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -221,20 +230,56 @@ def _windows(ids: Any, size: int, limit: int | None) -> list[Any]:
     return [ids[i: i + size].unsqueeze(0) for i in range(0, max(1, len(ids) - 1), size) if len(ids[i: i + size]) > 1]
 
 
+SCHEDULES = ("cosine", "constant")
+
+
+def learning_rate(step: int, steps: int, lr: float, warmup_steps: int, schedule: str) -> float:
+    """The rate for optimiser step ``step`` (0-based): linear warm-up over ``warmup_steps``, then
+    ``lr`` (constant) or a cosine from ``lr`` down to ``lr / 10`` at ``steps``."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return lr
+    progress = min(1.0, (step - warmup_steps) / max(1, steps - warmup_steps))
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _held_out_names(paths: list[Path]) -> list[str]:
+    """Report keys: ``held_out_text`` for the first file, ``held_out_<stem>`` for further ones."""
+    names = ["held_out_text"]
+    for path in paths[1:]:
+        name = f"held_out_{path.stem}"
+        while name in names:
+            name += "_"
+        names.append(name)
+    return names[: len(paths)]
+
+
 def distill(teacher: str, out: str | Path, data: str | Path, *, student: str | None = None, drop_layers: int = 3,
             steps: int = 100, seq_len: int = 128, batch_size: int = 4, lr: float = 5e-5, temperature: float = 2.0,
-            alpha: float = 0.5, eval_data: str | Path | None = None, max_tokens: int | None = 2048,
-            gen_tokens: int = 96, save_every: int = 25, resume: bool = True, settings: Any = None,
-            seed: int = 0, threads: int | None = None, progress: bool = True) -> dict[str, Any]:
+            alpha: float = 0.5, eval_data: str | Path | list[str | Path] | None = None,
+            max_tokens: int | None = 2048, gen_tokens: int = 96, save_every: int = 25, resume: bool = True,
+            settings: Any = None, seed: int = 0, threads: int | None = None, progress: bool = True,
+            warmup_steps: int = 0, schedule: str = "cosine", eval_every: int = 0) -> dict[str, Any]:
     """Distil ``teacher`` into ``student`` (default: the teacher less ``drop_layers`` blocks) on
-    ``data``; save the student to ``out`` (a Hugging Face folder) and return the report."""
+    ``data``; save the student to ``out`` (a Hugging Face folder) and return the report.
+
+    ``eval_data`` is one held-out text file or several (the first is the report's headline);
+    ``eval_every`` > 0 scores them every that many steps into the report's ``curve``."""
     if not 0 <= alpha <= 1 or temperature <= 0 or steps < 1 or seq_len < 8:
         raise UsageError("need 0 <= alpha <= 1, temperature > 0, steps >= 1, seq_len >= 8")
+    if schedule not in SCHEDULES:
+        raise UsageError(f"unknown learning-rate schedule {schedule!r} (one of {', '.join(SCHEDULES)})")
+    if warmup_steps < 0 or eval_every < 0 or lr <= 0:
+        raise UsageError("need lr > 0, warmup_steps >= 0, eval_every >= 0")
     data = Path(data)
     if not data.is_file():
         raise UsageError(f"training data not found: {data}")
-    if eval_data is not None and not Path(eval_data).is_file():
-        raise UsageError(f"held-out data not found: {eval_data}")
+    eval_paths = [Path(p) for p in ([] if eval_data is None else
+                                    [eval_data] if isinstance(eval_data, (str, Path)) else eval_data)]
+    for path in eval_paths:
+        if not path.is_file():
+            raise UsageError(f"held-out data not found: {path}")
     import torch
 
     from lingxi.compress.prune import load_hf, save_hf
@@ -271,8 +316,8 @@ def distill(teacher: str, out: str | Path, data: str | Path, *, student: str | N
             held_texts["held_out_prompts"] = "\n".join(sequences[len(prompts) - n_held:])
     else:
         train_text = read_text(data)
-    if eval_data is not None:
-        held_texts["held_out_text"] = read_text(eval_data)
+    for name, path in zip(_held_out_names(eval_paths), eval_paths, strict=True):
+        held_texts[name] = read_text(path)
     ids = torch.tensor(tokenizer(train_text, add_special_tokens=False).input_ids)
     n_windows = (len(ids) - 1) // seq_len
     if n_windows < 1:
@@ -311,12 +356,13 @@ def distill(teacher: str, out: str | Path, data: str | Path, *, student: str | N
     # ---- checkpointed training loop
     settings_key = json.dumps({"teacher": str(teacher), "student": student, "dropped": dropped, "data": str(data),
                                "data_tokens": len(stream), "seq_len": seq_len, "batch_size": batch_size, "lr": lr,
-                               "temperature": temperature, "alpha": alpha, "seed": seed}, sort_keys=True)
+                               "temperature": temperature, "alpha": alpha, "seed": seed, "schedule": schedule,
+                               "warmup_steps": warmup_steps}, sort_keys=True)
     fingerprint = hashlib.sha256(settings_key.encode()).hexdigest()[:16]
     ckpt_path = work / "checkpoint.pt"
     optimiser = torch.optim.AdamW(s_model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
-    step, losses, resumed_from = 0, [], 0
+    step, losses, resumed_from, train_seconds, curve = 0, [], 0, 0.0, []
     if resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, weights_only=False)
         if ckpt.get("fingerprint") == fingerprint:
@@ -324,12 +370,24 @@ def distill(teacher: str, out: str | Path, data: str | Path, *, student: str | N
             optimiser.load_state_dict(ckpt["optimiser"])
             generator.set_state(ckpt["generator"])
             step, losses = ckpt["step"], ckpt["losses"]
+            train_seconds, curve = ckpt.get("train_seconds", 0.0), ckpt.get("curve", [])
             resumed_from = step
 
     def checkpoint() -> None:
         state = {"fingerprint": fingerprint, "student": s_model.state_dict(), "optimiser": optimiser.state_dict(),
-                 "generator": generator.get_state(), "step": step, "losses": losses}
+                 "generator": generator.get_state(), "step": step, "losses": losses,
+                 "train_seconds": train_seconds, "curve": curve}
         _write_atomic(ckpt_path, lambda tmp: torch.save(state, tmp))
+
+    def curve_point() -> dict[str, Any]:
+        scores = evaluate(s_model)
+        s_model.train()
+        point: dict[str, Any] = {"step": step, "train_seconds": round(train_seconds, 3),
+                                 "loss_mean_last": sum(losses[-eval_every:]) / len(losses[-eval_every:])}
+        for name, row in scores.items():
+            point[name] = {"perplexity": row["perplexity"], "top1_agreement_pct": row["top1_agreement_pct"],
+                           "quality_retained_pct": 100 * teacher_scores[name]["perplexity"] / row["perplexity"]}
+        return point
 
     s_model.train()
     bar = None
@@ -338,6 +396,7 @@ def distill(teacher: str, out: str | Path, data: str | Path, *, student: str | N
 
         bar = tqdm(total=steps, initial=step, desc="distil", unit="step", file=sys.stderr, leave=False)
     while step < steps:
+        started = time.perf_counter()
         starts = torch.randint(0, n_windows, (batch_size,), generator=generator) * seq_len
         x = torch.stack([stream[s: s + seq_len] for s in starts.tolist()])
         y = torch.stack([stream[s + 1: s + seq_len + 1] for s in starts.tolist()])
@@ -347,12 +406,23 @@ def distill(teacher: str, out: str | Path, data: str | Path, *, student: str | N
         optimiser.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(s_model.parameters(), 1.0)
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(step, steps, lr, warmup_steps, schedule)
         optimiser.step()
         losses.append(float(loss.detach()))
         step += 1
+        train_seconds += time.perf_counter() - started
         if bar:
             bar.update()
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if eval_every and held and (step % eval_every == 0 or step == steps) and \
+                not (curve and curve[-1]["step"] == step):
+            curve.append(curve_point())
+            if progress:
+                retained = ", ".join(f"{name} {row['quality_retained_pct']:.1f}%" for name, row in curve[-1].items()
+                                     if isinstance(row, dict))
+                print(f"step {step}: loss {curve[-1]['loss_mean_last']:.3f}, retained {retained}", file=sys.stderr,
+                      flush=True)
         if step % save_every == 0 or step == steps:
             checkpoint()
     if bar:
@@ -364,12 +434,13 @@ def distill(teacher: str, out: str | Path, data: str | Path, *, student: str | N
     result: dict[str, Any] = {
         "output": str(out), "steps": steps, "resumed_from_step": resumed_from, "train_tokens": len(stream),
         "tokens_seen": steps * batch_size * seq_len, "temperature": temperature, "alpha": alpha, "lr": lr,
-        "dropped_blocks": dropped,
+        "schedule": schedule, "warmup_steps": warmup_steps, "seq_len": seq_len, "batch_size": batch_size,
+        "train_seconds": round(train_seconds, 3), "dropped_blocks": dropped,
         "teacher_parameters": sum(p.numel() for p in t_model.parameters()),
         "student_parameters": sum(p.numel() for p in s_model.parameters()),
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
         "quality_definition": "teacher perplexity / student perplexity on held-out text (= exp(-ΔNLL per token))",
-        "held_out": {},
+        "held_out": {}, "curve": curve,
     }
     for name in held:
         t, b, a = teacher_scores[name], before_scores[name], after_scores[name]
