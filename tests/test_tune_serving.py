@@ -63,6 +63,11 @@ def test_several_adapters_over_one_base_are_served_by_name(tmp_path: Path):
             assert r.status_code == 200, r.text
             assert r.json()["model"] == name
             replies[name] = r.json()["choices"][0]["message"]["content"]
+        from lingxi.engines import transformers as hf
+
+        # the three names hold one copy of the base, with the two adapters loaded into it
+        bases = [b for b in hf._bases.values() if b.key[0] == str(base.resolve())]
+        assert len(bases) == 1 and bases[0].users == 3 and len(bases[0].adapter_names) == 2
     # each name answers as its own adapter merged into the base does, greedy, computed here directly
     for name, folder in runs.items():
         model, tok = merged_model(folder, tmp_path / "home")
