@@ -1,7 +1,8 @@
 """Many users at once: Lingxi (`lingxi serve`, continuous batching) vs llama.cpp's own
 `llama-server -np 8` (the same vendored llama.cpp), side by side in one run. Both serve the
 bundled SmolLM2 GGUF with the same threads; the client is the OpenAI SDK, streamed, greedy, the
-gateway's answer cache off. Levels alternate between the two servers so that drift in the
+gateway's answer cache off; every request's prompt is new to both servers (numbered), so no
+level is helped by the prompt cache of an earlier one. Levels alternate between the two servers so that drift in the
 machine's load hits both alike. Prints JSON: aggregate tokens/s and TTFT p50/p95 per level, the
 CPU time each server spent per generated token, and a multi-turn chat (growing history) with each
 turn's TTFT.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -173,6 +175,16 @@ class Target:
             await self.client.close()
 
 
+_served = itertools.count()
+
+
+def _fresh_prompt() -> str:
+    """A prompt no earlier request of the run has sent: a server's prompt cache cannot skip its
+    prefill (only the chat template's opening is shared, as between real users)."""
+    n = next(_served)
+    return f"Story number {n}: write a long story about {TOPICS[n % len(TOPICS)]}."
+
+
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))]
@@ -183,8 +195,7 @@ async def level(target: Target, c: int, max_tokens: int, waves: int) -> dict:
     cpu_before = process_cpu(target.pid)
     for w in range(waves):
         start = time.perf_counter()
-        msgs = [[{"role": "user", "content": f"Write a long story about {TOPICS[(w * c + i) % len(TOPICS)]}."}]
-                for i in range(c)]
+        msgs = [[{"role": "user", "content": _fresh_prompt()}] for _ in range(c)]
         results = await asyncio.gather(*(target.stream(m, max_tokens) for m in msgs))
         wall += max(r["end"] for r in results) - start
         tokens += sum(r["tokens"] for r in results)

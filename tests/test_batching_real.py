@@ -102,3 +102,63 @@ def test_each_request_in_a_batch_keeps_to_its_own_grammar_or_schema(engine):
     with pytest.raises(UsageError, match="GBNF"):
         engine.generate(_chat("x"), GenerationParams(grammar="root ::= ("))
     assert engine.scheduler.busy == 0
+
+
+def test_thousand_mixed_requests_with_random_cancellations_leak_no_slot_sampler_or_cell(engine):
+    """Issue 13's leak test on the real engine (the fast tier runs it on a fake backend): 1,000
+    requests with mixed lengths, sampling, seeds and stop strings, a third of them dropped by the
+    client after 0-2 chunks. Afterwards no slot is busy, nothing waits, every sampler chain has
+    been freed, and each slot's KV cells are exactly the prompt cache the scheduler believes in."""
+    import random
+
+    rng = random.Random(7)
+    backend = engine._backend
+    opened = freed = 0
+    make, free = backend.sampler, backend.free_sampler
+
+    def counting_sampler(params):
+        nonlocal opened
+        opened += 1
+        return make(params)
+
+    def counting_free(sampler):
+        nonlocal freed
+        freed += 1
+        free(sampler)
+
+    backend.sampler, backend.free_sampler = counting_sampler, counting_free
+    questions = [f"Question {i}: name a colour." for i in range(40)]
+    outcome = {"finished": 0, "cancelled": 0}
+
+    async def one(i: int) -> None:
+        params = GenerationParams(max_tokens=rng.randint(1, 4), temperature=rng.choice([0, 0.8]),
+                                  seed=rng.choice([None, i]), stop=rng.choice([(), ("e",)]))
+        stream = engine.astream(_chat(questions[i % len(questions)]), params)
+        cut = rng.choice([None, None, 0, 1, 2])
+        n = 0
+        try:
+            async for chunk in stream:
+                if chunk.finish_reason:
+                    outcome["finished"] += 1
+                n += 1
+                if cut is not None and n > cut:
+                    outcome["cancelled"] += 1
+                    break
+        finally:
+            await stream.aclose()
+
+    async def main() -> None:
+        await asyncio.gather(*(one(i) for i in range(1000)))
+
+    try:
+        asyncio.run(main())
+        for _ in range(2):
+            engine._thread.submit(lambda: None).result()  # the steps that saw the last cancels have run
+    finally:
+        backend.sampler, backend.free_sampler = make, free
+    assert outcome["finished"] + outcome["cancelled"] >= 1000 and outcome["cancelled"] > 100, outcome
+    sched = engine.scheduler
+    assert sched.busy == 0 and sched.waiting == 0
+    assert opened == freed and opened > 0
+    held = engine._thread.submit(lambda: [backend.seq_pos_max(s.seq) for s in sched._slots]).result()
+    assert held == [len(s.cached) - 1 for s in sched._slots]
