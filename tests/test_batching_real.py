@@ -127,13 +127,14 @@ def test_thousand_mixed_requests_with_random_cancellations_leak_no_slot_sampler_
         free(sampler)
 
     backend.sampler, backend.free_sampler = counting_sampler, counting_free
-    questions = [f"Question {i}: name a colour." for i in range(40)]
+    # short plain-text prompts (no chat template): the test is about bookkeeping, not answers
+    questions = [f"Colour {i}:" for i in range(40)]
     outcome = {"finished": 0, "cancelled": 0}
 
     async def one(i: int) -> None:
         params = GenerationParams(max_tokens=rng.randint(1, 4), temperature=rng.choice([0, 0.8]),
                                   seed=rng.choice([None, i]), stop=rng.choice([(), ("e",)]))
-        stream = engine.astream(_chat(questions[i % len(questions)]), params)
+        stream = engine.astream(questions[i % len(questions)], params)
         cut = rng.choice([None, None, 0, 1, 2])
         n = 0
         try:
