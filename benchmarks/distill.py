@@ -75,9 +75,11 @@ def main() -> None:
     parser.add_argument("--save-every", type=int, default=10)
     parser.add_argument("--max-tokens", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--time-limit", type=float, default=None, help="stop training after this many minutes")
     args = parser.parse_args()
 
     from lingxi.compress.distill import distill
+    from lingxi.config import load_config
 
     args.out.mkdir(parents=True, exist_ok=True)
     held = args.out / "held_out_en.txt"
@@ -103,7 +105,8 @@ def main() -> None:
                      seq_len=args.seq_len, batch_size=args.batch_size, lr=args.lr, temperature=args.temperature,
                      alpha=args.alpha, eval_data=eval_data, max_tokens=args.max_tokens,
                      save_every=args.save_every, threads=args.threads, warmup_steps=args.warmup_steps,
-                     schedule=args.schedule, eval_every=args.eval_every)
+                     schedule=args.schedule, eval_every=args.eval_every, settings=load_config(),
+                     time_limit_s=60 * args.time_limit if args.time_limit else None)
     done.set()
     print(json.dumps({"held_docs": args.held_docs, "train_docs": args.train_docs, "ood_pairs": args.ood_pairs,
                       "threads": args.threads, "cpus": len(os.sched_getaffinity(0)),

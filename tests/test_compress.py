@@ -247,6 +247,10 @@ def test_distill_scores_several_held_out_texts_along_the_way(tmp_path):
         assert last[name]["quality_retained_pct"] == pytest.approx(row["quality_retained_pct"], rel=1e-5)
     second = distill(str(teacher), tmp_path / "student", train, steps=6, **common)
     assert second["resumed_from_step"] == 4 and [p["step"] for p in second["curve"]] == [2, 4, 6]
+    # a time limit stops after the step that reaches it; the student is saved and scored there
+    third = distill(str(teacher), tmp_path / "student", train, steps=100, time_limit_s=1e-9, **common)
+    assert third["steps_done"] == 7 and third["steps"] == 100 and third["tokens_seen"] == 7 * 2 * 16
+    assert third["held_out"]["held_out_text"]["student_perplexity_after"] > 0
 
 
 def test_prune_with_recovery_fine_tune(tmp_path):

@@ -148,6 +148,8 @@ def prune_cmd(model: str, out: str, method: str, amount: float, data: str | None
               help="After warm-up: cosine down to lr/10 at --steps, or constant.")
 @click.option("--eval-every", default=0, show_default=True,
               help="Score the held-out text(s) every this many steps (the report's curve; 0 = only at the end).")
+@click.option("--time-limit", type=float, default=None,
+              help="Stop training after this many minutes; the student is saved and scored where it got to.")
 @click.option("--temperature", default=2.0, show_default=True)
 @click.option("--alpha", default=0.5, show_default=True, help="Weight of the KL term; 1 - alpha weighs CE.")
 @click.option("--gen-tokens", default=96, show_default=True, help="Length of the teacher's answers to prompts.")
@@ -158,7 +160,7 @@ def prune_cmd(model: str, out: str, method: str, amount: float, data: str | None
 @click.option("--json", "as_json", is_flag=True)
 def distill_cmd(teacher: str, student: str | None, drop_layers: int, data: str, eval_data: tuple[str, ...],
                 out: str, steps: int, seq_len: int, batch_size: int, lr: float, warmup_steps: int, schedule: str,
-                eval_every: int, temperature: float, alpha: float, gen_tokens: int, max_tokens: int,
+                eval_every: int, time_limit: float | None, temperature: float, alpha: float, gen_tokens: int, max_tokens: int,
                 save_every: int, resume: bool, threads: int | None, as_json: bool) -> None:
     """Teacher -> student with KL on logits (temperature, alpha mixing with cross-entropy)."""
     from lingxi.compress.distill import distill
@@ -167,7 +169,8 @@ def distill_cmd(teacher: str, student: str | None, drop_layers: int, data: str, 
                      batch_size=batch_size, lr=lr, temperature=temperature, alpha=alpha,
                      eval_data=list(eval_data) or None, max_tokens=max_tokens, gen_tokens=gen_tokens,
                      save_every=save_every, resume=resume, threads=threads, settings=settings(),
-                     warmup_steps=warmup_steps, schedule=schedule, eval_every=eval_every)
+                     warmup_steps=warmup_steps, schedule=schedule, eval_every=eval_every,
+                     time_limit_s=60 * time_limit if time_limit else None)
     if as_json:
         emit_json(result)
         return

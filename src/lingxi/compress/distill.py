@@ -260,12 +260,16 @@ def distill(teacher: str, out: str | Path, data: str | Path, *, student: str | N
             alpha: float = 0.5, eval_data: str | Path | list[str | Path] | None = None,
             max_tokens: int | None = 2048, gen_tokens: int = 96, save_every: int = 25, resume: bool = True,
             settings: Any = None, seed: int = 0, threads: int | None = None, progress: bool = True,
-            warmup_steps: int = 0, schedule: str = "cosine", eval_every: int = 0) -> dict[str, Any]:
+            warmup_steps: int = 0, schedule: str = "cosine", eval_every: int = 0,
+            time_limit_s: float | None = None) -> dict[str, Any]:
     """Distil ``teacher`` into ``student`` (default: the teacher less ``drop_layers`` blocks) on
     ``data``; save the student to ``out`` (a Hugging Face folder) and return the report.
 
     ``eval_data`` is one held-out text file or several (the first is the report's headline);
-    ``eval_every`` > 0 scores them every that many steps into the report's ``curve``."""
+    ``eval_every`` > 0 scores them every that many steps into the report's ``curve``.
+    ``time_limit_s`` stops training once this call has trained that long (a shared machine's slot):
+    the student is checkpointed, saved and scored at the step it reached (``steps_done``), and
+    running again resumes towards ``steps``."""
     if not 0 <= alpha <= 1 or temperature <= 0 or steps < 1 or seq_len < 8:
         raise UsageError("need 0 <= alpha <= 1, temperature > 0, steps >= 1, seq_len >= 8")
     if schedule not in SCHEDULES:
@@ -395,7 +399,8 @@ def distill(teacher: str, out: str | Path, data: str | Path, *, student: str | N
         from tqdm import tqdm
 
         bar = tqdm(total=steps, initial=step, desc="distil", unit="step", file=sys.stderr, leave=False)
-    while step < steps:
+    call_seconds = 0.0
+    while step < steps and not (time_limit_s and call_seconds >= time_limit_s):
         started = time.perf_counter()
         starts = torch.randint(0, n_windows, (batch_size,), generator=generator) * seq_len
         x = torch.stack([stream[s: s + seq_len] for s in starts.tolist()])
@@ -412,6 +417,7 @@ def distill(teacher: str, out: str | Path, data: str | Path, *, student: str | N
         losses.append(float(loss.detach()))
         step += 1
         train_seconds += time.perf_counter() - started
+        call_seconds += time.perf_counter() - started
         if bar:
             bar.update()
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
@@ -425,6 +431,8 @@ def distill(teacher: str, out: str | Path, data: str | Path, *, student: str | N
                       flush=True)
         if step % save_every == 0 or step == steps:
             checkpoint()
+    if step < steps:  # stopped by the time limit
+        checkpoint()
     if bar:
         bar.close()
     s_model.eval()
@@ -432,8 +440,8 @@ def distill(teacher: str, out: str | Path, data: str | Path, *, student: str | N
     after_scores = evaluate(s_model)
 
     result: dict[str, Any] = {
-        "output": str(out), "steps": steps, "resumed_from_step": resumed_from, "train_tokens": len(stream),
-        "tokens_seen": steps * batch_size * seq_len, "temperature": temperature, "alpha": alpha, "lr": lr,
+        "output": str(out), "steps": steps, "steps_done": step, "resumed_from_step": resumed_from,
+        "train_tokens": len(stream), "tokens_seen": step * batch_size * seq_len, "temperature": temperature, "alpha": alpha, "lr": lr,
         "schedule": schedule, "warmup_steps": warmup_steps, "seq_len": seq_len, "batch_size": batch_size,
         "train_seconds": round(train_seconds, 3), "dropped_blocks": dropped,
         "teacher_parameters": sum(p.numel() for p in t_model.parameters()),
