@@ -14,7 +14,7 @@ at 1 stream >= raw llama-cpp-python; the 10th turn's TTFT within 1.5x the first'
 
     make llama-server   # builds build/llama.cpp/bin/llama-server (the reference; skipped if absent)
     python benchmarks/concurrency.py [--levels 1,2,4,8,16] [--max-tokens 128] [--turns 10] [--threads N]
-        [--in-process]
+        [--in-process] [--kv-per-slot]
 """
 
 from __future__ import annotations
@@ -66,15 +66,17 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
     raise SystemExit(f"server not ready after {timeout:.0f} s: {url}")
 
 
-def start_lingxi(threads: int, parallel: int, tmp: Path) -> tuple[subprocess.Popen, str]:
+def start_lingxi(threads: int, parallel: int, tmp: Path, per_slot: bool = False) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     cfg = tmp / "lingxi.toml"
+    # per slot: llama-server's layout and size (it splits the model's 8,192-token context over -np)
+    layout = f"kv_per_slot = true\ncontext_length = {8192 // parallel}\n" if per_slot else ""
     cfg.write_text(f"""default_model = "smollm2"
 [models.smollm2]
 engine = "llamacpp"
 n_threads = {threads}
 parallel = {parallel}
-[gateway]
+{layout}[gateway]
 max_concurrency = 256
 [gateway.cache]
 enabled = false
@@ -264,6 +266,8 @@ def main() -> None:
     ap.add_argument("--turn-tokens", type=int, default=64, help="max tokens per multi-turn answer")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--parallel", type=int, default=8, help="slots: Lingxi's parallel and llama-server's -np")
+    ap.add_argument("--kv-per-slot", action="store_true",
+                    help="serve Lingxi with kv_per_slot (a KV stream per slot, llama-server's layout and size)")
     ap.add_argument("--in-process", action="store_true",
                     help="also Lingxi's engine and raw llama-cpp-python (1 stream) in this process, without HTTP")
     args = ap.parse_args()
@@ -278,7 +282,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         try:
             targets: dict[str, Target] = {}
-            proc, url = start_lingxi(args.threads, args.parallel, tmp)
+            proc, url = start_lingxi(args.threads, args.parallel, tmp, args.kv_per_slot)
             procs.append(proc)
             targets["lingxi"] = Target(url, proc.pid)
             if binary:
@@ -296,7 +300,8 @@ def main() -> None:
                 from lingxi.engines.llamacpp import llama_thread
 
                 engine = load_engine("smollm2", Settings(models={"smollm2": LlamaCppModel(
-                    engine="llamacpp", n_threads=args.threads, parallel=args.parallel)}))
+                    engine="llamacpp", n_threads=args.threads, parallel=args.parallel,
+                    **({"kv_per_slot": True, "context_length": 8192 // args.parallel} if args.kv_per_slot else {}))}))
                 targets["lingxi engine, in process"] = Target(engine=engine)
                 raw = llama_thread().submit(lambda: llama_cpp.Llama(
                     model_path=str(gguf), n_ctx=4096, n_threads=args.threads, n_threads_batch=args.threads,
@@ -314,7 +319,7 @@ def main() -> None:
                     proc.kill()
             if engine is not None:
                 engine.close()
-    report = {"model": gguf.name, "threads": args.threads, "parallel": args.parallel, "max_tokens": args.max_tokens,
+    report = {"model": gguf.name, "threads": args.threads, "kv_per_slot": args.kv_per_slot, "parallel": args.parallel, "max_tokens": args.max_tokens,
               "cpus": os.cpu_count(), "load_avg_start": load_start, "load_avg_end": _load(), **result}
     if "llama-server" in targets and "8" in result["levels"]:
         ours, ref = result["levels"]["8"]["lingxi"], result["levels"]["8"]["llama-server"]

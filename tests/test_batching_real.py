@@ -163,3 +163,36 @@ def test_thousand_mixed_requests_with_random_cancellations_leak_no_slot_sampler_
     assert opened == freed and opened > 0
     held = engine._thread.submit(lambda: [backend.seq_pos_max(s.seq) for s in sched._slots]).result()
     assert held == [len(s.cached) - 1 for s in sched._slots]
+
+
+def test_per_slot_kv_layout_answers_like_the_shared_pool(engine):
+    """``kv_per_slot``: each slot its own stream of cells. Greedy answers match the shared pool's,
+    a request longer than one slot's cells is refused up front, and a prompt sharing a long
+    preamble with another slot's cache is copied across streams (copy, then cut) and answers as
+    a fresh prefill does."""
+    from lingxi.errors import ContextLengthError
+
+    per_slot = load_engine("smol", Settings(models={"smol": LlamaCppModel(
+        engine="llamacpp", parallel=2, n_threads=1, kv_per_slot=True, context_length=512)}))
+    try:
+        assert per_slot.info.context_length == 512
+        params = GenerationParams(max_tokens=8, temperature=0)
+        for prompt, word in PROMPTS[:2]:
+            assert word in per_slot.generate(_chat(prompt), params).text
+        with pytest.raises(ContextLengthError):
+            per_slot.generate("word " * 600, params)
+        preamble = "You are a terse assistant. " * 12
+        first = [{"role": "system", "content": preamble}, *_chat("Name a planet.")]
+        second = [{"role": "system", "content": preamble}, *_chat("Name a colour.")]
+
+        async def both():  # two at once: the second starts in the other slot from the first's cells
+            return await asyncio.gather(per_slot.agenerate(first, params), per_slot.agenerate(second, params))
+
+        before = per_slot.scheduler.reused_tokens
+        a, b = asyncio.run(both())
+        assert per_slot.scheduler.reused_tokens - before >= 60
+        fresh = per_slot.generate(second, GenerationParams(max_tokens=8, temperature=0, seed=1))  # seeded: no reuse
+        assert b.text == fresh.text, (b.text, fresh.text)
+        assert per_slot.scheduler.busy == 0
+    finally:
+        per_slot.close()

@@ -62,7 +62,13 @@ class LlamaCppModel(ChatModelOptions):
     parallel: int = Field(default=8, gt=0, le=256)
     """Requests decoded together in one continuous batch (llama-server's ``-np``); more wait in the
     engine's queue, served round-robin across tenants. All of them share one KV pool of
-    ``context_length`` cells, and one request may use all of it."""
+    ``context_length`` cells, and one request may use all of it (unless ``kv_per_slot``)."""
+    kv_per_slot: bool = False
+    """Give every slot its own KV cache of ``context_length`` cells (llama-server's layout with
+    ``-np``) instead of one shared pool: each token then attends over its own request's cells
+    only, not the whole pool's, which decodes many long streams faster (measured ~10 % at 8
+    streams of 128 tokens on SmolLM2), at ``parallel`` times the KV memory. A shared system
+    prompt is then copied between slots rather than shared."""
     chat_format: str | None = None
     """Override the chat template; None uses the template stored in the GGUF."""
     repeat_penalty: float = Field(default=1.0, ge=1.0, le=2.0)

@@ -60,14 +60,18 @@ class LlamaBackend:
     KV pool that ``n_slots`` sequences share, one reusable ``llama_batch``. Every method runs on
     the llama.cpp thread."""
 
-    def __init__(self, lib: Any, model: Any, n_ctx: int, n_slots: int, n_batch: int, n_threads: int):
+    def __init__(self, lib: Any, model: Any, n_ctx: int, n_slots: int, n_batch: int, n_threads: int,
+                 per_slot: bool = False):
         self._lib = lib
         self._model = model
         params = lib.llama_context_default_params()
-        params.n_ctx = n_ctx
+        # Shared: one pool that a long conversation may use whole, slots sharing prefix cells.
+        # Per slot: a stream of n_ctx cells each, attention over a request's own cells only.
+        self.per_slot = per_slot
+        params.n_ctx = n_ctx * n_slots if per_slot else n_ctx
         params.n_batch = params.n_ubatch = n_batch
         params.n_seq_max = n_slots
-        params.kv_unified = True  # one pool: a long conversation may use it all, and slots share prefixes
+        params.kv_unified = not per_slot
         params.n_threads = params.n_threads_batch = n_threads
         params.no_perf = True
         ctx = lib.llama_init_from_model(model.model, params)
@@ -84,7 +88,8 @@ class LlamaBackend:
         self._eog: dict[int, bool] = {}
 
     def n_ctx(self) -> int:
-        return self._lib.llama_n_ctx(self.ctx)
+        """Cells one sequence may hold (the whole pool when it is shared)."""
+        return self._lib.llama_n_ctx_seq(self.ctx)
 
     def decode(self, tokens: list[int], pos: list[int], seqs: list[int], logits: list[bool]) -> bool:
         b = self._batch
@@ -145,7 +150,11 @@ class LlamaBackend:
         return bool(self._lib.llama_memory_seq_rm(self._mem, seq, p0 if p0 > 0 else -1, -1))
 
     def seq_cp(self, src: int, dst: int, n: int) -> None:
-        self._lib.llama_memory_seq_cp(self._mem, src, dst, 0, n)
+        if self.per_slot:  # across streams llama.cpp copies a whole stream: copy, then cut to n
+            self._lib.llama_memory_seq_cp(self._mem, src, dst, -1, -1)
+            self._lib.llama_memory_seq_rm(self._mem, dst, n, -1)
+        else:
+            self._lib.llama_memory_seq_cp(self._mem, src, dst, 0, n)
 
     def seq_pos_max(self, seq: int) -> int:
         """The highest position ``seq`` holds in the KV cache; -1 when it holds none."""
@@ -225,7 +234,7 @@ class LlamaCppEngine(ChatEngine):
         mparams.n_gpu_layers = 0x7FFFFFFF if config.n_gpu_layers == -1 else config.n_gpu_layers
         model = LlamaModel(path_model=str(path), params=mparams, verbose=False)
         try:
-            return model, LlamaBackend(lib, model, n_ctx, n_slots, config.n_batch, n_threads)
+            return model, LlamaBackend(lib, model, n_ctx, n_slots, config.n_batch, n_threads, config.kv_per_slot)
         except BaseException:
             model.close()
             raise
