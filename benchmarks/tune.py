@@ -18,7 +18,7 @@ Parts (``--parts``, comma-separated):
   ``lingxi eval retrieval``'s scratch knowledge base on the other 40 % before/after.
 - ``export``: merge the SFT LoRA, export GGUF, compare llama.cpp's and transformers' probe loss.
 - ``serve``: three LoRA adapters (random, r 16 on q/v) over the bundled base, served by name on
-  the transformers engine; each configuration in a fresh process: its resident and peak memory
+  the transformers engine (random B, std 0.1); each configuration in a fresh process: its resident and peak memory
   with one shared base and 1 or 3 adapters, and with a private merged copy per model (the old way);
   every model's greedy answer, which must differ between adapters and match across configurations.
 
@@ -267,7 +267,8 @@ SERVE_PROMPT = [{"role": "user", "content": "Give me one tip for writing a clear
 
 def random_adapters(out: Path, n: int) -> list[str]:
     """``n`` LoRA adapters over the bundled base (r 16, alpha 32, q/v), B drawn at random (std
-    0.02) instead of trained: what is measured here is memory and which adapter answers."""
+    0.1; at 0.02 all three turned the same greedy token of the base and then agreed) instead of
+    trained: what is measured here is memory and which adapter answers."""
     import peft
     import torch
 
@@ -282,7 +283,7 @@ def random_adapters(out: Path, n: int) -> list[str]:
         with torch.no_grad():
             for name, p in lora.named_parameters():
                 if "lora_B" in name:
-                    p.normal_(0.0, 0.02)
+                    p.normal_(0.0, 0.1)
         folder = out / "serve" / f"lora{i}"
         lora.save_pretrained(str(folder))
         folders.append(str(folder))
