@@ -132,6 +132,20 @@ def test_what_is_asked_decides_which_sentence_answers():
     assert not answerable("什么是放线菌酮？", rank_sentences("什么是放线菌酮？", [_hit("碱可以破坏放线菌酮，因此被污染的台面可以用肥皂清洗。")]))
 
 
+def test_a_sentence_about_the_subject_but_not_what_is_asked_of_it_does_not_answer():
+    # Only the article's title words of the question are in the defining first sentence: it names
+    # the subject and a year, but nothing about height (the DBpedia held-out mistakes looked so).
+    tower = "Petrobras Tower is an office tower in Rio de Janeiro completed in 1974. The tower is 108 metres tall."
+    ranked = rank_sentences("How tall is Petrobras Tower?", [_hit(tower, title="Petrobras Tower")])
+    assert answerable("How tall is Petrobras Tower?", ranked) and "108" in ranked[0].sentence
+    first = _hit("Petrobras Tower is an office tower in Rio de Janeiro completed in 1974.", title="Petrobras Tower")
+    assert not answerable("How tall is Petrobras Tower?", rank_sentences("How tall is Petrobras Tower?", [first]))
+    series = _hit("The Amazing Mrs Pritchard was a British drama series that aired on BBC One in 2006.",
+                  title="The Amazing Mrs Pritchard")
+    question = "Who wrote The Amazing Mrs Pritchard?"
+    assert not answerable(question, rank_sentences(question, [series]))
+
+
 def test_a_full_stop_inside_a_title_does_not_cut_the_quote():
     album = _hit("《卡拉OK.LIVE！‧台北‧我》是张雨生发行的第六张国语专辑。专辑中所有歌曲的词曲皆由他创作。")
     ranked = rank_sentences("张雨生的第六张国语专辑是什么？", [album])

@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lingxi.knowledge.support import adds_to, answers_question, check, content_units, focus, topics
+from lingxi.knowledge.support import _Haystack, adds_to, answers_question, check, content_units, focus, focus_units, topics
 from lingxi.knowledge.types import Answer, Citation, Hit
 from lingxi.text import language_of, split_sentences
 
@@ -184,9 +184,25 @@ def answerable(question: str, candidates: Sequence[Candidate]) -> bool:
             return False  # nothing to look for ("“六片”指的是什么？"): any sentence would do
         if len(about) == 1 and not _about(about[0], best.sentence):
             return False  # one topic, many sentences mention it: only one that is about it answers
+        if not _asks_about(question, best):
+            return False
         return best.evidence >= MIN_FOCUS
     runner_up = max((c.evidence for c in candidates[1:] if c.sentence != best.sentence), default=0.0)
     return best.evidence >= MIN_SIMILARITY and best.evidence - runner_up >= MIN_LEAD
+
+
+def _asks_about(question: str, best: Candidate) -> bool:
+    """The sentence says something about what the question asks of its subject, not only about
+    the subject: of the question's content outside the source's title (the subject a whole
+    article is about), some must be in the sentence. "How tall is the Petrobras Headquarters
+    building?" is not answered by "Petrobras Headquarters is a brutalist office building ...",
+    which names the subject and a number but says nothing about height."""
+    title = _Haystack(best.hit.title)
+    asked = [u for u in focus_units(question) if u not in title]
+    if not asked or not best.hit.title.strip():
+        return True
+    said = _Haystack(best.sentence)
+    return any(u in said for u in asked)
 
 
 def _about(topic: str, sentence: str) -> bool:

@@ -150,6 +150,11 @@ def topics(question: str) -> list[str]:
     return [u for u in units if not any(u != v and u in v for v in units)]
 
 
+def focus_units(question: str) -> tuple[str, ...]:
+    """The question's content units (what :func:`focus` looks for)."""
+    return _focus_units(question)
+
+
 def focus(question: str, text: str) -> float:
     """Share of the question's content found in ``text`` (1.0 when the question has none)."""
     units = _focus_units(question)
