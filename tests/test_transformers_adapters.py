@@ -45,6 +45,13 @@ def _engine(name: str, base: Path, adapters: list[Path], **kw: object):
                                                       adapters=[str(a) for a in adapters], **kw))
 
 
+def _bases_of(base: Path) -> list:
+    """The shared bases this test's tiny model is loaded as (other tests' models may be loaded too)."""
+    from lingxi.engines import transformers as hf
+
+    return [key for key in hf._bases if key[0] == str(base.resolve())]
+
+
 def _answer(engine) -> str:
     from lingxi.engines import GenerationParams
 
@@ -52,7 +59,6 @@ def _answer(engine) -> str:
 
 
 def test_models_over_one_base_share_it_and_answer_as_their_adapter_alone(tiny):
-    from lingxi.engines import transformers as hf
 
     base, loras = tiny
     alone = []
@@ -60,13 +66,13 @@ def test_models_over_one_base_share_it_and_answer_as_their_adapter_alone(tiny):
         engine = _engine(f"alone{i}", base, [lora])
         alone.append(_answer(engine))
         engine.close()
-    assert not hf._bases  # the last user's close dropped the base
+    assert not _bases_of(base)  # the last user's close dropped the base
 
     plain = _engine("plain", base, [])
     named = [_engine(f"lora{i}", base, [lora]) for i, lora in enumerate(loras)]
     try:
         assert all(e.model is plain.model for e in named)  # one copy of the weights
-        assert len(hf._bases) == 1 and plain.info.details["models_on_base"] == 4
+        assert len(_bases_of(base)) == 1 and plain.info.details["models_on_base"] == 4
         answers = [_answer(e) for e in named]
         assert answers == alone
         assert len(set(answers)) == 3  # the adapters do change the answers
@@ -99,7 +105,7 @@ def test_models_over_one_base_share_it_and_answer_as_their_adapter_alone(tiny):
     finally:
         for e in [plain, *named]:
             e.close()
-    assert not hf._bases
+    assert not _bases_of(base)
 
 
 def test_closing_one_model_keeps_the_others_serving(tiny):
@@ -168,10 +174,9 @@ def test_config_entries_over_one_base_load_it_once(tiny, tmp_path: Path):
 
 
 def test_a_missing_adapter_fails_before_the_base_loads(tiny, tmp_path: Path):
-    from lingxi.engines import transformers as hf
     from lingxi.errors import ModelFileNotFoundError
 
     base, _ = tiny
     with pytest.raises(ModelFileNotFoundError, match="adapter folder not found"):
         _engine("typo", base, [tmp_path / "nope"])
-    assert not hf._bases
+    assert not _bases_of(base)
