@@ -2,8 +2,10 @@
 model behind Lingxi's gateway (``lingxi serve`` in its own process, streamed over HTTP) — next to
 ``benchmarks/gateway.py``'s bundled-model measurement of the same two paths, in one process.
 
-Both tools get the same prompts (gateway.py's four), greedy decoding and ``max_tokens``, and the
-same gateway configuration (gateway.py's: access log on, answer cache off). ``--rounds`` repeats
+Both tools get the same prompts (gateway.py's four), greedy decoding, ``max_tokens`` and seed 0
+(gateway.py sends it, and a seeded request starts from an empty prompt cache, so each TTFT is a
+full prefill; unseeded, eval perf's repeated prompts were answered from the cache: 17 ms against
+gateway.py's 280 ms), and the same gateway configuration (gateway.py's: access log on, answer cache off). ``--rounds`` repeats
 the pair; each round gives every tool and path one median TTFT and one median decode tokens/s,
 and the spread of those round medians is the noise the two tools are compared against. eval perf
 runs its concurrency-1 level for ``--duration`` seconds per path (a closed loop: about as many
@@ -62,7 +64,8 @@ def main() -> None:
     prompts = home / "prompts.txt"
     prompts.write_text("\n".join(bench.PROMPTS) + "\n", encoding="utf-8")
     config = {"gateway": {"access_log": True, "cache": {"enabled": False}}}  # bundled_model()'s
-    common = {"concurrency": levels, "duration": args.duration, "max_tokens": args.max_tokens, "prompts": prompts}
+    common = {"concurrency": levels, "duration": args.duration, "max_tokens": args.max_tokens, "prompts": prompts,
+              "seed": 0}
     loads, rounds = [os.getloadavg()[0]], []
     for _ in range(args.rounds):
         # a fresh gateway and engine each round, as gateway.py's bundled_model() starts its own:

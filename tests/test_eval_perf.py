@@ -52,6 +52,30 @@ def test_decode_rate_counts_tokens_not_pieces():
     assert all(i["scores"]["decode_tokens_per_s"] > 0 for i in run.items)
 
 
+class RecordsSeeds(FakeEngine):
+    def stream(self, prompt, params=None):
+        self.seeds.append(params.seed)
+        yield from super().stream(prompt, params)
+
+
+def test_seed_is_sent_with_every_request(tmp_path):
+    """A seeded request bypasses Lingxi's llama.cpp prefix cache: the seed must reach the engine,
+    in process and through an endpoint."""
+    engine = RecordsSeeds(replies=[REPLY] * 500)
+    engine.seeds = []
+    run = evaluate_perf(engine=engine, concurrency=[1], duration=0.1, max_tokens=16, seed=7)
+    assert engine.seeds and set(engine.seeds) == {7} and run.config["seed"] == 7
+    engine.seeds = []
+    evaluate_perf(engine=engine, concurrency=[1], duration=0.1, max_tokens=16)
+    assert set(engine.seeds) == {None}
+
+    served = RecordsSeeds(replies=[REPLY] * 500)
+    served.seeds = []
+    with running(gateway_settings(tmp_path), engines={"fake": served}) as server:
+        evaluate_perf(url=server.url, model="fake", concurrency=[1], duration=0.1, max_tokens=16, seed=3)
+    assert served.seeds and set(served.seeds) == {3}
+
+
 def test_gateway_endpoint_streams_usage_and_reports_unknown_model(tmp_path):
     with running(gateway_settings(tmp_path)) as server:
         run = evaluate_perf(url=server.url, model="fake", concurrency=[2], duration=0.3, max_tokens=16)

@@ -116,11 +116,15 @@ def perplexity(model: str, data: str, backend: str | None, context: int, stride:
 @click.option("--max-tokens", default=64, show_default=True)
 @click.option("--prompts", type=click.Path(dir_okay=False), default=None,
               help='One prompt per line or JSONL {"prompt"}; default: a small built-in zh/en set.')
+@click.option("--seed", type=int, default=None,
+              help="Sent with every request. Repeated prompts are otherwise answered from a prefix cache; "
+              "Lingxi's llama.cpp engine serves a seeded request from an empty cache (TTFT = full prefill).")
 @click.option("--api-key-env", default="LINGXI_API_KEY", show_default=True,
               help="Environment variable holding the endpoint's API key (if set).")
 @output_options
 def perf(model: str | None, url: str | None, concurrency: str, duration: float, max_tokens: int,
-         prompts: str | None, api_key_env: str, as_json: bool, save_path: str | None, html_path: str | None) -> None:
+         prompts: str | None, seed: int | None, api_key_env: str, as_json: bool, save_path: str | None,
+         html_path: str | None) -> None:
     """TTFT p50/p95, inter-token latency, tokens/s, requests/s and error rate per concurrency level."""
     import os
 
@@ -132,7 +136,7 @@ def perf(model: str | None, url: str | None, concurrency: str, duration: float, 
     except ValueError:
         raise UsageError(f"--concurrency '{concurrency}' is not a comma-separated list of integers") from None
     run = evaluate_perf(model=model, url=url, settings=settings() if url is None else None, concurrency=levels,
-                        duration=duration, max_tokens=max_tokens, prompts=prompts,
+                        duration=duration, max_tokens=max_tokens, prompts=prompts, seed=seed,
                         api_key=os.environ.get(api_key_env))
     finish(run, as_json, save_path, html_path, format_perf(run))
 

@@ -17,6 +17,12 @@ Lingxi's gateway, a vLLM or llama.cpp server), read as server-sent events with
   :func:`lingxi.engines.base.collect` and ``benchmarks/gateway.py`` count it the same way. It is
   counted in tokens (the server's usage), not pieces, so a Chinese answer is not undercounted.
 - tokens/s: completion tokens of the requests finished in the window / wall time; req/s likewise.
+
+The prompts go round in order, so a short prompt file soon repeats itself, and a server with a
+prefix cache (Lingxi's llama.cpp engine, llama-server, vLLM with prefix caching) answers a repeated
+prompt from its cache: TTFT is then a cache hit's. ``seed`` is sent with every request (OpenAI's
+``seed``); Lingxi's llama.cpp engine serves a seeded request from an empty cache (so the same seed
+gives the same answer), which makes TTFT the whole prompt's prefill.
 """
 
 from __future__ import annotations
@@ -78,14 +84,15 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 class EngineTarget:
     """An in-process chat engine."""
 
-    def __init__(self, engine: Any):
+    def __init__(self, engine: Any, seed: int | None = None):
         self.engine = engine
+        self.seed = seed
         self.label = f"engine:{engine.name}"
 
     async def request(self, prompt: str, max_tokens: int) -> dict[str, Any]:
         from lingxi.engines.base import GenerationParams
 
-        params = GenerationParams(max_tokens=max_tokens, temperature=0.0)
+        params = GenerationParams(max_tokens=max_tokens, temperature=0.0, seed=self.seed)
         start = time.perf_counter()
         stamps, tokens = [], None
         async for chunk in self.engine.astream([{"role": "user", "content": prompt}], params):
@@ -102,7 +109,8 @@ class EngineTarget:
 class HttpTarget:
     """An OpenAI-compatible ``/v1/chat/completions`` endpoint, streamed."""
 
-    def __init__(self, url: str, model: str | None, api_key: str | None, timeout_s: float = 120.0):
+    def __init__(self, url: str, model: str | None, api_key: str | None, timeout_s: float = 120.0,
+                 seed: int | None = None):
         import httpx
 
         self.base = url.rstrip("/")
@@ -112,6 +120,7 @@ class HttpTarget:
         self.client = httpx.AsyncClient(headers=headers, timeout=timeout_s,
                                         limits=httpx.Limits(max_connections=1024, max_keepalive_connections=1024))
         self.model = model
+        self.seed = seed
         self.label = f"url:{self.base}"
 
     async def resolve_model(self) -> None:
@@ -129,6 +138,8 @@ class HttpTarget:
     async def request(self, prompt: str, max_tokens: int) -> dict[str, Any]:
         body = {"model": self.model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
                 "temperature": 0, "stream": True, "stream_options": {"include_usage": True}}
+        if self.seed is not None:
+            body["seed"] = self.seed
         import httpx
 
         start = time.perf_counter()
@@ -240,7 +251,7 @@ async def _run(target: Any, prompts: list[str], levels: Sequence[int], duration:
 def evaluate_perf(*, model: str | None = None, url: str | None = None, settings: Any = None,
                   concurrency: Sequence[int] = (1, 4, 16), duration: float = 10.0, max_tokens: int = 64,
                   prompts: str | Path | None = None, api_key: str | None = None, engine: Any = None,
-                  warmup: bool = True) -> EvalRun:
+                  warmup: bool = True, seed: int | None = None) -> EvalRun:
     """Load-test an in-process engine (``model``) or an endpoint (``url``); see the module docstring.
 
     The summary has one block per concurrency level (``summary["levels"]["4"]["ttft_p95_s"]``)
@@ -257,13 +268,13 @@ def evaluate_perf(*, model: str | None = None, url: str | None = None, settings:
         raise UsageError("--duration and --max-tokens must be positive")
     texts = read_prompts(prompts)
     if url is not None:
-        target: Any = HttpTarget(url, model, api_key)
+        target: Any = HttpTarget(url, model, api_key, seed=seed)
     else:
         if engine is None:
             from lingxi.engines import load_engine
 
             engine = load_engine(model, settings)
-        target = EngineTarget(engine)
+        target = EngineTarget(engine, seed)
     per_level, items = asyncio.run(_run(target, texts, levels, duration, max_tokens, warmup))
     first = per_level[str(levels[0])]
     summary = {**{k: v for k, v in first.items() if k != "wall_s"}, "concurrency": levels[0],
@@ -271,7 +282,7 @@ def evaluate_perf(*, model: str | None = None, url: str | None = None, settings:
     return EvalRun(kind="perf", summary=summary, items=items,
                    config={"target": target.label, "model": getattr(target, "model", None) or model,
                            "concurrency": levels, "duration_s": duration, "max_tokens": max_tokens,
-                           "temperature": 0.0, "prompts": len(texts)},
+                           "temperature": 0.0, "seed": seed, "prompts": len(texts)},
                    data=data_record({"prompts": prompts}) if prompts else {"builtin_prompts": len(texts)},
                    versions=package_versions("httpx", "llama_cpp_python"))
 
