@@ -196,3 +196,21 @@ def test_per_slot_kv_layout_answers_like_the_shared_pool(engine):
         assert per_slot.scheduler.busy == 0
     finally:
         per_slot.close()
+
+
+def test_a_full_pool_drops_idle_caches_quietly(capfd):
+    """Three long prompts in a row through a 256-cell pool: the third finds the pool full of the
+    first two's idle caches. The scheduler drops them and decodes again; llama.cpp's error line
+    for the failed attempt ("failed to find a memory slot") is routine, so it is not printed."""
+    small = load_engine("smol", Settings(models={"smol": LlamaCppModel(
+        engine="llamacpp", parallel=2, n_threads=1, context_length=256)}))
+    try:
+        params = GenerationParams(max_tokens=4, temperature=0)
+        topics = ("rivers", "mountains", "deserts")
+        for topic in topics:
+            text = f"Here are some notes about {topic}. " + " ".join(f"{topic} fact {i}." for i in range(25))
+            assert small.generate(_chat(text + " Summarise."), params).usage.completion_tokens > 0
+        assert small.scheduler.evictions >= 1
+    finally:
+        small.close()
+    assert "memory slot" not in capfd.readouterr().err

@@ -238,6 +238,7 @@ class BatchScheduler:
         self.reused_tokens = 0
         self.steps = 0
         self.preemptions = 0
+        self.evictions = 0  # times the pool was full and idle slots' prompt caches were dropped
         self._outbox: list[tuple[Sink, str, Any]] = []  # this step's items, delivered at its end
         _live.add(self)
 
@@ -500,6 +501,7 @@ class BatchScheduler:
         if idle:
             for slot in idle:
                 self._drop(slot, 0)
+            self.evictions += 1
             return
         active = [s for s in self._slots if s.request is not None]
         newest = max(active, key=lambda s: s.request.submitted)  # type: ignore[union-attr]

@@ -355,11 +355,23 @@ class LlamaCppEngine(ChatEngine):
 
 
 _backend_ready = False
+_log_filter: Any = None
 
 
 def _backend_init(lib: Any) -> None:
-    """llama.cpp's one-time process setup (what ``llama_cpp.Llama`` does on first use)."""
-    global _backend_ready
+    """llama.cpp's one-time process setup (what ``llama_cpp.Llama`` does on first use), and a log
+    filter: a full KV pool is logged as an error ("decode: failed to find a memory slot ..."),
+    but for the scheduler it is routine (it frees idle caches or pauses a request and decodes
+    again), so that line is not printed; everything else goes to llama-cpp-python's logger."""
+    global _backend_ready, _log_filter
     if not _backend_ready:
         lib.llama_backend_init()
+        from llama_cpp import _logger
+
+        @lib.llama_log_callback
+        def _log_filter(level: int, text: bytes, user_data: Any) -> None:
+            if b"failed to find a memory slot" not in text:
+                _logger.llama_log_callback(level, text, user_data)
+
+        lib.llama_log_set(_log_filter, ctypes.c_void_p(0))  # the global keeps the callback alive
         _backend_ready = True

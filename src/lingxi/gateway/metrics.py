@@ -82,6 +82,9 @@ class BatchCollector:
                                      "Prompt tokens taken from the prompt cache instead of prefilled.", labels=["model"])
         paused = CounterMetricFamily("lingxi_batch_preemptions", "Requests paused because the KV pool was full.",
                                      labels=["model"])
+        evicted = CounterMetricFamily("lingxi_batch_cache_evictions",
+                                      "Times the KV pool was full and idle slots' prompt caches were dropped.",
+                                      labels=["model"])
         wait = HistogramMetricFamily("lingxi_batch_queue_seconds", "Wait for a batch slot inside the engine.",
                                      labels=["model"])
         for sched in live_schedulers():
@@ -93,13 +96,14 @@ class BatchCollector:
             prompt.add_metric(m, sched.prompt_tokens)
             reused.add_metric(m, sched.reused_tokens)
             paused.add_metric(m, sched.preemptions)
+            evicted.add_metric(m, sched.evictions)
             counts, total = list(sched.wait_counts), 0
             buckets = []
             for bound, n in zip([*map(str, WAIT_BUCKETS), "+Inf"], counts):
                 total += n
                 buckets.append((bound, total))
             wait.add_metric(m, buckets, sched.wait_sum)
-        yield from (slots, busy, waiting, cached, prompt, reused, paused, wait)
+        yield from (slots, busy, waiting, cached, prompt, reused, paused, evicted, wait)
 
 
 class _JsonLines(logging.Handler):
