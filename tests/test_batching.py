@@ -339,6 +339,7 @@ def test_metrics_show_batch_occupancy_and_queue_wait(thread):
     assert 'lingxi_batch_slots_busy{model="tiny"} 0.0' in body
     assert 'lingxi_batch_queue_seconds_count{model="tiny"} 5.0' in body
     assert 'lingxi_batch_prompt_tokens_total{model="tiny"}' in body
+    assert 'lingxi_batch_cache_evictions_total{model="tiny"} 0.0' in body
 
 
 def test_a_request_whose_start_fails_gets_the_error_instead_of_waiting_forever(thread):

@@ -9,7 +9,11 @@ SmolLM2-135M is not): its reply must be ``{"choose": [{"id", "reason"}]}`` with 
 candidates shown. Engines that can constrain decoding (``constrained_decoding``) get the JSON
 Schema with the ids as an enum, so an invalid choice cannot be sampled; every reply is validated
 anyway, and one that fails validation is replaced by the scorer's choice (the scratchpad says
-so). Without a trusted model the scorer chooses: its ``breadth`` best.
+so). Without a trusted model the scorer chooses: its ``breadth`` best, and also every candidate
+that holds one of the hybrid search's ``k`` best chunks. Pruning to a few parts is there to bound
+what a model reads; a scorer reads nothing, and a wrong first-level pick (the contracts book for a
+question on the limitation period in the general part) would otherwise lose an article that a
+flat top-k search still finds.
 
 **The prefilter score** of a node, for a question, is the mean of three parts, each scaled to
 [0, 1] over the tree: the BM25 score of the node's own profile (title and summary; a leaf's
@@ -129,7 +133,7 @@ def _scaled(x: np.ndarray) -> np.ndarray:
 class _Scores:
     """Prefilter scores of every visible node for one question (see the module docstring)."""
 
-    def __init__(self, index: TreeIndex, kb: KnowledgeBase, question: str, groups: list[str] | None):
+    def __init__(self, index: TreeIndex, kb: KnowledgeBase, question: str, groups: list[str] | None, k: int):
         own = index.bm25(tokenize(question))
         ranked = kb.search_ids(question, mode="hybrid", k=kb.settings.knowledge.candidates, groups=groups,
                                learn=False)
@@ -147,10 +151,15 @@ class _Scores:
                 chunk_best[i] = max(chunk_best[i], chunk_best[j])
         self.parts = {"profile": _scaled(own), "leaf": _scaled(leaf_best), "chunk": chunk_best}
         self.total = (self.parts["profile"] + self.parts["leaf"] + self.parts["chunk"]) / 3
+        # a subtree holding one of the hybrid search's k best chunks (rank 1 - r/n for r < k)
+        self.evidence = chunk_best > 1.0 - k / max(len(ranked), 1) if ranked else np.zeros(len(index.nodes), bool)
         self.index = index
 
     def __call__(self, node: TreeNode) -> float:
         return float(self.total[self.index.pos[node.id]])
+
+    def holds_top_chunk(self, node: TreeNode) -> bool:
+        return bool(self.evidence[self.index.pos[node.id]])
 
 
 def navigate(kb: KnowledgeBase, question: str, *, groups: Sequence[str] | None = None, engine: Any = None,
@@ -179,7 +188,7 @@ def navigate(kb: KnowledgeBase, question: str, *, groups: Sequence[str] | None =
                          + (" that these groups may see" if groups is not None and kb.store.documents() else "")
                          + ": ingest documents with text first (documents ingested before tree navigation "
                            "existed need `lingxi kb ingest` again)")
-    score = _Scores(index, kb, question, groups)
+    score = _Scores(index, kb, question, groups, k)
     chooser = engine if engine is not None and not too_small(engine) else None
     nav = Navigation([])
     found: dict[str, float] = {}
@@ -248,10 +257,11 @@ def _expand(open_nodes: list[TreeNode], parts: int, score: Any, *, first: bool) 
 def _choose(engine: Any, question: str, shown: list[TreeNode], score: Any, breadth: int
             ) -> tuple[list[TreeNode], dict[str, str], str, str]:
     """(chosen, reasons, by, note): by the model when there is a trusted one and its reply is a
-    valid selection, else the scorer's ``breadth`` best."""
-    best = shown[:breadth]
+    valid selection, else the scorer's: its ``breadth`` best and every part holding one of the
+    hybrid search's top chunks."""
+    best = shown[:breadth] + [n for n in shown[breadth:] if score.holds_top_chunk(n)]
     if engine is None:
-        return best, {}, "scorer", "no model trusted to choose: the prefilter's best"
+        return best, {}, "scorer", "no model trusted to choose: the prefilter's best, and the parts holding hybrid's top chunks"
     try:
         reply = _ask(engine, question, shown, breadth)
         picks = _validate(reply, [n.id for n in shown], breadth)
