@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -235,7 +236,17 @@ def test_thousand_mixed_requests_with_random_cancellations_leak_nothing(thread):
 def test_a_full_kv_pool_pauses_the_newest_request_and_resumes_it(thread):
     sched, model = make(thread, n_slots=4, n_batch=32, n_cells=90)
     prompts = [prompt_of(i, system=10) for i in range(4)]
-    results = asyncio.run(run_all(sched, prompts, max_tokens=14))
+    gate = threading.Event()
+    thread.submit(gate.wait)  # the scheduler starts once all four wait, so they share the pool
+
+    async def main():
+        task = asyncio.ensure_future(run_all(sched, prompts, max_tokens=14))
+        while sched.waiting < len(prompts):
+            await asyncio.sleep(0.001)
+        gate.set()
+        return await task
+
+    results = asyncio.run(main())
     assert [text(r) for r in results] == [reference(p, 14) for p in prompts]
     assert sched.preemptions > 0 and sched.busy == 0
 
