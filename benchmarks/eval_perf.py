@@ -67,22 +67,37 @@ def main() -> None:
     common = {"concurrency": levels, "duration": args.duration, "max_tokens": args.max_tokens, "prompts": prompts,
               "seed": 0}
     loads, rounds = [os.getloadavg()[0]], []
-    for _ in range(args.rounds):
-        # a fresh gateway and engine each round, as gateway.py's bundled_model() starts its own:
-        # both tools then meet the same prompt caches (cold for the first pass over the prompts)
+
+    def eval_perf() -> dict:
         gw, port = bench.start_gateway(config, home, None)
         try:
-            ours = {"gateway": evaluate_perf(url=f"http://127.0.0.1:{port}", model="smollm2", **common).summary}
+            out = {"gateway": evaluate_perf(url=f"http://127.0.0.1:{port}", model="smollm2", **common).summary}
         finally:
             gw.terminate()
             gw.wait(timeout=15)
-        ours["engine"] = evaluate_perf(model="smollm2", settings=load_config(), **common).summary
+        out["engine"] = evaluate_perf(model="smollm2", settings=load_config(), **common).summary
         loads.append(os.getloadavg()[0])
-        theirs = bench.bundled_model(argparse.Namespace(model="smollm2", max_tokens=args.max_tokens,
-                                                        repeats=args.repeats, gateway_cpus=None), home)
+        return out
+
+    def gateway_py() -> dict:
+        out = bench.bundled_model(argparse.Namespace(model="smollm2", max_tokens=args.max_tokens,
+                                                     repeats=args.repeats, gateway_cpus=None), home)
         loads.append(os.getloadavg()[0])
+        return out
+
+    for r in range(args.rounds):
+        # a fresh gateway and engine each round, as gateway.py's bundled_model() starts its own:
+        # both tools then meet the same prompt caches (cold for the first pass over the prompts).
+        # The tools take turns going first, so what the first one leaves behind (warm pages, a
+        # busier machine) does not favour one of them every round.
+        if r % 2 == 0:
+            ours, theirs = eval_perf(), gateway_py()
+        else:
+            theirs = gateway_py()
+            ours = eval_perf()
         one = {path: ours[path]["levels"]["1"] for path in ("engine", "gateway")}
         rounds.append({
+            "first": "eval_perf" if r % 2 == 0 else "gateway_py",
             "eval_perf": {"engine_ttft_ms": 1000 * one["engine"]["ttft_p50_s"],
                           "gateway_ttft_ms": 1000 * one["gateway"]["ttft_p50_s"],
                           "engine_decode_tps": one["engine"]["decode_tokens_per_s_p50"],
