@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lingxi.knowledge.support import _Haystack, adds_to, answers_question, check, content_units, focus, focus_units, topics
+from lingxi.knowledge.support import adds_to, answers_question, check, content_units, focus, focus_beyond, topics
 from lingxi.knowledge.types import Answer, Citation, Hit
 from lingxi.text import language_of, split_sentences
 
@@ -197,12 +197,7 @@ def _asks_about(question: str, best: Candidate) -> bool:
     article is about), some must be in the sentence. "How tall is the Petrobras Headquarters
     building?" is not answered by "Petrobras Headquarters is a brutalist office building ...",
     which names the subject and a number but says nothing about height."""
-    title = _Haystack(best.hit.title)
-    asked = [u for u in focus_units(question) if u not in title]
-    if not asked or not best.hit.title.strip():
-        return True
-    said = _Haystack(best.sentence)
-    return any(u in said for u in asked)
+    return not best.hit.title.strip() or focus_beyond(question, best.sentence, best.hit.title)
 
 
 def _about(topic: str, sentence: str) -> bool:

@@ -152,7 +152,7 @@ class _Scores:
         self.parts = {"profile": _scaled(own), "leaf": _scaled(leaf_best), "chunk": chunk_best}
         self.total = (self.parts["profile"] + self.parts["leaf"] + self.parts["chunk"]) / 3
         # a subtree holding one of the hybrid search's k best chunks (rank 1 - r/n for r < k)
-        self.evidence = chunk_best > 1.0 - k / max(len(ranked), 1) if ranked else np.zeros(len(index.nodes), bool)
+        self.evidence = chunk_best > 1.0 - k / len(ranked) if ranked else np.zeros(len(index.nodes), bool)
         self.index = index
 
     def __call__(self, node: TreeNode) -> float:

@@ -150,9 +150,15 @@ def topics(question: str) -> list[str]:
     return [u for u in units if not any(u != v and u in v for v in units)]
 
 
-def focus_units(question: str) -> tuple[str, ...]:
-    """The question's content units (what :func:`focus` looks for)."""
-    return _focus_units(question)
+def focus_beyond(question: str, text: str, subject: str) -> bool:
+    """Some of the question's content that ``subject`` does not already hold is in ``text``
+    (True when ``subject`` holds all of it)."""
+    known = _Haystack(subject)
+    asked = [u for u in _focus_units(question) if u not in known]
+    if not asked:
+        return True
+    said = _Haystack(text)
+    return any(u in said for u in asked)
 
 
 def focus(question: str, text: str) -> float:
