@@ -66,11 +66,16 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
     raise SystemExit(f"server not ready after {timeout:.0f} s: {url}")
 
 
+def per_slot_options(parallel: int) -> dict:
+    """``kv_per_slot`` at llama-server's size: it splits the model's 8,192-token context over -np."""
+    return {"kv_per_slot": True, "context_length": 8192 // parallel}
+
+
 def start_lingxi(threads: int, parallel: int, tmp: Path, per_slot: bool = False) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     cfg = tmp / "lingxi.toml"
-    # per slot: llama-server's layout and size (it splits the model's 8,192-token context over -np)
-    layout = f"kv_per_slot = true\ncontext_length = {8192 // parallel}\n" if per_slot else ""
+    layout = "".join(f"{key} = {str(value).lower()}\n" for key, value in per_slot_options(parallel).items()) \
+        if per_slot else ""
     cfg.write_text(f"""default_model = "smollm2"
 [models.smollm2]
 engine = "llamacpp"
@@ -301,7 +306,7 @@ def main() -> None:
 
                 engine = load_engine("smollm2", Settings(models={"smollm2": LlamaCppModel(
                     engine="llamacpp", n_threads=args.threads, parallel=args.parallel,
-                    **({"kv_per_slot": True, "context_length": 8192 // args.parallel} if args.kv_per_slot else {}))}))
+                    **(per_slot_options(args.parallel) if args.kv_per_slot else {}))}))
                 targets["lingxi engine, in process"] = Target(engine=engine)
                 raw = llama_thread().submit(lambda: llama_cpp.Llama(
                     model_path=str(gguf), n_ctx=4096, n_threads=args.threads, n_threads_batch=args.threads,
