@@ -287,3 +287,70 @@ def test_gguf_teacher_answers_through_llamacpp():
         close()
     assert len(answers) == 2 and all(isinstance(a, str) and a for a in answers)
     assert again[0] == answers[0]  # greedy: the teacher's answer is reproducible
+
+
+def test_bnb_argument_errors(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from lingxi.cli import main
+    from lingxi.compress.bnb import quantize_bnb
+    from lingxi.errors import MissingExtraError
+
+    settings = parse_config({})
+    with pytest.raises(UsageError, match="--bits 3: bitsandbytes quantises to 8 or 4 bits"):
+        quantize_bnb("smollm2", tmp_path / "o", bits=3, settings=settings)
+    with pytest.raises(UsageError, match="--quant-type int4: known 4-bit types are nf4, fp4"):
+        quantize_bnb("smollm2", tmp_path / "o", bits=4, quant_type="int4", settings=settings)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="is a file; bitsandbytes writes a model folder"):
+        quantize_bnb("smollm2", tmp_path / "file", bits=4, settings=settings)
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # as if the extra were not installed
+    with pytest.raises(MissingExtraError, match=r"needs the 'bnb' extra .*pip install 'lingxi\[bnb\]'"):
+        quantize_bnb("smollm2", tmp_path / "o", bits=4, settings=settings)
+    with pytest.raises(SystemExit) as done:
+        main(["compress", "bnb", "--model", "smollm2", "--bits", "8", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert done.value.code != 0 and err.count("\n") == 1 and "lingxi[bnb]" in err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.f32").exists()
+
+
+@pytest.mark.slow
+def test_bnb_4bit_and_8bit_load_back_quantised(tmp_path, monkeypatch):
+    """bitsandbytes on the CPU: a tiny Llama at 4 and 8 bits; each folder loads back quantised in
+    Lingxi's transformers engine and answers; the 4-bit run's report has both sides."""
+    pytest.importorskip("bitsandbytes")
+    import json
+
+    from lingxi.compress.bnb import quantize_bnb
+    from lingxi.config import TransformersModel
+    from lingxi.engines import GenerationParams, create_engine
+    from lingxi.errors import MissingExtraError
+
+    source = build_tiny_model(tmp_path / "tiny", layers=2, hidden=64)
+    held = tmp_path / "held.txt"
+    held.write_text("The cat sat on the mat. 长城是中国古代的军事防御工程。 " * 20, encoding="utf-8")
+    four = quantize_bnb(str(source), tmp_path / "nf4", bits=4, data=held, report_dir=tmp_path / "report",
+                        max_tokens=128, threads=1)
+    assert four["baseline"] == str(source)  # a float32 folder is its own baseline
+    assert four["quantized_layers"] == 2 * 7 and 4.0 < four["quantized_bits_per_weight"] < 5.0
+    assert four["before"]["perplexity"] > 0 and four["after"]["perplexity"] > 0
+    assert (tmp_path / "report" / "report.html").is_file()
+    eight = quantize_bnb(str(source), tmp_path / "int8", bits=8)
+    assert eight["quantized_layers"] == 2 * 7 and 8.0 <= eight["quantized_bits_per_weight"] < 9.0
+    for name, bits in (("nf4", 4), ("int8", 8)):
+        saved = json.loads((tmp_path / name / "config.json").read_text())["quantization_config"]
+        assert saved[f"load_in_{bits}bit"] is True
+        engine = create_engine(name, TransformersModel(engine="transformers", path=str(tmp_path / name),
+                                                       dtype="float32", device="cpu"))
+        try:
+            layer = engine.model.model.layers[0].mlp.up_proj
+            assert type(layer).__name__ == ("Linear4bit" if bits == 4 else "Linear8bitLt")
+            out = engine.generate([{"role": "user", "content": "hi"}], GenerationParams(max_tokens=4, temperature=0.0))
+            assert out.usage.completion_tokens > 0
+        finally:
+            engine.close()
+    import transformers.quantizers.quantizer_bnb_4bit as q4
+
+    monkeypatch.setattr(q4, "is_bitsandbytes_available", lambda: False)  # a server without the extra
+    with pytest.raises(MissingExtraError, match=r"'lingxi\[bnb\]'"):
+        create_engine("nf4", TransformersModel(engine="transformers", path=str(tmp_path / "nf4"), device="cpu"))

@@ -210,6 +210,19 @@ def test_ppo_reward_normalisation_and_kl_schedule():
     assert [kl_coefficient(s, 5, 0.01, 0.05) for s in range(5)] == pytest.approx([0.01, 0.02, 0.03, 0.04, 0.05])
 
 
+def test_ppo_held_out_reward_change_is_paired_by_prompt():
+    from lingxi.tune.recipes.ppo import reward_change
+
+    before = [0.1 * i for i in range(20)]
+    up = reward_change(before, [r + 0.5 for r in before])
+    assert up["mean_change"] == pytest.approx(0.5) and up["improved"] == 20 and up["worse"] == 0
+    assert up["p_value"] < 0.01  # every prompt better: not noise
+    mixed = reward_change(before, [r + (0.5 if i % 2 else -0.5) for i, r in enumerate(before)])
+    assert mixed["mean_change"] == pytest.approx(0.0) and mixed["p_value"] > 0.5
+    assert reward_change(before[:3], [1.0, 1.0, 1.0])["p_value"] is None  # too few prompts to test
+    assert reward_change([], [])["prompts"] == 0
+
+
 def test_ppo_runs_with_a_trained_reward_model(tiny: Path, tmp_path: Path, files):
     run(tiny, tmp_path, "rm", files["pref"], max_steps=2)
     report = run(tiny, tmp_path, "ppo", files["pref"], reward_model=str(tmp_path / "out-rm"), max_new_tokens=6,
@@ -218,6 +231,7 @@ def test_ppo_runs_with_a_trained_reward_model(tiny: Path, tmp_path: Path, files)
     assert set(report["eval"]["after"]) >= {"mean_reward", "kl"}
     assert report["kl_coef_curve"] == pytest.approx([0.01, 0.03, 0.05])
     assert len(report["reward_curve"]) == len(report["kl_curve"]) == 3
+    assert report["held_out_reward_change"]["prompts"] == 2 and "_rewards" not in report["eval"]["after"]
     assert report["train_cpu_seconds"] > 0  # tokens per CPU-second is computed from it
     with pytest.raises(UsageError, match="not an rm run"):
         run(tiny, tmp_path / "x", "ppo", files["pref"], reward_model=str(tmp_path / "out-ppo"))
@@ -269,13 +283,12 @@ def test_vocab_recipe_trains_new_rows_first_and_tokenizes_shorter(tiny: Path, tm
     assert all(not t.any() for n, t in lora.items() if "lora_B" in n)  # LoRA not yet trained in phase one
 
 
-def test_qlora_without_bitsandbytes_names_the_extra(tiny: Path, tmp_path: Path, files):
-    import importlib.util
+def test_qlora_without_bitsandbytes_names_the_extra(tiny: Path, tmp_path: Path, files, monkeypatch):
+    import sys
 
     from lingxi.errors import MissingExtraError
 
-    if importlib.util.find_spec("bitsandbytes") is not None:
-        pytest.skip("bitsandbytes is installed (test_qlora_trains_on_cpu covers it)")
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # as if the extra were not installed
     with pytest.raises(MissingExtraError, match=r"--method qlora .* needs the 'qlora' extra .*pip install 'lingxi\[qlora\]'"):
         run(tiny, tmp_path, "sft", files["sft"], method="qlora", device="cpu")
     assert not (tmp_path / "out-sft").exists()

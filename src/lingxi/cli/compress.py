@@ -17,6 +17,10 @@ def _print(result: dict, as_json: bool) -> None:
         emit_json(result)
         return
     click.echo(f"wrote {result['output']}")
+    if result.get("quantized_layers"):
+        click.echo(f"  {result['method']}: {result['quantized_layers']} linear layers, "
+                   f"{result['quantized_fraction']:.0%} of the parameters, "
+                   f"{result['quantized_bits_per_weight']:.2f} bits per weight")
     if "before" in result:
         b, a = result["before"], result["after"]
         for key in ("size_mib", "peak_rss_mib", "decode_tokens_per_s", "perplexity", "fidelity_chrf", "sparsity"):
@@ -61,6 +65,29 @@ def quantize_cmd(model: str, ftype: str, out: str, via_f16: bool | None, data: s
     _print(quantize_model(model, out, ftype, settings=settings(), via_f16=via_f16, data=data,
                           report_dir=report_dir, max_tokens=max_tokens, embedding_type=embedding_type,
                           output_type=output_type, tensor_types=overrides or None, pure=pure), as_json)
+
+
+@compress.command("bnb")
+@click.option("--model", required=True, help="A HF folder, a .gguf (dequantised) or a configured model.")
+@click.option("--bits", type=click.Choice(["8", "4"]), required=True, help="8: LLM.int8; 4: NF4 or FP4.")
+@click.option("--quant-type", type=click.Choice(["nf4", "fp4"]), default="nf4", show_default=True,
+              help="The 4-bit code book.")
+@click.option("--double-quant", is_flag=True, help="4-bit: quantise the blocks' scales too (QLoRA's double quantisation).")
+@click.option("--out", required=True, type=click.Path(), help="Output folder (a HF model that loads back quantised).")
+@click.option("--data", type=click.Path(dir_okay=False), default=None, help="Held-out text for perplexity.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for before.json, after.json and report.html.")
+@click.option("--max-tokens", default=2048, show_default=True, help="Perplexity on at most this many tokens.")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's).")
+@click.option("--json", "as_json", is_flag=True)
+def bnb_cmd(model: str, bits: str, quant_type: str, double_quant: bool, out: str, data: str | None,
+            report_dir: str | None, max_tokens: int, threads: int | None, as_json: bool) -> None:
+    """bitsandbytes 8/4-bit weights (CPU or CUDA); with --data/--report, a before/after report."""
+    from lingxi.compress.bnb import quantize_bnb
+
+    _print(quantize_bnb(model, out, bits=int(bits), quant_type=quant_type, double_quant=double_quant,
+                        settings=settings(), data=data, report_dir=report_dir, max_tokens=max_tokens,
+                        threads=threads), as_json)
 
 
 @compress.command("inspect")

@@ -10,6 +10,9 @@ names the base alone; the switch and the generation run under the base's lock, s
 models over one base run one at a time. ``share_base = false`` gives a model its own copy with
 the adapters merged in, the way to trade memory for parallel generation.
 
+A folder written by ``lingxi compress bnb`` loads back with its bitsandbytes 8/4-bit weights (the
+``quantization_config`` is in its ``config.json``); the bitsandbytes extra must be installed.
+
 Generation runs ``model.generate`` in a worker thread and streams through a
 ``TextIteratorStreamer``; stop strings and cancellation stop it through a stopping criterion.
 """
@@ -17,6 +20,7 @@ Generation runs ``model.generate`` in a worker thread and streams through a
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -25,6 +29,27 @@ from typing import Any
 
 from lingxi.engines.base import ChatEngine, Chunk, GenerationParams, ModelInfo, Prompt, Usage
 from lingxi.errors import ContextLengthError, EngineError, ModelFileNotFoundError, UsageError, missing_extra
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in str(record.msg)
+
+
+def quiet_bitsandbytes() -> None:
+    """Drop two bitsandbytes warnings a user can do nothing about: one on every 8-bit matmul of a
+    float32 input (cast to float16 by design) and one, at import, that a CPU kernel could not be
+    fetched from the Hugging Face Hub (never reached here; bitsandbytes' own kernel runs instead).
+    Call before bitsandbytes is imported; calling again adds nothing."""
+    for name, text in (("bitsandbytes.autograd._functions", "inputs will be cast"),
+                       ("bitsandbytes.backends.cpu.ops", "kernels-community")):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessage) for f in logger.filters):
+            logger.addFilter(_DropMessage(text))
 
 
 class SharedBase:
@@ -172,10 +197,13 @@ class TransformersEngine(ChatEngine):
 
         def load() -> SharedBase:
             kw = {"gguf_file": config.gguf_file} if config.gguf_file else {}
+            quiet_bitsandbytes()  # a bitsandbytes folder (lingxi compress bnb) imports it while loading
             try:
                 tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True, **kw)
                 model = transformers.AutoModelForCausalLM.from_pretrained(
                     str(path), local_files_only=True, dtype=dtype, **kw)
+            except ImportError as exc:  # a quantised folder whose library is missing
+                raise missing_extra(f"model '{name}' (quantised with bitsandbytes)", "bnb", exc) from exc
             except (OSError, ValueError) as exc:
                 raise EngineError(f"model '{name}': transformers could not load {path}: {exc}") from exc
             return SharedBase(key, model.to(device).eval(), tokenizer, device)

@@ -137,10 +137,15 @@ class TransformersScorer:
         self.torch = torch
         load = {"gguf_file": ref.gguf_file} if ref.gguf_file else {}
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        from lingxi.engines.transformers import quiet_bitsandbytes
+
+        quiet_bitsandbytes()
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(ref.path), local_files_only=True, **load)
             self.model = transformers.AutoModelForCausalLM.from_pretrained(
                 str(ref.path), local_files_only=True, dtype=torch.float32, **load).to(self.device).eval()
+        except ImportError as exc:  # a quantised folder whose library is missing
+            raise missing_extra(f"{ref.label} (quantised with bitsandbytes)", "bnb", exc) from exc
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise EngineError(f"transformers could not load {ref.label}: {str(exc).splitlines()[0]}") from exc
         self.n_vocab = self.model.config.vocab_size

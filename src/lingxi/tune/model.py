@@ -115,6 +115,9 @@ def load_causal_lm(source: ModelSource, home: Path, *, device: str = "cpu", quan
     folder = _plain_folder(source, home)
     kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if device.startswith("cuda") else torch.float32}
     if quantize_4bit:
+        from lingxi.engines.transformers import quiet_bitsandbytes
+
+        quiet_bitsandbytes()
         try:
             import bitsandbytes  # noqa: F401
         except ImportError as exc:

@@ -59,6 +59,21 @@ def normalise_rewards(raw: Any) -> Any:
     return centred / centred.abs().max().clamp(min=1e-8)
 
 
+def reward_change(before: list[float], after: list[float]) -> dict[str, Any]:
+    """The held-out reward's change, paired by prompt (the same prompt, sampled with the same seed
+    before and after): mean change, and its paired-bootstrap p-value from 10 prompts up."""
+    import numpy as np
+
+    from lingxi.evaluate.compare import MIN_ITEMS, paired_bootstrap
+
+    if not before or len(before) != len(after):
+        return {"prompts": 0, "mean_change": None, "p_value": None}
+    a, b = np.asarray(before, dtype=float)[:, None], np.asarray(after, dtype=float)[:, None]
+    p = paired_bootstrap(a, b, lambda total: float(total[0]) / len(a))["p_value"] if len(a) >= MIN_ITEMS else None
+    return {"prompts": len(a), "mean_change": round(float((b - a).mean()), 4),
+            "improved": int((b > a).sum()), "worse": int((b < a).sum()), "p_value": p}
+
+
 def kl_coefficient(step: int, steps: int, start: float, end: float) -> float:
     """``start`` at the first step, rising linearly to ``end`` at the last."""
     return start + (end - start) * step / max(1, steps - 1)
@@ -140,8 +155,10 @@ def train_ppo(cfg: TuneConfig, home: Path | None = None) -> dict[str, Any]:
             r = rollout(chunk, seed=cfg.seed + 10_000 + i)
             rewards.append(r["reward"])
             kls.append(((r["old"] - r["ref"]) * r["resp_mask"]).sum(-1))
-        return {"mean_reward": round(float(torch.cat(rewards).mean()), 4),
-                "kl": round(float(torch.cat(kls).mean()), 4), "prompts": len(eval_prompts)}
+        per_prompt = torch.cat(rewards)
+        return {"mean_reward": round(float(per_prompt.mean()), 4),
+                "kl": round(float(torch.cat(kls).mean()), 4), "prompts": len(eval_prompts),
+                "_rewards": per_prompt.tolist()}
 
     before = evaluate()
 
@@ -219,10 +236,11 @@ def train_ppo(cfg: TuneConfig, home: Path | None = None) -> dict[str, Any]:
 
     # ---- save
     after = evaluate()
+    change = reward_change(before.pop("_rewards", []), after.pop("_rewards", []))
     tokenizer.padding_side = tokenizer.truncation_side = "right"
     save_model(policy, tokenizer, s.run.folder / "adapter", extra={"value_head": value_head.state_dict()})
     return s.run.report(model=s.source.name, log=log, before=before, after=after, data=s.data_stats,
                         extra={"method": cfg.method, "memory_estimate": s.memory,
                                "reward_curve": log.extra.get("reward", []), "kl_curve": log.extra.get("kl", []),
-                               "kl_coef_curve": log.extra.get("kl_coef", []),
+                               "kl_coef_curve": log.extra.get("kl_coef", []), "held_out_reward_change": change,
                            "reward": PROGRAMMATIC.get(cfg.reward_model, "reward model of the rm run")})
