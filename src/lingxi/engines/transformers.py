@@ -179,6 +179,7 @@ class TransformersEngine(ChatEngine):
             if not adapter.exists():
                 raise ModelFileNotFoundError(f"model '{name}': adapter folder not found: {adapter}")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        quiet_bitsandbytes()  # imported by peft, and by a folder from lingxi compress bnb
         try:
             import torch
             import transformers
@@ -197,7 +198,6 @@ class TransformersEngine(ChatEngine):
 
         def load() -> SharedBase:
             kw = {"gguf_file": config.gguf_file} if config.gguf_file else {}
-            quiet_bitsandbytes()  # a bitsandbytes folder (lingxi compress bnb) imports it while loading
             try:
                 tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True, **kw)
                 model = transformers.AutoModelForCausalLM.from_pretrained(

@@ -125,7 +125,10 @@ class TransformersScorer:
     """Log-probabilities from a transformers causal LM in float32."""
 
     def __init__(self, ref: ModelRef, context: int, threads: int | None = None):
+        from lingxi.engines.transformers import quiet_bitsandbytes
+
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        quiet_bitsandbytes()  # a folder from lingxi compress bnb imports it
         try:
             import torch
             import transformers
@@ -137,9 +140,6 @@ class TransformersScorer:
         self.torch = torch
         load = {"gguf_file": ref.gguf_file} if ref.gguf_file else {}
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        from lingxi.engines.transformers import quiet_bitsandbytes
-
-        quiet_bitsandbytes()
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(ref.path), local_files_only=True, **load)
             self.model = transformers.AutoModelForCausalLM.from_pretrained(

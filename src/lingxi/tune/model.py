@@ -56,7 +56,10 @@ def resolve(model: str) -> ModelSource:
 
 def import_torch() -> tuple[Any, Any]:
     """(torch, transformers), or the error naming the extra."""
+    from lingxi.engines.transformers import quiet_bitsandbytes
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    quiet_bitsandbytes()  # peft imports bitsandbytes when it is installed
     try:
         import torch
         import transformers
@@ -115,9 +118,6 @@ def load_causal_lm(source: ModelSource, home: Path, *, device: str = "cpu", quan
     folder = _plain_folder(source, home)
     kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if device.startswith("cuda") else torch.float32}
     if quantize_4bit:
-        from lingxi.engines.transformers import quiet_bitsandbytes
-
-        quiet_bitsandbytes()
         try:
             import bitsandbytes  # noqa: F401
         except ImportError as exc:
