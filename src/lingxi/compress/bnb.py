@@ -8,9 +8,10 @@ bitsandbytes quantises every linear layer of the decoder; the embeddings, norms 
 head stay in the baseline's dtype (transformers' default), so on a small model whose tied
 embedding is a fifth of its weights the file shrinks less than the bit width says.
 
-The baseline is the source in float32: a Hugging Face folder as it is, a GGUF dequantised by
-transformers and saved beside the output (``OUT.f32``), as :func:`lingxi.compress.quantize` widens
-a quantised GGUF to F16. bitsandbytes (0.45+) has CPU kernels for both widths; 4-bit runs through
+The baseline is the source as a Hugging Face folder: a folder as it is (the layers bitsandbytes
+leaves alone keep its dtype), a GGUF dequantised by transformers to float32 and saved beside the
+output (``OUT.f32``), as :func:`lingxi.compress.quantize` widens a quantised GGUF to F16. 4-bit
+layers compute in float32 on a CPU and in bfloat16 on CUDA. bitsandbytes (0.45+) has CPU kernels for both widths; 4-bit runs through
 them at about float32's speed, LLM.int8 casts activations to float16 and decomposes outliers, and
 is several times slower than float32 on a CPU (it was written for GPUs).
 """
@@ -25,8 +26,8 @@ from lingxi.errors import EngineError, UsageError, missing_extra
 QUANT_TYPES = ("nf4", "fp4")
 
 
-def bnb_config(bits: int, quant_type: str = "nf4", double_quant: bool = False) -> Any:
-    """The transformers ``BitsAndBytesConfig`` for ``bits`` (8 or 4).
+def bnb_config(bits: int, quant_type: str = "nf4", double_quant: bool = False, device: str = "cpu") -> Any:
+    """The transformers ``BitsAndBytesConfig`` for ``bits`` (8 or 4) on ``device``.
 
     Raises:
         UsageError: bits other than 8/4, an unknown 4-bit type.
@@ -49,7 +50,8 @@ def bnb_config(bits: int, quant_type: str = "nf4", double_quant: bool = False) -
     if bits == 8:
         return tf.BitsAndBytesConfig(load_in_8bit=True)
     return tf.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_type,
-                                 bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=torch.float32)
+                                 bnb_4bit_use_double_quant=double_quant,
+                                 bnb_4bit_compute_dtype=torch.bfloat16 if device == "cuda" else torch.float32)
 
 
 def quantized_share(model: Any) -> dict[str, Any]:
@@ -70,8 +72,8 @@ def quantized_share(model: Any) -> dict[str, Any]:
             "quantized_bits_per_weight": 8 * quant_bytes / packed if packed else None}
 
 
-def _float32_baseline(model: str, out: Path, settings: Any) -> Path:
-    """The source as a float32 Hugging Face folder: itself when it is one, else saved beside ``out``."""
+def _hf_baseline(model: str, out: Path, settings: Any) -> Path:
+    """The source as a Hugging Face folder: itself when it is one, else float32 saved beside ``out``."""
     from lingxi.evaluate.perplexity import resolve_model
 
     ref = resolve_model(model, settings, backend="transformers")
@@ -106,21 +108,24 @@ def quantize_bnb(model: str, out: str | Path, *, bits: int, quant_type: str = "n
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"output {out} is a file; bitsandbytes writes a model folder")
-    config = bnb_config(bits, quant_type, double_quant)
-    import torch
+    try:
+        import torch
+    except ImportError as exc:
+        raise missing_extra("bitsandbytes quantisation", "bnb", exc) from exc
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    config = bnb_config(bits, quant_type, double_quant, device)
     import transformers as tf
 
     from lingxi.compress.prune import save_hf
 
     if threads:
         torch.set_num_threads(threads)
-    baseline = _float32_baseline(model, out, settings)
+    baseline = _hf_baseline(model, out, settings)
     if out.resolve() == baseline.resolve():
         raise UsageError(f"output {out} is the source; choose another folder")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     tf.utils.logging.disable_progress_bar()
     try:
-        quantised = tf.AutoModelForCausalLM.from_pretrained(str(baseline), local_files_only=True, dtype=torch.float32,
+        quantised = tf.AutoModelForCausalLM.from_pretrained(str(baseline), local_files_only=True, dtype="auto",
                                                             quantization_config=config, device_map={"": device})
     except (OSError, ValueError, RuntimeError) as exc:
         raise EngineError(f"bitsandbytes could not quantise {baseline} on {device}: {exc}") from exc
@@ -134,8 +139,10 @@ def quantize_bnb(model: str, out: str | Path, *, bits: int, quant_type: str = "n
     if report_dir is not None or data is not None:
         from lingxi.compress.report import before_after, profile
 
-        before = profile(baseline, label="float32", backend="transformers", data=data, max_tokens=max_tokens,
-                         threads=threads)
+        source_config = tf.AutoConfig.from_pretrained(str(baseline))
+        dtype = getattr(source_config, "dtype", None) or getattr(source_config, "torch_dtype", None) or "float32"
+        before = profile(baseline, label=str(dtype).removeprefix("torch."), backend="transformers", data=data,
+                         max_tokens=max_tokens, threads=threads)
         after = profile(out, label=f"bnb {method}", backend="transformers", data=data, max_tokens=max_tokens,
                         threads=threads)
         result.update(before_after(before, after, report_dir))
