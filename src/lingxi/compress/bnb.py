@@ -10,10 +10,11 @@ embedding is a fifth of its weights the file shrinks less than the bit width say
 
 The baseline is the source as a Hugging Face folder: a folder as it is (the layers bitsandbytes
 leaves alone keep its dtype), a GGUF dequantised by transformers to float32 and saved beside the
-output (``OUT.f32``), as :func:`lingxi.compress.quantize` widens a quantised GGUF to F16. 4-bit
-layers compute in float32 on a CPU and in bfloat16 on CUDA. bitsandbytes (0.45+) has CPU kernels for both widths; 4-bit runs through
-them at about float32's speed, LLM.int8 casts activations to float16 and decomposes outliers, and
-is several times slower than float32 on a CPU (it was written for GPUs).
+output (``OUT.f32``), as :func:`lingxi.compress.quantize` widens a quantised GGUF to F16.
+
+bitsandbytes (0.45+) has CPU kernels for both widths. 4-bit layers compute in float32 on a CPU
+(about float32's speed) and in bfloat16 on CUDA; LLM.int8 casts activations to float16 and splits
+out outlier columns, about half float32's speed on a CPU (it was written for GPUs).
 """
 
 from __future__ import annotations
