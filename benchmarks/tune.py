@@ -367,6 +367,9 @@ def main() -> None:
     ap.add_argument("--ppo-lr", type=float, default=1e-4, help="ppo: LoRA learning rate")
     ap.add_argument("--ppo-steps", type=int, default=12)
     ap.add_argument("--ppo-reward", default="rm", help="ppo: 'rm' (the rm part's model) or a programmatic reward (brevity)")
+    ap.add_argument("--ppo-kl-end", type=float, default=0.1, help="ppo: KL coefficient at the last step")
+    ap.add_argument("--ppo-epochs", type=int, default=2, help="ppo: clipped updates per sampled batch")
+    ap.add_argument("--ppo-eval-rows", type=int, default=32, help="ppo: held-out prompts scored before and after")
     ap.add_argument("--embed-steps", type=int, default=30)
     ap.add_argument("--judge-held", default="",
                     help="rm/dpo: comma-separated run folders (trained with --pref-eval val) to judge once on the "
@@ -418,10 +421,12 @@ def main() -> None:
         reward = str(out / "rm") if args.ppo_reward == "rm" else args.ppo_reward
         if "ppo" in parts and (args.ppo_reward != "rm" or (out / "rm" / "report.json").is_file()):
             result["ppo"] = recipe(out, "ppo", train, held, reward_model=reward, max_steps=args.ppo_steps,
-                                   batch_size=8, max_len=args.pref_len, max_new_tokens=16, threads=1, eval_rows=32,
-                                   lr=args.ppo_lr)
-            result["ppo"]["kl_curve"] = json.loads((out / "ppo" / "report.json").read_text())["kl_curve"]
-            result["ppo"]["reward_curve"] = json.loads((out / "ppo" / "report.json").read_text())["reward_curve"]
+                                   batch_size=8, max_len=args.pref_len, max_new_tokens=16, threads=1,
+                                   eval_rows=args.ppo_eval_rows, lr=args.ppo_lr, kl_end=args.ppo_kl_end,
+                                   ppo_epochs=args.ppo_epochs)
+            report = json.loads((out / "ppo" / "report.json").read_text())
+            for key in ("kl_curve", "reward_curve", "held_out_reward_change"):
+                result["ppo"][key] = report[key]
     if "embed" in parts:
         result["embed"] = embed_part(args.data_dir, out, args.embed_steps)
     if "serve" in parts:

@@ -43,6 +43,7 @@ from lingxi.tune.config import RECIPES
 @click.option("--kl-start", type=float, help="ppo: KL coefficient at step 0 (default 0.01).")
 @click.option("--kl-end", type=float, help="ppo: KL coefficient at the last step (default 0.1).")
 @click.option("--max-new-tokens", type=int, help="ppo: sampled response length (default 32).")
+@click.option("--ppo-epochs", type=int, help="ppo: clipped updates on each sampled batch (default 2).")
 @click.option("--terms", help="vocab: comma-separated domain terms to add.")
 @click.option("--terms-file", type=click.Path(dir_okay=False), help="vocab: one term per line.")
 @click.option("--embedder", help="embed: bundled embedder name or sentence-transformers folder (default minilm).")
