@@ -14,7 +14,15 @@ at 1 stream >= raw llama-cpp-python; the 10th turn's TTFT within 1.5x the first'
 
     make llama-server   # builds build/llama.cpp/bin/llama-server (the reference; skipped if absent)
     python benchmarks/concurrency.py [--levels 1,2,4,8,16] [--max-tokens 128] [--turns 10] [--threads N]
-        [--in-process] [--kv-per-slot]
+        [--in-process] [--kv-layout auto|split|shared]
+    python benchmarks/concurrency.py --layouts-ab ROUNDS [--parallel 8] [--max-tokens 128]
+
+Lingxi's KV layout: ``auto`` is its default (a stream of ``context_length`` cells per slot when
+that fits an eighth of memory, else one shared pool), ``split`` gives each slot llama-server's own
+size (8,192 / ``--parallel`` cells), ``shared`` forces the one pool. The report says which ran.
+``--layouts-ab`` compares the two layouts alone: both in this process at the default context,
+``--parallel`` streams at a time, rounds alternating between them (so a machine whose speed drifts
+between runs, as a shared host's does, hits both alike); no server is started.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 TOPICS = ["a lighthouse keeper", "a lost dragon", "the first train to the coast", "a robot learning to paint",
@@ -50,8 +59,6 @@ def _free_port() -> int:
 
 
 def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
-    import urllib.request
-
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -66,16 +73,17 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
     raise SystemExit(f"server not ready after {timeout:.0f} s: {url}")
 
 
-def per_slot_options(parallel: int) -> dict:
-    """``kv_per_slot`` at llama-server's size: it splits the model's 8,192-token context over -np."""
-    return {"kv_per_slot": True, "context_length": 8192 // parallel}
+def layout_options(layout: str, parallel: int) -> dict:
+    """Lingxi's model options for ``--kv-layout``; ``split`` is llama-server's size: it splits the
+    model's 8,192-token context over -np."""
+    return {"auto": {}, "shared": {"kv_per_slot": False},
+            "split": {"kv_per_slot": True, "context_length": 8192 // parallel}}[layout]
 
 
-def start_lingxi(threads: int, parallel: int, tmp: Path, per_slot: bool = False) -> tuple[subprocess.Popen, str]:
+def start_lingxi(threads: int, parallel: int, tmp: Path, kv_layout: str) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     cfg = tmp / "lingxi.toml"
-    layout = "".join(f"{key} = {str(value).lower()}\n" for key, value in per_slot_options(parallel).items()) \
-        if per_slot else ""
+    layout = "".join(f"{key} = {str(value).lower()}\n" for key, value in layout_options(kv_layout, parallel).items())
     cfg.write_text(f"""default_model = "smollm2"
 [models.smollm2]
 engine = "llamacpp"
@@ -92,6 +100,13 @@ enabled = false
                             stdout=subprocess.DEVNULL, stderr=open(tmp / "lingxi.log", "wb"))
     _wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
     return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def _kv_cells(url: str) -> str:
+    """The server's ``lingxi_batch_kv_cells`` line from /metrics: its KV layout and size."""
+    with urllib.request.urlopen(url.removesuffix("/v1") + "/metrics", timeout=10) as r:
+        lines = r.read().decode().splitlines()
+    return next((line for line in lines if line.startswith("lingxi_batch_kv_cells{")), "not reported")
 
 
 def start_llama_server(binary: str, gguf: Path, threads: int, parallel: int, tmp: Path) -> tuple[subprocess.Popen, str]:
@@ -261,6 +276,33 @@ async def run(targets: dict[str, Target], args) -> dict:
     return {"levels": levels, "multi_turn": turns}
 
 
+async def layouts_ab(rounds: int, parallel: int, threads: int, max_tokens: int) -> dict:
+    """Aggregate tok/s of ``parallel`` streams on a KV stream per slot vs one shared pool, in
+    alternating rounds, both engines in this process."""
+    from lingxi.config import LlamaCppModel, Settings
+    from lingxi.engines import load_engine
+
+    load_start = _load()
+    engines = {layout: load_engine("smollm2", Settings(models={"smollm2": LlamaCppModel(
+        engine="llamacpp", n_threads=threads, parallel=parallel, kv_per_slot=layout == "per_slot")}))
+        for layout in ("per_slot", "shared")}
+    try:
+        targets = {layout: Target(engine=e) for layout, e in engines.items()}
+        for target in targets.values():
+            await target.stream([{"role": "user", "content": "Hi"}], 8)
+        tok_s: dict[str, list[float]] = {layout: [] for layout in engines}
+        for i in range(rounds):
+            for layout in (list(targets) if i % 2 == 0 else list(targets)[::-1]):
+                tok_s[layout].append((await level(targets[layout], parallel, max_tokens, 1))["aggregate_tok_s"])
+    finally:
+        for e in engines.values():
+            e.close()
+    ratios = [round(a / b, 2) for a, b in zip(tok_s["per_slot"], tok_s["shared"])]
+    return {"streams": parallel, "threads": threads, "max_tokens": max_tokens, "tok_s": tok_s,
+            "per_slot_over_shared": ratios, "median_ratio": statistics.median(ratios),
+            "load_avg_start": load_start, "load_avg_end": _load()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--llama-server", default="build/llama.cpp/bin/llama-server")
@@ -271,11 +313,18 @@ def main() -> None:
     ap.add_argument("--turn-tokens", type=int, default=64, help="max tokens per multi-turn answer")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--parallel", type=int, default=8, help="slots: Lingxi's parallel and llama-server's -np")
-    ap.add_argument("--kv-per-slot", action="store_true",
-                    help="serve Lingxi with kv_per_slot (a KV stream per slot, llama-server's layout and size)")
+    ap.add_argument("--kv-layout", choices=["auto", "split", "shared"], default="auto",
+                    help="Lingxi's KV cache: its default (auto), a stream per slot at llama-server's size "
+                         "(split), or one shared pool")
     ap.add_argument("--in-process", action="store_true",
                     help="also Lingxi's engine and raw llama-cpp-python (1 stream) in this process, without HTTP")
+    ap.add_argument("--layouts-ab", type=int, default=0, metavar="ROUNDS",
+                    help="only compare the two KV layouts in this process, ROUNDS alternating rounds")
     args = ap.parse_args()
+    if args.layouts_ab:
+        print(json.dumps(asyncio.run(layouts_ab(args.layouts_ab, args.parallel, args.threads, args.max_tokens)),
+                         indent=1))
+        return
 
     from lingxi.engines.bundled import smollm2_gguf
 
@@ -287,9 +336,9 @@ def main() -> None:
         tmp = Path(tmp_name)
         try:
             targets: dict[str, Target] = {}
-            proc, url = start_lingxi(args.threads, args.parallel, tmp, args.kv_per_slot)
+            proc, lingxi_url = start_lingxi(args.threads, args.parallel, tmp, args.kv_layout)
             procs.append(proc)
-            targets["lingxi"] = Target(url, proc.pid)
+            targets["lingxi"] = Target(lingxi_url, proc.pid)
             if binary:
                 proc, url = start_llama_server(binary, gguf, args.threads, args.parallel, tmp)
                 procs.append(proc)
@@ -306,14 +355,21 @@ def main() -> None:
 
                 engine = load_engine("smollm2", Settings(models={"smollm2": LlamaCppModel(
                     engine="llamacpp", n_threads=args.threads, parallel=args.parallel,
-                    **(per_slot_options(args.parallel) if args.kv_per_slot else {}))}))
+                    **layout_options(args.kv_layout, args.parallel))}))
                 targets["lingxi engine, in process"] = Target(engine=engine)
                 raw = llama_thread().submit(lambda: llama_cpp.Llama(
                     model_path=str(gguf), n_ctx=4096, n_threads=args.threads, n_threads_batch=args.threads,
                     n_batch=512, verbose=False)).result()
                 targets["llama-cpp-python, in process"] = Target(raw=raw, max_c=1)
             load_start = _load()
-            result = asyncio.run(run(targets, args))
+            try:
+                result = asyncio.run(run(targets, args))
+            except Exception:
+                for log in sorted(tmp.glob("*.log")):  # why a server went away, before tmp is removed
+                    print(f"--- {log.name}, last lines:\n" + "\n".join(
+                        log.read_text(errors="replace").splitlines()[-15:]), file=sys.stderr)
+                raise
+            kv_cells = _kv_cells(lingxi_url)
         finally:
             for proc in procs:
                 proc.terminate()
@@ -324,7 +380,8 @@ def main() -> None:
                     proc.kill()
             if engine is not None:
                 engine.close()
-    report = {"model": gguf.name, "threads": args.threads, "kv_per_slot": args.kv_per_slot, "parallel": args.parallel, "max_tokens": args.max_tokens,
+    report = {"model": gguf.name, "threads": args.threads, "kv_layout": args.kv_layout, "lingxi_kv_cells": kv_cells,
+              "parallel": args.parallel, "max_tokens": args.max_tokens,
               "cpus": os.cpu_count(), "load_avg_start": load_start, "load_avg_end": _load(), **result}
     if "llama-server" in targets and "8" in result["levels"]:
         ours, ref = result["levels"]["8"]["lingxi"], result["levels"]["8"]["llama-server"]

@@ -26,6 +26,7 @@ class TinyModel:
     def __init__(self, n_slots: int = 4, n_batch: int = 64, n_cells: int = 10_000, endless: bool = False):
         self.endless = endless  # never end a sequence by itself
         self.n_slots, self.n_batch, self.n_cells = n_slots, n_batch, n_cells
+        self.kv_cells, self.per_slot = n_cells, False  # one pool, as /metrics reports it
         self.cells: dict[int, list[int]] = {s: [] for s in range(n_slots)}
         self.rows: dict[int, list[int]] = {}
         self.samplers_open = 0
@@ -348,6 +349,7 @@ def test_metrics_show_batch_occupancy_and_queue_wait(thread):
     body = GatewayMetrics().render()[0].decode()
     assert 'lingxi_batch_slots{model="tiny"} 3.0' in body
     assert 'lingxi_batch_slots_busy{model="tiny"} 0.0' in body
+    assert 'lingxi_batch_kv_cells{layout="shared",model="tiny"} 10000.0' in body
     assert 'lingxi_batch_queue_seconds_count{model="tiny"} 5.0' in body
     assert 'lingxi_batch_prompt_tokens_total{model="tiny"}' in body
     assert 'lingxi_batch_cache_evictions_total{model="tiny"} 0.0' in body
@@ -504,3 +506,13 @@ def test_response_format_becomes_a_schema_and_an_engine_without_grammars_refuses
         assert r.status_code == 400 and "json_schema.schema" in r.json()["error"]["message"]
         assert httpx.post(url, json={"model": "fake", "messages": msgs,
                                      "response_format": {"type": "text"}}).status_code == 200
+
+
+def test_kv_layout_left_unset_takes_a_stream_per_slot_only_where_memory_allows():
+    from lingxi.engines.llamacpp import choose_per_slot, memory_bytes
+
+    gib = 2**30
+    assert choose_per_slot(None, 720 * 2**20, 24 * gib)  # bundled SmolLM2 at 8 × 4,096 cells
+    assert not choose_per_slot(None, 4 * gib, 16 * gib)  # Llama-3-8B at 8 × 4,096 cells on 16 GiB
+    assert choose_per_slot(True, 4 * gib, 16 * gib) and not choose_per_slot(False, 1, 16 * gib)
+    assert memory_bytes() >= 2**28

@@ -33,7 +33,9 @@ PROMPTS = [
 def engine():
     # One thread: two OpenMP threads on shared cores spin at every barrier (see the README's
     # concurrency section); on a busy machine that made these tests several times slower.
-    e = load_engine("smol", Settings(models={"smol": LlamaCppModel(engine="llamacpp", parallel=4, n_threads=1)}))
+    # The shared KV pool, named: left unset, a machine with memory to spare gets a stream per slot.
+    e = load_engine("smol", Settings(models={"smol": LlamaCppModel(
+        engine="llamacpp", parallel=4, n_threads=1, kv_per_slot=False)}))
     yield e
     e.close()
 
@@ -176,6 +178,8 @@ def test_per_slot_kv_layout_answers_like_the_shared_pool(engine):
         engine="llamacpp", parallel=2, n_threads=1, kv_per_slot=True, context_length=512)}))
     try:
         assert per_slot.info.context_length == 512
+        assert (per_slot.info.details["kv_layout"], per_slot.info.details["kv_cells"]) == ("per slot", 1024)
+        assert engine.info.details["kv_layout"] == "shared"
         params = GenerationParams(max_tokens=8, temperature=0)
         for prompt, word in PROMPTS[:2]:
             assert word in per_slot.generate(_chat(prompt), params).text
@@ -203,7 +207,7 @@ def test_a_full_pool_drops_idle_caches_quietly(capfd):
     first two's idle caches. The scheduler drops them and decodes again; llama.cpp's error line
     for the failed attempt ("failed to find a memory slot") is routine, so it is not printed."""
     small = load_engine("smol", Settings(models={"smol": LlamaCppModel(
-        engine="llamacpp", parallel=2, n_threads=1, context_length=256)}))
+        engine="llamacpp", parallel=2, n_threads=1, context_length=256, kv_per_slot=False)}))
     try:
         params = GenerationParams(max_tokens=4, temperature=0)
         topics = ("rivers", "mountains", "deserts")

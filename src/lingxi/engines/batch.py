@@ -120,6 +120,8 @@ class Backend(Protocol):
 
     n_slots: int  # sequences (slots) the KV cache holds
     n_batch: int  # most tokens one decode takes
+    kv_cells: int  # KV cache cells, all slots together
+    per_slot: bool  # each slot its own stream of kv_cells / n_slots cells, or one pool they share
 
     def decode(self, tokens: list[int], pos: list[int], seqs: list[int], logits: list[bool]) -> bool:
         """Evaluate one batch; False when the KV cache has no room for it (nothing was changed).

@@ -34,6 +34,10 @@ from lingxi.errors import ContextLengthError, EngineError, ModelFileNotFoundErro
 #: training context (often 128k) would reserve gigabytes of KV cache nobody asked for.
 DEFAULT_CONTEXT = 4096
 
+#: ``kv_per_slot`` unset: each slot gets its own KV stream when that takes at most this share of
+#: the machine's memory (per slot multiplies the KV cache by ``parallel``; see the config).
+AUTO_PER_SLOT_MEMORY_SHARE = 1 / 8
+
 
 _thread: ThreadPoolExecutor | None = None
 _thread_lock = threading.Lock()
@@ -55,10 +59,37 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def memory_bytes() -> int:
+    """Physical memory, or the cgroup's limit when that is lower (a container)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return total
+    return min(total, int(limit)) if limit.isdigit() else total
+
+
+def kv_bytes_per_cell(lib: Any, model: Any, meta: dict[str, str]) -> int:
+    """Bytes one KV cell takes over all layers, K and V in llama.cpp's default f16."""
+    m = model.model
+    head = lib.llama_model_n_embd(m) // max(lib.llama_model_n_head(m), 1)
+    arch = meta.get("general.architecture", "")
+    k = int(meta.get(f"{arch}.attention.key_length", head))
+    v = int(meta.get(f"{arch}.attention.value_length", head))
+    return 2 * lib.llama_model_n_layer(m) * lib.llama_model_n_head_kv(m) * (k + v)
+
+
+def choose_per_slot(setting: bool | None, per_slot_bytes: int, memory: int) -> bool:
+    """``kv_per_slot`` as configured, or when unset, whether the per-slot KV cache fits the share."""
+    if setting is not None:
+        return setting
+    return per_slot_bytes <= memory * AUTO_PER_SLOT_MEMORY_SHARE
+
+
 class LlamaBackend:
-    """llama.cpp under :class:`~lingxi.engines.batch.BatchScheduler`: one context with a unified
-    KV pool that ``n_slots`` sequences share, one reusable ``llama_batch``. Every method runs on
-    the llama.cpp thread."""
+    """llama.cpp under :class:`~lingxi.engines.batch.BatchScheduler`: one context whose KV cache
+    holds ``n_slots`` sequences (one pool they share, or a stream each), one reusable
+    ``llama_batch``. Every method runs on the llama.cpp thread."""
 
     def __init__(self, lib: Any, model: Any, n_ctx: int, n_slots: int, n_batch: int, n_threads: int,
                  per_slot: bool = False):
@@ -68,7 +99,7 @@ class LlamaBackend:
         # Shared: one pool that a long conversation may use whole, slots sharing prefix cells.
         # Per slot: a stream of n_ctx cells each, attention over a request's own cells only.
         self.per_slot = per_slot
-        params.n_ctx = n_ctx * n_slots if per_slot else n_ctx
+        self.kv_cells = params.n_ctx = n_ctx * n_slots if per_slot else n_ctx
         params.n_batch = params.n_ubatch = n_batch
         params.n_seq_max = n_slots
         params.kv_unified = not per_slot
@@ -234,7 +265,9 @@ class LlamaCppEngine(ChatEngine):
         mparams.n_gpu_layers = 0x7FFFFFFF if config.n_gpu_layers == -1 else config.n_gpu_layers
         model = LlamaModel(path_model=str(path), params=mparams, verbose=False)
         try:
-            return model, LlamaBackend(lib, model, n_ctx, n_slots, config.n_batch, n_threads, config.kv_per_slot)
+            per_slot_bytes = kv_bytes_per_cell(lib, model, model.metadata()) * n_ctx * n_slots
+            per_slot = choose_per_slot(config.kv_per_slot, per_slot_bytes, memory_bytes())
+            return model, LlamaBackend(lib, model, n_ctx, n_slots, config.n_batch, n_threads, per_slot)
         except BaseException:
             model.close()
             raise
@@ -266,6 +299,8 @@ class LlamaCppEngine(ChatEngine):
                 "file_type": meta.get("general.file_type"),
                 "n_threads": self._backend.params.n_threads,
                 "parallel": self._backend.n_slots,
+                "kv_layout": "per slot" if self._backend.per_slot else "shared",
+                "kv_cells": self._backend.kv_cells,
             },
         )
 

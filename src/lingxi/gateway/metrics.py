@@ -74,6 +74,8 @@ class BatchCollector:
         busy = GaugeMetricFamily("lingxi_batch_slots_busy", "Slots generating now (batch occupancy).",
                                  labels=["model"])
         waiting = GaugeMetricFamily("lingxi_batch_waiting", "Requests waiting for a batch slot.", labels=["model"])
+        cells = GaugeMetricFamily("lingxi_batch_kv_cells", "KV cache cells of the model, all slots together; "
+                                  "layout: one pool the slots share, or a stream per slot.", labels=["model", "layout"])
         cached = GaugeMetricFamily("lingxi_batch_cached_tokens", "Tokens held in the KV cache by all slots.",
                                    labels=["model"])
         prompt = CounterMetricFamily("lingxi_batch_prompt_tokens", "Prompt tokens of requests that got a slot.",
@@ -92,6 +94,7 @@ class BatchCollector:
             slots.add_metric(m, sched.n_slots)
             busy.add_metric(m, sched.busy)
             waiting.add_metric(m, sched.waiting)
+            cells.add_metric([*m, "per_slot" if sched.backend.per_slot else "shared"], sched.backend.kv_cells)
             cached.add_metric(m, sched.cached_tokens)
             prompt.add_metric(m, sched.prompt_tokens)
             reused.add_metric(m, sched.reused_tokens)
@@ -103,7 +106,7 @@ class BatchCollector:
                 total += n
                 buckets.append((bound, total))
             wait.add_metric(m, buckets, sched.wait_sum)
-        yield from (slots, busy, waiting, cached, prompt, reused, paused, evicted, wait)
+        yield from (slots, busy, waiting, cells, cached, prompt, reused, paused, evicted, wait)
 
 
 class _JsonLines(logging.Handler):
