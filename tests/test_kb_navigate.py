@@ -243,6 +243,30 @@ def test_navigation_reaches_the_right_clause_and_keeps_a_scratchpad(code_kb):
     assert nav.leaves[0][0].text.startswith("Article 3")
 
 
+def test_the_last_leaves_are_reranked_with_their_own_texts_meaning_embedded_once(code_kb, monkeypatch):
+    nav = code_kb.navigate("业主拖欠物业费不交怎么办？", k=3, depth=1, parts=6)
+    last = nav.scratchpad[-1]
+    assert last["by"] == "scorer" and "meaning" in last["note"]
+    assert nav.leaves[0][0].text.startswith("第六条")
+    scores = [s for _, s in nav.leaves]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+
+    embedder, embedded = code_kb.embedder(), []
+    original = embedder.embed
+
+    def counting(texts, kind="passage"):
+        embedded.extend(texts)
+        return original(texts, kind=kind)
+
+    monkeypatch.setattr(embedder, "embed", counting)
+    texts = ["第九条 新的条文。", "第十条 另一条。"]
+    first = code_kb.passage_vectors(texts)
+    again = code_kb.passage_vectors(texts)
+    assert embedded == texts  # the second call read the cache
+    assert first.shape == (2, embedder.dim) and (first == again).all()
+    assert code_kb.passage_vectors([]).shape[0] == 0
+
+
 def test_a_trusted_model_chooses_with_reasons_and_an_invalid_reply_falls_back(code_kb):
     question = "业主拖欠物业费不交怎么办？"
     first = code_kb.navigate(question, parts=6).scratchpad[0]

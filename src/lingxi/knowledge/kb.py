@@ -179,6 +179,18 @@ class KnowledgeBase:
             self._cache = EmbeddingCache(self.settings.home_dir / "cache" / "embeddings.sqlite")
         return self._cache
 
+    def passage_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """``texts`` embedded as passages by this knowledge base's embedder, one row each, through
+        the machine's embedding cache: a text is embedded once, then read back."""
+        if not texts:
+            return np.zeros((0, int(self.store.meta().get("dim") or 0)), np.float32)
+        embedder = self.embedder()
+        model = embedder_key(self.embedder_name, self.settings.embedder(self.embedder_name).model_dump_json())
+        hashes = [hashlib.sha256(f"passage\x00{t}".encode()).hexdigest() for t in texts]
+        got, _ = self._embedding_cache().embed(model, list(texts), hashes,
+                                               lambda batch: embedder.embed(batch, kind="passage"))
+        return np.stack([got[h] for h in hashes])
+
     # ------------------------------------------------------------ ingest
 
     @contextmanager
