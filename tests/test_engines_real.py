@@ -158,3 +158,16 @@ def test_the_bundled_preset_answers_the_plain_france_question_without_looping(sm
     assert "Paris" in text and "Marseillaise" not in text
     words = text.split()
     assert len(set(words)) >= 0.6 * len(words)  # no phrase repeated over and over
+
+
+def test_loading_minilm_prints_no_bitsandbytes_warning():
+    """sentence-transformers imports peft, which imports bitsandbytes when it is installed; its
+    import-time warning about a Hub kernel is dropped (a fresh process: nothing imported yet)."""
+    import subprocess
+    import sys
+
+    code = ("import logging; logging.basicConfig(); from lingxi.config import Settings; "
+            "from lingxi.engines import load_embedder; load_embedder('minilm', Settings())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "kernels-community" not in done.stderr

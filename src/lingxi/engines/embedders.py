@@ -38,6 +38,9 @@ class SentenceTransformerEmbedder(Embedder):
         if not path.exists():
             raise ModelFileNotFoundError(f"embedder '{name}': model folder not found: {path}")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder must never reach for the hub
+        from lingxi.engines.transformers import quiet_bitsandbytes
+
+        quiet_bitsandbytes()  # sentence-transformers imports peft, which imports bitsandbytes
         try:
             import transformers
             from sentence_transformers import SentenceTransformer
