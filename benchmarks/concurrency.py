@@ -14,7 +14,7 @@ at 1 stream >= raw llama-cpp-python; the 10th turn's TTFT within 1.5x the first'
 
     make llama-server   # builds build/llama.cpp/bin/llama-server (the reference; skipped if absent)
     python benchmarks/concurrency.py [--levels 1,2,4,8,16] [--max-tokens 128] [--turns 10] [--threads N]
-        [--in-process] [--kv-layout auto|split|shared]
+        [--in-process] [--kv-layout auto|split|shared] [--rounds R]
     python benchmarks/concurrency.py --layouts-ab ROUNDS [--parallel 8] [--max-tokens 128]
 
 Lingxi's KV layout: ``auto`` is its default (a stream of ``context_length`` cells per slot when
@@ -265,6 +265,7 @@ async def run(targets: dict[str, Target], args) -> dict:
         levels[str(c)] = {name: {**await level(targets[name], c, args.max_tokens, max(1, args.min_requests // c)),
                                  "load_avg": _load()}
                           for name in order if not targets[name].max_c or c <= targets[name].max_c}
+    rounds = await paired_rounds(targets, args) if args.rounds and "llama-server" in targets else {}
     turns = {}
     if args.turns:
         for name in names:
@@ -273,7 +274,26 @@ async def run(targets: dict[str, Target], args) -> dict:
             turns[name] = await multi_turn(targets[name], args.turns, args.turn_tokens)
     for target in targets.values():
         await target.close()
-    return {"levels": levels, "multi_turn": turns}
+    return {"levels": levels, "multi_turn": turns, **({"paired_rounds": rounds} if rounds else {})}
+
+
+async def paired_rounds(targets: dict[str, Target], args) -> dict:
+    """Each level again ``args.rounds`` times, Lingxi and llama-server back to back in alternating
+    order, their ratio per round: a host whose speed drifts moves both sides of a round alike."""
+    out = {}
+    pair = ["lingxi", "llama-server"]
+    for c in args.levels:
+        runs: dict[str, list[dict]] = {name: [] for name in pair}
+        for r in range(args.rounds):
+            for name in (pair if r % 2 == 0 else pair[::-1]):
+                runs[name].append(await level(targets[name], c, args.max_tokens, max(1, args.min_requests // c)))
+        tok = [round(a["aggregate_tok_s"] / b["aggregate_tok_s"], 2) for a, b in zip(*runs.values())]
+        ttft = [round(a["ttft_p95_s"] / b["ttft_p95_s"], 2) for a, b in zip(*runs.values()) if b["ttft_p95_s"]]
+        out[str(c)] = {"lingxi_tok_s": [x["aggregate_tok_s"] for x in runs["lingxi"]],
+                       "llama_server_tok_s": [x["aggregate_tok_s"] for x in runs["llama-server"]],
+                       "tok_s_ratio": tok, "tok_s_ratio_median": statistics.median(tok),
+                       "ttft_p95_ratio": ttft, "ttft_p95_ratio_median": statistics.median(ttft) if ttft else None}
+    return out
 
 
 async def layouts_ab(rounds: int, parallel: int, threads: int, max_tokens: int) -> dict:
@@ -318,6 +338,9 @@ def main() -> None:
                          "(split), or one shared pool")
     ap.add_argument("--in-process", action="store_true",
                     help="also Lingxi's engine and raw llama-cpp-python (1 stream) in this process, without HTTP")
+    ap.add_argument("--rounds", type=int, default=0,
+                    help="after the levels, run each level this many more times, Lingxi and llama-server back "
+                         "to back, and report the ratio per round and its median")
     ap.add_argument("--layouts-ab", type=int, default=0, metavar="ROUNDS",
                     help="only compare the two KV layouts in this process, ROUNDS alternating rounds")
     args = ap.parse_args()
