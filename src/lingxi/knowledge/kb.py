@@ -29,7 +29,7 @@ from lingxi.knowledge.chunking import chunk_document
 from lingxi.stores.embeddings import EmbeddingCache, embedder_key
 from lingxi.knowledge.fusion import FusionStats, fuse
 from lingxi.knowledge.loaders import LoadError, iter_files, load_file
-from lingxi.knowledge.retrievers import bm25_tokens
+from lingxi.knowledge.retrievers import Query, bm25_tokens
 from lingxi.stores.knowledge import KnowledgeStore, open_knowledge_store
 from lingxi.text import cjk_ratio, language_of
 from lingxi.knowledge.types import Answer, Chunk, Document, Hit, IngestReport
@@ -179,13 +179,17 @@ class KnowledgeBase:
             self._cache = EmbeddingCache(self.settings.home_dir / "cache" / "embeddings.sqlite")
         return self._cache
 
+    def _cache_model(self) -> str:
+        """This knowledge base's embedder as the embedding cache names it (name + config hash)."""
+        return embedder_key(self.embedder_name, self.settings.embedder(self.embedder_name).model_dump_json())
+
     def passage_vectors(self, texts: Sequence[str]) -> np.ndarray:
         """``texts`` embedded as passages by this knowledge base's embedder, one row each, through
         the machine's embedding cache: a text is embedded once, then read back."""
         if not texts:
             return np.zeros((0, int(self.store.meta().get("dim") or 0)), np.float32)
         embedder = self.embedder()
-        model = embedder_key(self.embedder_name, self.settings.embedder(self.embedder_name).model_dump_json())
+        model = self._cache_model()
         hashes = [hashlib.sha256(f"passage\x00{t}".encode()).hexdigest() for t in texts]
         got, _ = self._embedding_cache().embed(model, list(texts), hashes,
                                                lambda batch: embedder.embed(batch, kind="passage"))
@@ -328,7 +332,7 @@ class KnowledgeBase:
         vectors = self.store.vectors_for([c.hash for c in all_chunks])
         missing = [c for c in all_chunks if c.hash not in vectors]
         if missing:
-            model = embedder_key(self.embedder_name, self.settings.embedder(self.embedder_name).model_dump_json())
+            model = self._cache_model()
             bar = _progress(len({c.hash for c in missing}), f"embedding {self.name}", progress)
             try:
                 got, report.chunks_embedded = self._embedding_cache().embed(
@@ -474,19 +478,22 @@ class KnowledgeBase:
         scored = self.search_ids(query, mode=mode, k=k, groups=groups, filters=filters)
         return self.store.hits(scored)
 
-    def search_ids(self, query: str, mode: str = "hybrid", k: int = 5, groups: Sequence[str] | None = None,
+    def search_ids(self, query: str | Query, mode: str = "hybrid", k: int = 5, groups: Sequence[str] | None = None,
                    filters: dict[str, Any] | None = None, *, learn: bool = True) -> list[tuple[str, float]]:
         """Like :meth:`search` but only (chunk id, score): no text is read (evaluation, benchmarks).
 
         ``mode`` names a retriever (:func:`lingxi.knowledge.retrievers.get_retriever`: ``bm25``,
         ``dense``, ``hybrid``, ``graph``, a registered one, or ``fuse:A+B…``); ``learn`` lets a
-        fused search update the knowledge base's fusion statistics.
+        fused search update the knowledge base's fusion statistics. A :class:`Query` (rather than
+        its text) lets the caller reuse the vector the search computes.
         """
-        from lingxi.knowledge.retrievers import FusedRetriever, Query, get_retriever
+        from lingxi.knowledge.retrievers import FusedRetriever, get_retriever
 
         retriever = get_retriever(mode)
         if k < 1:
             raise UsageError(f"k must be >= 1, got {k}")
+        q = query if isinstance(query, Query) else Query(query, self)
+        query = q.text
         if not query.strip():
             raise UsageError("empty query")
         if self.embedder_name is None:
@@ -495,7 +502,6 @@ class KnowledgeBase:
         if unavailable:
             raise UsageError(f"search mode '{mode}': {unavailable}")
         groups = list(groups) if groups is not None else None
-        q = Query(query, self)
         depth = max(k, self._rerank_depth())
         if isinstance(retriever, FusedRetriever):
             scored = retriever.search(self, q, depth, groups, filters, learn=learn)

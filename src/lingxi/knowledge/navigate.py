@@ -146,7 +146,8 @@ class _Scores:
 
     def __init__(self, index: TreeIndex, kb: KnowledgeBase, question: str, groups: list[str] | None, k: int):
         own = index.bm25(tokenize(question))
-        ranked = kb.search_ids(question, mode="hybrid", k=kb.settings.knowledge.candidates, groups=groups,
+        self._query = Query(question, kb)  # its vector, computed by the search, serves final() too
+        ranked = kb.search_ids(self._query, mode="hybrid", k=kb.settings.knowledge.candidates, groups=groups,
                                learn=False)
         rank = {cid: 1.0 - r / max(len(ranked), 1) for r, (cid, _) in enumerate(ranked)}
         leaf_best = np.zeros(len(index.nodes), np.float32)
@@ -165,7 +166,7 @@ class _Scores:
         # a subtree holding one of the hybrid search's k best chunks (rank 1 - r/n for r < k)
         self.evidence = chunk_best > 1.0 - k / len(ranked) if ranked else np.zeros(len(index.nodes), bool)
         self.index = index
-        self._kb, self._question = kb, question
+        self._kb = kb
 
     def final(self, leaves: Sequence[TreeNode]) -> list[tuple[TreeNode, float]]:
         """``leaves`` with their final scores, best first: for the prefilter's best ``RERANK`` of
@@ -177,8 +178,7 @@ class _Scores:
         if not head:
             return []
         vectors = self._kb.passage_vectors([f"{n.title}\n{n.text}" for n in head])
-        query = self._kb.embedder().embed([self._question], kind="query")[0]
-        cos = vectors @ query
+        cos = vectors @ self._query.vector
         spread = float(cos.max() - cos.min())
         meaning = (cos - cos.min()) / spread if spread > 0 else np.ones_like(cos)
         out = [(n, (self(n) + float(m)) / 2) for n, m in zip(head, meaning)]
