@@ -4,8 +4,8 @@ bundled SmolLM2 GGUF with the same threads; the client is the OpenAI SDK, stream
 gateway's answer cache off; every request's prompt is new to both servers (numbered), so no
 level is helped by the prompt cache of an earlier one. Levels alternate between the two servers so that drift in the
 machine's load hits both alike. Prints JSON: aggregate tokens/s and TTFT p50/p95 per level, the
-CPU time each server spent per generated token, and a multi-turn chat (growing history) with each
-turn's TTFT.
+CPU time each server spent per generated token, and multi-turn chats (growing history; ``--chats``
+of them per server, taking turns) with each turn's median TTFT.
 ``--in-process`` adds Lingxi's engine called in this process (no HTTP, no gateway) and raw
 llama-cpp-python at 1 stream, to tell the engine's cost from the gateway's.
 
@@ -13,7 +13,7 @@ Targets (issue 13): at 8 streams aggregate tok/s >= llama-server's and TTFT p95 
 at 1 stream >= raw llama-cpp-python; the 10th turn's TTFT within 1.5x the first's.
 
     make llama-server   # builds build/llama.cpp/bin/llama-server (the reference; skipped if absent)
-    python benchmarks/concurrency.py [--levels 1,2,4,8,16] [--max-tokens 128] [--turns 10] [--threads N]
+    python benchmarks/concurrency.py [--levels 1,2,4,8,16] [--max-tokens 128] [--turns 10] [--chats 5] [--threads N]
         [--in-process] [--kv-layout auto|split|shared] [--rounds R]
     python benchmarks/concurrency.py --layouts-ab ROUNDS [--parallel 8] [--max-tokens 128]
 
@@ -229,17 +229,38 @@ async def level(target: Target, c: int, max_tokens: int, waves: int) -> dict:
             "cpu_ms_per_token": round((process_cpu(target.pid) - cpu_before) * 1000 / max(tokens, 1), 1)}
 
 
-async def multi_turn(target: Target, turns: int, max_tokens: int) -> dict:
-    messages: list[dict] = [{"role": "system", "content": "You are a helpful astronomy tutor."}]
+async def multi_turn(target: Target, turns: int, max_tokens: int, chat: int = 0) -> dict:
+    """One chat of ``turns`` turns, each answer appended to the history; the system prompt is
+    numbered so that no chat reuses another's cached prefix."""
+    messages: list[dict] = [{"role": "system", "content": f"Chat {chat}. You are a helpful astronomy tutor."}]
     ttfts, prompt_chars = [], []
     for q in QUESTIONS[:turns]:
         messages.append({"role": "user", "content": q})
         r = await target.stream(messages, max_tokens)
-        ttfts.append(round(r["ttft"], 3))
+        ttfts.append(r["ttft"])
         messages.append({"role": "assistant", "content": r["text"]})
         prompt_chars.append(sum(len(m["content"]) for m in messages))
-    return {"ttft_per_turn_s": ttfts, "history_chars": prompt_chars,
-            "last_over_first": round(ttfts[-1] / ttfts[0], 2) if ttfts[0] > 0 else None}
+    return {"ttft_per_turn_s": ttfts, "history_chars": prompt_chars}
+
+
+async def multi_turn_chats(targets: dict[str, Target], args) -> dict:
+    """``args.chats`` chats per target, the targets taking turns to go first, so that a host whose
+    speed drifts hits all alike; each turn's TTFT is the median over the chats (one chat's single
+    samples swing with the host), and the tenth over the first is taken from those medians."""
+    names = [name for name in targets if targets[name].raw is None]  # raw calls keep no prompt cache
+    chats: dict[str, list[dict]] = {name: [] for name in names}
+    for k in range(args.chats):
+        for name in names if k % 2 == 0 else names[::-1]:
+            chats[name].append(await multi_turn(targets[name], args.turns, args.turn_tokens, k))
+    out = {}
+    for name, runs in chats.items():
+        per_turn = [round(statistics.median(turn), 3) for turn in zip(*(r["ttft_per_turn_s"] for r in runs))]
+        out[name] = {"chats": len(runs), "ttft_per_turn_s": per_turn,
+                     "history_chars": runs[0]["history_chars"],
+                     "last_over_first": round(per_turn[-1] / per_turn[0], 2) if per_turn[0] > 0 else None,
+                     "last_over_first_per_chat": [round(r["ttft_per_turn_s"][-1] / r["ttft_per_turn_s"][0], 2)
+                                                  for r in runs]}
+    return out
 
 
 def _load() -> list[float]:
@@ -265,34 +286,33 @@ async def run(targets: dict[str, Target], args) -> dict:
         levels[str(c)] = {name: {**await level(targets[name], c, args.max_tokens, max(1, args.min_requests // c)),
                                  "load_avg": _load()}
                           for name in order if not targets[name].max_c or c <= targets[name].max_c}
-    rounds = await paired_rounds(targets, args) if args.rounds and "llama-server" in targets else {}
-    turns = {}
-    if args.turns:
-        for name in names:
-            if targets[name].raw is not None:
-                continue  # no prompt cache across calls to compare
-            turns[name] = await multi_turn(targets[name], args.turns, args.turn_tokens)
+    rounds = await paired_rounds(targets, args) if args.rounds and len(targets) > 1 else {}
+    turns = await multi_turn_chats(targets, args) if args.turns else {}
     for target in targets.values():
         await target.close()
     return {"levels": levels, "multi_turn": turns, **({"paired_rounds": rounds} if rounds else {})}
 
 
 async def paired_rounds(targets: dict[str, Target], args) -> dict:
-    """Each level again ``args.rounds`` times, Lingxi and llama-server back to back in alternating
-    order, their ratio per round: a host whose speed drifts moves both sides of a round alike."""
+    """Each level again ``args.rounds`` times, every target measured at that level back to back, in
+    alternating order; Lingxi's ratio to each of the others per round: a host whose speed drifts
+    moves all sides of a round alike (at 1 stream this pairs Lingxi with raw llama-cpp-python too)."""
     out = {}
-    pair = ["lingxi", "llama-server"]
     for c in args.levels:
-        runs: dict[str, list[dict]] = {name: [] for name in pair}
+        names = [name for name in targets if not targets[name].max_c or c <= targets[name].max_c]
+        runs: dict[str, list[dict]] = {name: [] for name in names}
         for r in range(args.rounds):
-            for name in (pair if r % 2 == 0 else pair[::-1]):
+            for name in (names if r % 2 == 0 else names[::-1]):
                 runs[name].append(await level(targets[name], c, args.max_tokens, max(1, args.min_requests // c)))
-        tok = [round(a["aggregate_tok_s"] / b["aggregate_tok_s"], 2) for a, b in zip(*runs.values())]
-        ttft = [round(a["ttft_p95_s"] / b["ttft_p95_s"], 2) for a, b in zip(*runs.values()) if b["ttft_p95_s"]]
-        out[str(c)] = {"lingxi_tok_s": [x["aggregate_tok_s"] for x in runs["lingxi"]],
-                       "llama_server_tok_s": [x["aggregate_tok_s"] for x in runs["llama-server"]],
-                       "tok_s_ratio": tok, "tok_s_ratio_median": statistics.median(tok),
+        vs = {}
+        for ref in names[1:]:
+            tok = [round(a["aggregate_tok_s"] / b["aggregate_tok_s"], 2) for a, b in zip(runs["lingxi"], runs[ref])]
+            ttft = [round(a["ttft_p95_s"] / b["ttft_p95_s"], 2)
+                    for a, b in zip(runs["lingxi"], runs[ref]) if b["ttft_p95_s"]]
+            vs[ref] = {"tok_s_ratio": tok, "tok_s_ratio_median": statistics.median(tok),
                        "ttft_p95_ratio": ttft, "ttft_p95_ratio_median": statistics.median(ttft) if ttft else None}
+        out[str(c)] = {"tok_s": {name: [x["aggregate_tok_s"] for x in r] for name, r in runs.items()},
+                       "lingxi_over": vs}
     return out
 
 
@@ -326,11 +346,13 @@ async def layouts_ab(rounds: int, parallel: int, threads: int, max_tokens: int) 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--llama-server", default="build/llama.cpp/bin/llama-server")
-    ap.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 4, 8, 16])
+    ap.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",") if x], default=[1, 2, 4, 8, 16],
+                    help="concurrency levels; empty (--levels '') runs only the multi-turn chats")
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--min-requests", type=int, default=4, help="requests per level at least (waves of c)")
     ap.add_argument("--turns", type=int, default=10)
     ap.add_argument("--turn-tokens", type=int, default=64, help="max tokens per multi-turn answer")
+    ap.add_argument("--chats", type=int, default=5, help="multi-turn chats per server (the median per turn is reported)")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--parallel", type=int, default=8, help="slots: Lingxi's parallel and llama-server's -np")
     ap.add_argument("--kv-layout", choices=["auto", "split", "shared"], default="auto",
@@ -339,8 +361,8 @@ def main() -> None:
     ap.add_argument("--in-process", action="store_true",
                     help="also Lingxi's engine and raw llama-cpp-python (1 stream) in this process, without HTTP")
     ap.add_argument("--rounds", type=int, default=0,
-                    help="after the levels, run each level this many more times, Lingxi and llama-server back "
-                         "to back, and report the ratio per round and its median")
+                    help="after the levels, run each level this many more times, every target back to back, "
+                         "and report Lingxi's ratio to each per round and its median")
     ap.add_argument("--layouts-ab", type=int, default=0, metavar="ROUNDS",
                     help="only compare the two KV layouts in this process, ROUNDS alternating rounds")
     args = ap.parse_args()
