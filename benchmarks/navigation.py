@@ -1,7 +1,7 @@
 """Tree navigation against hybrid top-k on a long structured document: does it cite the right section?
 
     python benchmarks/navigation.py DATA_DIR [--k 5] [--model smollm2] [--home DIR] [--limit N]
-        [--english RUST_REFERENCE_PRINT_HTML]
+        [--english RUST_REFERENCE_PRINT_HTML] [--questions FILE] [--questions-en FILE]
 
 DATA_DIR is the project's shared public data folder; the document is ``prc-civil-code-zh/`` (the
 PRC Civil Code, 8 markdown files, 1,260 articles), the questions
@@ -67,6 +67,8 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2", help="chat model that chooses (navigate) and answers")
     ap.add_argument("--home", type=Path, default=None, help="Lingxi home (its embedding cache makes reruns fast)")
     ap.add_argument("--questions", type=Path, default=QUESTIONS)
+    ap.add_argument("--questions-en", type=Path, default=QUESTIONS_EN,
+                    help="English questions (rust_reference_en_dev.jsonl: the development set)")
     ap.add_argument("--limit", type=int, default=0, help="only the first N questions")
     ap.add_argument("--no-answers", action="store_true", help="retrieval only, no kb.answer calls")
     ap.add_argument("--english", type=Path, default=None, help="The Rust Reference's print.html")
@@ -81,7 +83,7 @@ def main() -> None:
         questions = _read(args.questions, args.limit)
         out["zh"] = run(settings, engine, args.data / "prc-civil-code-zh", questions, args, "prc-civil-code-zh")
     if args.english:
-        questions = _read(QUESTIONS_EN, args.limit)
+        questions = _read(args.questions_en, args.limit)
         out["en"] = run(settings, engine, args.english, questions, args, "rust-reference")
     out["load_end"] = os.getloadavg()[0]
     print(json.dumps(out, ensure_ascii=False, indent=1))

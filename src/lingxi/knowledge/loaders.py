@@ -182,13 +182,18 @@ def _load_html(text: str, source: str, stem: str) -> Document:
                     loose.append(child.text_content)
             elif tag in _HTML_SKIP or tag == "-comment":
                 pass
+            elif tag in ("ul", "ol"):  # one block, an item a line, as Markdown lists are kept
+                flush_loose()
+                items = [re.sub(r"\s+", " ", li.text(separator=" ")).strip() for li in child.iter() if li.tag == "li"]
+                if any(items):
+                    blocks.append(Block("\n".join(i for i in items if i), 0))
             elif tag in _HTML_BLOCKS:
                 flush_loose()
                 body = re.sub(r"[ \t\r\f\v]+", " ", child.text(separator=" ")).strip()
                 if body:
                     blocks.append(Block(body, int(tag[1]) if re.fullmatch(r"h[1-6]", tag) else 0))
             else:
-                if tag in ("div", "section", "article", "br", "tr", "table", "ul", "ol", "main", "header"):
+                if tag in ("div", "section", "article", "br", "tr", "table", "main", "header"):
                     flush_loose()
                 walk(child)
             child = child.next

@@ -8,7 +8,8 @@ a numbered marker open nodes too, ranked outermost first: 第X编, 第X分编, �
 header and the paragraphs after it become its children; one that reads as a clause (第五百七十七条
 当事人一方…。) is a leaf, and the plain paragraphs and item markers (一、, （一）) after it are part
 of its text, so a legal article is one leaf with its paragraphs and items. Any other paragraph is
-a leaf of the innermost open section. Empty headings are dropped.
+a leaf of the innermost open section, except a short one that reads as a label ("Example", a rule
+id): it joins the plain paragraph it labels. Empty headings are dropped.
 
 **Node ids** are dotted paths from the document number: ``3.1.2.577`` is document 3, its first
 part, that part's second child, article 577. One segment per level, chosen so that an id
@@ -239,8 +240,29 @@ def build_tree(doc: Document, doc_no: int, chunks: Sequence[Chunk] = ()) -> list
             top.children.append(_Draft(_clause_title(text), [text], keys=[key], page=block.page))
     by_key = _chunks_by_paragraph(chunks, doc_no)
     nodes: list[TreeNode] = []
-    _emit(_prune(root), str(doc_no), "", doc_no, by_key, nodes)
+    _emit(_labels(_prune(root)), str(doc_no), "", doc_no, by_key, nodes)
     return nodes
+
+
+def _labels(node: _Draft) -> _Draft:
+    """Short plain paragraphs that read as labels ("Example", a rule id like "[layout.repr.c]")
+    do not stand alone as leaves: they join the plain paragraph they precede. One before a
+    heading or a numbered node, or at the end of its section, stays a leaf."""
+    out: list[_Draft] = []
+    pending: list[_Draft] = []
+    for c in node.children:
+        if c.kind == "leaf" and len(c.text) == 1 and _title_like(c.text[0]):
+            pending.append(c)
+            continue
+        if pending and c.kind == "leaf":
+            c.text[:0] = [p.text[0] for p in pending]
+            c.keys[:0] = [k for p in pending for k in p.keys]
+            pending = []
+        out += pending
+        pending = []
+        out.append(c)
+    node.children = [_labels(c) for c in out + pending]
+    return node
 
 
 def _clause_title(text: str) -> str:
