@@ -182,8 +182,8 @@ def _load_html(text: str, source: str, stem: str) -> Document:
                     loose.append(child.text_content)
             elif tag in _HTML_SKIP or tag == "-comment":
                 pass
-            elif tag in ("ul", "ol"):  # one block, an item a line, as Markdown lists are kept
-                flush_loose()
+            elif tag in ("ul", "ol") and any(li.tag == "li" for li in child.iter()):
+                flush_loose()  # one block, an item a line, as Markdown lists are kept
                 items = [re.sub(r"\s+", " ", li.text(separator=" ")).strip() for li in child.iter() if li.tag == "li"]
                 if any(items):
                     blocks.append(Block("\n".join(i for i in items if i), 0))
@@ -193,7 +193,7 @@ def _load_html(text: str, source: str, stem: str) -> Document:
                 if body:
                     blocks.append(Block(body, int(tag[1]) if re.fullmatch(r"h[1-6]", tag) else 0))
             else:
-                if tag in ("div", "section", "article", "br", "tr", "table", "main", "header"):
+                if tag in ("div", "section", "article", "br", "tr", "table", "ul", "ol", "main", "header"):
                     flush_loose()
                 walk(child)
             child = child.next
