@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from lingxi.errors import LingxiError, NotFoundError, UsageError
-from lingxi.knowledge.chunking import chunk_document
+from lingxi.knowledge.chunking import chunk_document, content_hash
 from lingxi.stores.embeddings import EmbeddingCache, embedder_key
 from lingxi.knowledge.fusion import FusionStats, fuse
 from lingxi.knowledge.loaders import LoadError, iter_files, load_file
@@ -190,7 +190,7 @@ class KnowledgeBase:
             return np.zeros((0, int(self.store.meta().get("dim") or 0)), np.float32)
         embedder = self.embedder()
         model = self._cache_model()
-        hashes = [hashlib.sha256(f"passage\x00{t}".encode()).hexdigest() for t in texts]
+        hashes = [content_hash(t) for t in texts]  # ingest's key: a leaf that is a chunk's text is cached already
         got, _ = self._embedding_cache().embed(model, list(texts), hashes,
                                                lambda batch: embedder.embed(batch, kind="passage"))
         return np.stack([got[h] for h in hashes])

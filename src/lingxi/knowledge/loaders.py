@@ -182,9 +182,9 @@ def _load_html(text: str, source: str, stem: str) -> Document:
                     loose.append(child.text_content)
             elif tag in _HTML_SKIP or tag == "-comment":
                 pass
-            elif tag in ("ul", "ol") and any(li.tag == "li" for li in child.iter()):
+            elif tag in ("ul", "ol") and (lis := [li for li in child.iter() if li.tag == "li"]):
                 flush_loose()  # one block, an item a line, as Markdown lists are kept
-                items = [re.sub(r"\s+", " ", li.text(separator=" ")).strip() for li in child.iter() if li.tag == "li"]
+                items = [re.sub(r"\s+", " ", li.text(separator=" ")).strip() for li in lis]
                 if any(items):
                     blocks.append(Block("\n".join(i for i in items if i), 0))
             elif tag in _HTML_BLOCKS:

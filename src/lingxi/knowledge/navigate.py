@@ -221,7 +221,7 @@ def navigate(kb: KnowledgeBase, question: str, *, groups: Sequence[str] | None =
     score = _Scores(index, kb, question, groups, k)
     chooser = engine if engine is not None and not too_small(engine) else None
     nav = Navigation([])
-    found: dict[str, float] = {}
+    found: set[str] = set()
     open_nodes: list[TreeNode] = [_through(r) for r in index.roots]
     for level in range(depth):
         candidates = _expand(open_nodes, parts, score, first=level == 0)
@@ -233,7 +233,7 @@ def navigate(kb: KnowledgeBase, question: str, *, groups: Sequence[str] | None =
             "chosen": [n.id for n in chosen], "reasons": reasons, "note": note})
         for n in chosen:
             if n.is_leaf:
-                found[n.id] = score(n)
+                found.add(n.id)
         open_nodes = [n for n in chosen if not n.is_leaf]
         if not open_nodes:
             break
@@ -249,7 +249,7 @@ def navigate(kb: KnowledgeBase, question: str, *, groups: Sequence[str] | None =
             "chosen": [n.id for n in picked], "reasons": {},
             "note": f"depth limit {depth} reached: the best leaves under {', '.join(n.id for n in open_nodes)}, "
                     "the best reranked with their own text's meaning"})
-        found.update((n.id, 0.0) for n in picked)
+        found.update(n.id for n in picked)
     nav.leaves = [(n, s) for n, s in final if n.id in found][:k]
     return nav
 

@@ -257,8 +257,8 @@ def _labels(node: _Draft) -> _Draft:
         if pending and c.kind == "leaf":
             c.text[:0] = [p.text[0] for p in pending]
             c.keys[:0] = [k for p in pending for k in p.keys]
-            pending = []
-        out += pending
+        else:
+            out += pending
         pending = []
         out.append(c)
     node.children = [_labels(c) for c in out + pending]
