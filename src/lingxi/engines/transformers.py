@@ -44,12 +44,18 @@ def quiet_bitsandbytes() -> None:
     """Drop two bitsandbytes warnings a user can do nothing about: one on every 8-bit matmul of a
     float32 input (cast to float16 by design) and one, at import, that a CPU kernel could not be
     fetched from the Hugging Face Hub (never reached here; bitsandbytes' own kernel runs instead).
+    Where the ``kernels`` package is installed, that fetch logs its own warning from one of its
+    modules (which one differs by version), so its logger tree is raised to errors unless the user
+    set a level on it: Lingxi never loads a kernel from the Hub.
     Call before bitsandbytes is imported; calling again adds nothing."""
     for name, text in (("bitsandbytes.autograd._functions", "inputs will be cast"),
                        ("bitsandbytes.backends.cpu.ops", "kernels-community")):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropMessage) for f in logger.filters):
             logger.addFilter(_DropMessage(text))
+    kernels = logging.getLogger("kernels")
+    if kernels.level == logging.NOTSET:
+        kernels.setLevel(logging.ERROR)
 
 
 class SharedBase:
