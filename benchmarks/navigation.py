@@ -1,7 +1,7 @@
 """Tree navigation against hybrid top-k on a long structured document: does it cite the right section?
 
     python benchmarks/navigation.py DATA_DIR [--k 5] [--model smollm2] [--home DIR] [--limit N]
-        [--english RUST_REFERENCE_PRINT_HTML] [--questions FILE] [--questions-en FILE]
+        [--english RUST_REFERENCE_PRINT_HTML] [--questions FILE] [--questions-en FILE] [--unanswerable FILE]
 
 DATA_DIR is the project's shared public data folder; the document is ``prc-civil-code-zh/`` (the
 PRC Civil Code, 8 markdown files, 1,260 articles), the questions
@@ -25,7 +25,9 @@ Reported per retriever: ``top1`` (the first result cites a gold article), ``any`
 results does), ``latency_ms`` p50/p95 of the retrieval call, ``articles_in_top1`` (how many articles
 the first citation spans: a hybrid chunk packs several, a navigation leaf is one); for answers (``kb.answer``, answer
 mode auto with the model) the share answered with ``supported: true`` and, of those, the share whose
-citations include a gold article. Also the ingest seconds (chunks, embeddings and trees) and the
+citations include a gold article, and the share of ``--unanswerable`` questions refused
+(``unknown_on_unanswerable``: 20 legal questions the Civil Code does not answer, on criminal,
+tax, traffic and labour law, written before measuring). Also the ingest seconds (chunks, embeddings and trees) and the
 machine load at the start and end.
 """
 
@@ -47,6 +49,7 @@ from lingxi.knowledge.tree import chinese_number
 
 QUESTIONS = Path(__file__).parent / "data" / "navigation" / "civil_code_zh.jsonl"
 QUESTIONS_EN = Path(__file__).parent / "data" / "navigation" / "rust_reference_en.jsonl"
+UNANSWERABLE = Path(__file__).parent / "data" / "navigation" / "civil_code_zh_unanswerable.txt"
 _ARTICLE = re.compile(r"(?m)^第([零〇一二两三四五六七八九十百千]+)条")
 
 
@@ -69,6 +72,8 @@ def main() -> None:
     ap.add_argument("--questions", type=Path, default=QUESTIONS)
     ap.add_argument("--questions-en", type=Path, default=QUESTIONS_EN,
                     help="English questions (rust_reference_en_dev.jsonl: the development set)")
+    ap.add_argument("--unanswerable", type=Path, default=UNANSWERABLE,
+                    help="questions the Civil Code does not answer, one per line")
     ap.add_argument("--limit", type=int, default=0, help="only the first N questions")
     ap.add_argument("--no-answers", action="store_true", help="retrieval only, no kb.answer calls")
     ap.add_argument("--english", type=Path, default=None, help="The Rust Reference's print.html")
@@ -81,7 +86,9 @@ def main() -> None:
     out: dict = {"k": args.k, "model": args.model, "load_start": os.getloadavg()[0]}
     if not args.only_english:
         questions = _read(args.questions, args.limit)
-        out["zh"] = run(settings, engine, args.data / "prc-civil-code-zh", questions, args, "prc-civil-code-zh")
+        unanswerable = [line.strip() for line in args.unanswerable.read_text(encoding="utf-8").splitlines() if line.strip()]
+        out["zh"] = run(settings, engine, args.data / "prc-civil-code-zh", questions, args, "prc-civil-code-zh",
+                        unanswerable)
     if args.english:
         questions = _read(args.questions_en, args.limit)
         out["en"] = run(settings, engine, args.english, questions, args, "rust-reference")
@@ -94,7 +101,8 @@ def _read(path: Path, limit: int) -> list[dict]:
     return rows[: limit or None]
 
 
-def run(settings, engine, source: Path, questions: list[dict], args, label: str) -> dict:
+def run(settings, engine, source: Path, questions: list[dict], args, label: str,
+        unanswerable: list[str] | None = None) -> dict:
     """Both retrievers over one knowledge base of ``source``, question by question."""
     out: dict = {"document": label, "questions": len(questions)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -152,6 +160,9 @@ def run(settings, engine, source: Path, questions: list[dict], args, label: str)
                         correct += any(cites(h, q) for h in a.hits if h.id in {c.id for c in a.citations})
                 out[name]["answered"] = round(answered / len(questions), 3)
                 out[name]["answered_cite_gold"] = round(correct / answered, 3) if answered else None
+                if unanswerable:
+                    refused = sum(not kb.answer(u, engine, k=args.k, retrieval=name).supported for u in unanswerable)
+                    out[name]["unknown_on_unanswerable"] = round(refused / len(unanswerable), 3)
         out["per_question"] = per_question
         kb.close()
     return out

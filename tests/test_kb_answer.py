@@ -146,6 +146,23 @@ def test_a_sentence_about_the_subject_but_not_what_is_asked_of_it_does_not_answe
     assert not answerable(question, rank_sentences(question, [series]))
 
 
+def test_a_clause_number_is_not_the_quantity_asked_for():
+    # Civil Code articles start with their number and cite others; neither answers "多少年" (two
+    # in-domain questions the code does not answer were quoted so before).
+    question = "机动车驾驶证多少年换一次？"
+    article = _hit("第一千二百一十六条 机动车驾驶人发生交通事故后逃逸，该机动车参加强制保险的，由保险人在机动车强制保险责任限额范围内予以赔偿。")
+    assert not answerable(question, rank_sentences(question, [article]))
+    item = _hit("（五）可以转让的注册商标专用权、专利权、著作权等知识产权中的财产权；")
+    assert not answerable("注册商标的有效期是多少年？", rank_sentences("注册商标的有效期是多少年？", [item]))
+    term = _hit("第一百八十八条 向人民法院请求保护民事权利的诉讼时效期间为三年。")
+    ranked = rank_sentences("诉讼时效期间是多少年？", [term])
+    assert answerable("诉讼时效期间是多少年？", ranked) and "三年" in ranked[0].sentence
+    # a statute says when by an event, not a date
+    birth = _hit("第十三条 自然人从出生时起到死亡时止，具有民事权利能力，依法享有民事权利，承担民事义务。")
+    ranked = rank_sentences("一个人从什么时候开始享有民事权利？", [birth])
+    assert answerable("一个人从什么时候开始享有民事权利？", ranked)
+
+
 def test_a_full_stop_inside_a_title_does_not_cut_the_quote():
     album = _hit("《卡拉OK.LIVE！‧台北‧我》是张雨生发行的第六张国语专辑。专辑中所有歌曲的词曲皆由他创作。")
     ranked = rank_sentences("张雨生的第六张国语专辑是什么？", [album])

@@ -266,13 +266,16 @@ _EN_WHERE = re.compile(r"^\W*(?:in|from|to)\s+(?:which|what)\s+(?:country|city|s
 
 
 def answers_question(question: str, sentence: str) -> bool:
-    """Whether ``sentence`` gives the kind of thing the question asks for (a number for "how many")."""
+    """Whether ``sentence`` gives the kind of thing the question asks for (a number for "how many").
+    A clause's own number or a reference to one (第一千二百一十六条, 本法第十七条第二款, a leading
+    （五） or 三、) is structure, not a quantity or a time: "多少年" is not answered by an article
+    that only carries its number. A statute says when by an event (从出生时起): that answers "什么时候"."""
     asked = asked_for(question)
-    said, q = _signature(sentence), signature(question)
+    said, q = _signature(_STRUCTURE.sub(" ", sentence)), signature(question)
     numbers = said.numbers - q.numbers
     if "quantity" in asked and not numbers:
         return False
-    if "time" in asked and not (numbers or said.dates - q.dates):
+    if "time" in asked and not (numbers or said.dates - q.dates or _FROM_WHEN.search(sentence)):
         return False
     if "reason" in asked and not _REASON.search(sentence) and len(content_units(sentence)) < 4:
         return False
@@ -283,6 +286,10 @@ def answers_question(question: str, sentence: str) -> bool:
     return True
 
 
+_ZH_NUM = r"\d零〇一二两三四五六七八九十百千"
+_STRUCTURE = re.compile(rf"第[{_ZH_NUM}]+(?:之[{_ZH_NUM}]+)?[编章节条款项目]|^\s*[（(][{_ZH_NUM}]+[）)]|^\s*[{_ZH_NUM}]+、")
+#: A statute's way of saying when: from an event on (自出生时起, 自合同成立之日起), or until one (死亡时止).
+_FROM_WHEN = re.compile(r"(?:时|之日)起|时止")
 _ORDINAL_ASKED = re.compile(r"第几|哪一名|\bwhich place\b|\bwhat (?:place|position|rank)\b", re.I)
 _ORDINAL = re.compile(r"第\s*[\d零〇一二两三四五六七八九十百]+|冠军|亚军|季军|\b\d+(?:st|nd|rd|th)\b|"
                       r"\b(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last)\b", re.I)
