@@ -16,7 +16,7 @@ from lingxi.errors import UsageError
 from lingxi.knowledge import create_kb
 from lingxi.knowledge.answer import answerable, extract, rank_sentences, too_small, verify
 from lingxi.knowledge.answer_eval import answer_matches, build_pairs, evaluate_support, read_jsonl
-from lingxi.knowledge.support import check, repetitive
+from lingxi.knowledge.support import answers_question, check, repetitive
 from lingxi.knowledge.types import Hit
 
 MANUAL_ZH = """# 员工手册
@@ -157,6 +157,20 @@ def test_a_clause_number_is_not_the_quantity_asked_for():
     term = _hit("第一百八十八条 向人民法院请求保护民事权利的诉讼时效期间为三年。")
     ranked = rank_sentences("诉讼时效期间是多少年？", [term])
     assert answerable("诉讼时效期间是多少年？", ranked) and "三年" in ranked[0].sentence
+    # of three sentences giving numbers, the one in the unit asked for (三年, not 十八周岁 or 六个月)
+    chapter = _hit("第一百九十一条 未成年人遭受性侵害的损害赔偿请求权的诉讼时效期间，自受害人年满十八周岁之日起计算。"
+                   "第一百九十四条 在诉讼时效期间的最后六个月内，因下列障碍，不能行使请求权的，诉讼时效中止。"
+                   "第一百八十八条 向人民法院请求保护民事权利的诉讼时效期间为三年。")
+    ranked = rank_sentences("诉讼时效期间是多少年？", [chapter])
+    assert answerable("诉讼时效期间是多少年？", ranked) and "三年" in ranked[0].sentence
+    notice = _hit("Staff get 15 paid holidays a year. The notice period for resignation is 30 days.")
+    ranked = rank_sentences("How many days is the notice period for resignation?", [notice])
+    assert "30 days" in ranked[0].sentence
+    # a number in another unit is not the count asked for; "哪几座" asks which ones, not how many
+    watering = _hit("夏季时每天灌溉1-2次，而冬季因进入休眠期待土壤干燥时补充水份即可。")
+    assert not answerable("猫每天需要睡多少个小时？", rank_sentences("猫每天需要睡多少个小时？", [watering]))
+    labs = _hit("凤岭校区有4间高水平实验室，包括物理探究性实验室、生物数码互动实验室。")
+    assert answers_question("凤岭校区的高水平实验室有哪几座？", labs.text)
     # a statute says when by an event, not a date
     birth = _hit("第十三条 自然人从出生时起到死亡时止，具有民事权利能力，依法享有民事权利，承担民事义务。")
     ranked = rank_sentences("一个人从什么时候开始享有民事权利？", [birth])

@@ -269,11 +269,17 @@ def answers_question(question: str, sentence: str) -> bool:
     """Whether ``sentence`` gives the kind of thing the question asks for (a number for "how many").
     A clause's own number or a reference to one (第一千二百一十六条, 本法第十七条第二款, a leading
     （五） or 三、) is structure, not a quantity or a time: "多少年" is not answered by an article
-    that only carries its number. A statute says when by an event (从出生时起): that answers "什么时候"."""
+    that only carries its number. A count asked in a unit needs a number in that unit: 多少个小时
+    is not answered by 1-2次, 多少年 not by 十八周岁. A statute says when by an event (从出生时起):
+    that answers "什么时候"."""
     asked = asked_for(question)
-    said, q = _signature(_STRUCTURE.sub(" ", sentence)), signature(question)
+    plain = _STRUCTURE.sub(" ", sentence)
+    said, q = _signature(plain), signature(question)
     numbers = said.numbers - q.numbers
     if "quantity" in asked and not numbers:
+        return False
+    unit = _count_in_unit(question)
+    if unit is not None and not unit.search(plain):
         return False
     if "time" in asked and not (numbers or said.dates - q.dates or _FROM_WHEN.search(sentence)):
         return False
@@ -299,6 +305,28 @@ def _names(said: Signature, q: Signature) -> bool:
     """The sentence names someone or somewhere the question does not (who / where / 谁 / 哪里)."""
     return any(e not in q.text and e not in q.entities for e in said.entities) or bool(
         re.search(r"[\u3400-\u9fff]·[\u3400-\u9fff]|《[^》]+》", said.text))
+
+
+_ZH_UNITS = "年|个月|月|周岁|周|星期|天|日|小时|分钟|岁|元|万元|亿元|倍|次|人|名|米|公里|千米|平方米|公顷|吨|公斤|千克|条|项|部|本|家|座"
+_ZH_ASKED_UNIT = re.compile(rf"(?:多少|(?<!哪)几)(?:个)?({_ZH_UNITS})")
+_ZH_UNIT_FORMS = {"个月": "个?月", "月": "个?月", "岁": "周?岁", "周岁": "周?岁", "天": "[天日]", "日": "[天日]",
+                  "周": "(?:周|星期)", "星期": "(?:周|星期)"}
+_EN_ASKED_UNIT = re.compile(r"\bhow\s+many\s+(years|months|weeks|days|hours|minutes|people|times|members|"
+                            r"employees|students|kilometres|kilometers|miles|metres|meters)\b", re.I)
+
+
+def _count_in_unit(question: str) -> re.Pattern[str] | None:
+    """For a question that asks for a count of something (多少年, 几个月, "how many days"), what a
+    number of it looks like in a sentence (三年, 六个月, "30 days"); None for any other question.
+    "哪几座" asks which ones, not how many."""
+    m = _ZH_ASKED_UNIT.search(question)
+    if m:
+        unit = _ZH_UNIT_FORMS.get(m.group(1), re.escape(m.group(1)))
+        return re.compile(rf"[\d零〇一二两三四五六七八九十百千万多余几半]+\s*(?:多|余)?{unit}")
+    m = _EN_ASKED_UNIT.search(question)
+    if m:
+        return re.compile(rf"\b\d[\d,.]*\s*(?:-\s*)?{re.escape(m.group(1).lower().rstrip('s'))}", re.I)
+    return None
 
 
 def adds_to(question: str, sentence: str) -> bool:
