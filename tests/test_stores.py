@@ -127,3 +127,18 @@ def test_a_database_from_before_the_scheme_adopts_it_keeping_its_rows(conn):
 def test_duplicate_step_names_are_refused(conn):
     with pytest.raises(ValueError, match="unique"):
         migrate(conn, "notes", [_m001_notes, _m001_notes])
+
+
+def test_the_embedding_cache_counts_what_it_found_as_progress(tmp_path):
+    """A resumed ingest's bar starts at what the cache already holds, not at 0."""
+    import numpy as np
+
+    from lingxi.stores.embeddings import EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path / "e.sqlite")
+    embed = lambda texts: np.ones((len(texts), 4), np.float32)  # noqa: E731
+    cache.embed("m", ["a", "b"], ["ha", "hb"], embed)
+    ticks: list[int] = []
+    vectors, embedded = cache.embed("m", ["a", "b", "c"], ["ha", "hb", "hc"], embed, progress=ticks.append)
+    assert embedded == 1 and sorted(vectors) == ["ha", "hb", "hc"]
+    assert ticks == [2, 1]

@@ -67,6 +67,8 @@ class EmbeddingCache:
             if h not in have:
                 todo.setdefault(h, t)
         items = list(todo.items())
+        if progress and have:
+            progress(len(have))  # found in the cache: done (a bar left at 0/485 would read as stuck)
         for i in range(0, len(items), batch_size):
             part = items[i:i + batch_size]
             vecs = embed_fn([t for _, t in part])
