@@ -307,26 +307,24 @@ def _names(said: Signature, q: Signature) -> bool:
         re.search(r"[\u3400-\u9fff]·[\u3400-\u9fff]|《[^》]+》", said.text))
 
 
-_ZH_UNITS = "年|个月|月|周岁|周|星期|天|日|小时|分钟|岁|元|万元|亿元|倍|次|人|名|米|公里|千米|平方米|公顷|吨|公斤|千克|条|项|部|本|家|座"
+#: Units whose count a question asks for (多少年, 几个月); not the counters that start other words
+#: (多少人口, 几条件), and not 日元 or 年级. English is left out: its numbers are too often words
+#: ("thirty days"), scales ("2.1 million people") or spans ("from 1939 to 1945") to demand a form.
+_ZH_UNITS = "年(?!级|龄|代)|个月|月(?!份)|周岁|周|星期|天|日(?!元|本|期)|小时|分钟|岁|万元|亿元|元|倍|公里|千米|平方米|米|公顷|吨|公斤|千克"
 _ZH_ASKED_UNIT = re.compile(rf"(?:多少|(?<!哪)几)(?:个)?({_ZH_UNITS})")
 _ZH_UNIT_FORMS = {"个月": "个?月", "月": "个?月", "岁": "周?岁", "周岁": "周?岁", "天": "[天日]", "日": "[天日]",
                   "周": "(?:周|星期)", "星期": "(?:周|星期)"}
-_EN_ASKED_UNIT = re.compile(r"\bhow\s+many\s+(years|months|weeks|days|hours|minutes|people|times|members|"
-                            r"employees|students|kilometres|kilometers|miles|metres|meters)\b", re.I)
 
 
 def _count_in_unit(question: str) -> re.Pattern[str] | None:
-    """For a question that asks for a count of something (多少年, 几个月, "how many days"), what a
-    number of it looks like in a sentence (三年, 六个月, "30 days"); None for any other question.
-    "哪几座" asks which ones, not how many."""
+    """For a Chinese question that asks for a count of something (多少年, 几个月), what a number
+    of it looks like in a sentence (三年, 六个月, 1939年); None for any other question. "哪几" asks
+    which ones, not how many."""
     m = _ZH_ASKED_UNIT.search(question)
-    if m:
-        unit = _ZH_UNIT_FORMS.get(m.group(1), re.escape(m.group(1)))
-        return re.compile(rf"[\d零〇一二两三四五六七八九十百千万多余几半]+\s*(?:多|余)?{unit}")
-    m = _EN_ASKED_UNIT.search(question)
-    if m:
-        return re.compile(rf"\b\d[\d,.]*\s*(?:-\s*)?{re.escape(m.group(1).lower().rstrip('s'))}", re.I)
-    return None
+    if m is None:
+        return None
+    unit = _ZH_UNIT_FORMS.get(m.group(1), re.escape(m.group(1)))
+    return re.compile(rf"[\d零〇一二两三四五六七八九十百千万多余几半]+\s*(?:多|余)?{unit}")
 
 
 def adds_to(question: str, sentence: str) -> bool:
