@@ -167,6 +167,8 @@ def test_a_clause_number_is_not_the_quantity_asked_for():
     assert answers_question("该市有多少人口？", "该市总人口为210万。")
     assert answers_question("一张门票多少日元？", "门票价格为1500日元。")
     assert answers_question("How many days is the notice period?", "The notice period is thirty days.")
+    assert answers_question("How many days of annual leave do staff get?", "员工每年享有十五天带薪年假。")
+    assert answers_question("员工的年假有多少天？", "Employees get fifteen days of paid annual leave.")
     # a number in another unit is not the count asked for; "哪几座" asks which ones, not how many
     watering = _hit("夏季时每天灌溉1-2次，而冬季因进入休眠期待土壤干燥时补充水份即可。")
     assert not answerable("猫每天需要睡多少个小时？", rank_sentences("猫每天需要睡多少个小时？", [watering]))

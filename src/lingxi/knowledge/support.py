@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from lingxi.meaning import Signature, signature
-from lingxi.text import language_of, pos_words, split_sentences, tokenize
+from lingxi.text import has_cjk, language_of, pos_words, split_sentences, tokenize
 
 __all__ = ["Verdict", "check", "focus", "topics", "repetitive", "content_units", "answers_question", "adds_to", "COVERAGE", "FOCUS"]
 
@@ -279,8 +279,8 @@ def answers_question(question: str, sentence: str) -> bool:
     if "quantity" in asked and not numbers:
         return False
     unit = _count_in_unit(question)
-    if unit is not None and not unit.search(plain):
-        return False
+    if unit is not None and has_cjk(plain) and not unit.search(plain):
+        return False  # (an English source's "fifteen days" is read by the cross-language path)
     if "time" in asked and not (numbers or said.dates - q.dates or _FROM_WHEN.search(sentence)):
         return False
     if "reason" in asked and not _REASON.search(sentence) and len(content_units(sentence)) < 4:
