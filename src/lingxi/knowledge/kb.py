@@ -464,7 +464,8 @@ class KnowledgeBase:
 
     def search(self, query: str, mode: str = "hybrid", k: int = 5, groups: Sequence[str] | None = None,
                filters: dict[str, Any] | None = None) -> list[Hit]:
-        """The ``k`` best chunks for ``query`` that the caller's ``groups`` may see.
+        """The ``k`` best chunks for ``query`` that the caller's ``groups`` may see, each source shown
+        relative to the ingested folder (as answers cite it), never as a path on this machine.
 
         Args:
             mode: "bm25", "dense" or "hybrid" (adaptive fusion, see :mod:`lingxi.knowledge.fusion`).
@@ -476,7 +477,7 @@ class KnowledgeBase:
                 raise UsageError("search mode 'navigate' takes no metadata filters")
             return self.navigation_hits(self.navigate(query, groups, k=k))
         scored = self.search_ids(query, mode=mode, k=k, groups=groups, filters=filters)
-        return self.store.hits(scored)
+        return self._shown(self.store.hits(scored))
 
     def search_ids(self, query: str | Query, mode: str = "hybrid", k: int = 5, groups: Sequence[str] | None = None,
                    filters: dict[str, Any] | None = None, *, learn: bool = True) -> list[tuple[str, float]]:
@@ -742,7 +743,7 @@ class KnowledgeBase:
             nav = self.navigate(question, groups, engine, k)
             hits = self.navigation_hits(nav)
         else:
-            hits = self._shown(self.search(question, chosen.mode, k=k, groups=groups)) if self.embedder_name else []
+            hits = self.search(question, chosen.mode, k=k, groups=groups) if self.embedder_name else []
         similarity = None
         candidates = A.rank_sentences(question, hits)
         if not A.answerable(question, candidates):
