@@ -133,6 +133,11 @@ def test_metadata_filters(kb):
         h.source.endswith(".pdf") for h in kb.search("password reset login", mode="bm25", k=5, filters={"type": "pdf"}))
     only_md = kb.search("合同", mode="dense", k=5, filters={"type": ["markdown"]})
     assert only_md and all(h.source.endswith(".md") for h in only_md)
+    # a source as results show it (relative to the ingested folder) filters by that document
+    shown = kb.search("逾期交付的违约金怎么计算", mode="bm25", k=1)[0].source
+    for mode in ("bm25", "dense", "hybrid"):
+        hits = kb.search("合同 违约金", mode=mode, k=3, filters={"source": shown})
+        assert hits and {h.source for h in hits} == {shown}
 
 
 def test_answer_keeps_verified_citations_and_drops_the_rest(kb):

@@ -503,6 +503,7 @@ class KnowledgeBase:
         if unavailable:
             raise UsageError(f"search mode '{mode}': {unavailable}")
         groups = list(groups) if groups is not None else None
+        filters = self._stored_sources(filters)
         depth = max(k, self._rerank_depth())
         if isinstance(retriever, FusedRetriever):
             scored = retriever.search(self, q, depth, groups, filters, learn=learn)
@@ -523,6 +524,16 @@ class KnowledgeBase:
         if mode != "auto":
             return Choice(mode, "named")
         return choose(self, query, list(groups) if groups is not None else None)
+
+    def _stored_sources(self, filters: dict[str, Any] | None) -> dict[str, Any] | None:
+        """``filters`` with a ``source`` given as results show it (合同编.md) also matching the
+        documents stored under that name (their path at ingest)."""
+        if not filters or "source" not in filters:
+            return filters
+        want = filters["source"]
+        names = list(want) if isinstance(want, (list, tuple, set)) else [want]
+        stored = [source for source, shown in self.document_sources().items() if shown in names]
+        return {**filters, "source": list(dict.fromkeys([*names, *stored]))}
 
     def document_sources(self) -> dict[str, str]:
         """Each document's source -> the name users see (relative to the ingested folder)."""
