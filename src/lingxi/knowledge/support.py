@@ -324,7 +324,7 @@ def _count_in_unit(question: str) -> re.Pattern[str] | None:
     if m is None:
         return None
     unit = _ZH_UNIT_FORMS.get(m.group(1), re.escape(m.group(1)))
-    return re.compile(rf"[\d零〇一二两三四五六七八九十百千万多余几半]+\s*(?:多|余)?{unit}")
+    return re.compile(rf"[{_ZH_NUM}万多余几半]+\s*(?:多|余)?{unit}")
 
 
 def adds_to(question: str, sentence: str) -> bool:
