@@ -5,7 +5,8 @@ query latency at 100k edges on the embedded (Kùzu) and the server (FalkorDB) st
 
 Accuracy: a synthetic pharmacology graph (each disease treated by one drug, each drug metabolized
 by one enzyme, each disease with its own symptom), questions of 2 and 3 hops in English and
-Chinese written from templates, gold = the one entity at the end. Graph mode answers with
+Chinese written from templates, gold = the one entity at the end; and, per fifth disease, a
+question on a second drug for it that has no enzyme on record (right when refused). Graph mode answers with
 ``lingxi.graph.ask``; text mode indexes the same facts written as one sentence each in a
 knowledge base and counts a hit when the gold entity appears anywhere in the top-3 retrieved
 sentences (an upper bound for any reader on top of it). Prints one JSON object.
@@ -71,6 +72,13 @@ def world(n: int, zh: bool, seed: int = 7) -> tuple[list[Triple], list[str], lis
                 {"q": f"What is the symptom of the disease that {drug} treats?", "gold": symptom, "hops": 2},
                 {"q": f"Which enzyme metabolizes the drug for the disease with the symptom {symptom}?",
                  "gold": enzyme, "hops": 3}]
+    # Unanswerable: a second drug for every fifth disease, with no enzyme on record. Walking to the
+    # disease and back to its first drug would reach that drug's enzyme: the graph must refuse.
+    for disease, other in zip(diseases[::5], names(rng, len(diseases[::5]), zh, taken)):
+        triples.append(Triple(other, "Drug", "TREATS", disease, "Disease", source=f"{other}-label"))
+        sentences.append(f"{other}治疗{disease}。" if zh else f"{other} treats {disease}.")
+        questions.append({"q": f"{other}由哪种酶代谢？" if zh else f"Which enzyme metabolizes {other}?",
+                          "gold": None, "hops": 0})
     return triples, sentences, questions
 
 
@@ -102,6 +110,9 @@ def accuracy(n: int, zh: bool, tmp: Path) -> dict:
         start = time.perf_counter()
         answer = ask(reader, item["q"], index=index)
         graph_ms.append((time.perf_counter() - start) * 1000)
+        if item["gold"] is None:  # unanswerable: right when refused; text retrieval always returns something
+            by_hops.setdefault(0, {"graph": []})["graph"].append(int(not answer.supported))
+            continue
         graph_ok = int(answer.answers == [item["gold"]])
         hits = kb.search(item["q"], mode="hybrid", k=3)
         text_ok = int(any(item["gold"] in h.text for h in hits))
@@ -113,7 +124,8 @@ def accuracy(n: int, zh: bool, tmp: Path) -> dict:
     out = {"lang": lang, "facts": len(triples), "questions": len(questions), "embedder": embedder,
            "graph_ask_ms_p50": round(statistics.median(graph_ms), 2)}
     for hops, row in sorted(by_hops.items()):
-        out[f"{hops}hop"] = {k: round(sum(v) / len(v), 3) for k, v in row.items()} | {"n": len(row["graph"])}
+        key = f"{hops}hop" if hops else "unanswerable_refused"
+        out[key] = {k: round(sum(v) / len(v), 3) for k, v in row.items()} | {"n": len(row["graph"])}
     return out
 
 

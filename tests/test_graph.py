@@ -153,6 +153,27 @@ def test_multi_hop_questions_in_both_languages(store_factory, tmp_path):
         assert {c["source"] for c in answer.citations} == {"a.md#2", "c.md#1"}
 
 
+def test_a_path_does_not_change_the_subject_to_a_sibling(store_factory, tmp_path):
+    """Aspirin has no enzyme here; a walk through the headache it shares with ibuprofen must not
+    answer with ibuprofen's."""
+    ibuprofen = [{"head": "布洛芬", "head_type": "Drug", "head_aliases": ["ibuprofen"], "relation": "TREATS",
+                  "tail": "头痛", "tail_type": "Symptom", "source": "a.md#3"},
+                 {"head": "布洛芬", "head_type": "Drug", "relation": "METABOLIZED_BY", "tail": "CYP2C9",
+                  "tail_type": "Enzyme", "source": "c.md#4"}]
+    store = store_factory()
+    load(store, tmp_path, FACTS + ibuprofen)
+    reader = store_factory(read_only=True)
+    for question in ("Which enzyme metabolizes aspirin?", "阿司匹林由哪种酶代谢？"):
+        answer = ask(reader, question)
+        assert (answer.mode, answer.supported, answer.paths) == ("unknown", False, []), question
+        assert "Enzyme" in answer.answer
+    # from a disease to its drug is no change of subject, nor is a sibling the question asks about
+    drug = ask(reader, "Which enzyme metabolizes the migraine drug?")
+    assert drug.paths == [["偏头痛", "TREATS", "舒马普坦", "METABOLIZED_BY", "MAO-A"]]
+    same = ask(reader, "Which enzyme metabolizes a drug that treats what aspirin treats?")
+    assert same.paths == [["阿司匹林", "TREATS", "头痛", "TREATS", "布洛芬", "METABOLIZED_BY", "CYP2C9"]]
+
+
 def test_an_interaction_check_meets_at_the_enzyme_only_for_readers_of_the_fact(store_factory, tmp_path):
     store = store_factory()
     load(store, tmp_path)
@@ -308,6 +329,8 @@ def test_the_readme_and_docs_graph_examples_answer_what_they_show(tmp_path):
         migraine = ask(reader, "Which enzyme metabolizes the drug that treats migraine?")
         assert migraine.answer.startswith("MAO-A (偏头痛 <-TREATS- 舒马普坦 -METABOLIZED_BY-> MAO-A)")
         assert ask(reader, "华法林和氟康唑有相互作用吗？").answers == ["CYP2C9"]
+        assert ask(reader, "布洛芬能治什么？").answers == ["头痛"]
+        assert not ask(reader, "阿司匹林由哪种酶代谢？").supported  # the example has no enzyme for aspirin
         drugs = reader.query("MATCH (d:Drug)-[:TREATS]->(s:Symptom {name: '头痛'}) RETURN d.name ORDER BY d.name")
         assert drugs.rows == [["布洛芬"], ["阿司匹林"]]
     finally:

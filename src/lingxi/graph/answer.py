@@ -11,6 +11,11 @@ How a path is chosen (no model needed, so the bundled 135M model cannot invent a
     ``{"label": "TREATS", "words": ["治疗", "treats", "cures"]}`` in an import file.
   - **focus**: the type the question asks for, the one named right after "which"/"what"/哪种/
     什么 ("Which enzyme ...", "由哪种酶代谢"), else the first type it mentions.
+  - **no change of subject**: a path from one named entity does not pass through another entity
+    of the same type (aspirin -TREATS-> headache <-TREATS- ibuprofen) unless the question
+    mentions the relation that leads there; otherwise "Which enzyme metabolizes aspirin?" would
+    answer with ibuprofen's enzyme. When the question asks for a type with a question word
+    ("which enzyme", 哪种酶), only answers of that type count.
   - **score** of a path: two per linked entity it passes through, one per mentioned relation it
     uses, two when its answer has the focus type (minus one when it has another), minus three
     quarters of a point per hop. A path joining two named
@@ -123,10 +128,11 @@ class GraphIndex:
         return out
 
 
-    def focus(self, question: str, named: set[str]) -> str | None:
-        """The type the question asks for: the one named right after "which"/"what"/哪种/什么
-        ("Which enzyme ...", "由哪种酶代谢"), else the first type it mentions that is not the type of
-        an entity it names; None when it mentions no type."""
+    def focus(self, question: str, named: set[str]) -> tuple[str | None, bool]:
+        """The type the question asks for and whether a question word asks for it: the one named
+        right after "which"/"what"/哪种/什么 ("Which enzyme ...", "由哪种酶代谢"; True), else the first
+        type it mentions that is not the type of an entity it names (False); None when it
+        mentions no type."""
         q = fold(question)
         places: list[tuple[int, bool, str]] = []
         for label in self.types:
@@ -136,12 +142,12 @@ class GraphIndex:
                     asked = bool(_WH.search(q[max(0, at - 12):at]))
                     places.append((at, asked, label))
         if not places:
-            return None
+            return None, False
         asked_for = sorted((at, label) for at, asked, label in places if asked)
         if asked_for:
-            return asked_for[0][1]
+            return asked_for[0][1], True
         rest = sorted((at, label) for at, _, label in places if label not in named)
-        return rest[0][1] if rest else None
+        return (rest[0][1] if rest else None), False
 
 
 _WH = re.compile(r"(which|what|哪种|哪个|哪些|哪一|什么|何种)\s*$")
@@ -237,12 +243,15 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
                            f"{', '.join(entities)}.", False, "unknown", entities=entities)
     relations = {e.relation for p in paths for e in p.edges}
     asked = index.mentioned(question, relations)
-    focus = index.focus(question, {k[0] for k in linked})
+    focus, wh_asked = index.focus(question, {k[0] for k in linked})
     scored = []
     for path in paths:
         nodes = path.nodes()
         on_path = [n for n in nodes if n in linked]
         joins = len(on_path) >= 2
+        if not joins and any(n[0] == path.start[0] and n not in linked and e.relation not in asked
+                             for e, n in zip(path.edges, nodes[1:])):
+            continue  # another entity of the named one's kind: a change of subject (see above)
         score = 2.0 * len(on_path) + len({e.relation for e in path.edges} & asked) - 0.75 * len(path.edges)
         if joins:
             answer_nodes = [n for n in nodes[1:-1] if n not in linked] if nodes[-1] in linked else []
@@ -251,11 +260,16 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
         if not answer_nodes:
             continue
         if focus:
-            score += 2.0 if all(n[0] == focus for n in answer_nodes) else -1.0
+            of_focus = all(n[0] == focus for n in answer_nodes)
+            if wh_asked and not of_focus:
+                continue
+            score += 2.0 if of_focus else -1.0
         scored.append((score, path, answer_nodes))
     if not scored:
-        return GraphAnswer("I don't know: the paths from the named entities lead only back to them.", False,
-                           "unknown", entities=entities)
+        why = (f"no fact leads from {', '.join(entities)} to the {focus} asked for" if focus and wh_asked
+               else "the paths from the named entities lead only back to them or on to other entities of "
+                    "their kind")
+        return GraphAnswer(f"I don't know: {why}.", False, "unknown", entities=entities)
     scored.sort(key=lambda s: (-s[0], len(s[1].edges), s[1].as_list()))
     best = scored[0][0]
     top, seen_facts = [], set()
