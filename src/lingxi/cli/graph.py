@@ -75,3 +75,36 @@ def ask(name: str, question: str, store: str | None, groups: str | None, as_json
     click.echo(answer.answer)
     for c in answer.citations:
         click.echo(f"  [{c['source']}] {c['text']}")
+
+
+@graph.command("extract")
+@click.argument("name")
+@click.option("--kb", "kb_name", required=True, help="The knowledge base whose chunks are read.")
+@click.option("--model", default=None,
+              help="A chat model trusted to write (1B parameters or more; default: default_model).")
+@click.option("--relations", default="", help="Comma-separated relations the model may use (default: any).")
+@click.option("--types", default="", help="Comma-separated entity types the model may use (default: any).")
+@STORE
+@click.option("--json", "as_json", is_flag=True, help="Print the extraction report as JSON.")
+def extract(name: str, kb_name: str, model: str | None, relations: str, types: str, store: str | None,
+            as_json: bool) -> None:
+    """Read facts out of knowledge base KB's chunks into graph NAME with a model trusted to write.
+
+    Each fact's head and tail must be written in its chunk; the chunk id becomes its source and
+    the document's groups its groups. Chunks already read (unchanged) are skipped.
+    """
+    from lingxi.graph import extract_from_kb
+
+    def names(text: str) -> list[str]:
+        return [x.strip() for x in text.split(",") if x.strip()]
+
+    report = extract_from_kb(name, kb_name, settings(), model=model, relations=names(relations), types=names(types),
+                             store=store, progress=not as_json)
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(f"graph '{name}' from kb '{kb_name}': {report['read']} chunks read, {report['skipped']} unchanged; "
+               f"{report['kept']} facts kept, {report['rejected']} rejected; "
+               f"now {report.get('nodes', 0)} nodes, {report.get('edges', 0)} edges")
+    for reason in report["reasons"][:5]:
+        click.echo(f"  rejected: {reason}")

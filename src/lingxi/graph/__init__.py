@@ -4,6 +4,7 @@ questions along 1-3 hop paths with every fact cited.
     lingxi graph import NAME facts.jsonl      # {"head","head_type","relation","tail","tail_type"}
     lingxi graph query NAME "MATCH (d:Drug)-[:TREATS]->(s:Symptom) RETURN d.name" --json
     lingxi graph ask NAME "Which enzyme metabolizes the drug that treats migraine?" --json
+    lingxi graph extract NAME --kb KB --model strong   # facts read out of a knowledge base's chunks
 
 Graphs live in the stores layer (:mod:`lingxi.stores.graph`): Kùzu embedded by default,
 FalkorDB as a server. Importing this package is cheap.
@@ -77,4 +78,32 @@ def ask(name: str, question: str, settings: Any, *, groups: list[str] | None = N
         graph.close()
 
 
-__all__ = ["ReadReport", "Triple", "ask", "import_files", "open_graph", "query", "read_triples"]
+def extract_from_kb(name: str, kb_name: str, settings: Any, *, model: str | None = None,
+                    relations: list[str] | tuple[str, ...] = (), types: list[str] | tuple[str, ...] = (),
+                    store: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Extract facts from knowledge base ``kb_name``'s chunks into graph ``name`` with ``model``
+    (see :mod:`lingxi.graph.extract`); the report as a dict, with the graph's counts.
+
+    Raises:
+        UsageError: no such knowledge base, no documents, a model too small to be trusted.
+    """
+    from lingxi.engines import load_engine
+    from lingxi.graph.extract import extract, require_trusted
+    from lingxi.knowledge import open_kb
+    from lingxi.stores.graph import open_store
+
+    model_name = model or settings.default_model
+    with open_kb(kb_name, settings) as kb:
+        engine = load_engine(model_name, settings)
+        require_trusted(engine, model_name)  # before the graph is opened (and created) for writing
+        graph = open_store(name, settings, store)
+        try:
+            report = extract(kb, graph, engine, graph_name=name, model_name=model_name, relations=relations,
+                             types=types, progress=progress).to_dict()
+            report.update(graph.counts())
+            return report
+        finally:
+            graph.close()
+
+
+__all__ = ["ReadReport", "Triple", "ask", "extract_from_kb", "import_files", "open_graph", "query", "read_triples"]
