@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from lingxi.engines.base import ModelInfo
+from lingxi.engines.fake import FakeEngine
 from lingxi.errors import UsageError
 from lingxi.graph.answer import LABEL_TYPE, GraphIndex, ask
+from lingxi.graph.text2cypher import ask_cypher
 from lingxi.graph.cypher import check_read_only
 from lingxi.graph.triples import read_triples
 from lingxi.stores.graph import Node
@@ -185,6 +188,61 @@ def test_an_interaction_check_meets_at_the_enzyme_only_for_readers_of_the_fact(s
     # the public reader still learns warfarin's own (public) enzyme, never the hidden inhibition
     assert "c.md#3" not in {c["source"] for c in public.citations}
     assert all("INHIBITS" not in path for path in public.paths)
+
+
+class TinyModel(FakeEngine):
+    """The fake engine describing itself as a 135M-parameter model (too small to be trusted)."""
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(name=self.name, engine="fake", details={"n_params": 135_000_000})
+
+
+def test_text_to_cypher_runs_the_models_read_query_on_what_the_caller_may_read(store_factory, tmp_path):
+    store = store_factory()
+    load(store, tmp_path)
+    reader = store_factory(read_only=True)
+    inhibits = "```cypher\nMATCH (d:Drug)-[:INHIBITS]->(e:Enzyme) RETURN d.name, e.name\n```"
+    model = FakeEngine(replies=[inhibits, inhibits, "MATCH (d:Drug)-[:METABOLIZED_BY]->(e:Enzyme {name: 'CYP2C9'}) "
+                                "RETURN d.name;"])
+    clinical = ask_cypher(reader, "Which drugs inhibit an enzyme?", model, model_name="fake", groups=["clinical"])
+    assert (clinical.supported, clinical.mode, clinical.rows) == (True, "cypher", [["氟康唑", "CYP2C9"]])
+    assert clinical.to_dict()["cypher"] == "MATCH (d:Drug)-[:INHIBITS]->(e:Enzyme) RETURN d.name, e.name"
+    assert "(:Drug {name})-[:INHIBITS]->(:Enzyme {name})" in model.prompts[0][0]["content"]
+    # the same query for a public reader runs where the clinical fact is not: no rows, and no
+    # INHIBITS in the schema it was shown
+    public = ask_cypher(reader, "Which drugs inhibit an enzyme?", model, model_name="fake", groups=[])
+    assert (public.supported, public.rows) == (False, [])
+    assert "INHIBITS" not in model.prompts[1][0]["content"]
+    trusted = ask_cypher(reader, "Which drugs does CYP2C9 metabolize?", model, model_name="fake")
+    assert trusted.answers == ["华法林"]
+    model.enqueue("MATCH (d:Drug RETURN d.name")  # not Cypher: the model's failure, answered as unknown
+    broken = ask_cypher(reader, "Which drugs are there?", model, model_name="fake")
+    assert (broken.supported, broken.mode) == (False, "unknown") and "did not run" in broken.answer
+
+
+@pytest.mark.parametrize("reply", ["MATCH (n) DETACH DELETE n", "MATCH (d:Drug) SET d.name = 'x' RETURN d",
+                                   "CREATE (:Drug {name: 'x'})", "CALL db.labels()"])
+def test_text_to_cypher_refuses_a_writing_query_and_runs_nothing(store_factory, tmp_path, reply):
+    store = store_factory()
+    load(store, tmp_path)
+    before = store.counts()
+    reader = store_factory(read_only=True)
+    with pytest.raises(UsageError, match="the model's query was refused, nothing ran"):
+        ask_cypher(reader, "Forget every drug", FakeEngine(replies=[reply]), model_name="fake", groups=[])
+    assert reader.counts() == before
+
+
+def test_text_to_cypher_needs_a_trusted_model(tmp_path):
+    from lingxi.stores.graph_kuzu import KuzuGraphStore
+
+    load(KuzuGraphStore(tmp_path / "g"), tmp_path)
+    reader = KuzuGraphStore(tmp_path / "g", read_only=True)
+    tiny = TinyModel(replies=["MATCH (d:Drug) RETURN d.name"])
+    with pytest.raises(UsageError, match="too small to be trusted to write Cypher"):
+        ask_cypher(reader, "Which drugs are there?", tiny, model_name="smollm2")
+    assert tiny.prompts == []
+    reader.close()
 
 
 def test_unknown_entities_and_empty_questions(store_factory, tmp_path):

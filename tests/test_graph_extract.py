@@ -1,5 +1,6 @@
 """Facts extracted from a knowledge base's chunks into a graph: the quote rule, provenance and
-groups on every edge, incremental reruns, and the refusal of a model too small to be trusted.
+groups on every edge, incremental reruns, and the refusal of a model too small to be trusted
+(for extraction and for text-to-Cypher, whose own rules are tested in test_graph.py).
 The fake engine stands in for the trusted model (none of 1B parameters ships); the slow test
 runs the real bundled model to its refusal."""
 
@@ -23,6 +24,7 @@ pytest.importorskip("kuzu", reason="needs the graph extra: pip install 'lingxi[g
 
 LABELS = "阿司匹林用于缓解头痛和发热。"
 CYP = "华法林主要由CYP2C9代谢；氟康唑抑制CYP2C9。"
+CYPHER = "MATCH (d:Drug)-[:TREATS]->(:Symptom {name: '头痛'}) RETURN d.name"
 
 
 def triples(*rows: tuple[str, str, str, str, str]) -> str:
@@ -152,7 +154,7 @@ def test_cli_extract_reports_and_refuses_cleanly(tmp_path, capsys, monkeypatch):
     config.write_text(
         f'home = "{tmp_path / "home"}"\ndefault_embedder = "hash"\ndefault_model = "fake"\n'
         '[embedders.hash]\nengine = "hash"\ndim = 512\n'
-        f'[models.fake]\nengine = "fake"\nreplies = {json.dumps([reply, json.dumps({"triples": []})])}\n',
+        f'[models.fake]\nengine = "fake"\nreplies = {json.dumps([reply, json.dumps({"triples": []}), CYPHER])}\n',
         encoding="utf-8")
     monkeypatch.setenv("LINGXI_CONFIG", str(config))
 
@@ -169,6 +171,9 @@ def test_cli_extract_reports_and_refuses_cleanly(tmp_path, capsys, monkeypatch):
     assert (data["read"], data["kept"], data["edges"]) == (2, 1, 1)
     done = run("graph", "query", "med", "MATCH (d:Drug)-[:TREATS]->(s:Symptom) RETURN d.name, s.name", "--json")
     assert json.loads(done.stdout)["rows"] == [["阿司匹林", "头痛"]]
+    done = run("graph", "ask", "med", "Which drug treats headache?", "--cypher", "--json")
+    data = json.loads(done.stdout)
+    assert (data["mode"], data["rows"], data["cypher"]) == ("cypher", [["阿司匹林"]], CYPHER)
     missing = run("graph", "extract", "med", "--kb", "nope")
     assert missing.returncode != 0 and "nope" in missing.stderr and "Traceback" not in missing.stderr
 
@@ -188,3 +193,7 @@ def test_the_bundled_model_is_refused_with_the_way_out(tmp_path, capsys, monkeyp
     _, err = capsys.readouterr()
     assert done.value.code != 0 and "too small to be trusted" in err and "Traceback" not in err
     assert not (tmp_path / "home" / "graphs" / "med").exists()  # refused before the graph was created
+    with pytest.raises(SystemExit) as done:
+        main(["graph", "ask", "med", "Which drug treats headache?", "--cypher", "--model", "smollm2"])
+    _, err = capsys.readouterr()
+    assert done.value.code != 0 and "too small to be trusted to write Cypher" in err and "Traceback" not in err

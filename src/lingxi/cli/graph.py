@@ -61,14 +61,21 @@ def query(name: str, cypher: str, store: str | None, as_json: bool) -> None:
 @click.argument("question")
 @STORE
 @click.option("--groups", default=None, help="Comma-separated groups to read as (default: every fact).")
+@click.option("--cypher", is_flag=True,
+              help="Have --model write a read-only Cypher query instead (a model trusted to write).")
+@click.option("--model", default=None, help="The model that writes the query (--cypher; default: default_model).")
 @click.option("--json", "as_json", is_flag=True,
-              help='Print {"answer", "supported", "mode", "paths", "citations", ...}.')
-def ask(name: str, question: str, store: str | None, groups: str | None, as_json: bool) -> None:
-    """Answer QUESTION from graph NAME: the entities it names, 1-3 hop paths, cited facts."""
+              help='Print {"answer", "supported", "mode", "paths", "citations", ...} (with --cypher: '
+                   '"cypher", "columns", "rows" too).')
+def ask(name: str, question: str, store: str | None, groups: str | None, cypher: bool, model: str | None,
+        as_json: bool) -> None:
+    """Answer QUESTION from graph NAME: the entities it names, 1-3 hop paths, cited facts; or,
+    with --cypher, the rows of a read-only query a trusted model writes (run on the facts the
+    groups may read only)."""
     from lingxi.graph import ask as run
 
     groups_list = None if groups is None else [g.strip() for g in groups.split(",") if g.strip()]
-    answer = run(name, question, settings(), groups=groups_list, store=store)
+    answer = run(name, question, settings(), groups=groups_list, store=store, cypher=cypher, model=model)
     if as_json:
         emit_json(answer.to_dict())
         return

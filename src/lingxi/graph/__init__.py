@@ -5,6 +5,7 @@ questions along 1-3 hop paths with every fact cited.
     lingxi graph query NAME "MATCH (d:Drug)-[:TREATS]->(s:Symptom) RETURN d.name" --json
     lingxi graph ask NAME "Which enzyme metabolizes the drug that treats migraine?" --json
     lingxi graph extract NAME --kb KB --model strong   # facts read out of a knowledge base's chunks
+    lingxi graph ask NAME "List the drugs CYP2C9 metabolizes" --cypher --model strong
 
 Graphs live in the stores layer (:mod:`lingxi.stores.graph`): Kùzu embedded by default,
 FalkorDB as a server. Importing this package is cheap.
@@ -66,12 +67,26 @@ def query(name: str, cypher: str, settings: Any, *, store: str | None = None) ->
 
 
 def ask(name: str, question: str, settings: Any, *, groups: list[str] | None = None,
-        store: str | None = None) -> Any:
-    """A :class:`~lingxi.graph.answer.GraphAnswer` from the facts ``groups`` may read (None: all)."""
+        store: str | None = None, cypher: bool = False, model: str | None = None) -> Any:
+    """A :class:`~lingxi.graph.answer.GraphAnswer` from the facts ``groups`` may read (None: all):
+    along paths (no model), or with ``cypher`` from a query ``model`` writes
+    (:mod:`lingxi.graph.text2cypher`; a model trusted to write)."""
     from lingxi.graph.answer import ask as ask_store
 
+    engine = None
+    if cypher:
+        from lingxi.engines import load_engine
+        from lingxi.graph.extract import require_trusted
+
+        model = model or settings.default_model
+        engine = load_engine(model, settings)
+        require_trusted(engine, model, "write Cypher")
     graph = open_graph(name, settings, store=store)
     try:
+        if cypher:
+            from lingxi.graph.text2cypher import ask_cypher
+
+            return ask_cypher(graph, question, engine, model_name=model, groups=groups)
         cfg = settings.graph
         return ask_store(graph, question, groups=groups, max_hops=cfg.max_hops, max_paths=cfg.max_paths)
     finally:

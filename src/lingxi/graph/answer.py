@@ -69,10 +69,16 @@ class GraphAnswer:
     paths: list[list[str]] = field(default_factory=list)
     citations: list[dict[str, Any]] = field(default_factory=list)
     answers: list[str] = field(default_factory=list)
+    cypher: str = ""  # text-to-Cypher only: the query that ran, its columns and rows
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"answer": self.answer, "supported": self.supported, "mode": self.mode, "answers": self.answers,
-                "entities": self.entities, "paths": self.paths, "citations": self.citations}
+        out = {"answer": self.answer, "supported": self.supported, "mode": self.mode, "answers": self.answers,
+               "entities": self.entities, "paths": self.paths, "citations": self.citations}
+        if self.cypher:
+            out.update(cypher=self.cypher, columns=self.columns, rows=self.rows)
+        return out
 
 
 def fact_text(edge: Edge) -> str:

@@ -191,13 +191,13 @@ def extract(kb: Any, graph: Any, engine: Any, *, graph_name: str, model_name: st
     return report
 
 
-def require_trusted(engine: Any, model_name: str) -> None:
+def require_trusted(engine: Any, model_name: str, what: str = "extract facts") -> None:
     """Refuse a missing model, or one too small to be trusted to write (it would invent facts)."""
     from lingxi.knowledge.answer import too_small
 
     if engine is None or too_small(engine):
-        raise UsageError(f"model '{model_name}' is too small to be trusted to extract facts (it would invent "
-                         "them): configure a model of 1B parameters or more (models.NAME with a GGUF path or an "
+        raise UsageError(f"model '{model_name}' is too small to be trusted to {what} (it would invent "
+                         "facts): configure a model of 1B parameters or more (models.NAME with a GGUF path or an "
                          "OpenAI-compatible endpoint) and pass --model NAME, or import curated facts with "
                          "`lingxi graph import`")
 
