@@ -171,6 +171,11 @@ def test_cli_extract_reports_and_refuses_cleanly(tmp_path, capsys, monkeypatch):
     assert (data["read"], data["kept"], data["edges"]) == (2, 1, 1)
     done = run("graph", "query", "med", "MATCH (d:Drug)-[:TREATS]->(s:Symptom) RETURN d.name, s.name", "--json")
     assert json.loads(done.stdout)["rows"] == [["阿司匹林", "头痛"]]
+    # the knowledge base's graph retriever now finds the chunk the fact was read from
+    done = run("kb", "search", "med", "阿司匹林治疗什么？", "--mode", "graph", "--json")
+    assert done.returncode == 0, done.stderr
+    hits = json.loads(done.stdout)
+    assert [h["source"] for h in hits] == ["public/labels.md"] and LABELS in hits[0]["text"]
     done = run("graph", "ask", "med", "Which drug treats headache?", "--cypher", "--json")
     data = json.loads(done.stdout)
     assert (data["mode"], data["rows"], data["cypher"]) == ("cypher", [["阿司匹林"]], CYPHER)
