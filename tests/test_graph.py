@@ -245,6 +245,16 @@ def test_text_to_cypher_needs_a_trusted_model(tmp_path):
     reader.close()
 
 
+def test_a_fact_joining_the_two_named_entities_is_the_answer(store_factory, tmp_path):
+    store = store_factory()
+    load(store, tmp_path)
+    reader = store_factory(read_only=True)
+    answer = ask(reader, "Does aspirin help with headaches?")
+    assert (answer.supported, answer.answer, answer.answers) == (True, "阿司匹林 -TREATS-> 头痛", [])
+    assert answer.paths in ([["头痛", "TREATS", "阿司匹林"]], [["阿司匹林", "TREATS", "头痛"]])
+    assert [c["source"] for c in answer.citations] == ["a.md#1"]
+
+
 def test_unknown_entities_and_empty_questions(store_factory, tmp_path):
     store = store_factory()
     load(store, tmp_path)
@@ -328,7 +338,8 @@ def test_linking_prefers_the_longest_name_and_whole_latin_words():
     index = GraphIndex([Node("Symptom", "头痛"), Node("Disease", "偏头痛", ("migraine",)),
                         Node("Drug", "ASA", ("aspirin",))])
     assert index.link("偏头痛怎么办") == [("Disease", "偏头痛")]
-    assert index.link("migraines and aspirin") == [("Drug", "ASA")]
+    assert index.link("migraines and aspirin") == [("Disease", "偏头痛"), ("Drug", "ASA")]  # a plural ending
+    assert index.link("migrainesque aspirins") == [("Drug", "ASA")]  # not a longer word
     assert index.link("Aspirin for migraine") == [("Disease", "偏头痛"), ("Drug", "ASA")]
 
 

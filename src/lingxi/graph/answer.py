@@ -5,7 +5,8 @@ fact cited to its source.
 How a path is chosen (no model needed, so the bundled 135M model cannot invent an answer):
   - **linking**: every node name and alias (阿司匹林 / aspirin / acetylsalicylic acid) found in
     the question, longest first; a name inside a longer matched name does not count
-    (头痛 inside 偏头痛). Latin names must stand as whole words.
+    (头痛 inside 偏头痛). Latin names must stand as whole words (an English plural
+    ending is allowed: migraines).
   - **label words**: a relation or type is "mentioned" when its own name (``METABOLIZED_BY`` ->
     "metabolized") or one of its words appears in the question. Words are data: rows
     ``{"label": "TREATS", "words": ["治疗", "treats", "cures"]}`` in an import file.
@@ -20,7 +21,9 @@ How a path is chosen (no model needed, so the bundled 135M model cannot invent a
     uses, two when its answer has the focus type (minus one when it has another), minus three
     quarters of a point per hop. A path joining two named
     entities answers with what lies between them (a drug-interaction check: warfarin and
-    fluconazole meet at CYP2C9); otherwise the answer is the node the path reaches.
+    fluconazole meet at CYP2C9), or, when one fact joins them ("Does aspirin treat fever?"),
+    with that fact itself (two more points, no entity in ``answers``); otherwise the answer is
+    the node the path reaches.
 The answer is extractive: entity names and the facts that lead to them. Nothing is generated,
 so ``supported`` is true exactly when a path was found. A configured stronger model could
 phrase the facts or write Cypher from the question; this module does neither.
@@ -169,10 +172,14 @@ def _find_word(q: str, word: str) -> int:
 
 
 def _whole(q: str, i: int, j: int) -> bool:
-    """A Latin-script match must not be part of a longer word."""
+    """A Latin-script match must not be part of a longer word, but for an English plural ending
+    (migraines, headaches)."""
     if _ASCII_WORD.match(q[i]) and i > 0 and _ASCII_WORD.match(q[i - 1]):
         return False
-    return not (_ASCII_WORD.match(q[j - 1]) and j < len(q) and _ASCII_WORD.match(q[j]))
+    if not (_ASCII_WORD.match(q[j - 1]) and j < len(q) and _ASCII_WORD.match(q[j])):
+        return True
+    return any(q.startswith(end, j) and (j + len(end) == len(q) or not _ASCII_WORD.match(q[j + len(end)]))
+               for end in ("s", "es"))
 
 
 def _label_words(label: str) -> set[str]:
@@ -261,6 +268,9 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
         score = 2.0 * len(on_path) + len({e.relation for e in path.edges} & asked) - 0.75 * len(path.edges)
         if joins:
             answer_nodes = [n for n in nodes[1:-1] if n not in linked] if nodes[-1] in linked else []
+            if not answer_nodes and len(path.edges) == 1:  # "Does aspirin treat fever?": the fact itself
+                scored.append((score + 2.0, path, []))
+                continue
         else:
             answer_nodes = [nodes[-1]] if nodes[-1] not in linked else []
         if not answer_nodes:
@@ -292,8 +302,11 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
         for edge in path.edges:
             cited.setdefault((edge.head_type, edge.head, edge.relation, edge.tail_type, edge.tail), edge)
     citations = [{"id": e.source, "source": e.source, "text": fact_text(e), "score": best} for e in cited.values()]
-    facts = "; ".join(_arrowed(p) for _, p, _ in top)
-    return GraphAnswer(f"{'、'.join(answers)} ({facts})", True, "graph", entities=entities,
+    if answers:
+        text = f"{'、'.join(answers)} ({'; '.join(_arrowed(p) for _, p, _ in top)})"
+    else:  # facts named whole, each in its own direction
+        text = "; ".join(f"{e.head} -{e.relation}-> {e.tail}" for _, p, _ in top for e in p.edges)
+    return GraphAnswer(text, True, "graph", entities=entities,
                        paths=[p.as_list() for _, p, _ in top], citations=citations, answers=answers)
 
 
