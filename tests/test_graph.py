@@ -124,6 +124,16 @@ def test_a_new_type_pair_for_a_known_relation_keeps_old_edges(store_factory, tmp
     assert {(k[1], k[4]) for k in treats} == {("阿司匹林", "头痛"), ("舒马普坦", "偏头痛"), ("休息", "偏头痛")}
 
 
+def test_edges_are_deleted_by_source_and_their_nodes_stay(store_factory, tmp_path):
+    store = store_factory()
+    load(store, tmp_path)
+    before = store.counts()
+    assert store.delete_sources(["c.md#2", "c.md#3", "nowhere"]) == 2
+    assert store.delete_sources([]) == 0
+    assert store.counts() == {"nodes": before["nodes"], "edges": before["edges"] - 2}
+    assert [e.relation for e in store.neighbors([("Enzyme", "CYP2C9")], None)] == []
+
+
 def test_changed_groups_update_the_edge(store_factory, tmp_path):
     store = store_factory()
     load(store, tmp_path)

@@ -125,11 +125,17 @@ def test_extracted_facts_keep_their_chunk_and_its_groups_and_reruns_read_only_ch
         kb.ingest([tmp_path / "public"], progress=False)
         engine.enqueue(triples(("布洛芬", "Drug", "TREATS", "头痛", "Symptom")))
         changed = extract(kb, graph, engine, graph_name="g", model_name="fake", progress=False)
-        assert (changed.read, changed.skipped, changed.kept) == (1, 1, 1)
+        assert (changed.read, changed.skipped, changed.kept, changed.removed) == (1, 1, 1, 2)
         assert "布洛芬" in engine.prompts[-1][-1]["content"]
+        treats = {(e.head, e.tail) for e in graph.neighbors([("Symptom", "头痛"), ("Symptom", "发热")], None)}
+        assert treats == {("布洛芬", "头痛")}  # what the page said about aspirin went with the old text
+        # a deleted document takes its facts along at the next run
+        kb.delete(str(tmp_path / "clinical" / "cyp.md"))
+        after = extract(kb, graph, engine, graph_name="g", model_name="fake", progress=False)
+        assert (after.read, after.removed) == (0, 2) and graph.counts()["edges"] == 1
         # another graph keeps its own record
         other = extract(kb, graph, engine, graph_name="other", model_name="fake", progress=False)
-        assert other.read == 2
+        assert other.read == 1  # the one chunk left
         graph.close()
 
 

@@ -17,9 +17,10 @@ There is no extractive fallback: curated facts come in through ``lingxi graph im
 
 **Incremental and resumable.** The knowledge base's metadata records, per graph and model, the
 hash of each chunk's text once its facts are written (in batches, and at the end). A rerun reads
-only new or changed chunks; an interrupted run rereads at most one batch, and rewriting a fact
-changes nothing (writes are idempotent). Facts from a chunk's earlier text are not removed when
-the chunk changes.
+only new or changed chunks, and first deletes the facts read from a changed chunk's earlier text
+and from chunks that are gone (edges whose ``source`` is that chunk; their nodes stay). An
+interrupted run rereads at most one batch, and rewriting a fact changes nothing (writes are
+idempotent). A fact that an import and a chunk both state carries the source written last.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ _SYSTEM = (
 class ExtractReport:
     """What an extraction did: ``chunks`` seen, ``read`` by the model, ``skipped`` (already read,
     unchanged), ``proposed`` triples, ``kept`` (written), ``rejected`` (count) with the first
-    ``reasons``, and the graph's ``written`` report (nodes and edges added, updated, unchanged)."""
+    ``reasons``, ``removed`` (facts read earlier from chunks that changed or are gone), and the
+    graph's ``written`` report (nodes and edges added, updated, unchanged)."""
 
     chunks: int = 0
     read: int = 0
@@ -64,12 +66,14 @@ class ExtractReport:
     proposed: int = 0
     kept: int = 0
     rejected: int = 0
+    removed: int = 0
     reasons: list[str] = field(default_factory=list)
     written: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"chunks": self.chunks, "read": self.read, "skipped": self.skipped, "proposed": self.proposed,
-                "kept": self.kept, "rejected": self.rejected, "reasons": self.reasons, **self.written}
+                "kept": self.kept, "rejected": self.rejected, "removed": self.removed, "reasons": self.reasons,
+                **self.written}
 
 
 def extraction_schema(relations: Sequence[str] = (), types: Sequence[str] = ()) -> dict[str, Any]:
@@ -151,12 +155,24 @@ def extract(kb: Any, graph: Any, engine: Any, *, graph_name: str, model_name: st
     batch: list[Triple] = []
     read: dict[str, str] = {}  # chunk id -> text hash, recorded once the batch is written
 
+    def save() -> None:
+        kb.store.set_meta({"graph_extracted": {**record_all, key: done}})
+
     def flush() -> None:
+        # what these chunks said before they changed goes first, then what they say now
+        report.removed += graph.delete_sources([cid for cid in read if cid in done])
         _write(graph, batch, report)
         done.update(read)
-        kb.store.set_meta({"graph_extracted": {**record_all, key: done}})
+        save()
         batch.clear()
         read.clear()
+
+    gone = [cid for cid in done if cid not in {hit.id for _, hit in work}]
+    if gone:  # chunks deleted or re-cut since they were read: their facts go with them
+        report.removed += graph.delete_sources(gone)
+        for cid in gone:
+            del done[cid]
+        save()
 
     bar = None
     if progress:

@@ -180,6 +180,11 @@ class GraphStore(ABC):
     def counts(self) -> dict[str, int]:
         """``{"nodes": N, "edges": M}``."""
 
+    @abstractmethod
+    def delete_sources(self, sources: list[str]) -> int:
+        """Delete the edges whose ``source`` is one of ``sources`` (facts read from a chunk that
+        changed or is gone); their nodes stay. Returns how many were deleted."""
+
     def close(self) -> None:
         """Release the connection."""
 

@@ -134,6 +134,15 @@ class FalkorDBGraphStore(GraphStore):
                            {"rows": [{"h": e.head, "t": e.tail, "g": list(e.groups), "s": e.source}
                                      for e in edges[i:i + BATCH]]})
 
+    def delete_sources(self, sources):
+        if not sources or not self._labels():
+            return 0
+        match = "MATCH ()-[r]->() WHERE r.source IN $s"
+        n = self._rows(f"{match} RETURN count(r)", {"s": list(sources)})[0][0]
+        if n:  # one query: atomic on the server
+            self._call(f"{match} DELETE r", {"s": list(sources)})
+        return n
+
     def delete_graph(self) -> None:
         """Remove the whole graph (tests and ``lingxi graph delete``)."""
         try:

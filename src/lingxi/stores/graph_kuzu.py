@@ -179,6 +179,25 @@ class KuzuGraphStore(GraphStore):
             self._run("ROLLBACK")
             raise
 
+    def delete_sources(self, sources):
+        if not sources:
+            return 0
+        rels = [t for t, k in self._tables().items() if k == "REL"]
+        self._run("BEGIN TRANSACTION")
+        try:
+            deleted = 0
+            for rel in rels:
+                match = f"MATCH ()-[r:{_q(rel)}]->() WHERE r.source IN $s"
+                n = self._all(f"{match} RETURN count(*)", {"s": list(sources)})[0][0]
+                if n:
+                    self._run(f"{match} DELETE r", {"s": list(sources)})
+                    deleted += n
+            self._run("COMMIT")
+        except BaseException:
+            self._run("ROLLBACK")
+            raise
+        return deleted
+
     def _copy(self, relation: str, head_type: str, tail_type: str, table: Any) -> None:
         self._run(f"COPY {_q(relation)} FROM $rows (from='{head_type}', to='{tail_type}')", {"rows": table})
 
