@@ -139,6 +139,24 @@ def test_extracted_facts_keep_their_chunk_and_its_groups_and_reruns_read_only_ch
         graph.close()
 
 
+def test_extraction_leaves_a_fact_the_graph_already_holds_as_it_is(tmp_path):
+    from lingxi.graph.triples import Triple
+
+    _, kb = make_kb(tmp_path)
+    with kb:
+        graph = graph_store(tmp_path)
+        graph.write([Triple("华法林", "Drug", "METABOLIZED_BY", "CYP2C9", "Enzyme", source="curated.csv:2")])
+        engine = FakeEngine(replies=[json.dumps({"triples": []}),
+                                     triples(("华法林", "Drug", "METABOLIZED_BY", "CYP2C9", "Enzyme"))])
+        report = extract(kb, graph, engine, graph_name="g", model_name="fake", progress=False)
+        assert report.written["edges_unchanged"] == 1 and report.written["edges_added"] == 0
+        kb.delete(str(tmp_path / "clinical" / "cyp.md"))
+        assert extract(kb, graph, engine, graph_name="g", model_name="fake", progress=False).removed == 0
+        edge, = graph.neighbors([("Drug", "华法林")], None)
+        assert (edge.source, edge.groups) == ("curated.csv:2", ())  # not made clinical, not deleted
+        graph.close()
+
+
 def test_a_model_too_small_to_be_trusted_is_refused_before_anything_is_read(tmp_path):
     _, kb = make_kb(tmp_path)
     with kb:

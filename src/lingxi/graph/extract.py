@@ -20,7 +20,9 @@ hash of each chunk's text once its facts are written (in batches, and at the end
 only new or changed chunks, and first deletes the facts read from a changed chunk's earlier text
 and from chunks that are gone (edges whose ``source`` is that chunk; their nodes stay). An
 interrupted run rereads at most one batch, and rewriting a fact changes nothing (writes are
-idempotent). A fact that an import and a chunk both state carries the source written last.
+idempotent). A fact the graph already holds (imported, or read from another chunk) keeps its
+source and groups: extraction only adds, so deleting one chunk's facts never takes an imported
+one, and a fact first read from a restricted document stays restricted.
 """
 
 from __future__ import annotations
@@ -224,14 +226,14 @@ def _write(graph: Any, triples: list[Triple], report: ExtractReport) -> None:
     if not triples:
         return
     try:
-        _add(report.written, graph.write(triples).to_dict())
+        _add(report.written, graph.write(triples, update_existing=False).to_dict())
         report.kept += len(triples)
         return
     except UsageError:
         pass
     for t in triples:
         try:
-            _add(report.written, graph.write([t]).to_dict())
+            _add(report.written, graph.write([t], update_existing=False).to_dict())
             report.kept += 1
         except UsageError as exc:
             report.rejected += 1

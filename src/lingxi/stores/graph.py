@@ -190,10 +190,11 @@ class GraphStore(ABC):
 
     # ------------------------------------------------------------ shared behaviour
 
-    def write(self, triples: list[Triple], nodes: list[Node] = ()) -> WriteReport:
+    def write(self, triples: list[Triple], nodes: list[Node] = (), *, update_existing: bool = True) -> WriteReport:
         """Import checked triples (and bare ``nodes``, e.g. the words naming a label): aliases merge
-        into canonical nodes; an edge that exists gets the new source and groups; re-importing the
-        same file changes nothing."""
+        into canonical nodes; an edge that exists gets the new source and groups (unless
+        ``update_existing`` is false: extraction adds facts and leaves known ones as they are);
+        re-importing the same file changes nothing."""
         report = WriteReport()
         index = AliasIndex(self.nodes())
         before = dict(index.nodes)
@@ -225,7 +226,7 @@ class GraphStore(ABC):
             old = existing.get(key)
             if old is None:
                 new_edges.append(edge)
-            elif (old.groups, old.source) != (edge.groups, edge.source):
+            elif update_existing and (old.groups, old.source) != (edge.groups, edge.source):
                 changed_edges.append(edge)
             else:
                 report.edges_unchanged += 1
