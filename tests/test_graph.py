@@ -229,6 +229,15 @@ def test_text_to_cypher_runs_the_models_read_query_on_what_the_caller_may_read(s
     model.enqueue("MATCH (d:Drug RETURN d.name")  # not Cypher: the model's failure, answered as unknown
     broken = ask_cypher(reader, "Which drugs are there?", model, model_name="fake")
     assert (broken.supported, broken.mode) == (False, "unknown") and "did not run" in broken.answer
+    model.enqueue("I am not sure which drugs you mean.")
+    prose = ask_cypher(reader, "Which drugs are there?", model, model_name="fake")
+    assert (prose.supported, prose.mode) == (False, "unknown") and "did not write a query" in prose.answer
+    # whole nodes come back as their properties, whichever store and caller
+    for who in (None, ["clinical"]):
+        model.enqueue("MATCH (d:Drug {name: '华法林'}) RETURN d")
+        node = ask_cypher(reader, "Tell me about warfarin", model, model_name="fake", groups=who)
+        assert node.rows == [[{"name": "华法林", "aliases": ["warfarin"]}]]
+        json.dumps(node.to_dict())
 
 
 @pytest.mark.parametrize("reply", ["MATCH (n) DETACH DELETE n", "MATCH (d:Drug) SET d.name = 'x' RETURN d",
@@ -263,6 +272,9 @@ def test_a_fact_joining_the_two_named_entities_is_the_answer(store_factory, tmp_
     assert (answer.supported, answer.answer, answer.answers) == (True, "阿司匹林 -TREATS-> 头痛", [])
     assert answer.paths in ([["头痛", "TREATS", "阿司匹林"]], [["阿司匹林", "TREATS", "头痛"]])
     assert [c["source"] for c in answer.citations] == ["a.md#1"]
+    # a type asked for is not answered with the fact joining the two names
+    enzyme = ask(reader, "Which enzyme metabolizes sumatriptan, the migraine drug?")
+    assert enzyme.answers == ["MAO-A"]
 
 
 def test_unknown_entities_and_empty_questions(store_factory, tmp_path):
@@ -350,6 +362,8 @@ def test_linking_prefers_the_longest_name_and_whole_latin_words():
     assert index.link("偏头痛怎么办") == [("Disease", "偏头痛")]
     assert index.link("migraines and aspirin") == [("Disease", "偏头痛"), ("Drug", "ASA")]  # a plural ending
     assert index.link("migrainesque aspirins") == [("Drug", "ASA")]  # not a longer word
+    short = GraphIndex([Node("Element", "Fe"), Node("Drug", "ASA")])
+    assert short.link("fees as ASAs") == []  # a plural ending only on names of four letters or more
     assert index.link("Aspirin for migraine") == [("Disease", "偏头痛"), ("Drug", "ASA")]
 
 

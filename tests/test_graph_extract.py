@@ -77,6 +77,12 @@ def test_reply_checks_keep_only_what_the_chunk_writes():
         '1.0.0.0: the reply is not {"triples": [...]} JSON']
     only = check_reply(triples(("阿司匹林", "Drug", "CAUSES", "发热", "Symptom")), LABELS, "x", [], ["TREATS"])
     assert only[0] == [] and "not one of TREATS" in only[1][0]
+    # full-width letters and a name broken over two lines are still written in the chunk
+    wide = check_reply(triples(("华法林", "Drug", "METABOLIZED_BY", "CYP2C9", "Enzyme"),
+                               ("华法林", "Drug", "TREATS", "deep vein thrombosis", "Disease")),
+                       "华法林由ＣＹＰ２Ｃ９代谢，用于deep vein\nthrombosis。", "x", [])
+    assert len(wide[0]) == 2, wide[1]
+    assert check_reply("", LABELS, "x", [])[0] is None  # not JSON: nothing kept, the chunk asked again
 
 
 def test_the_schema_names_the_allowed_labels():
@@ -133,6 +139,21 @@ def test_extracted_facts_keep_their_chunk_and_its_groups_and_reruns_read_only_ch
         kb.delete(str(tmp_path / "clinical" / "cyp.md"))
         after = extract(kb, graph, engine, graph_name="g", model_name="fake", progress=False)
         assert (after.read, after.removed) == (0, 2) and graph.counts()["edges"] == 1
+        # a document whose groups change has its facts written again with the new groups
+        kb.ingest([tmp_path / "public"], groups=["clinical"], progress=False)
+        engine.enqueue(triples(("布洛芬", "Drug", "TREATS", "头痛", "Symptom")))
+        regrouped = extract(kb, graph, engine, graph_name="g", model_name="fake", progress=False)
+        assert (regrouped.read, regrouped.removed, regrouped.kept) == (1, 1, 1)
+        edge, = graph.neighbors([("Drug", "布洛芬")], None)
+        assert edge.groups == ("clinical",)
+        assert graph.neighbors([("Drug", "布洛芬")], []) == []
+        # a reply that is not the JSON asked for leaves the chunk to be asked again
+        kb.ingest([tmp_path / "public"], groups=[], progress=False)
+        engine.enqueue("sorry, I cannot help with that", triples(("布洛芬", "Drug", "TREATS", "头痛", "Symptom")))
+        failed = extract(kb, graph, engine, graph_name="g", model_name="fake", progress=False)
+        assert (failed.read, failed.unreadable) == (1, 1)
+        retried = extract(kb, graph, engine, graph_name="g", model_name="fake", progress=False)
+        assert (retried.read, retried.unreadable, retried.kept) == (1, 0, 1)
         # another graph keeps its own record
         other = extract(kb, graph, engine, graph_name="other", model_name="fake", progress=False)
         assert other.read == 1  # the one chunk left

@@ -103,14 +103,14 @@ def extract_from_kb(name: str, kb_name: str, settings: Any, *, model: str | None
         UsageError: no such knowledge base, no documents, a model too small to be trusted.
     """
     from lingxi.engines import load_engine
-    from lingxi.graph.extract import extract, require_trusted
+    from lingxi.graph.extract import extract, preflight
     from lingxi.knowledge import open_kb
     from lingxi.stores.graph import open_store
 
     model_name = model or settings.default_model
     with open_kb(kb_name, settings) as kb:
         engine = load_engine(model_name, settings)
-        require_trusted(engine, model_name)  # before the graph is opened (and created) for writing
+        preflight(kb, engine, model_name, relations, types)  # before the graph is opened (and created)
         graph = open_store(name, settings, store)
         try:
             report = extract(kb, graph, engine, graph_name=name, model_name=model_name, relations=relations,

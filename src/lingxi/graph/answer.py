@@ -173,13 +173,14 @@ def _find_word(q: str, word: str) -> int:
 
 def _whole(q: str, i: int, j: int) -> bool:
     """A Latin-script match must not be part of a longer word, but for an English plural ending
-    (migraines, headaches)."""
+    on a name of four letters or more (migraines, headaches)."""
     if _ASCII_WORD.match(q[i]) and i > 0 and _ASCII_WORD.match(q[i - 1]):
         return False
     if not (_ASCII_WORD.match(q[j - 1]) and j < len(q) and _ASCII_WORD.match(q[j])):
         return True
-    return any(q.startswith(end, j) and (j + len(end) == len(q) or not _ASCII_WORD.match(q[j + len(end)]))
-               for end in ("s", "es"))
+    # short names (I, Fe, ASA) would match "is", "fees", "as"
+    return j - i >= 4 and any(q.startswith(end, j) and (j + len(end) == len(q) or not _ASCII_WORD.match(q[j + len(end)]))
+                              for end in ("s", "es"))
 
 
 def _label_words(label: str) -> set[str]:
@@ -268,8 +269,9 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
         score = 2.0 * len(on_path) + len({e.relation for e in path.edges} & asked) - 0.75 * len(path.edges)
         if joins:
             answer_nodes = [n for n in nodes[1:-1] if n not in linked] if nodes[-1] in linked else []
-            if not answer_nodes and len(path.edges) == 1:  # "Does aspirin treat fever?": the fact itself
-                scored.append((score + 2.0, path, []))
+            if not answer_nodes and len(path.edges) == 1:  # "Does aspirin treat fever?": the fact itself,
+                if not (focus and wh_asked):  # unless a type is asked for ("Which enzyme ...")
+                    scored.append((score + 2.0, path, []))
                 continue
         else:
             answer_nodes = [nodes[-1]] if nodes[-1] not in linked else []

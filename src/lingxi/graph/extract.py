@@ -17,8 +17,9 @@ There is no extractive fallback: curated facts come in through ``lingxi graph im
 
 **Incremental and resumable.** The knowledge base's metadata records, per graph and model, the
 hash of each chunk's text once its facts are written (in batches, and at the end). A rerun reads
-only new or changed chunks, and first deletes the facts read from a changed chunk's earlier text
-and from chunks that are gone (edges whose ``source`` is that chunk; their nodes stay). An
+only new or changed chunks (a changed document's groups count as a change), and first deletes the
+facts read from a changed chunk's earlier text and from chunks that are gone (edges whose
+``source`` is that chunk; their nodes stay). A graph found empty is read again whole. An
 interrupted run rereads at most one batch, and rewriting a fact changes nothing (writes are
 idempotent). A fact the graph already holds (imported, or read from another chunk) keeps its
 source and groups: extraction only adds, so deleting one chunk's facts never takes an imported
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lingxi.errors import UsageError
-from lingxi.graph.triples import Triple, is_label, parse_row
+from lingxi.graph.triples import Triple, clean_name, is_label, parse_row
 from lingxi.stores.graph import fold
 
 #: Bump when the request changes, so earlier extractions are redone.
@@ -59,8 +60,9 @@ _SYSTEM = (
 class ExtractReport:
     """What an extraction did: ``chunks`` seen, ``read`` by the model, ``skipped`` (already read,
     unchanged), ``proposed`` triples, ``kept`` (written), ``rejected`` (count) with the first
-    ``reasons``, ``removed`` (facts read earlier from chunks that changed or are gone), and the
-    graph's ``written`` report (nodes and edges added, updated, unchanged)."""
+    ``reasons``, ``removed`` (facts read earlier from chunks that changed or are gone),
+    ``unreadable`` (replies that were not the JSON asked for: those chunks are asked again next
+    run), and the graph's ``written`` report (nodes and edges added, updated, unchanged)."""
 
     chunks: int = 0
     read: int = 0
@@ -69,12 +71,14 @@ class ExtractReport:
     kept: int = 0
     rejected: int = 0
     removed: int = 0
+    unreadable: int = 0
     reasons: list[str] = field(default_factory=list)
     written: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"chunks": self.chunks, "read": self.read, "skipped": self.skipped, "proposed": self.proposed,
-                "kept": self.kept, "rejected": self.rejected, "removed": self.removed, "reasons": self.reasons,
+                "kept": self.kept, "rejected": self.rejected, "removed": self.removed,
+                "unreadable": self.unreadable, "reasons": self.reasons,
                 **self.written}
 
 
@@ -91,10 +95,11 @@ def extraction_schema(relations: Sequence[str] = (), types: Sequence[str] = ()) 
 
 
 def check_reply(reply: str, text: str, source: str, groups: Sequence[str], relations: Sequence[str] = (),
-                types: Sequence[str] = ()) -> tuple[list[Triple], list[str], int]:
+                types: Sequence[str] = ()) -> tuple[list[Triple] | None, list[str], int]:
     """``(kept, reasons, proposed)`` for a model's ``reply`` on the chunk ``text``: the triples that
-    pass every check, one reason per triple that did not (``source triple N: why``; or one for a
-    reply that is not the JSON asked for), and how many triples the reply held."""
+    pass every check, one reason per triple that did not (``source triple N: why``), and how many
+    triples the reply held. ``kept`` is None when the reply is not the JSON asked for (the chunk is
+    then read again next time)."""
     m = re.search(r"\{.*\}", reply, re.S)
     try:
         data = json.loads(m.group(0), strict=False) if m else None
@@ -102,10 +107,10 @@ def check_reply(reply: str, text: str, source: str, groups: Sequence[str], relat
         data = None
     rows = data.get("triples") if isinstance(data, dict) else None
     if not isinstance(rows, list):
-        return [], [f"{source}: the reply is not {{\"triples\": [...]}} JSON"], 0
+        return None, [f"{source}: the reply is not {{\"triples\": [...]}} JSON"], 0
     kept: list[Triple] = []
     reasons: list[str] = []
-    written = fold(text)
+    written = fold(clean_name(text))  # names are stored NFKC-folded, spaces collapsed: read the text alike
     for n, row in enumerate(rows[:MAX_TRIPLES], 1):
         where = f"{source} triple {n}"
         if not isinstance(row, dict):
@@ -129,33 +134,45 @@ def check_reply(reply: str, text: str, source: str, groups: Sequence[str], relat
     return kept, reasons, min(len(rows), MAX_TRIPLES)
 
 
+def preflight(kb: Any, engine: Any, model_name: str, relations: Sequence[str] = (), types: Sequence[str] = ()) -> None:
+    """Everything that refuses an extraction, checked before a graph is opened (and created).
+
+    Raises:
+        UsageError: a bad relation or type name, a model too small to be trusted, an empty
+            knowledge base.
+    """
+    bad = [x for x in (*relations, *types) if not is_label(x)]
+    if bad:
+        raise UsageError(f"not a relation or type name: {', '.join(bad)} (letters, digits and '_')")
+    require_trusted(engine, model_name)
+    if not kb.store.documents():
+        raise UsageError(f"knowledge base '{kb.name}' has no documents to extract facts from")
+
+
 def extract(kb: Any, graph: Any, engine: Any, *, graph_name: str, model_name: str,
             relations: Sequence[str] = (), types: Sequence[str] = (), progress: bool = True) -> ExtractReport:
     """Extract facts from every chunk of ``kb`` into ``graph`` (see the module docstring).
 
     Raises:
-        UsageError: no model, a model too small to be trusted, a bad relation or type name, an
-            empty knowledge base.
+        UsageError: see :func:`preflight`.
     """
     from lingxi.engines.base import GenerationParams
 
-    bad = [x for x in (*relations, *types) if not is_label(x)]
-    if bad:
-        raise UsageError(f"not a relation or type name: {', '.join(bad)} (letters, digits and '_')")
-    require_trusted(engine, model_name)
+    preflight(kb, engine, model_name, relations, types)
     docs = kb.store.documents()
-    if not docs:
-        raise UsageError(f"knowledge base '{kb.name}' has no documents to extract facts from")
-    key = f"{graph_name}|{model_name}|v{PROMPT_VERSION}|{','.join(relations)}|{','.join(types)}"
+    key = (f"{getattr(graph, 'kind', '')}:{graph_name}|{model_name}|v{PROMPT_VERSION}|{','.join(relations)}|"
+           f"{','.join(types)}")
     record_all = kb.store.meta().get("graph_extracted") or {}
     done: dict[str, str] = dict(record_all.get(key) or {})
+    if done and graph.counts()["edges"] == 0:  # the graph was emptied or made anew: read everything again
+        done = {}
     schema = {"json_schema": json.dumps(extraction_schema(relations, types))} \
         if getattr(engine, "constrained_decoding", False) else {}
     params = GenerationParams(max_tokens=64 + 48 * MAX_TRIPLES, temperature=0.0, **schema)
     work = [(d, hit) for d in docs for hit in kb.store.hits([(i, 0.0) for i in kb.store.chunk_ids(d.doc_no)])]
     report = ExtractReport(chunks=len(work))
     batch: list[Triple] = []
-    read: dict[str, str] = {}  # chunk id -> text hash, recorded once the batch is written
+    read: dict[str, str] = {}  # chunk id -> digest, recorded once the batch is written
 
     def save() -> None:
         kb.store.set_meta({"graph_extracted": {**record_all, key: done}})
@@ -169,7 +186,8 @@ def extract(kb: Any, graph: Any, engine: Any, *, graph_name: str, model_name: st
         batch.clear()
         read.clear()
 
-    gone = [cid for cid in done if cid not in {hit.id for _, hit in work}]
+    current = {hit.id for _, hit in work}
+    gone = [cid for cid in done if cid not in current]
     if gone:  # chunks deleted or re-cut since they were read: their facts go with them
         report.removed += graph.delete_sources(gone)
         for cid in gone:
@@ -183,7 +201,8 @@ def extract(kb: Any, graph: Any, engine: Any, *, graph_name: str, model_name: st
         bar = tqdm(total=len(work), desc="extracting facts", unit="chunk")
     try:
         for doc, hit in work:
-            digest = hashlib.sha256(hit.text.encode("utf-8")).hexdigest()[:16]
+            # the groups count too: a document whose groups changed has its facts written again
+            digest = hashlib.sha256(f"{hit.text}\n{','.join(sorted(doc.groups))}".encode()).hexdigest()[:16]
             if done.get(hit.id) == digest:
                 report.skipped += 1
             else:
@@ -192,13 +211,16 @@ def extract(kb: Any, graph: Any, engine: Any, *, graph_name: str, model_name: st
                 kept, reasons, proposed = check_reply(engine.generate(prompt, params).text, hit.text, hit.id,
                                                       doc.groups, relations, types)
                 report.read += 1
-                report.proposed += proposed
-                report.rejected += proposed - len(kept)
                 report.reasons += reasons[: max(0, 20 - len(report.reasons))]
-                batch += kept
-                read[hit.id] = digest
-                if len(read) >= BATCH:
-                    flush()
+                if kept is None:  # not the JSON asked for: left unrecorded, so the next run asks again
+                    report.unreadable += 1
+                else:
+                    report.proposed += proposed
+                    report.rejected += proposed - len(kept)
+                    batch += kept
+                    read[hit.id] = digest
+                    if len(read) >= BATCH:
+                        flush()
             if bar is not None:
                 bar.update(1)
         if read:
@@ -256,4 +278,4 @@ def _add(total: dict[str, int], more: dict[str, Any]) -> None:
             total[k] = total.get(k, 0) + v
 
 
-__all__ = ["ExtractReport", "check_reply", "extract", "extraction_schema", "require_trusted"]
+__all__ = ["ExtractReport", "check_reply", "extract", "extraction_schema", "preflight", "require_trusted"]

@@ -5,9 +5,12 @@
 The model sees the node types and relation kinds the caller may read (``(:Drug {name})-[:TREATS]->
 (:Disease {name})``) and replies with one query. The query must pass the read-only rule
 (:func:`lingxi.graph.cypher.check_read_only`): a generated ``DELETE``/``SET``/``CREATE`` is refused
-and nothing runs. It then runs **on a projection**: a throwaway embedded graph holding only the
-facts the caller's groups may read, so no query, however written, reaches another group's facts
-(a trusted caller, ``groups=None``, or one who may read every fact queries the graph itself).
+and nothing runs. It then runs **on a projection**: a throwaway embedded (Kùzu) graph holding
+only the facts the caller's groups may read, so no query, however written, reaches another
+group's facts, and the model writes for one dialect whatever the store (a trusted operator,
+``groups=None``, on an embedded graph queries it directly, label-word nodes included, as
+``graph query`` does). A query is stopped after ``TIMEOUT_S``; at most ``MAX_ROWS`` rows are kept,
+node and relationship values as their properties.
 Copying costs time: at 100,000 edges of which 10% are restricted, 9 s from Kùzu and 20 s from
 FalkorDB (``benchmarks/graph.py``). The answer is the query's rows as
 they come back: nothing is generated, so a wrong query gives wrong rows, never invented ones,
@@ -32,8 +35,13 @@ from lingxi.stores.graph import Edge, GraphStore
 
 #: Rows kept in an answer.
 MAX_ROWS = 50
+#: A model's query is stopped after this long.
+TIMEOUT_S = 10.0
+#: How a query starts; a reply that starts otherwise (and does not write) is not a query.
+_READS = ("MATCH", "OPTIONAL", "WITH", "UNWIND", "RETURN")
 
-_SYSTEM = ("You write one read-only Cypher query (MATCH ... RETURN) that answers the question over this graph. "
+_SYSTEM = ("You write one read-only Cypher query (MATCH ... RETURN) for the Kùzu graph database that answers the "
+           "question over this graph. "
            "Every node has a `name` property. Use only the node labels and relationship types listed, with the "
            "arrows as listed. Reply with the query only.\n\nGraph schema:\n")
 
@@ -83,15 +91,21 @@ def ask_cypher(store: GraphStore, question: str, engine: Any, *, model_name: str
         check_read_only(query)
     except UsageError as exc:
         raise UsageError(f"the model's query was refused, nothing ran ({exc}): {query!r}") from None
-    whole = groups is None or len(edges) == store.counts()["edges"]  # nothing hidden from this caller
+    if not query or query.split(None, 1)[0].upper() not in _READS:
+        answer = GraphAnswer(f"I don't know: the model did not write a query ({query[:80]!r})", False, "unknown")
+        answer.cypher = query
+        return answer
     try:
-        result = store.run_read(query) if whole else _on_projection(store, edges, query)
+        if groups is None and store.kind == "kuzu":  # a trusted operator's own view, as `graph query`
+            result = _timed(store, query)
+        else:  # anyone else, and FalkorDB graphs (one dialect for the model): the projection
+            result = _on_projection(store, edges, query)
     except UsageError as exc:  # the model's Cypher, not the user's input: say so and answer nothing
         answer = GraphAnswer(f"I don't know: the model's query did not run ({exc}) (Cypher: {query})", False,
                              "unknown")
         answer.cypher = query
         return answer
-    rows = [list(r) for r in result.rows[:MAX_ROWS]]
+    rows = [[_plain(v) for v in r] for r in result.rows[:MAX_ROWS]]
     values = list(dict.fromkeys(str(r[0]) for r in rows if r and r[0] is not None))
     text = "; ".join(", ".join(str(v) for v in r) for r in rows) if rows else "no rows"
     answer = GraphAnswer(f"{text} (Cypher: {query})" if rows else f"I don't know: the query found no rows "
@@ -116,9 +130,30 @@ def _on_projection(store: GraphStore, edges: list[Edge], query: str) -> Any:
             writer.close()
         reader = KuzuGraphStore(Path(tmp) / "g", read_only=True)
         try:
-            return reader.run_read(query)
+            return _timed(reader, query)
         finally:
             reader.close()
+
+
+def _timed(store: Any, query: str) -> Any:
+    """``store.run_read(query)`` stopped after :data:`TIMEOUT_S` (a Kùzu store)."""
+    store.set_timeout(TIMEOUT_S)
+    try:
+        return store.run_read(query)
+    finally:
+        store.set_timeout(0)
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON can hold it: a node or relationship object becomes its properties."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items() if not str(k).startswith("_")}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    properties = getattr(value, "properties", None)
+    return _plain(properties) if isinstance(properties, dict) else str(value)
 
 
 __all__ = ["ask_cypher", "query_from_reply", "schema_text", "visible_edges"]

@@ -128,6 +128,10 @@ class KuzuGraphStore(GraphStore):
                         out.append(Edge(b_type, b, rel, type_, a, tuple(g or ()), source or ""))
         return out
 
+    def set_timeout(self, seconds: float) -> None:
+        """Stop any later query after ``seconds`` (0: no limit)."""
+        self._conn.set_query_timeout(int(seconds * 1000))
+
     def run_read(self, cypher, params=None):
         if not self.read_only:  # the CLI and ask open the store read-only; a writer refuses to run user Cypher
             raise UsageError("this graph store was opened for writing: open it read-only to query")
