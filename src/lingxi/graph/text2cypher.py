@@ -5,16 +5,18 @@
 The model sees the node types and relation kinds the caller may read (``(:Drug {name})-[:TREATS]->
 (:Disease {name})``) and replies with one query. The query must pass the read-only rule
 (:func:`lingxi.graph.cypher.check_read_only`): a generated ``DELETE``/``SET``/``CREATE`` is refused
-and nothing runs. It then runs **on a projection**: a throwaway embedded (Kùzu) graph holding
-only the facts the caller's groups may read, so no query, however written, reaches another
-group's facts, and the model writes for one dialect whatever the store (a trusted operator,
-``groups=None``, on an embedded graph queries it directly, label-word nodes included, as
-``graph query`` does). A query is stopped after ``TIMEOUT_S``; at most ``MAX_ROWS`` rows are kept,
-node and relationship values as their properties.
-Copying costs time: at 100,000 edges of which 10% are restricted, 9 s from Kùzu and 20 s from
-FalkorDB (``benchmarks/graph.py``). The answer is the query's rows as
-they come back: nothing is generated, so a wrong query gives wrong rows, never invented ones,
-and the query is returned with them to be checked.
+and nothing runs.
+
+It then runs **on a projection**: a throwaway embedded (Kùzu) graph holding only the facts the
+caller's groups may read, so no query, however written, reaches another group's facts, and the
+model writes for one dialect whatever the store. Only a trusted operator (``groups=None``) on an
+embedded graph queries it directly, label-word nodes included, as ``graph query`` does. Copying
+costs time: at 100,000 edges of which 10% are restricted, 9 s from Kùzu and 20 s from FalkorDB
+(``benchmarks/graph.py``). A query is stopped after ``TIMEOUT_S``; at most ``MAX_ROWS`` rows are
+kept, node and relationship values as their properties.
+
+The answer is the query's rows as they come back: nothing is generated, so a wrong query gives
+wrong rows, never invented ones, and the query is returned with them to be checked.
 
 The bundled SmolLM2-135M is refused (:func:`lingxi.graph.extract.require_trusted`); path
 questions go through :func:`lingxi.graph.answer.ask`, which needs no model.
