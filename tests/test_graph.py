@@ -124,6 +124,17 @@ def test_a_new_type_pair_for_a_known_relation_keeps_old_edges(store_factory, tmp
     assert {(k[1], k[4]) for k in treats} == {("阿司匹林", "头痛"), ("舒马普坦", "偏头痛"), ("休息", "偏头痛")}
 
 
+def test_all_edges_a_caller_may_see(store_factory, tmp_path):
+    store = store_factory()
+    load(store, tmp_path)
+    every = {(e.head, e.relation, e.tail, e.groups) for e in store.edges(None)}
+    assert len(every) == store.counts()["edges"] == 6
+    assert ("氟康唑", "INHIBITS", "CYP2C9", ("clinical",)) in every
+    public = {(e.head, e.relation, e.tail) for e in store.edges([])}
+    assert public == {(h, r, t) for h, r, t, g in every if not g}
+    assert len(store.edges(["clinical"])) == 6
+
+
 def test_edges_are_deleted_by_source_and_their_nodes_stay(store_factory, tmp_path):
     store = store_factory()
     load(store, tmp_path)

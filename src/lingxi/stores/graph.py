@@ -173,6 +173,10 @@ class GraphStore(ABC):
         """Edges touching any of ``keys`` (either direction) that the caller may see."""
 
     @abstractmethod
+    def edges(self, groups: list[str] | None) -> list[Edge]:
+        """Every edge the caller may see (text-to-Cypher's projection copies them)."""
+
+    @abstractmethod
     def run_read(self, cypher: str, params: dict[str, Any] | None = None) -> QueryResult:
         """Run a Cypher query the backend itself executes read-only."""
 

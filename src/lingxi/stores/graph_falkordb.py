@@ -98,6 +98,15 @@ class FalkorDBGraphStore(GraphStore):
                     out.append(Edge(b_type, b, rel, type_, a, tuple(g or ()), source or ""))
         return out
 
+    def edges(self, groups):
+        if not self._labels():
+            return []
+        rule = "true" if groups is None else "(size(r.groups) = 0 OR any(g IN r.groups WHERE g IN $groups))"
+        rows = self._rows(f"MATCH (a)-[r]->(b) WHERE {rule} RETURN labels(a)[0], a.name, type(r), labels(b)[0], "
+                          "b.name, r.groups, r.source", {"groups": groups or []})
+        return [Edge(a_type, a, rel, b_type, b, tuple(g or ()), source or "")
+                for a_type, a, rel, b_type, b, g, source in rows]
+
     def run_read(self, cypher, params=None):
         result = self._call(cypher, params, read_only=True)
         columns = [h[1] if isinstance(h, (list, tuple)) else str(h) for h in result.header]

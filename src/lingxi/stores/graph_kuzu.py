@@ -128,6 +128,17 @@ class KuzuGraphStore(GraphStore):
                         out.append(Edge(b_type, b, rel, type_, a, tuple(g or ()), source or ""))
         return out
 
+    def edges(self, groups):
+        out: list[Edge] = []
+        for rel, kind in self._tables().items():
+            if kind != "REL":
+                continue
+            for a_type, a, b_type, b, g, source in self._all(
+                    f"MATCH (a)-[r:{_q(rel)}]->(b) WHERE {group_filter('r', groups)} "
+                    "RETURN label(a), a.name, label(b), b.name, r.groups, r.source"):
+                out.append(Edge(a_type, a, rel, b_type, b, tuple(g or ()), source or ""))
+        return out
+
     def set_timeout(self, seconds: float) -> None:
         """Stop any later query after ``seconds`` (0: no limit)."""
         self._conn.set_query_timeout(int(seconds * 1000))
