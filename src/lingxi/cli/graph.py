@@ -110,8 +110,9 @@ def extract(name: str, kb_name: str, model: str | None, relations: str, types: s
     if as_json:
         emit_json(report)
         return
-    click.echo(f"graph '{name}' from kb '{kb_name}': {report['read']} chunks read, {report['skipped']} unchanged; "
-               f"{report['kept']} facts kept, {report['rejected']} rejected; "
+    click.echo(f"graph '{name}' from kb '{kb_name}': {report['read']} chunks read, {report['skipped']} unchanged, "
+               f"{report['unreadable']} replies unreadable (asked again next run); {report['kept']} facts kept, "
+               f"{report['rejected']} rejected, {report['removed']} removed with their changed text; "
                f"now {report.get('nodes', 0)} nodes, {report.get('edges', 0)} edges")
     for reason in report["reasons"][:5]:
-        click.echo(f"  rejected: {reason}")
+        click.echo(f"  {reason}")
