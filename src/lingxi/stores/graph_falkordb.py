@@ -26,6 +26,13 @@ def _q(label: str) -> str:
     return f"`{label}`"
 
 
+def _group_rule(groups: list[str] | None) -> str:
+    """The access rule on relationship ``r`` (the caller's groups passed as ``$groups``)."""
+    if groups is None:
+        return "true"
+    return "(size(r.groups) = 0 OR any(g IN r.groups WHERE g IN $groups))"
+
+
 class FalkorDBGraphStore(GraphStore):
     kind = "falkordb"
 
@@ -76,10 +83,7 @@ class FalkorDBGraphStore(GraphStore):
         return self._rows(cypher)
 
     def neighbors(self, keys: list[NodeKey], groups: list[str] | None) -> list[Edge]:
-        if groups is None:
-            rule = "true"
-        else:
-            rule = "(size(r.groups) = 0 OR any(g IN r.groups WHERE g IN $groups))"
+        rule = _group_rule(groups)
         by_type: dict[str, list[str]] = {}
         for type_, name in keys:
             by_type.setdefault(type_, []).append(name)
@@ -101,8 +105,7 @@ class FalkorDBGraphStore(GraphStore):
     def edges(self, groups):
         if not self._labels():
             return []
-        rule = "true" if groups is None else "(size(r.groups) = 0 OR any(g IN r.groups WHERE g IN $groups))"
-        rows = self._rows(f"MATCH (a)-[r]->(b) WHERE {rule} RETURN labels(a)[0], a.name, type(r), labels(b)[0], "
+        rows = self._rows(f"MATCH (a)-[r]->(b) WHERE {_group_rule(groups)} RETURN labels(a)[0], a.name, type(r), labels(b)[0], "
                           "b.name, r.groups, r.source", {"groups": groups or []})
         return [Edge(a_type, a, rel, b_type, b, tuple(g or ()), source or "")
                 for a_type, a, rel, b_type, b, g, source in rows]

@@ -14,6 +14,8 @@ replace it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +87,10 @@ class KuzuGraphStore(GraphStore):
         self._table_cache = tables if self.read_only else None
         return tables
 
+    def _of_kind(self, kind: str) -> list[str]:
+        """The node (``"NODE"``) or relationship (``"REL"``) tables."""
+        return [t for t, k in self._tables().items() if k == kind]
+
     def _pairs(self, relation: str) -> set[tuple[str, str]]:
         return {(r[0], r[1]) for r in self._all(f"CALL show_connection('{relation}') RETURN *")}
 
@@ -92,10 +98,9 @@ class KuzuGraphStore(GraphStore):
 
     def nodes(self) -> list[Node]:
         out = []
-        for name, kind in self._tables().items():
-            if kind == "NODE":
-                for node_name, aliases in self._all(f"MATCH (n:{_q(name)}) RETURN n.name, n.aliases"):
-                    out.append(Node(name, node_name, tuple(aliases or ())))
+        for name in self._of_kind("NODE"):
+            for node_name, aliases in self._all(f"MATCH (n:{_q(name)}) RETURN n.name, n.aliases"):
+                out.append(Node(name, node_name, tuple(aliases or ())))
         return out
 
     def _has_kind(self, relation, head_type, tail_type):
@@ -130,9 +135,7 @@ class KuzuGraphStore(GraphStore):
 
     def edges(self, groups):
         out: list[Edge] = []
-        for rel, kind in self._tables().items():
-            if kind != "REL":
-                continue
+        for rel in self._of_kind("REL"):
             for a_type, a, b_type, b, g, source in self._all(
                     f"MATCH (a)-[r:{_q(rel)}]->(b) WHERE {group_filter('r', groups)} "
                     "RETURN label(a), a.name, label(b), b.name, r.groups, r.source"):
@@ -150,10 +153,8 @@ class KuzuGraphStore(GraphStore):
         return QueryResult(list(result.get_column_names()), [list(r) for r in result.get_all()])
 
     def counts(self) -> dict[str, int]:
-        tables = self._tables()
-        nodes = sum(self._all(f"MATCH (n:{_q(t)}) RETURN count(*)")[0][0] for t, k in tables.items() if k == "NODE")
-        edges = sum(self._all(f"MATCH ()-[r:{_q(t)}]->() RETURN count(*)")[0][0]
-                    for t, k in tables.items() if k == "REL")
+        nodes = sum(self._all(f"MATCH (n:{_q(t)}) RETURN count(*)")[0][0] for t in self._of_kind("NODE"))
+        edges = sum(self._all(f"MATCH ()-[r:{_q(t)}]->() RETURN count(*)")[0][0] for t in self._of_kind("REL"))
         return {"nodes": nodes, "edges": edges}
 
     # ------------------------------------------------------------ writes
@@ -161,8 +162,7 @@ class KuzuGraphStore(GraphStore):
     def _apply(self, new_nodes, changed_nodes, new_edges, changed_edges):
         import pyarrow as pa
 
-        self._run("BEGIN TRANSACTION")
-        try:
+        with self._transaction():
             tables = self._tables()
             for type_ in sorted({n.type for n in new_nodes} - set(tables)):
                 self._run(f"CREATE NODE TABLE {_q(type_)}(name STRING PRIMARY KEY, aliases STRING[])")
@@ -189,29 +189,30 @@ class KuzuGraphStore(GraphStore):
                 self._run(f"MATCH (a:{_q(edge.head_type)} {{name: $h}})-[r:{_q(edge.relation)}]->"
                           f"(b:{_q(edge.tail_type)} {{name: $t}}) SET r.groups = $g, r.source = $s",
                           {"h": edge.head, "t": edge.tail, "g": list(edge.groups), "s": edge.source})
-            self._run("COMMIT")
-        except BaseException:
-            self._run("ROLLBACK")
-            raise
 
     def delete_sources(self, sources):
         if not sources:
             return 0
-        rels = [t for t, k in self._tables().items() if k == "REL"]
-        self._run("BEGIN TRANSACTION")
-        try:
-            deleted = 0
-            for rel in rels:
+        deleted = 0
+        with self._transaction():
+            for rel in self._of_kind("REL"):
                 match = f"MATCH ()-[r:{_q(rel)}]->() WHERE r.source IN $s"
                 n = self._all(f"{match} RETURN count(*)", {"s": list(sources)})[0][0]
                 if n:
                     self._run(f"{match} DELETE r", {"s": list(sources)})
                     deleted += n
+        return deleted
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """All the writes inside, or none of them."""
+        self._run("BEGIN TRANSACTION")
+        try:
+            yield
             self._run("COMMIT")
         except BaseException:
             self._run("ROLLBACK")
             raise
-        return deleted
 
     def _copy(self, relation: str, head_type: str, tail_type: str, table: Any) -> None:
         self._run(f"COPY {_q(relation)} FROM $rows (from='{head_type}', to='{tail_type}')", {"rows": table})
