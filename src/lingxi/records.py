@@ -1,4 +1,5 @@
-"""JSON Lines records, read one way: what counts as a record line and how a bad one is named.
+"""JSON Lines records, read one way: what counts as a record line and how a bad one is named;
+and the JSON object in a model's reply.
 
 Readers differ in what they do with a bad line (a loader skips the file, an evaluation stops, a
 graph import lists every problem), not in what a bad line is.
@@ -7,6 +8,7 @@ graph import lists every problem), not in what a bad line is.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -30,3 +32,19 @@ def json_lines(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any] | Non
 
 
 __all__ = ["json_lines"]
+
+
+def json_in_reply(reply: str) -> Any:
+    """The JSON object a model's reply holds, from its first ``{`` to its last ``}`` (so prose or
+    a code fence around it does not matter; a raw newline inside a string is accepted).
+
+    Raises:
+        ValueError: "no JSON object" or "not valid JSON".
+    """
+    m = re.search(r"\{.*\}", reply, re.S)
+    if not m:
+        raise ValueError("no JSON object")
+    try:
+        return json.loads(m.group(0), strict=False)
+    except ValueError:
+        raise ValueError("not valid JSON") from None

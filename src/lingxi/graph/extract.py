@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lingxi.errors import UsageError
 from lingxi.graph.triples import Triple, clean_name, is_label, parse_row
+from lingxi.records import json_in_reply
 from lingxi.stores.graph import fold
 
 #: Bump when the request changes, so earlier extractions are redone.
@@ -100,9 +100,8 @@ def check_reply(reply: str, text: str, source: str, groups: Sequence[str], relat
     pass every check, one reason per triple that did not (``source triple N: why``), and how many
     triples the reply held. ``kept`` is None when the reply is not the JSON asked for (the chunk is
     then read again next time)."""
-    m = re.search(r"\{.*\}", reply, re.S)
     try:
-        data = json.loads(m.group(0), strict=False) if m else None
+        data = json_in_reply(reply)
     except ValueError:
         data = None
     rows = data.get("triples") if isinstance(data, dict) else None
@@ -134,8 +133,10 @@ def check_reply(reply: str, text: str, source: str, groups: Sequence[str], relat
     return kept, reasons, min(len(rows), MAX_TRIPLES)
 
 
-def preflight(kb: Any, engine: Any, model_name: str, relations: Sequence[str] = (), types: Sequence[str] = ()) -> None:
-    """Everything that refuses an extraction, checked before a graph is opened (and created).
+def preflight(kb: Any, engine: Any, model_name: str, relations: Sequence[str] = (),
+              types: Sequence[str] = ()) -> list[Any]:
+    """Everything that refuses an extraction, checked before a graph is opened (and created);
+    returns the knowledge base's documents.
 
     Raises:
         UsageError: a bad relation or type name, a model too small to be trusted, an empty
@@ -145,8 +146,10 @@ def preflight(kb: Any, engine: Any, model_name: str, relations: Sequence[str] = 
     if bad:
         raise UsageError(f"not a relation or type name: {', '.join(bad)} (letters, digits and '_')")
     require_trusted(engine, model_name)
-    if not kb.store.documents():
+    docs = kb.store.documents()
+    if not docs:
         raise UsageError(f"knowledge base '{kb.name}' has no documents to extract facts from")
+    return docs
 
 
 def extract(kb: Any, graph: Any, engine: Any, *, graph_name: str, model_name: str,
@@ -158,8 +161,7 @@ def extract(kb: Any, graph: Any, engine: Any, *, graph_name: str, model_name: st
     """
     from lingxi.engines.base import GenerationParams
 
-    preflight(kb, engine, model_name, relations, types)
-    docs = kb.store.documents()
+    docs = preflight(kb, engine, model_name, relations, types)
     key = (f"{getattr(graph, 'kind', '')}:{graph_name}|{model_name}|v{PROMPT_VERSION}|{','.join(relations)}|"
            f"{','.join(types)}")
     record_all = kb.store.meta().get("graph_extracted") or {}

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lingxi.errors import UsageError
+from lingxi.records import json_in_reply
 from lingxi.knowledge.retrievers import Query, Retriever, Scored
 from lingxi.knowledge.tree import TreeNode, link_children
 from lingxi.text import tokenize
@@ -347,13 +347,7 @@ def _validate(reply: str, ids: list[str], breadth: int) -> list[tuple[str, str]]
         ValueError: no JSON object, wrong shape, an id not among the candidates, a repeated id,
             or more than ``breadth`` choices.
     """
-    m = re.search(r"\{.*\}", reply, re.S)
-    if not m:
-        raise ValueError("no JSON object")
-    try:
-        data = json.loads(m.group(0), strict=False)  # a raw newline inside a reason is no reason to refuse
-    except ValueError:
-        raise ValueError("not valid JSON") from None
+    data = json_in_reply(reply)  # a raw newline inside a reason is no reason to refuse
     picks = data.get("choose") if isinstance(data, dict) else None
     if not isinstance(picks, list) or not picks:
         raise ValueError('no "choose" list')
