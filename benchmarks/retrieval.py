@@ -256,6 +256,8 @@ def main() -> None:
             runs.update(_sweep(kb, data.queries))
         out["fusion"] = kb.fusion.to_dict()
         out["fusion"].pop("diff_sum", None), out["fusion"].pop("diff_sq_sum", None)
+        out["fusions"] = {"+".join(names): {k: v for k, v in f.to_dict().items() if k in ("queries", "weights")}
+                          for names, f in kb._fusions.items()}
         if args.store == "postgres":
             kb.drop()
         elif not (args.compare_embedder and args.cross_fusion):
@@ -285,7 +287,7 @@ def main() -> None:
         rows[mode] = {k: round(v, 4) for k, v in m.items() if k != "queries"} | {"query_s": query_s.get(mode)}
     out["retrievers"] = rows
     out["ndcg@10"] = {mode: row["ndcg@10"] for mode, row in rows.items()}
-    singles = {m: r["ndcg@10"] for m, r in rows.items() if m in SINGLE or m.startswith("dense[")}
+    singles = {m: r["ndcg@10"] for m, r in rows.items() if m in SINGLE or m.startswith(("dense[", "dense:"))}
     if "hybrid" in rows and singles:
         best = max(singles, key=singles.get)
         out["best_single"] = {"retriever": best, "ndcg@10": singles[best]}

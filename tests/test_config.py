@@ -137,3 +137,18 @@ def test_home_dir_follows_env(tmp_path, monkeypatch):
     monkeypatch.setenv("LINGXI_HOME", str(tmp_path / "h"))
     assert Settings().home_dir == tmp_path / "h"
     assert Settings(home=str(tmp_path / "x")).home_dir == tmp_path / "x"
+
+
+def test_a_concatenated_embedders_members_are_checked_with_the_rest():
+    with pytest.raises(ConfigError) as err:
+        parse_config({"embedders": {"h": {"engine": "hash"},
+                                    "pair": {"engine": "concat", "members": ["h", "nope"]},
+                                    "nested": {"engine": "concat", "members": ["h", "pair"]},
+                                    "one": {"engine": "concat", "members": ["h"]}},
+                      "gateway": {"port": -1}})
+    problems = err.value.problems
+    assert "embedders.pair.members: 'nope' is not another embedder" in problems
+    assert "embedders.nested.members: 'pair' is itself a concatenation" in problems
+    assert any(p.startswith("embedders.one.members:") for p in problems)
+    assert any(p.startswith("gateway.port:") for p in problems)
+    assert len(problems) == 4

@@ -127,6 +127,48 @@ def test_hybrid_is_the_fusion_of_bm25_and_dense(kb):
         assert kb.search_ids(query, "hybrid", k=5) == kb.search_ids(query, "fuse:bm25+dense", k=5)
 
 
+def test_a_concatenated_embedder_ranks_by_each_member_and_the_hybrid_fuses_them_all(tmp_path, docs):
+    from lingxi.config import parse_config
+
+    settings = parse_config({
+        "home": str(tmp_path / "home"), "default_embedder": "wide", "models": {"fake": {"engine": "fake"}},
+        "default_model": "fake",
+        "embedders": {"wide": {"engine": "hash", "dim": 512}, "narrow": {"engine": "hash", "dim": 64},
+                      "both": {"engine": "concat", "members": ["wide", "narrow"]}}})
+    clinical = tmp_path / "restricted"
+    clinical.mkdir()
+    (clinical / "clinical.md").write_text(CLINICAL_MD, encoding="utf-8")
+    both, wide, narrow = (create_kb(name, settings, embedder=name) for name in ("both", "wide", "narrow"))
+    for kb_ in (both, wide, narrow):
+        kb_.ingest([docs], progress=False)
+        kb_.ingest([clinical], groups=["clinical"], progress=False)
+    assert both.embedder().dim == 576 and both.embedder_members() == ["wide", "narrow"] and wide.embedder_members() == []
+    for query in ("warfarin enzyme", "headache fever", "CYP2C9 bleeding"):
+        got = {name: [(h.text, h.score) for h in both.search(query, mode=f"dense:{name}", k=4)]
+               for name in ("wide", "narrow")}
+        for name, alone in (("wide", wide), ("narrow", narrow)):
+            expected = [(h.text, h.score) for h in alone.search(query, mode="dense", k=4)]
+            assert [t for t, _ in got[name]] == [t for t, _ in expected]  # the member's own ranking...
+            assert np.allclose([s for _, s in got[name]], [s for _, s in expected], atol=1e-5)  # ...and cosine
+        mean = {h.text: h.score for h in both.search(query, mode="dense", k=10)}
+        member = {name: dict(both.search_ids(query, f"dense:{name}", k=10)) for name in ("wide", "narrow")}
+        ids = dict(both.search_ids(query, "dense", k=10))
+        for cid, score in ids.items():  # the concatenation's cosine is the mean of the members'
+            assert score == pytest.approx((member["wide"][cid] + member["narrow"][cid]) / 2, abs=1e-5)
+        assert len(mean) == len(ids)
+        both.search(query, mode="hybrid", k=3)
+    assert ("bm25", "dense:wide", "dense:narrow") in both._fusions
+    # groups hold inside a member's search too
+    assert all("CYP2C9, so" not in h.text for h in both.search("CYP2C9 bleeding", mode="dense:wide", k=10, groups=["sales"]))
+    assert any("CYP2C9, so" in h.text for h in both.search("CYP2C9 bleeding", mode="dense:wide", k=10, groups=["clinical"]))
+    with pytest.raises(UsageError, match="no 'nope' vectors: its embedder's members are wide, narrow"):
+        both.search("warfarin", mode="dense:nope")
+    with pytest.raises(UsageError, match="embedder 'wide' is not a concatenation"):
+        wide.search("warfarin", mode="dense:wide")
+    for kb_ in (both, wide, narrow):
+        kb_.close()
+
+
 def test_fusion_state_of_two_reads_as_before_and_more_than_two_learn_who_is_noise():
     old = FusionStats(queries=40, diff_sum=12.0, diff_sq_sum=8.0)  # a fusion.json from before
     assert old.state() == {"queries": 40, "diff_sum": 12.0, "diff_sq_sum": 8.0}

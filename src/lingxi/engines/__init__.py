@@ -28,7 +28,7 @@ from lingxi.engines.registry import Backend, backend, backends
 __all__ = [
     "ChatEngine", "Chunk", "Completion", "Embedder", "GenerationParams", "Message", "ModelInfo",
     "Prompt", "Timing", "Usage", "collect", "Backend", "backend", "backends", "create_engine",
-    "create_embedder", "load_engine", "load_embedder",
+    "create_embedder", "embedder_fingerprint", "load_engine", "load_embedder",
 ]
 
 
@@ -37,9 +37,11 @@ def create_engine(name: str, config: Any) -> ChatEngine:
     return backend("chat", config.engine).load_class()(name, config)
 
 
-def create_embedder(name: str, config: Any) -> Embedder:
-    """Build an embedder from one ``[embedders.NAME]`` entry (no caching)."""
-    return backend("embed", config.engine).load_class()(name, config)
+def create_embedder(name: str, config: Any, members: Any = None) -> Embedder:
+    """Build an embedder from one ``[embedders.NAME]`` entry (no caching); a concatenation takes
+    its built ``members``."""
+    cls = backend("embed", config.engine).load_class()
+    return cls(name, config, members) if members is not None else cls(name, config)
 
 
 _cache: dict[tuple[str, str, int], Any] = {}
@@ -63,12 +65,24 @@ def load_embedder(name: str | None = None, settings: Any = None) -> Embedder:
     settings = settings or load_config()
     name = name or settings.default_embedder
     config = settings.embedder(name)
+    if config.engine == "concat":  # its members first, each loaded (and cached) under its own name
+        members = [load_embedder(member, settings) for member in config.members]
+        return _cached("embed", name, config, lambda n, c: create_embedder(n, c, members),
+                       extra=embedder_fingerprint(name, settings))
     return _cached("embed", name, config, create_embedder)
 
 
-def _cached(kind: str, name: str, config: Any, factory: Any) -> Any:
+def embedder_fingerprint(name: str, settings: Any) -> str:
+    """What an embedder's vectors depend on, as text: its options, and its members' for a
+    concatenation (cache keys hash this)."""
+    config = settings.embedder(name)
+    return config.model_dump_json() + "".join(settings.embedder(m).model_dump_json()
+                                              for m in getattr(config, "members", None) or [])
+
+
+def _cached(kind: str, name: str, config: Any, factory: Any, extra: str = "") -> Any:
     # Keyed by the config's content too: the same name with different settings is another model.
-    key = (kind, name, hash(config.model_dump_json()))
+    key = (kind, name, hash(config.model_dump_json() + extra))
     with _cache_lock:
         if key not in _cache:
             _cache[key] = factory(name, config)

@@ -74,6 +74,7 @@ EMBED: dict[str, Backend] = {b.name: b for b in (
     Backend("e5", "lingxi.engines.embedders:E5Embedder", "lingxi.config:E5Embedder"),
     Backend("openai", "lingxi.engines.embedders:OpenAIEmbedder", "lingxi.config:OpenAIEmbedder"),
     Backend("hash", "lingxi.engines.embedders:HashEmbedder", "lingxi.config:HashEmbedder"),
+    Backend("concat", "lingxi.engines.embedders:ConcatEmbedder", "lingxi.config:ConcatEmbedder"),
 )}
 _BUILTIN: dict[str, dict[str, Backend]] = {"chat": CHAT, "embed": EMBED}
 

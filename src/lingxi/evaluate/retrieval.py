@@ -146,14 +146,16 @@ def retrieval_run(kb, queries: dict[str, str], mode: str, depth: int = 100, prog
 
         bar = tqdm(total=len(ids), desc=f"queries ({mode})", unit="q", file=__import__("sys").stderr, leave=False)
     run: Run = {}
-    if mode not in ("bm25", "dense", "hybrid"):  # any other retriever, through the knowledge base
+    if mode not in ("bm25", "dense", "hybrid") or (mode == "hybrid" and kb.embedder_members()):
+        # any other retriever, through the knowledge base (a concatenated embedder's hybrid fuses more)
         from lingxi.knowledge.retrievers import FusedRetriever, get_retriever
 
         if isinstance(get_retriever(mode), FusedRetriever):  # first pass: the fusion statistics
             for text in texts:
-                kb.search_ids(text, mode, k=depth, learn=True)
-        for q, text in zip(ids, texts, strict=True):
-            run[q] = corpus_ids(kb.search_ids(text, mode, k=depth, learn=False))
+                if text.strip():
+                    kb.search_ids(text, mode, k=depth, learn=True)
+        for q, text in zip(ids, texts, strict=True):  # an empty query finds nothing, as in the passes below
+            run[q] = corpus_ids(kb.search_ids(text, mode, k=depth, learn=False)) if text.strip() else []
             bar and bar.update()
         bar and bar.close()
         return run

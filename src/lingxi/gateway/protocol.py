@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lingxi.config import RETRIEVAL_MODE
 from lingxi.engines.base import GenerationParams, Usage
 from lingxi.errors import UsageError
 
@@ -128,7 +129,7 @@ class ChatCompletionRequest(_Sampling):
     answer_mode: Literal["auto", "generate", "extract"] | None = None
     """Not in OpenAI's API; ``kb:`` models only: generate an answer, quote the sources, or choose
     (default ``knowledge.answer_mode``; see :mod:`lingxi.knowledge.answer`)."""
-    retrieval_mode: str | None = Field(default=None, pattern=r"^(auto|fuse:[\w-]+(\+[\w-]+)+|[\w-]+)$")
+    retrieval_mode: str | None = Field(default=None, pattern=RETRIEVAL_MODE)
     """Not in OpenAI's API; ``kb:`` models only: the retriever that finds the sources (``hybrid``,
     ``bm25``, ``dense``, ``graph``, a registered one, ``fuse:A+B…`` or ``auto``); default the
     knowledge base's own (``kb create --retrieval``), else ``knowledge.retrieval``. Also read from

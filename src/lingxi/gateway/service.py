@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from lingxi.config import RETRIEVAL_MODE
 from lingxi.engines.base import (ChatEngine, Chunk, Embedder, GenerationParams, ModelInfo, Prompt, Usage,
                                  estimate_tokens, iterate_in_thread)
 from lingxi.errors import (AuthError, ContextLengthError, LingxiError, ModelNotFoundError, PermissionDeniedError,
@@ -208,7 +209,7 @@ def _retrieval_mode(req: Any) -> str | None:
     return mode
 
 
-_RETRIEVAL_MODE = re.compile(r"^(auto|fuse:[\w-]+(\+[\w-]+)+|[\w-]+)$")
+_RETRIEVAL_MODE = re.compile(RETRIEVAL_MODE)
 
 
 class Gateway:

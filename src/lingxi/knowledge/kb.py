@@ -174,6 +174,14 @@ class KnowledgeBase:
             self._embedder = load_embedder(name, self.settings)
         return self._embedder
 
+    def embedder_members(self) -> list[str]:
+        """The members of this knowledge base's embedder when it is a concatenation (``engine =
+        "concat"``: a ``dense:NAME`` retriever each), else none."""
+        name = self.embedder_name
+        if name is None or name not in self.settings.all_embedders():
+            return []
+        return list(getattr(self.settings.embedder(name), "members", None) or [])
+
     def _embedding_cache(self) -> EmbeddingCache:
         if self._cache is None:
             self._cache = EmbeddingCache(self.settings.home_dir / "cache" / "embeddings.sqlite")
@@ -181,7 +189,9 @@ class KnowledgeBase:
 
     def _cache_model(self) -> str:
         """This knowledge base's embedder as the embedding cache names it (name + config hash)."""
-        return embedder_key(self.embedder_name, self.settings.embedder(self.embedder_name).model_dump_json())
+        from lingxi.engines import embedder_fingerprint
+
+        return embedder_key(self.embedder_name, embedder_fingerprint(self.embedder_name, self.settings))
 
     def passage_vectors(self, texts: Sequence[str]) -> np.ndarray:
         """``texts`` embedded as passages by this knowledge base's embedder, one row each, through

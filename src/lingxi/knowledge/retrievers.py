@@ -1,7 +1,8 @@
 """Retrievers by name: one small interface, :class:`Retriever`, and a registry that
 ``KnowledgeBase.search_ids`` dispatches through.
 
-Built in: ``bm25``, ``dense``, ``hybrid`` (adaptive fusion of bm25 and dense, see
+Built in: ``bm25``, ``dense``, ``dense:NAME`` (one member of a concatenated embedder),
+``hybrid`` (adaptive fusion of bm25 and dense, or of bm25 and every member's dense ranking; see
 :mod:`lingxi.knowledge.fusion`), ``graph`` (the provenance chunks of paths in the knowledge
 base's graph, see :class:`GraphRetriever`) and ``navigate`` (the chunks of the document-tree
 leaves that tree navigation reaches, see :mod:`lingxi.knowledge.navigate`). Any list of
@@ -38,7 +39,7 @@ ENTRY_POINT_GROUP = "lingxi.retrievers"
 FUSE_PREFIX = "fuse:"
 
 __all__ = ["CONTEXT_WEIGHT", "ENTRY_POINT_GROUP", "FUSE_PREFIX", "Bm25Retriever", "DenseRetriever", "FusedRetriever", "GraphRetriever",
-           "HybridRetriever", "Query", "Retriever", "available_retrievers", "get_retriever", "register_retriever",
+           "HybridRetriever", "MemberDenseRetriever", "Query", "Retriever", "available_retrievers", "get_retriever", "register_retriever",
            "unregister_retriever"]
 
 
@@ -151,6 +152,40 @@ class DenseRetriever(Retriever):
         return query.store_scores(ids)[1]
 
 
+class MemberDenseRetriever(Retriever):
+    """``dense:NAME``: one member's cosine in a knowledge base whose embedder is a concatenation
+    (:class:`~lingxi.engines.embedders.ConcatEmbedder`): the query vector with the other members'
+    components zeroed, searched in the same index. Exact below the store's ANN threshold; above
+    it the HNSW graph was built for the whole vector, so the member's search asks it for more."""
+
+    PREFIX = "dense:"
+
+    def __init__(self, member: str):
+        self.member = member
+        self.name = self.PREFIX + member
+
+    def available(self, kb: KnowledgeBase) -> str | None:
+        members = kb.embedder_members()
+        if self.member not in members:
+            has = f"its embedder's members are {', '.join(members)}" if members else \
+                f"its embedder '{kb.embedder_name}' is not a concatenation (engine \"concat\")"
+            return f"knowledge base '{kb.name}' has no '{self.member}' vectors: {has}"
+        return None
+
+    def _vector(self, kb: KnowledgeBase, query: Query) -> np.ndarray:
+        return kb.embedder().part(query.vector, self.member)
+
+    def search(self, kb: KnowledgeBase, query: Query, k: int, groups: list[str] | None,
+               filters: dict[str, Any] | None) -> Scored:
+        if reason := self.available(kb):
+            raise UsageError(reason)
+        scale = kb.embedder().part_scale
+        return [(i, s * scale) for i, s in kb.store.search_dense(self._vector(kb, query), k, groups, filters, partial=True)]
+
+    def score(self, kb: KnowledgeBase, query: Query, ids: Sequence[str]) -> np.ndarray:
+        return kb.store.score(ids, [], self._vector(kb, query))[1] * kb.embedder().part_scale
+
+
 class FusedRetriever(Retriever):
     """Adaptive z-score fusion of several retrievers (see :mod:`lingxi.knowledge.fusion`).
 
@@ -198,10 +233,19 @@ class FusedRetriever(Retriever):
 
 
 class HybridRetriever(FusedRetriever):
-    """``bm25`` fused with ``dense``: the default."""
+    """``bm25`` fused with ``dense``: the default. With a concatenated embedder, ``bm25`` fused with
+    each member's ``dense:NAME``: every single ranking the knowledge base has."""
 
     def __init__(self) -> None:
         super().__init__([Bm25Retriever(), DenseRetriever()], name="hybrid")
+
+    def search(self, kb: KnowledgeBase, query: Query, k: int, groups: list[str] | None,
+               filters: dict[str, Any] | None, *, learn: bool = True) -> Scored:
+        members = kb.embedder_members()
+        if members:
+            fused = FusedRetriever([Bm25Retriever(), *(MemberDenseRetriever(m) for m in members)], name="hybrid")
+            return fused.search(kb, query, k, groups, filters, learn=learn)
+        return super().search(kb, query, k, groups, filters, learn=learn)
 
 
 class GraphRetriever(Retriever):
@@ -329,6 +373,8 @@ def get_retriever(name: str) -> Retriever:
             raise UsageError(f"'{name}': a fusion lists two or more different retrievers, e.g. fuse:bm25+dense+graph")
         members = [get_retriever(p) for p in parts]
         return FusedRetriever(members, name=FUSE_PREFIX + "+".join(parts))
+    if name.startswith(MemberDenseRetriever.PREFIX) and len(name) > len(MemberDenseRetriever.PREFIX):
+        return MemberDenseRetriever(name[len(MemberDenseRetriever.PREFIX):])
     known = available_retrievers()
     if name not in known:
         raise UsageError(f"unknown search mode '{name}'; expected one of {', '.join(sorted(known))} "

@@ -31,6 +31,10 @@ from lingxi.knowledge.types import Chunk, Document, Hit
 Scored = list[tuple[str, float]]  # (chunk id, score), best first
 
 
+#: How many times wider an approximate index is searched for one member of a concatenated embedding.
+PARTIAL_WIDER = 4
+
+
 @dataclass
 class DocRecord:
     doc_no: int
@@ -131,7 +135,11 @@ class KnowledgeStore(ABC):
     def search_bm25(self, tokens: list[str], k: int, groups: list[str] | None, filters: dict | None) -> Scored: ...
 
     @abstractmethod
-    def search_dense(self, vector: np.ndarray, k: int, groups: list[str] | None, filters: dict | None) -> Scored: ...
+    def search_dense(self, vector: np.ndarray, k: int, groups: list[str] | None, filters: dict | None,
+                     partial: bool = False) -> Scored:
+        """The ``k`` chunks of highest inner product with ``vector``. ``partial``: the vector is one
+        member's share of a concatenated embedding (zeros elsewhere), so an approximate index built
+        for whole vectors is searched wider."""
 
     @abstractmethod
     def visible(self, ids: Sequence[str], groups: list[str] | None, filters: dict | None) -> list[str]:

@@ -36,7 +36,7 @@ import numpy as np
 from lingxi.errors import UsageError, missing_extra
 from lingxi.knowledge.tree import TreeNode
 from lingxi.knowledge.types import Chunk, Document, Hit
-from lingxi.stores.knowledge import DocRecord, KnowledgeStore, Scored
+from lingxi.stores.knowledge import PARTIAL_WIDER, DocRecord, KnowledgeStore, Scored
 from lingxi.stores.connect import connect_pg
 from lingxi.stores.migrations import migrate
 
@@ -396,7 +396,8 @@ class PgKnowledgeStore(KnowledgeStore):
                 self._conn.execute("DELETE FROM bm25_terms WHERE term = ANY(%s)", (batch,))
                 self._conn.execute(f"INSERT INTO bm25_terms (term, postings) {_PACK}", (batch,))
 
-    def search_dense(self, vector: np.ndarray, k: int, groups: list[str] | None, filters: dict | None) -> Scored:
+    def search_dense(self, vector: np.ndarray, k: int, groups: list[str] | None, filters: dict | None,
+                     partial: bool = False) -> Scored:
         if not self._dim:  # set once, at the first ingest; asked again until then
             self._dim = int(self.meta().get("dim") or 0)
         dim = self._dim
@@ -405,7 +406,7 @@ class PgKnowledgeStore(KnowledgeStore):
         self._ensure_hnsw(dim)
         where, args = self._where(groups, filters)
         v = np.asarray(vector, dtype=np.float32).reshape(-1)
-        ef = max(40, min(1000, 2 * k))
+        ef = max(40, min(1000, 2 * k * (PARTIAL_WIDER if partial else 1)))
         with self._lock:
             if ef != self._ef_search:  # a session setting, sent only when it changes: one round trip a query
                 self._conn.execute(f"SET hnsw.ef_search = {ef}")

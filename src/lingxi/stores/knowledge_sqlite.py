@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from lingxi.errors import missing_extra
-from lingxi.stores.knowledge import DocRecord, KnowledgeStore, Scored, matches
+from lingxi.stores.knowledge import PARTIAL_WIDER, DocRecord, KnowledgeStore, Scored, matches
 from lingxi.knowledge.tree import TreeNode
 from lingxi.knowledge.types import Chunk, Document, Hit
 from lingxi.stores.connect import open_sqlite, sqlite_tx
@@ -340,7 +340,8 @@ class SQLiteKnowledgeStore(KnowledgeStore):
             return []
         return self._top(self._bm25_all(idx, tokens), k, self._mask(idx, groups, filters), idx.ids, 0.0)
 
-    def search_dense(self, vector: np.ndarray, k: int, groups: list[str] | None, filters: dict | None) -> Scored:
+    def search_dense(self, vector: np.ndarray, k: int, groups: list[str] | None, filters: dict | None,
+                     partial: bool = False) -> Scored:
         idx = self.index()
         if not idx.ids:
             return []
@@ -350,7 +351,7 @@ class SQLiteKnowledgeStore(KnowledgeStore):
             visible = len(idx.ids) if mask is None else int(mask.sum())
             if visible >= 0.05 * len(idx.ids):
                 want = min(visible, k)
-                fetch = min(len(idx.ids), int(k * len(idx.ids) / max(visible, 1)) * 2 + 10)
+                fetch = min(len(idx.ids), (int(k * len(idx.ids) / max(visible, 1)) * 2 + 10) * (PARTIAL_WIDER if partial else 1))
                 labels, dist = idx.hnsw.knn_query(vector, k=fetch)
                 out = [(idx.ids[i], 1.0 - float(d)) for i, d in zip(labels[0], dist[0], strict=True)
                        if mask is None or mask[i]]
