@@ -811,11 +811,19 @@ class KnowledgeBase:
 
     def _similarity(self, question: str, hits: list[Hit]) -> Any:
         """``(question, sentences) -> cosines`` from a multilingual embedder, when some hit is in
-        another language than the question (None otherwise, or with an English-only embedder)."""
+        another language than the question (None otherwise, or with an English-only embedder). Of a
+        concatenated embedder, its first multilingual member: the mean with MiniLM's cosine would
+        weaken the very cross-language match this is for."""
         lang = language_of(question)
-        if not hits or self.embedder_name in ENGLISH_ONLY or all(language_of(h.text) in (lang, "other") for h in hits):
+        name = self.embedder_name
+        members = self.embedder_members()
+        if members:
+            name = next((m for m in members if m not in ENGLISH_ONLY), None)
+        if not hits or name is None or name in ENGLISH_ONLY or all(language_of(h.text) in (lang, "other") for h in hits):
             return None
-        embedder = self.embedder()
+        from lingxi.engines import load_embedder
+
+        embedder = load_embedder(name, self.settings) if members else self.embedder()
         query = embedder.embed([question], kind="query")[0]
         query = query / (np.linalg.norm(query) or 1.0)
 
