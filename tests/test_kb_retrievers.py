@@ -127,18 +127,23 @@ def test_hybrid_is_the_fusion_of_bm25_and_dense(kb):
         assert kb.search_ids(query, "hybrid", k=5) == kb.search_ids(query, "fuse:bm25+dense", k=5)
 
 
-def test_a_concatenated_embedder_ranks_by_each_member_and_the_hybrid_fuses_them_all(tmp_path, docs):
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_a_concatenated_embedder_ranks_by_each_member_and_the_hybrid_fuses_them_all(tmp_path, tmp_path_factory, docs,
+                                                                                    store):
+    from store_servers import pg_url
+
     from lingxi.config import parse_config
 
+    knowledge = {"store": store} | ({"pg_url": pg_url(tmp_path_factory)} if store == "postgres" else {})
     settings = parse_config({
         "home": str(tmp_path / "home"), "default_embedder": "wide", "models": {"fake": {"engine": "fake"}},
-        "default_model": "fake",
+        "default_model": "fake", "knowledge": knowledge,
         "embedders": {"wide": {"engine": "hash", "dim": 512}, "narrow": {"engine": "hash", "dim": 64},
                       "both": {"engine": "concat", "members": ["wide", "narrow"]}}})
     clinical = tmp_path / "restricted"
     clinical.mkdir()
     (clinical / "clinical.md").write_text(CLINICAL_MD, encoding="utf-8")
-    both, wide, narrow = (create_kb(name, settings, embedder=name) for name in ("both", "wide", "narrow"))
+    both, wide, narrow = (create_kb(f"{name}{os.getpid()}", settings, embedder=name) for name in ("both", "wide", "narrow"))
     for kb_ in (both, wide, narrow):
         kb_.ingest([docs], progress=False)
         kb_.ingest([clinical], groups=["clinical"], progress=False)
@@ -166,7 +171,7 @@ def test_a_concatenated_embedder_ranks_by_each_member_and_the_hybrid_fuses_them_
     with pytest.raises(UsageError, match="embedder 'wide' is not a concatenation"):
         wide.search("warfarin", mode="dense:wide")
     for kb_ in (both, wide, narrow):
-        kb_.close()
+        kb_.drop()
 
 
 def test_fusion_state_of_two_reads_as_before_and_more_than_two_learn_who_is_noise():
