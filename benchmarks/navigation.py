@@ -2,6 +2,7 @@
 
     python benchmarks/navigation.py DATA_DIR [--k 5] [--model smollm2] [--home DIR] [--limit N]
         [--english RUST_REFERENCE_PRINT_HTML] [--questions FILE] [--questions-en FILE] [--unanswerable FILE]
+        [--embedder NAME]
 
 DATA_DIR is the project's shared public data folder; the document is ``prc-civil-code-zh/`` (the
 PRC Civil Code, 8 markdown files, 1,260 articles), the questions
@@ -78,6 +79,9 @@ def main() -> None:
     ap.add_argument("--no-answers", action="store_true", help="retrieval only, no kb.answer calls")
     ap.add_argument("--english", type=Path, default=None, help="The Rust Reference's print.html")
     ap.add_argument("--only-english", action="store_true")
+    ap.add_argument("--embedder", default=None,
+                    help="the knowledge bases' embedder (default: what a new one chooses: e5-small for the "
+                         "Civil Code, MiniLM for the Rust Reference); e.g. minilm+e5")
     args = ap.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="lingxi-nav-"))
     # The injection scan of ingested chunks is not what is measured here (it doubles ingest time).
@@ -106,7 +110,7 @@ def run(settings, engine, source: Path, questions: list[dict], args, label: str,
     """Both retrievers over one knowledge base of ``source``, question by question."""
     out: dict = {"document": label, "questions": len(questions)}
     with tempfile.TemporaryDirectory() as tmp:
-        kb = scratch_kb(settings, Path(tmp) / "doc")
+        kb = scratch_kb(settings, Path(tmp) / "doc", embedder=args.embedder)
         start = time.perf_counter()
         report = kb.ingest([source], progress=False)
         out["ingest"] = {"seconds": round(time.perf_counter() - start, 1), "chunks": kb.stats()["chunks"],
