@@ -182,7 +182,10 @@ def test_a_new_prompt_keeps_other_prompts_cached_while_a_slot_is_empty(thread):
 
 
 def test_cancelled_request_frees_its_slot_and_cells_at_once(thread):
-    sched, model = make(thread, n_slots=2, endless=True)
+    # A context no delay of this thread can let the request fill: with make()'s 4,096 positions the
+    # scheduler's thread once generated to the limit before "busy" was read (CI, under load).
+    model = TinyModel(n_slots=2, endless=True, n_cells=10_000_000)
+    sched = BatchScheduler(model, thread, "tiny", n_ctx=10_000_000, prefill_chunk=16)
 
     async def main():
         stream = astream_request(sched, prompt_of(2), GenerationParams(max_tokens=10_000, temperature=0), (), 10_000)
