@@ -174,6 +174,26 @@ def test_a_concatenated_embedder_ranks_by_each_member_and_the_hybrid_fuses_them_
         kb_.drop()
 
 
+def test_a_concatenation_checks_answers_across_languages_with_its_multilingual_member(tmp_path, docs):
+    """The cross-language answer check compares sentences by meaning; with minilm+e5 it must use
+    e5-small alone (the mean with MiniLM's cosine would weaken the very match it is for)."""
+    from lingxi.config import parse_config
+    from lingxi.engines import load_embedder
+    from lingxi.knowledge.types import Hit
+
+    settings = parse_config({  # the bundled names, hashed: which member is asked is what is tested
+        "home": str(tmp_path / "home"), "models": {"fake": {"engine": "fake"}}, "default_model": "fake",
+        "embedders": {"minilm": {"engine": "hash", "dim": 64}, "e5-small": {"engine": "hash", "dim": 32}}})
+    base = create_kb("pair", settings, embedder="minilm+e5")
+    base.ingest([docs], progress=False)
+    hit = Hit(id="1.1.1.0", doc="1", source="drugs.md", title="", text="Aspirin relieves headache and fever.", score=1.0)
+    similarity = base._similarity("阿司匹林治什么？", [hit])
+    e5 = load_embedder("e5-small", settings)
+    q, p = e5.embed(["阿司匹林治什么？"], kind="query")[0], e5.embed([hit.text])[0]
+    assert similarity("阿司匹林治什么？", [hit.text]) == pytest.approx([float(p @ q)], abs=1e-6)
+    base.close()
+
+
 def test_fusion_state_of_two_reads_as_before_and_more_than_two_learn_who_is_noise():
     old = FusionStats(queries=40, diff_sum=12.0, diff_sq_sum=8.0)  # a fusion.json from before
     assert old.state() == {"queries": 40, "diff_sum": 12.0, "diff_sq_sum": 8.0}
