@@ -152,3 +152,8 @@ def test_a_concatenated_embedders_members_are_checked_with_the_rest():
     assert any(p.startswith("embedders.one.members:") for p in problems)
     assert any(p.startswith("gateway.port:") for p in problems)
     assert len(problems) == 4
+    # a member that failed its own validation is reported once, as itself
+    with pytest.raises(ConfigError) as err:
+        parse_config({"embedders": {"bad": {"engine": "hash", "dim": -1},
+                                    "pair": {"engine": "concat", "members": ["bad", "minilm"]}}})
+    assert len(err.value.problems) == 1 and err.value.problems[0].startswith("embedders.bad.dim:")

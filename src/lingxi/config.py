@@ -789,7 +789,7 @@ def _cross_check(s: Settings, data: dict[str, Any], dropped: set[str] = frozense
         for member in members if ok(f"embedders.{name}") else []:
             if member not in embedders or member == name:
                 problems.append(f"embedders.{name}.members: '{member}' is not another embedder")
-            elif getattr(s.all_embedders()[member], "members", None):
+            elif getattr(s.all_embedders().get(member), "members", None):  # None: failed, reported already
                 problems.append(f"embedders.{name}.members: '{member}' is itself a concatenation")
     if ok("knowledge.chunk_overlap", "knowledge.chunk_tokens") and s.knowledge.chunk_overlap >= s.knowledge.chunk_tokens:
         problems.append("knowledge.chunk_overlap: must be smaller than knowledge.chunk_tokens")
