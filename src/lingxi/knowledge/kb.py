@@ -132,6 +132,7 @@ class KnowledgeBase:
         self.store = store
         self.folder = folder
         self._embedder = None
+        self._embedder_name: str | None = None
         self._lock = threading.Lock()
         self._tree_indexes: dict[str, Any] = {}  # groups -> navigation's TreeIndex
         self._sources: tuple[str, dict[str, str]] | None = None
@@ -162,7 +163,11 @@ class KnowledgeBase:
 
     @property
     def embedder_name(self) -> str | None:
-        return self.store.meta().get("embedder")
+        """Recorded at the first ingest and never changed after, so read from the store until then
+        only: searches ask for it several times a query."""
+        if self._embedder_name is None:
+            self._embedder_name = self.store.meta().get("embedder")
+        return self._embedder_name
 
     def embedder(self) -> Any:
         from lingxi.engines import load_embedder

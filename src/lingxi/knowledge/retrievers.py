@@ -177,8 +177,6 @@ class MemberDenseRetriever(Retriever):
 
     def search(self, kb: KnowledgeBase, query: Query, k: int, groups: list[str] | None,
                filters: dict[str, Any] | None) -> Scored:
-        if reason := self.available(kb):
-            raise UsageError(reason)
         scale = kb.embedder().part_scale
         return [(i, s * scale) for i, s in kb.store.search_dense(self._vector(kb, query), k, groups, filters, partial=True)]
 
