@@ -785,12 +785,13 @@ def _cross_check(s: Settings, data: dict[str, Any], dropped: set[str] = frozense
         problems.append(f"default_embedder: unknown embedder '{s.default_embedder}'; known: {', '.join(sorted(embedders))}")
     if ok("knowledge.embedder") and s.knowledge.embedder and s.knowledge.embedder not in embedders:
         problems.append(f"knowledge.embedder: unknown embedder '{s.knowledge.embedder}'")
-    for name, options in s.all_embedders().items():
+    valid = s.all_embedders()
+    for name, options in valid.items():
         members = getattr(options, "members", None) or []
         for member in members if ok(f"embedders.{name}") else []:
             if member not in embedders or member == name:
                 problems.append(f"embedders.{name}.members: '{member}' is not another embedder")
-            elif getattr(s.all_embedders().get(member), "members", None):  # None: failed, reported already
+            elif getattr(valid.get(member), "members", None):  # None: failed, reported already
                 problems.append(f"embedders.{name}.members: '{member}' is itself a concatenation")
     if ok("knowledge.chunk_overlap", "knowledge.chunk_tokens") and s.knowledge.chunk_overlap >= s.knowledge.chunk_tokens:
         problems.append("knowledge.chunk_overlap: must be smaller than knowledge.chunk_tokens")

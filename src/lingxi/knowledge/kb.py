@@ -826,9 +826,7 @@ class KnowledgeBase:
             name = next((m for m in members if m not in ENGLISH_ONLY), None)
         if not hits or name is None or name in ENGLISH_ONLY or all(language_of(h.text) in (lang, "other") for h in hits):
             return None
-        from lingxi.engines import load_embedder
-
-        embedder = load_embedder(name, self.settings) if members else self.embedder()
+        embedder = self.embedder().members[name] if members else self.embedder()
         query = embedder.embed([question], kind="query")[0]
         query = query / (np.linalg.norm(query) or 1.0)
 
