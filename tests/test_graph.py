@@ -293,7 +293,16 @@ def test_unknown_entities_and_empty_questions(store_factory, tmp_path):
     load(store, tmp_path)
     reader = store_factory(read_only=True)
     answer = ask(reader, "员工可以带宠物上班吗？")
-    assert (answer.mode, answer.supported, answer.paths) == ("unknown", False, [])
+    assert (answer.mode, answer.supported, answer.paths, answer.suggestions) == ("unknown", False, [], [])
+    # a misspelt name is suggested, never linked: still unknown, nothing answered
+    typo = ask(reader, "What does asprin treat?")
+    assert (typo.supported, typo.paths, typo.suggestions) == (False, [], ["aspirin"])
+    assert "Did you mean: aspirin?" in typo.answer and typo.to_dict()["suggestions"] == ["aspirin"]
+    assert ask(reader, "阿斯匹林能治什么？").suggestions == ["阿司匹林"]
+    assert ask(reader, "头发掉了怎么办？").suggestions == []  # 头痛 is one character away: too short to suggest
+    # a name only another group's facts hold is not suggested
+    assert ask(reader, "Does flucanazole inhibit anything?", groups=[]).suggestions == []
+    assert ask(reader, "Does flucanazole inhibit anything?", groups=["clinical"]).suggestions == ["fluconazole"]
     with pytest.raises(UsageError, match="empty"):
         ask(reader, "  ")
 

@@ -35,9 +35,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from lingxi.stores.graph import Edge, GraphStore, Node, NodeKey, fold
+from lingxi.text import CJK
 
 LABEL_TYPE = "LingxiLabel"  # nodes of this type hold the words of a relation or type, not facts
+#: Close-name suggestions (:meth:`GraphIndex.near`): the shortest names that take part.
+NEAR_MIN_CJK, NEAR_MIN_LATIN = 3, 5
+_LATIN_WORD = re.compile(r"[0-9a-z]+(?:[-'][0-9a-z]+)*")
+_CJK_RUN = re.compile(f"[{CJK}]+")
 _ASCII_WORD = re.compile(r"[0-9a-z]")
 
 
@@ -75,10 +82,13 @@ class GraphAnswer:
     cypher: str = ""  # text-to-Cypher only: the query that ran, its columns and rows
     columns: list[str] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)
+    suggestions: list[str] = field(default_factory=list)  # close names when the question names none
 
     def to_dict(self) -> dict[str, Any]:
         out = {"answer": self.answer, "supported": self.supported, "mode": self.mode, "answers": self.answers,
                "entities": self.entities, "paths": self.paths, "citations": self.citations}
+        if self.suggestions:
+            out["suggestions"] = self.suggestions
         if self.cypher:
             out.update(cypher=self.cypher, columns=self.columns, rows=self.rows)
         return out
@@ -93,6 +103,7 @@ class GraphIndex:
 
     def __init__(self, nodes: list[Node]):
         self.names: dict[str, set[NodeKey]] = {}
+        self.spelled: dict[str, str] = {}  # folded -> the name or alias as written
         self.words: dict[str, set[str]] = {}  # label -> folded words naming it
         self.longest = 1
         for node in nodes:
@@ -102,7 +113,9 @@ class GraphIndex:
             for name in (node.name, *node.aliases):
                 folded = fold(name)
                 self.names.setdefault(folded, set()).add(node.key)
+                self.spelled.setdefault(folded, name)
                 self.longest = max(self.longest, len(folded))
+        self._fuzzy: list[str] | None = None
         self.types = {key[0] for keys in self.names.values() for key in keys}
 
     def link(self, question: str) -> list[NodeKey]:
@@ -125,6 +138,52 @@ class GraphIndex:
             if key not in out:
                 out.append(key)
         return out
+
+    def near(self, question: str, limit: int = 3) -> list[tuple[str, list[NodeKey]]]:
+        """Names and aliases one slip away from words of ``question`` — asprin, warfarine,
+        ibuprofin, 阿斯匹林 — as ``(name as written, its nodes)``, closest first. Suggestions for a
+        question that names no entity, never links: a close name is often another entity (CYP2C9
+        for CYP2C19).
+
+        One slip is an Indel distance (letters inserted or deleted; a changed letter counts two)
+        of at most 1 for a Latin name under 8 letters, 2 from 8 letters and for Chinese names of 3
+        characters or more; Latin names are compared with whole words of the question (1-3 of
+        them, as many as the name has), Chinese ones with any stretch of a Chinese run. Shorter
+        names take no part: one changed letter or character in them is too often another word
+        (头发 / 头痛, never / fever)."""
+        try:
+            from rapidfuzz import process
+            from rapidfuzz.distance import Indel
+        except ImportError as exc:
+            from lingxi.errors import missing_extra
+
+            raise missing_extra("suggesting close entity names", "graph", exc) from exc
+        if self._fuzzy is None:
+            latin = [n for n in self.names if _ASCII_WORD.match(n[0]) and len(n) >= NEAR_MIN_LATIN]
+            cjk = [n for n in self.names if _CJK_RUN.fullmatch(n) and len(n) >= NEAR_MIN_CJK]
+            self._fuzzy = (latin, cjk)
+        q = fold(question)
+        words = _LATIN_WORD.findall(q)
+        latin_spans = {" ".join(words[i:i + w]) for w in (1, 2, 3) for i in range(len(words) - w + 1)}
+        longest = max((len(n) for n in self._fuzzy[1]), default=0) + 1
+        cjk_spans = {run[i:j] for run in _CJK_RUN.findall(q) for i in range(len(run))
+                     for j in range(i + 2, min(len(run), i + longest) + 1)}
+        found: dict[str, int] = {}
+        for spans, names in ((sorted(latin_spans), self._fuzzy[0]), (sorted(cjk_spans), self._fuzzy[1])):
+            if not spans or not names:
+                continue
+            dist = process.cdist(spans, names, scorer=Indel.distance, score_cutoff=2, dtype=np.int32)
+            for i, j in zip(*np.nonzero(dist <= 2)):
+                name, d = names[j], int(dist[i, j])
+                if d == 0 or (d == 2 and _ASCII_WORD.match(name[0]) and len(name) < 8):
+                    continue  # an exact name is linked, not suggested; a short Latin name takes one slip
+                found[name] = min(d, found.get(name, d))
+        out: list[tuple[str, list[NodeKey]]] = []
+        for name in sorted(found, key=lambda n: (found[n], -len(n), n)):
+            keys = sorted(self.names[name])
+            if all(keys != k for _, k in out):  # one suggestion per node: its closest name
+                out.append((self.spelled[name], keys))
+        return out[:limit]
 
     def mentioned(self, question: str, labels: set[str]) -> set[str]:
         """The labels (relations, types) the question speaks of."""
@@ -249,7 +308,10 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
     index = index or GraphIndex(store.nodes())
     linked = index.link(question)
     if not linked:
-        return GraphAnswer("I don't know: the question names no entity of this graph.", False, "unknown")
+        close = _visible_near(store, index, question, groups)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        return GraphAnswer(f"I don't know: the question names no entity of this graph.{hint}", False, "unknown",
+                           suggestions=close)
     paths = find_paths(store, linked, groups, max_hops)
     entities = [k[1] for k in linked]
     if not paths:
@@ -310,6 +372,16 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
         text = "; ".join(f"{e.head} -{e.relation}-> {e.tail}" for _, p, _ in top for e in p.edges)
     return GraphAnswer(text, True, "graph", entities=entities,
                        paths=[p.as_list() for _, p, _ in top], citations=citations, answers=answers)
+
+
+def _visible_near(store: GraphStore, index: GraphIndex, question: str, groups: list[str] | None) -> list[str]:
+    """:meth:`GraphIndex.near`'s names whose nodes have a fact the caller may read: a name that only
+    another group's facts hold is not suggested."""
+    close = index.near(question)
+    if not close:
+        return []
+    seen = {k for e in store.neighbors([k for _, keys in close for k in keys], groups) for k in (e.head_key, e.tail_key)}
+    return [name for name, keys in close if any(k in seen for k in keys)]
 
 
 def _arrowed(path: Path) -> str:
