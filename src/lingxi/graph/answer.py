@@ -41,8 +41,9 @@ from lingxi.stores.graph import Edge, GraphStore, Node, NodeKey, fold
 from lingxi.text import CJK
 
 LABEL_TYPE = "LingxiLabel"  # nodes of this type hold the words of a relation or type, not facts
-#: Close-name suggestions (:meth:`GraphIndex.near`): the shortest names that take part.
-NEAR_MIN_CJK, NEAR_MIN_LATIN = 3, 5
+#: Close-name suggestions (:meth:`GraphIndex.near`): the names that take part (Latin letters,
+#: Chinese characters) and how much of a question is read.
+NEAR_MIN_LATIN, NEAR_MIN_CJK, NEAR_MAX_CJK, NEAR_QUESTION_CHARS = 5, 3, 12, 500
 _LATIN_WORD = re.compile(r"[0-9a-z]+(?:[-'][0-9a-z]+)*")
 _CJK_RUN = re.compile(f"[{CJK}]+")
 _ASCII_WORD = re.compile(r"[0-9a-z]")
@@ -115,7 +116,7 @@ class GraphIndex:
                 self.names.setdefault(folded, set()).add(node.key)
                 self.spelled.setdefault(folded, name)
                 self.longest = max(self.longest, len(folded))
-        self._fuzzy: list[str] | None = None
+        self._fuzzy: tuple[list[str], list[str]] | None = None  # near()'s Latin and Chinese names
         self.types = {key[0] for keys in self.names.values() for key in keys}
 
     def link(self, question: str) -> list[NodeKey]:
@@ -147,10 +148,10 @@ class GraphIndex:
 
         One slip is an Indel distance (letters inserted or deleted; a changed letter counts two)
         of at most 1 for a Latin name under 8 letters, 2 from 8 letters and for Chinese names of 3
-        characters or more; Latin names are compared with whole words of the question (1-3 of
-        them, as many as the name has), Chinese ones with any stretch of a Chinese run. Shorter
-        names take no part: one changed letter or character in them is too often another word
-        (头发 / 头痛, never / fever)."""
+        to 12 characters; Latin names are compared with runs of 1-3 whole words of the question,
+        Chinese ones with any stretch of a Chinese run (of its first 500 characters). Shorter
+        names take no part, and a changed letter is too much for a Latin name under 8 letters:
+        in them it is too often another word (头发 / 头痛, never / fever)."""
         try:
             from rapidfuzz import process
             from rapidfuzz.distance import Indel
@@ -160,24 +161,22 @@ class GraphIndex:
             raise missing_extra("suggesting close entity names", "graph", exc) from exc
         if self._fuzzy is None:
             latin = [n for n in self.names if _ASCII_WORD.match(n[0]) and len(n) >= NEAR_MIN_LATIN]
-            cjk = [n for n in self.names if _CJK_RUN.fullmatch(n) and len(n) >= NEAR_MIN_CJK]
+            cjk = [n for n in self.names if _CJK_RUN.fullmatch(n) and NEAR_MIN_CJK <= len(n) <= NEAR_MAX_CJK]
             self._fuzzy = (latin, cjk)
-        q = fold(question)
+        q = fold(question[:NEAR_QUESTION_CHARS])
         words = _LATIN_WORD.findall(q)
         latin_spans = {" ".join(words[i:i + w]) for w in (1, 2, 3) for i in range(len(words) - w + 1)}
-        longest = max((len(n) for n in self._fuzzy[1]), default=0) + 1
         cjk_spans = {run[i:j] for run in _CJK_RUN.findall(q) for i in range(len(run))
-                     for j in range(i + 2, min(len(run), i + longest) + 1)}
+                     for j in range(i + 2, min(len(run), i + NEAR_MAX_CJK + 1) + 1)}
         found: dict[str, int] = {}
         for spans, names in ((sorted(latin_spans), self._fuzzy[0]), (sorted(cjk_spans), self._fuzzy[1])):
-            if not spans or not names:
-                continue
-            dist = process.cdist(spans, names, scorer=Indel.distance, score_cutoff=2, dtype=np.int32)
-            for i, j in zip(*np.nonzero(dist <= 2)):
-                name, d = names[j], int(dist[i, j])
-                if d == 0 or (d == 2 and _ASCII_WORD.match(name[0]) and len(name) < 8):
-                    continue  # an exact name is linked, not suggested; a short Latin name takes one slip
-                found[name] = min(d, found.get(name, d))
+            for at in range(0, len(spans) if names else 0, 64):  # 64 rows at a time bound the matrix
+                dist = process.cdist(spans[at:at + 64], names, scorer=Indel.distance, score_cutoff=2, dtype=np.int32)
+                for j in np.nonzero((dist <= 2).any(axis=0))[0]:
+                    name, d = names[j], int(dist[:, j].min())
+                    if d == 0 or (d == 2 and _ASCII_WORD.match(name[0]) and len(name) < 8):
+                        continue  # an exact name is linked, not suggested; a short Latin name takes one slip
+                    found[name] = min(d, found.get(name, d))
         out: list[tuple[str, list[NodeKey]]] = []
         for name in sorted(found, key=lambda n: (found[n], -len(n), n)):
             keys = sorted(self.names[name])
@@ -374,14 +373,15 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
                        paths=[p.as_list() for _, p, _ in top], citations=citations, answers=answers)
 
 
-def _visible_near(store: GraphStore, index: GraphIndex, question: str, groups: list[str] | None) -> list[str]:
+def _visible_near(store: GraphStore, index: GraphIndex, question: str, groups: list[str] | None,
+                  limit: int = 3) -> list[str]:
     """:meth:`GraphIndex.near`'s names whose nodes have a fact the caller may read: a name that only
     another group's facts hold is not suggested."""
-    close = index.near(question)
+    close = index.near(question, limit=4 * limit)
     if not close:
         return []
     seen = {k for e in store.neighbors([k for _, keys in close for k in keys], groups) for k in (e.head_key, e.tail_key)}
-    return [name for name, keys in close if any(k in seen for k in keys)]
+    return [name for name, keys in close if any(k in seen for k in keys)][:limit]
 
 
 def _arrowed(path: Path) -> str:
