@@ -299,6 +299,7 @@ def test_unknown_entities_and_empty_questions(store_factory, tmp_path):
     assert (typo.supported, typo.paths, typo.suggestions) == (False, [], ["aspirin"])
     assert "Did you mean: aspirin?" in typo.answer and typo.to_dict()["suggestions"] == ["aspirin"]
     assert ask(reader, "阿斯匹林能治什么？").suggestions == ["阿司匹林"]
+    assert ask(reader, "阿斯匹林能治什么？", suggest=False).suggestions == []  # the graph retriever's way
     assert ask(reader, "头发掉了怎么办？").suggestions == []  # 头痛 is one character away: too short to suggest
     # a name only another group's facts hold is not suggested
     assert ask(reader, "Does flucanazole inhibit anything?", groups=[]).suggestions == []

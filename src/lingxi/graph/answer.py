@@ -291,11 +291,12 @@ def find_paths(store: GraphStore, starts: list[NodeKey], groups: list[str] | Non
 
 
 def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, max_hops: int = 3,
-        max_paths: int = 5, index: GraphIndex | None = None) -> GraphAnswer:
+        max_paths: int = 5, index: GraphIndex | None = None, suggest: bool = True) -> GraphAnswer:
     """Answer ``question`` from the graph's facts the caller (``groups``) may see.
 
     Returns a :class:`GraphAnswer`; ``mode="unknown"`` when no entity is named or no path leads
-    anywhere.
+    anywhere. A question that names no entity gets close names as ``suggestions`` (with
+    ``suggest``; a retriever, which shows no answer, turns it off).
 
     Raises:
         UsageError: an empty question.
@@ -307,7 +308,7 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
     index = index or GraphIndex(store.nodes())
     linked = index.link(question)
     if not linked:
-        close = _visible_near(store, index, question, groups)
+        close = _visible_near(store, index, question, groups) if suggest else []
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         return GraphAnswer(f"I don't know: the question names no entity of this graph.{hint}", False, "unknown",
                            suggestions=close)

@@ -283,7 +283,7 @@ class GraphRetriever(Retriever):
                 return []
             store, index = graph
             found = ask(store, query.text, groups=groups, max_hops=kb.settings.graph.max_hops, max_paths=k,
-                        index=index)
+                        index=index, suggest=False)
         if not found.supported:
             return []
         out: dict[str, float] = {}
