@@ -415,6 +415,8 @@ def test_cli_import_query_ask(tmp_path, capsys, monkeypatch):
     body = json.loads(a.stdout)
     assert body["paths"] == [["偏头痛", "TREATS", "舒马普坦", "METABOLIZED_BY", "MAO-A"]]
     assert body["supported"] is True and body["citations"][0]["source"]
+    typo = run_cli("graph", "ask", "med", "What does asprin treat?", **kw)
+    assert typo.returncode == 0 and typo.stdout.strip().endswith("Did you mean: aspirin?")
     bad = run_cli("graph", "query", "med", "MATCH (n) DELETE n", **kw)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
 
