@@ -24,6 +24,8 @@ How a path is chosen (no model needed, so the bundled 135M model cannot invent a
     fluconazole meet at CYP2C9), or, when one fact joins them ("Does aspirin treat fever?"),
     with that fact itself (two more points, no entity in ``answers``); otherwise the answer is
     the node the path reaches.
+A question that names no entity is answered "I don't know" with the names one slip from its
+words offered (:meth:`GraphIndex.near`: asprin -> aspirin), never linked.
 The answer is extractive: entity names and the facts that lead to them. Nothing is generated,
 so ``supported`` is true exactly when a path was found. A configured stronger model could
 phrase the facts or write Cypher from the question; this module does neither.
