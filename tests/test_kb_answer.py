@@ -132,6 +132,18 @@ def test_what_is_asked_decides_which_sentence_answers():
     assert not answerable("什么是放线菌酮？", rank_sentences("什么是放线菌酮？", [_hit("碱可以破坏放线菌酮，因此被污染的台面可以用肥皂清洗。")]))
 
 
+def test_a_count_beside_the_one_topic_answers_how_many():
+    # 年假有几天: one topic, and the sentence does not start with it; the count in days stands beside it
+    leave = _hit("员工每年享有十五天带薪年假，未休完的年假可以顺延到次年三月底。")
+    ranked = rank_sentences("年假有几天？", [leave])
+    assert answerable("年假有几天？", ranked) and "十五天" in ranked[0].sentence
+    # three days of notice, not of leave: the count is too far from the topic
+    notice = _hit("年假申请需提前三天提交给部门经理。")
+    assert not answerable("年假有几天？", rank_sentences("年假有几天？", [notice]))
+    # a count in another unit does not answer it either
+    assert not answerable("年假有几天？", rank_sentences("年假有几天？", [_hit("年假可以顺延三个月。")]))
+
+
 def test_a_sentence_about_the_subject_but_not_what_is_asked_of_it_does_not_answer():
     # Only the article's title words of the question are in the defining first sentence: it names
     # the subject and a year, but nothing about height (the DBpedia held-out mistakes looked so).

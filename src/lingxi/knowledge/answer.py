@@ -29,7 +29,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lingxi.knowledge.support import adds_to, answers_question, check, content_units, focus, focus_beyond, topics
+from lingxi.knowledge.support import (adds_to, answers_question, check, content_units, counts_topic, focus, focus_beyond,
+                                     topics)
 from lingxi.knowledge.types import Answer, Citation, Hit
 from lingxi.text import language_of, split_sentences
 
@@ -182,8 +183,8 @@ def answerable(question: str, candidates: Sequence[Candidate]) -> bool:
         about = topics(question)
         if not about:
             return False  # nothing to look for ("“六片”指的是什么？"): any sentence would do
-        if len(about) == 1 and not _about(about[0], best.sentence):
-            return False  # one topic, many sentences mention it: only one that is about it answers
+        if len(about) == 1 and not (_about(about[0], best.sentence) or counts_topic(question, about[0], best.sentence)):
+            return False  # one topic, many sentences mention it: only one about it (or counting it) answers
         if not _asks_about(question, best):
             return False
         return best.evidence >= MIN_FOCUS

@@ -34,7 +34,8 @@ from functools import lru_cache
 from lingxi.meaning import Signature, signature
 from lingxi.text import has_cjk, language_of, pos_words, split_sentences, tokenize
 
-__all__ = ["Verdict", "check", "focus", "topics", "repetitive", "content_units", "answers_question", "adds_to", "COVERAGE", "FOCUS"]
+__all__ = ["Verdict", "check", "focus", "topics", "repetitive", "content_units", "answers_question", "adds_to", "counts_topic",
+           "COVERAGE", "FOCUS"]
 
 #: Share of a sentence's content units that its evidence span must contain.
 COVERAGE = 0.6
@@ -69,7 +70,6 @@ _ZH_EMPTY = (
     "问题 答案 情况 时候 时间 部分 一下 这个 那个 有关 关于 可以 需要 应该"
 ).split()
 _ZH_EMPTY_RE = re.compile("|".join(sorted(map(re.escape, _ZH_EMPTY), key=len, reverse=True)))
-_ZH_ASKED_UNIT = re.compile(r"(?:几|多少)[天年月周日次个人岁元块条项名位本页种倍]")
 _ZH_STOP_RE = re.compile("[的了是在和与及或就都而也又被把让给对从向以于之其这那吗呢吧啊呀么着过得地有为由将等个]")
 _LEADING_YES_NO = re.compile(r"^\s*(?:yes|no|yeah|nope|是的|对|不是|不|没有)\s*[,，、:：]\s*", re.I)
 _REASON = re.compile(r"\b(?:because|since|due|so|therefore|cause[sd]?|reason)\b|因为|由于|所以|因此|导致|原因|为了", re.I)
@@ -124,7 +124,7 @@ def _focus_units(question: str) -> tuple[str, ...]:
 
     A name jieba does not know comes apart into single characters (萱侬律 -> 萱 侬 律), which
     :func:`content_units` drops; such runs are kept whole, so the name stays part of the focus."""
-    question = _ZH_ASKED_UNIT.sub(" ", question)  # 几天 / 多少个: the unit asked for is not a topic
+    question = _ZH_ASKED_UNIT.sub(" ", question)  # 几天 / 多少个月: the unit asked for is not a topic
     units = [u for u in content_units(question) if not _ZH_EMPTY_RE.search(u)]
     for run in _CJK_RUN.findall(_ZH_EMPTY_RE.sub(" ", question)):
         singles: list[str] = []
@@ -325,6 +325,24 @@ def _count_in_unit(question: str) -> re.Pattern[str] | None:
         return None
     unit = _ZH_UNIT_FORMS.get(m.group(1), re.escape(m.group(1)))
     return re.compile(rf"[{_ZH_NUM}万多余几半]+\s*(?:多|余)?{unit}")
+
+
+def counts_topic(question: str, topic: str, sentence: str, window: int = 4) -> bool:
+    """For a Chinese question asking a count in a unit of one topic (年假有几天), whether
+    ``sentence`` gives such a count right beside the topic, within ``window`` characters either
+    side: 员工每年享有十五天带薪年假 and 年假有十五天 do; 年假申请需提前三天提交 (the days of the
+    notice, not of the leave) does not."""
+    pattern = _count_in_unit(question)
+    if pattern is None or not topic:
+        return False
+    low = sentence.lower()
+    counts = [(m.start(), m.end()) for m in pattern.finditer(low)]
+    for t in re.finditer(re.escape(topic), low):
+        for start, end in counts:
+            gap = t.start() - end if end <= t.start() else start - t.end()
+            if 0 <= gap <= window:
+                return True
+    return False
 
 
 def adds_to(question: str, sentence: str) -> bool:
