@@ -308,6 +308,19 @@ def test_unknown_entities_and_empty_questions(store_factory, tmp_path):
         ask(reader, "  ")
 
 
+def test_a_misspelt_second_name_is_suggested_beside_the_answer(store_factory, tmp_path):
+    store = store_factory()
+    load(store, tmp_path)
+    reader = store_factory(read_only=True)
+    # 华法令 for 华法林: the answer comes from the name that was linked, the other is only offered
+    answer = ask(reader, "华法令和氟康唑一起吃有什么问题？", groups=["clinical"])
+    assert answer.supported and answer.entities == ["氟康唑"] and answer.suggestions == ["华法林"]
+    assert "华法林" not in answer.answer  # never linked, so never part of the answer
+    # stretches of a linked name do not come back as suggestions of other names
+    plain = ask(reader, "Which enzyme metabolizes warfarin?")
+    assert plain.answers == ["CYP2C9"] and plain.suggestions == [] and "suggestions" not in plain.to_dict()
+
+
 def test_read_only_queries_and_syntax_errors(store_factory, tmp_path):
     store = store_factory()
     load(store, tmp_path)
@@ -417,6 +430,8 @@ def test_cli_import_query_ask(tmp_path, capsys, monkeypatch):
     assert body["supported"] is True and body["citations"][0]["source"]
     typo = run_cli("graph", "ask", "med", "What does asprin treat?", **kw)
     assert typo.returncode == 0 and typo.stdout.strip().endswith("Did you mean: aspirin?")
+    half = run_cli("graph", "ask", "med", "华法令和氟康唑一起吃有什么问题？", **kw)
+    assert half.stdout.startswith("CYP2C9") and "Did you mean: 华法林? (not linked" in half.stdout
     bad = run_cli("graph", "query", "med", "MATCH (n) DELETE n", **kw)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
 

@@ -82,6 +82,8 @@ def ask(name: str, question: str, store: str | None, groups: str | None, cypher:
     click.echo(answer.answer)
     for c in answer.citations:
         click.echo(f"  [{c['source']}] {c['text']}")
+    if answer.supported and answer.suggestions:  # an "I don't know" says them itself
+        click.echo(f"Did you mean: {', '.join(answer.suggestions)}? (not linked: ask again with the name)")
 
 
 @graph.command("extract")

@@ -24,8 +24,8 @@ How a path is chosen (no model needed, so the bundled 135M model cannot invent a
     fluconazole meet at CYP2C9), or, when one fact joins them ("Does aspirin treat fever?"),
     with that fact itself (two more points, no entity in ``answers``); otherwise the answer is
     the node the path reaches.
-A question that names no entity is answered "I don't know" with the names one slip from its
-words offered (:meth:`GraphIndex.near`: asprin -> aspirin), never linked.
+Names one slip from the question's unlinked words are offered as ``suggestions``
+(:meth:`GraphIndex.near`: asprin -> aspirin, 华法令 -> 华法林), never linked.
 The answer is extractive: entity names and the facts that lead to them. Nothing is generated,
 so ``supported`` is true exactly when a path was found. A configured stronger model could
 phrase the facts or write Cypher from the question; this module does neither.
@@ -34,6 +34,7 @@ phrase the facts or write Cypher from the question; this module does neither.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,7 +86,7 @@ class GraphAnswer:
     cypher: str = ""  # text-to-Cypher only: the query that ran, its columns and rows
     columns: list[str] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)
-    suggestions: list[str] = field(default_factory=list)  # close names when the question names none
+    suggestions: list[str] = field(default_factory=list)  # names one slip from words the question did not link
 
     def to_dict(self) -> dict[str, Any]:
         out = {"answer": self.answer, "supported": self.supported, "mode": self.mode, "answers": self.answers,
@@ -123,6 +124,10 @@ class GraphIndex:
 
     def link(self, question: str) -> list[NodeKey]:
         """Nodes named in ``question``: longest matches first, none inside another."""
+        return list(dict.fromkeys(key for _, _, key in self.spans(question)))
+
+    def spans(self, question: str) -> list[tuple[int, int, NodeKey]]:
+        """Where :meth:`link` finds each node: ``(start, end, key)`` in the folded question."""
         q = fold(question)
         found: list[tuple[int, int, NodeKey]] = []
         for i in range(len(q)):
@@ -132,17 +137,15 @@ class GraphIndex:
                     continue
                 found += [(i, j, k) for k in sorted(keys)]
         found.sort(key=lambda m: (-(m[1] - m[0]), m[0]))
-        taken: list[tuple[int, int]] = []
-        out: list[NodeKey] = []
+        taken: list[tuple[int, int, NodeKey]] = []
         for i, j, key in found:
-            if any(a <= i and j <= b and (a, b) != (i, j) for a, b in taken):
+            if any(a <= i and j <= b and (a, b) != (i, j) for a, b, _ in taken):
                 continue
-            taken.append((i, j))
-            if key not in out:
-                out.append(key)
-        return out
+            taken.append((i, j, key))
+        return taken
 
-    def near(self, question: str, limit: int = 3) -> list[tuple[str, list[NodeKey]]]:
+    def near(self, question: str, limit: int = 3,
+             taken: Sequence[tuple[int, int]] = ()) -> list[tuple[str, list[NodeKey]]]:
         """Names and aliases one slip away from words of ``question`` — asprin, warfarine,
         ibuprofin, 阿斯匹林 — as ``(name as written, its nodes)``, closest first. Suggestions for a
         question that names no entity, never links: a close name is often another entity (CYP2C9
@@ -151,7 +154,8 @@ class GraphIndex:
         One slip is an Indel distance (letters inserted or deleted; a changed letter counts two)
         of at most 1 for a Latin name under 8 letters, 2 from 8 letters and for Chinese names of 3
         to 12 characters; Latin names are compared with runs of 1-3 whole words of the question,
-        Chinese ones with any stretch of a Chinese run (of its first 500 characters). Shorter
+        Chinese ones with any stretch of a Chinese run (of its first 500 characters), except
+        stretches overlapping ``taken`` (where :meth:`spans` linked a name). Shorter
         names take no part, and a changed letter is too much for a Latin name under 8 letters:
         in them it is too often another word (头发 / 头痛, never / fever)."""
         try:
@@ -165,11 +169,16 @@ class GraphIndex:
             latin = [n for n in self.names if _ASCII_WORD.match(n[0]) and len(n) >= NEAR_MIN_LATIN]
             cjk = [n for n in self.names if _CJK_RUN.fullmatch(n) and NEAR_MIN_CJK <= len(n) <= NEAR_MAX_CJK]
             self._fuzzy = (latin, cjk)
-        q = fold(question[:NEAR_QUESTION_CHARS])
-        words = _LATIN_WORD.findall(q)
-        latin_spans = {" ".join(words[i:i + w]) for w in (1, 2, 3) for i in range(len(words) - w + 1)}
-        cjk_spans = {run[i:j] for run in _CJK_RUN.findall(q) for i in range(len(run))
-                     for j in range(i + 2, min(len(run), i + NEAR_MAX_CJK + 1) + 1)}
+        q = fold(question)[:NEAR_QUESTION_CHARS]
+
+        def free(start: int, end: int) -> bool:
+            return all(end <= a or b <= start for a, b in taken)
+
+        words = list(_LATIN_WORD.finditer(q))
+        latin_spans = {" ".join(m.group() for m in words[i:i + w]) for w in (1, 2, 3) for i in range(len(words) - w + 1)
+                       if free(words[i].start(), words[i + w - 1].end())}
+        cjk_spans = {q[i:j] for run in _CJK_RUN.finditer(q) for i in range(run.start(), run.end())
+                     for j in range(i + 2, min(run.end(), i + NEAR_MAX_CJK + 1) + 1) if free(i, j)}
         found: dict[str, int] = {}
         for spans, names in ((sorted(latin_spans), self._fuzzy[0]), (sorted(cjk_spans), self._fuzzy[1])):
             for at in range(0, len(spans) if names else 0, 64):  # 64 rows at a time bound the matrix
@@ -297,8 +306,9 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
     """Answer ``question`` from the graph's facts the caller (``groups``) may see.
 
     Returns a :class:`GraphAnswer`; ``mode="unknown"`` when no entity is named or no path leads
-    anywhere. A question that names no entity gets close names as ``suggestions`` (with
-    ``suggest``; a retriever, which shows no answer, turns it off).
+    anywhere. Names one slip from the question's unlinked words come as ``suggestions`` (with
+    ``suggest``; a retriever, which shows no answer, turns it off), and an "I don't know" says
+    them.
 
     Raises:
         UsageError: an empty question.
@@ -308,17 +318,18 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
     if not question or not question.strip():
         raise UsageError("the question is empty")
     index = index or GraphIndex(store.nodes())
-    linked = index.link(question)
+    spans = index.spans(question)
+    linked = list(dict.fromkeys(key for _, _, key in spans))
+    close = _visible_near(store, index, question, groups, [(i, j) for i, j, _ in spans], linked) if suggest else []
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
     if not linked:
-        close = _visible_near(store, index, question, groups) if suggest else []
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
         return GraphAnswer(f"I don't know: the question names no entity of this graph.{hint}", False, "unknown",
                            suggestions=close)
     paths = find_paths(store, linked, groups, max_hops)
     entities = [k[1] for k in linked]
     if not paths:
         return GraphAnswer("I don't know: nothing in this graph that you may read leads from "
-                           f"{', '.join(entities)}.", False, "unknown", entities=entities)
+                           f"{', '.join(entities)}.{hint}", False, "unknown", entities=entities, suggestions=close)
     relations = {e.relation for p in paths for e in p.edges}
     asked = index.mentioned(question, relations)
     focus, wh_asked = index.focus(question, {k[0] for k in linked})
@@ -351,7 +362,7 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
         why = (f"no fact leads from {', '.join(entities)} to the {focus} asked for" if focus and wh_asked
                else "the paths from the named entities lead only back to them or on to other entities of "
                     "their kind")
-        return GraphAnswer(f"I don't know: {why}.", False, "unknown", entities=entities)
+        return GraphAnswer(f"I don't know: {why}.{hint}", False, "unknown", entities=entities, suggestions=close)
     scored.sort(key=lambda s: (-s[0], len(s[1].edges), s[1].as_list()))
     best = scored[0][0]
     top, seen_facts = [], set()
@@ -372,15 +383,17 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
         text = f"{'、'.join(answers)} ({'; '.join(_arrowed(p) for _, p, _ in top)})"
     else:  # facts named whole, each in its own direction
         text = "; ".join(f"{e.head} -{e.relation}-> {e.tail}" for _, p, _ in top for e in p.edges)
-    return GraphAnswer(text, True, "graph", entities=entities,
-                       paths=[p.as_list() for _, p, _ in top], citations=citations, answers=answers)
+    return GraphAnswer(text, True, "graph", entities=entities, paths=[p.as_list() for _, p, _ in top],
+                       citations=citations, answers=answers, suggestions=close)
 
 
 def _visible_near(store: GraphStore, index: GraphIndex, question: str, groups: list[str] | None,
-                  limit: int = 3) -> list[str]:
-    """:meth:`GraphIndex.near`'s names whose nodes have a fact the caller may read: a name that only
-    another group's facts hold is not suggested."""
-    close = index.near(question, limit=4 * limit)
+                  taken: Sequence[tuple[int, int]], linked: Sequence[NodeKey], limit: int = 3) -> list[str]:
+    """:meth:`GraphIndex.near`'s names outside the ``taken`` spans, of nodes not ``linked``
+    already, whose nodes have a fact the caller may read: a name that only another group's facts
+    hold is not suggested."""
+    close = [(name, keys) for name, keys in index.near(question, limit=4 * limit, taken=taken)
+             if not set(keys) & set(linked)]
     if not close:
         return []
     seen = {k for e in store.neighbors([k for _, keys in close for k in keys], groups) for k in (e.head_key, e.tail_key)}
