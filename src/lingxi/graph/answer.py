@@ -46,7 +46,7 @@ from lingxi.text import CJK
 LABEL_TYPE = "LingxiLabel"  # nodes of this type hold the words of a relation or type, not facts
 #: Close-name suggestions (:meth:`GraphIndex.near`): the names that take part (Latin letters,
 #: Chinese characters) and how much of a question is read.
-NEAR_MIN_LATIN, NEAR_MIN_CJK, NEAR_MAX_CJK, NEAR_QUESTION_CHARS = 5, 3, 12, 500
+NEAR_MIN_LATIN, NEAR_MIN_CJK, NEAR_MAX_CJK, NEAR_QUESTION_CHARS = 6, 3, 12, 500
 _LATIN_WORD = re.compile(r"[0-9a-z]+(?:[-'][0-9a-z]+)*")
 _CJK_RUN = re.compile(f"[{CJK}]+")
 _ASCII_WORD = re.compile(r"[0-9a-z]")
@@ -147,17 +147,17 @@ class GraphIndex:
     def near(self, question: str, limit: int = 3,
              taken: Sequence[tuple[int, int]] = ()) -> list[tuple[str, list[NodeKey]]]:
         """Names and aliases one slip away from words of ``question`` — asprin, warfarine,
-        ibuprofin, 阿斯匹林 — as ``(name as written, its nodes)``, closest first. Suggestions for a
-        question that names no entity, never links: a close name is often another entity (CYP2C9
-        for CYP2C19).
+        ibuprofin, 阿斯匹林 — as ``(the folded name or alias, its nodes)``, closest first.
+        Suggestions, never links: a close name is often another entity (CYP2C9 for CYP2C19).
 
         One slip is an Indel distance (letters inserted or deleted; a changed letter counts two)
-        of at most 1 for a Latin name under 8 letters, 2 from 8 letters and for Chinese names of 3
-        to 12 characters; Latin names are compared with runs of 1-3 whole words of the question,
-        Chinese ones with any stretch of a Chinese run (of its first 500 characters), except
-        stretches overlapping ``taken`` (where :meth:`spans` linked a name). Shorter
-        names take no part, and a changed letter is too much for a Latin name under 8 letters:
-        in them it is too often another word (头发 / 头痛, never / fever)."""
+        of at most 1 for a Latin name of 6-7 characters, 2 from 8 characters, and 2 for a Chinese
+        name of 3-12 characters. Latin names need 4 letters or more and are compared with runs of
+        1-3 whole words of the question, Chinese ones with any stretch of a Chinese run (of the
+        question's first 500 characters), except stretches overlapping ``taken`` (where
+        :meth:`spans` linked a name). Shorter names take no part: in them one slip is too often
+        another word (头发 / 头痛, ever / fever, heat / heart), as a changed letter is in a Latin
+        name under 8 (never / fever)."""
         try:
             from rapidfuzz import process
             from rapidfuzz.distance import Indel
@@ -166,7 +166,8 @@ class GraphIndex:
 
             raise missing_extra("suggesting close entity names", "graph", exc) from exc
         if self._fuzzy is None:
-            latin = [n for n in self.names if _ASCII_WORD.match(n[0]) and len(n) >= NEAR_MIN_LATIN]
+            latin = [n for n in self.names if n and _ASCII_WORD.match(n[0]) and len(n) >= NEAR_MIN_LATIN
+                     and sum(ch.isalpha() for ch in n) >= 4]  # a word, not a number (100000)
             cjk = [n for n in self.names if _CJK_RUN.fullmatch(n) and NEAR_MIN_CJK <= len(n) <= NEAR_MAX_CJK]
             self._fuzzy = (latin, cjk)
         q = fold(question)[:NEAR_QUESTION_CHARS]
@@ -192,7 +193,7 @@ class GraphIndex:
         for name in sorted(found, key=lambda n: (found[n], -len(n), n)):
             keys = sorted(self.names[name])
             if all(keys != k for _, k in out):  # one suggestion per node: its closest name
-                out.append((self.spelled[name], keys))
+                out.append((name, keys))
         return out[:limit]
 
     def mentioned(self, question: str, labels: set[str]) -> set[str]:
@@ -389,15 +390,24 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
 
 def _visible_near(store: GraphStore, index: GraphIndex, question: str, groups: list[str] | None,
                   taken: Sequence[tuple[int, int]], linked: Sequence[NodeKey], limit: int = 3) -> list[str]:
-    """:meth:`GraphIndex.near`'s names outside the ``taken`` spans, of nodes not ``linked``
-    already, whose nodes have a fact the caller may read: a name that only another group's facts
-    hold is not suggested."""
+    """What to offer of :meth:`GraphIndex.near`'s names outside the ``taken`` spans, for nodes
+    not ``linked`` already: only nodes with a fact the caller may read, and for a caller with
+    groups the node's own name (which that fact shows) rather than the alias that matched —
+    aliases are not kept per group, so one that a restricted fact brought must not be spelled
+    out to a near-miss guess. A trusted caller (no groups) sees the name or alias as written."""
     close = [(name, keys) for name, keys in index.near(question, limit=4 * limit, taken=taken)
              if not set(keys) & set(linked)]
     if not close:
         return []
     seen = {k for e in store.neighbors([k for _, keys in close for k in keys], groups) for k in (e.head_key, e.tail_key)}
-    return [name for name, keys in close if any(k in seen for k in keys)][:limit]
+    out: list[str] = []
+    for name, keys in close:
+        readable = [k for k in keys if k in seen]
+        if readable:
+            shown = index.spelled[name] if groups is None else readable[0][1]
+            if shown not in out:
+                out.append(shown)
+    return out[:limit]
 
 
 def _arrowed(path: Path) -> str:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from lingxi.meaning import Signature, signature
-from lingxi.text import has_cjk, language_of, pos_words, split_sentences, tokenize
+from lingxi.text import CJK, has_cjk, language_of, pos_words, split_sentences, tokenize
 
 __all__ = ["Verdict", "check", "focus", "topics", "repetitive", "content_units", "answers_question", "adds_to", "counts_topic",
            "COVERAGE", "FOCUS"]
@@ -327,22 +327,24 @@ def _count_in_unit(question: str) -> re.Pattern[str] | None:
     return re.compile(rf"[{_ZH_NUM}万多余几半]+\s*(?:多|余)?{unit}")
 
 
-def counts_topic(question: str, topic: str, sentence: str, window: int = 4) -> bool:
+def counts_topic(question: str, topic: str, sentence: str) -> bool:
     """For a Chinese question asking a count in a unit of one topic (年假有几天), whether
-    ``sentence`` gives such a count right beside the topic, within ``window`` characters either
-    side: 员工每年享有十五天带薪年假 and 年假有十五天 do; 年假申请需提前三天提交 (the days of the
-    notice, not of the leave) does not."""
+    ``sentence`` states that count of the topic in one of two plain forms: the topic, an optional
+    linking word and the count (年假有十五天, 年假为十五天, 年假共计十五天), or a verb of having, the
+    count and the topic at most three characters on (员工每年享有十五天带薪年假). A count that
+    bounds something else — a deadline (提前三天申请年假, 三天内审批, 结束后三天), a date (1月1日), a
+    threshold (三天以上) — or sits across a comma does not count."""
     pattern = _count_in_unit(question)
     if pattern is None or not topic:
         return False
-    low = sentence.lower()
-    counts = [(m.start(), m.end()) for m in pattern.finditer(low)]
-    for t in re.finditer(re.escape(topic), low):
-        for start, end in counts:
-            gap = t.start() - end if end <= t.start() else start - t.end()
-            if 0 <= gap <= window:
-                return True
-    return False
+    count, t = pattern.pattern, re.escape(topic)
+    stated = (rf"{t}(?:共计|共有|合计|总计|一共|为|是|有|共)?\s*(?:{count})(?!{_COUNT_BOUND})"
+              rf"|(?:享有|享受|获得|给予|有|为)\s*(?:{count})(?!{_COUNT_BOUND})[{CJK}]{{0,3}}?{t}")
+    return re.search(stated, sentence.lower()) is not None
+
+
+#: What after a count makes it a bound, not an amount: 三天内, 三天以上, 三天前, 三天起.
+_COUNT_BOUND = "内|以内|之内|以上|以下|之前|以前|前|之后|以后|后|起|左右"
 
 
 def adds_to(question: str, sentence: str) -> bool:
