@@ -142,6 +142,8 @@ def test_a_count_beside_the_one_topic_answers_how_many():
     for other in ("年假申请需提前三天提交给部门经理。", "员工须提前三天申请年假。", "年假申请需在三天内审批。",
                   "年假于1月1日起计算。", "病假三天以上的，年假相应扣减。", "年假结束后三天内须返岗。"):
         assert not answerable("年假有几天？", rank_sentences("年假有几天？", [_hit(other)])), other
+    # how often is not how many, even in a sentence about the topic
+    assert not answerable("产假有多少天？", rank_sentences("产假有多少天？", [_hit("产假期间每三天汇报一次。")]))
     # a count in another unit does not answer it either
     assert not answerable("年假有几天？", rank_sentences("年假有几天？", [_hit("年假可以顺延三个月。")]))
 

@@ -318,13 +318,14 @@ _ZH_UNIT_FORMS = {"个月": "个?月", "月": "个?月", "岁": "周?岁", "周�
 
 def _count_in_unit(question: str) -> re.Pattern[str] | None:
     """For a Chinese question that asks for a count of something (多少年, 几个月), what a number
-    of it looks like in a sentence (三年, 六个月, 1939年); None for any other question. "哪几" asks
-    which ones, not how many."""
+    of it looks like in a sentence (三年, 六个月, 1939年; not 每三天, which says how often); None
+    for any other question. "哪几" asks which ones, not how many."""
     m = _ZH_ASKED_UNIT.search(question)
     if m is None:
         return None
     unit = _ZH_UNIT_FORMS.get(m.group(1), re.escape(m.group(1)))
-    return re.compile(rf"[{_ZH_NUM}万多余几半]+\s*(?:多|余)?{unit}")
+    # 每三天 is how often, not how many
+    return re.compile(rf"(?<![每{_ZH_NUM}万多余几半])[{_ZH_NUM}万多余几半]+\s*(?:多|余)?{unit}")
 
 
 def counts_topic(question: str, topic: str, sentence: str) -> bool:
