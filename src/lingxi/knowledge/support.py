@@ -345,7 +345,7 @@ def counts_topic(question: str, topic: str, sentence: str) -> bool:
 
 
 #: What after a count makes it a bound, not an amount: 三天内, 三天以上, 三天前, 三天起.
-_COUNT_BOUND = "内|以内|之内|以上|以下|之前|以前|前|之后|以后|后|起|左右"
+_COUNT_BOUND = "内|以内|之内|以上|以下|之前|以前|前|之后|以后|后|起"
 
 
 def adds_to(question: str, sentence: str) -> bool:
