@@ -132,6 +132,16 @@ def test_what_is_asked_decides_which_sentence_answers():
     assert not answerable("什么是放线菌酮？", rank_sentences("什么是放线菌酮？", [_hit("碱可以破坏放线菌酮，因此被污染的台面可以用肥皂清洗。")]))
 
 
+def test_a_documents_title_line_is_never_the_answer():
+    handbook = Hit("1.0.1.0", "d", "handbook.txt", "Employee Handbook",
+                   "Employee Handbook\n\nVisitors must sign in at the front desk.", 1.0)
+    def close_to_the_title(question, texts):  # a multilingual embedder finds 手册 ≈ Handbook
+        return [0.95 if t == "Employee Handbook" else 0.5 for t in texts]
+    ranked = rank_sentences("手册由哪个部门解释？", [handbook], close_to_the_title)
+    assert [c.sentence for c in ranked] == ["Visitors must sign in at the front desk."]
+    assert not answerable("手册由哪个部门解释？", ranked)
+
+
 def test_a_count_beside_the_one_topic_answers_how_many():
     # 年假有几天: one topic, and the sentence does not start with it; the count in days stands beside it
     leave = _hit("员工每年享有十五天带薪年假，未休完的年假可以顺延到次年三月底。")

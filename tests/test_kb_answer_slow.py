@@ -66,6 +66,9 @@ def test_cross_lingual_questions_quote_the_source_language(cli):
     answer = json.loads(out)
     assert answer["mode"] == "extracted" and "150 euros per night" in answer["answer"]
     assert answer["citations"][0]["source"] == "handbook.txt"
+    # the English handbook's title line is close in meaning to 手册 but answers nothing
+    code, out = cli("kb", "ask", "docs", "手册由哪个部门解释？", "--json")
+    assert "Employee Handbook" not in json.loads(out)["answer"]
 
 
 def test_web_ui_key_message_clears_once_a_key_is_entered(tmp_path):

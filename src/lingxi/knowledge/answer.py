@@ -129,7 +129,10 @@ def rank_sentences(question: str, hits: Sequence[Hit], similarity: Similarity | 
         sentences = _sentences(h.text)
         cross = similarity is not None and language_of(h.text) not in (q_lang, "other")
         sims = similarity(question, sentences) if cross else None
+        title = h.title.strip().casefold()
         for i, s in enumerate(sentences):
+            if title and s.strip().casefold() == title:
+                continue  # the document's title line names what it is about and answers nothing
             if sims is not None:
                 evidence = sims[i]
             else:
