@@ -142,6 +142,20 @@ def test_a_documents_title_line_is_never_the_answer():
     assert not answerable("手册由哪个部门解释？", ranked)
 
 
+def test_a_near_answer_in_the_questions_language_is_not_overruled_by_a_cosine():
+    question = "How much can I claim for a hotel per night?"
+    english = _hit("Hotel costs on business trips are refunded up to 150 euros per night.", "1.0.1.0")
+    chinese = _hit("差旅费用应在出差结束后十五日内提交发票报销。", "2.3.1.0")
+    def similarity(q, texts):  # e5-small's reading: 报销 (claim) is close, and over the 0.80 bar
+        return [0.81 for _ in texts]
+    ranked = rank_sentences(question, [english, chinese], similarity)
+    assert ranked[0].cross and ranked[0].sentence.startswith("差旅")  # the cosine ranks it first
+    assert not answerable(question, ranked)  # but the English sentence holds 2 of 3 content words
+    # with nothing close in the question's language, the other language's sentence answers
+    when = "When must travel expenses be submitted?"
+    assert answerable(when, rank_sentences(when, [english, chinese], similarity))
+
+
 def test_a_count_beside_the_one_topic_answers_how_many():
     # 年假有几天: one topic, and the sentence does not start with it; the count in days stands beside it
     leave = _hit("员工每年享有十五天带薪年假，未休完的年假可以顺延到次年三月底。")

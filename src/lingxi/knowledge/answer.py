@@ -70,6 +70,12 @@ OWN_WEIGHT = 0.5
 #: the best sentence must lead the runner-up (e5-small's cosines are compressed into ~0.7-0.85).
 MIN_SIMILARITY = 0.80
 MIN_LEAD = 0.02
+#: A sentence in the question's own language that gives what is asked and holds this share of
+#: its content nearly answers it; then no other-language sentence answers on its cosine, which
+#: is compressed and favours the question's language (README example: "How much can I claim for
+#: a hotel per night?" had quoted the Chinese travel-expense rule at 0.807 over the English
+#: hotel sentence holding 2 of its 3 content words).
+NEAR_FOCUS = 0.5
 
 #: A citation mark: one or more ids in brackets. Chunk ids have four parts; document-tree node ids
 #: (tree navigation) one per level, so up to ten.
@@ -119,6 +125,8 @@ class Candidate:
     """Position of the sentence in its chunk."""
     gives: bool
     """It gives what the question asks for (a number for "how many"...)."""
+    cross: bool = False
+    """It is in another language than the question (``evidence`` is then a cosine)."""
 
 
 def rank_sentences(question: str, hits: Sequence[Hit], similarity: Similarity | None = None) -> list[Candidate]:
@@ -151,7 +159,7 @@ def rank_sentences(question: str, hits: Sequence[Hit], similarity: Similarity | 
         gives = answers_question(question, s)
         # with one topic ("什么是X"), a sentence about it (X是...) before one that mentions it
         subject = 0.05 if len(about) == 1 and not cross and _about(about[0], s) else 0.0
-        out.append(Candidate(base + (0.1 if gives else 0.0) + subject, evidence, s, h, i, gives))
+        out.append(Candidate(base + (0.1 if gives else 0.0) + subject, evidence, s, h, i, gives, cross))
     out.sort(key=lambda c: c.score, reverse=True)
     return out
 
@@ -178,7 +186,8 @@ def _sentences(text: str) -> list[str]:
 def answerable(question: str, candidates: Sequence[Candidate]) -> bool:
     """Whether the best candidate is good enough evidence to answer from: it gives what is asked
     and reaches :data:`MIN_FOCUS` (across languages: :data:`MIN_SIMILARITY`, leading the next
-    other sentence by :data:`MIN_LEAD`)."""
+    other sentence by :data:`MIN_LEAD`, and no sentence in the question's language nearly
+    answering, :data:`NEAR_FOCUS`)."""
     if not candidates or not candidates[0].gives:
         return False
     best = candidates[0]
@@ -191,6 +200,8 @@ def answerable(question: str, candidates: Sequence[Candidate]) -> bool:
         if not _asks_about(question, best):
             return False
         return best.evidence >= MIN_FOCUS
+    if any(not c.cross and c.gives and c.evidence >= NEAR_FOCUS for c in candidates):
+        return False  # the question's own language nearly answers: a cosine cannot overrule it
     runner_up = max((c.evidence for c in candidates[1:] if c.sentence != best.sentence), default=0.0)
     return best.evidence >= MIN_SIMILARITY and best.evidence - runner_up >= MIN_LEAD
 
