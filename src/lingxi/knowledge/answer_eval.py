@@ -25,6 +25,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lingxi.text import language_of
+
 LABELS = ("supported", "contradicted", "unrelated", "question-echo", "repetition")
 #: Which label a failed check's reason stands for.
 REASON_LABEL = {
@@ -137,12 +139,14 @@ def evaluate_answers(kb: Any, engine: Any, questions: Sequence[dict[str, Any]], 
     Returns, per mode: ``precision`` (share of ``supported: true`` answers that contain a gold
     answer), ``answered`` (share of answerable questions answered with ``supported: true``),
     ``correct`` (share of answerable questions answered correctly), ``unknown`` (share of
-    unanswerable questions refused), latency ``p50_s``/``p95_s`` and the answer modes used.
+    unanswerable questions refused), ``answered_from_other_language`` (supported answers whose
+    first citation is in another language than the question), latency ``p50_s``/``p95_s`` and
+    the answer modes used.
     """
     out: dict[str, Any] = {}
     for mode in modes:
         times: list[float] = []
-        supported = correct = 0
+        supported = correct = cross = 0
         used: dict[str, int] = {}
         wrong: list[dict[str, Any]] = []
         for q in questions:
@@ -152,6 +156,7 @@ def evaluate_answers(kb: Any, engine: Any, questions: Sequence[dict[str, Any]], 
             used[a.mode] = used.get(a.mode, 0) + 1
             if a.supported:
                 supported += 1
+                cross += bool(a.citations) and language_of(a.citations[0].text) != language_of(q["question"])
                 if answer_matches(a.answer, q["answers"]):
                     correct += 1
                 elif len(wrong) < 20:
@@ -174,6 +179,7 @@ def evaluate_answers(kb: Any, engine: Any, questions: Sequence[dict[str, Any]], 
             "answered": round(supported / n, 4) if n else None,
             "correct": round(correct / n, 4) if n else None,
             "unknown": round(refused / len(unanswerable), 4) if unanswerable else None,
+            "answered_from_other_language": cross,
             "p50_s": round(statistics.median(times), 3) if times else None,
             "p95_s": round(sorted(times)[int(0.95 * (len(times) - 1))], 3) if times else None,
             "modes": used,
