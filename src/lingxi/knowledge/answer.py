@@ -11,8 +11,9 @@ The steps, for a question and the chunks retrieved for it:
    question over Chinese documents), words cannot be compared and the multilingual embedder's
    similarity between the question and each sentence is the score.
 2. **Answerable?** (:func:`answerable`): the best candidate must reach :data:`MIN_FOCUS` (or
-   :data:`MIN_SIMILARITY` across languages). Otherwise the answer is "I don't know" and no model
-   is called, whatever the mode.
+   :data:`MIN_SIMILARITY` across languages, when no sentence in the question's own language
+   nearly answers). Otherwise the answer is "I don't know" and no model is called, whatever the
+   mode. A document's title line is never a candidate.
 3. **Modes**: ``extract`` quotes the best candidate (and the next sentence when the best one does
    not give what is asked), marked as a quotation, cited. ``generate`` asks the model to answer
    citing chunk ids; :func:`verify` keeps only sentences that
