@@ -181,12 +181,13 @@ class GraphIndex:
         cjk_spans = {q[i:j] for run in _CJK_RUN.finditer(q) for i in range(run.start(), run.end())
                      for j in range(i + 2, min(run.end(), i + NEAR_MAX_CJK + 1) + 1) if free(i, j)}
         found: dict[str, int] = {}
-        for spans, names in ((sorted(latin_spans), self._fuzzy[0]), (sorted(cjk_spans), self._fuzzy[1])):
+        for spans, names, latin in ((sorted(latin_spans), self._fuzzy[0], True),
+                                    (sorted(cjk_spans), self._fuzzy[1], False)):
             for at in range(0, len(spans) if names else 0, 64):  # 64 rows at a time bound the matrix
                 dist = process.cdist(spans[at:at + 64], names, scorer=Indel.distance, score_cutoff=2, dtype=np.int32)
                 for j in np.nonzero((dist <= 2).any(axis=0))[0]:
                     name, d = names[j], int(dist[:, j].min())
-                    if d == 0 or (d == 2 and _ASCII_WORD.match(name[0]) and len(name) < 8):
+                    if d == 0 or (d == 2 and latin and len(name) < 8):
                         continue  # an exact name is linked, not suggested; a short Latin name takes one slip
                     found[name] = min(d, found.get(name, d))
         out: list[tuple[str, list[NodeKey]]] = []

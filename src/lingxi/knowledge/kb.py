@@ -182,10 +182,8 @@ class KnowledgeBase:
     def embedder_members(self) -> list[str]:
         """The members of this knowledge base's embedder when it is a concatenation (``engine =
         "concat"``: a ``dense:NAME`` retriever each), else none."""
-        name = self.embedder_name
-        if name is None or name not in self.settings.all_embedders():
-            return []
-        return list(getattr(self.settings.embedder(name), "members", None) or [])
+        options = self.settings.all_embedders().get(self.embedder_name or "")
+        return list(getattr(options, "members", None) or [])
 
     def _embedding_cache(self) -> EmbeddingCache:
         if self._cache is None:
