@@ -340,3 +340,18 @@ def test_the_unit_a_chinese_question_asks_for_is_not_its_topic():
         assert "年假" in topics(question) and not any("天" in t for t in topics(question))
         assert focus(question, answer) == 1.0
     assert topics("萱侬律是谁？") == ["萱侬律"]  # an unknown name jieba splits stays whole
+
+
+def test_a_helper_verb_jieba_glued_to_the_topic_does_not_hide_it():
+    # 年假能休几天: jieba does not know 年假 and cut 年 / 假能 / 休; the topic became 假能, which no
+    # sentence holds, and the leave's length was refused
+    from lingxi.knowledge.support import topics
+
+    leave = "员工每年享有带薪年假五天，入职满三年后增加到十天。"
+    for question, topic in (("年假能休几天？", "年假"), ("丧假能请几天？", "丧假"), ("报销单要谁签字？", "报销")):
+        assert topic in topics(question) and not any(len(t) > 1 and t[-1] in "能要" for t in topics(question))
+    assert answerable("年假能休几天？", rank_sentences("年假能休几天？", [_hit(leave)]))
+    assert not answerable("年假能休几天？", rank_sentences("年假能休几天？", [_hit("病假需提供医院证明。")]))
+    # words jieba knows keep their helper verbs (功能, 要求), and a run of single characters still
+    # makes a name (萱侬律)
+    assert "功能" in topics("这个功能什么时候上线？") and "要求" in topics("入职要求是什么？")

@@ -28,7 +28,7 @@ from lingxi.errors import missing_extra
 
 __all__ = [
     "CJK", "STOPWORDS_ZH", "is_cjk", "has_cjk", "cjk_ratio", "language_of", "normalize_text", "tokenize",
-    "split_sentences", "pos_words",
+    "split_sentences", "pos_words", "jieba_knows",
 ]
 
 CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -139,6 +139,15 @@ def tokenize(text: str) -> list[str]:
         stems = dict(zip(latin, _stemmer().stemWords(latin), strict=True))
         out = [stems.get(w, w) for w in out]
     return out
+
+
+def jieba_knows(word: str) -> bool:
+    """``word`` is in jieba's dictionary (not a word its HMM guessed).
+
+    Raises:
+        LingxiError: jieba is missing (the ``knowledge`` extra).
+    """
+    return bool(_jieba().dt.FREQ.get(word))
 
 
 def pos_words(text: str) -> list[tuple[str, str]]:

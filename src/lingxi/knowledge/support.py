@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from lingxi.meaning import Signature, signature
-from lingxi.text import CJK, has_cjk, language_of, pos_words, split_sentences, tokenize
+from lingxi.text import CJK, has_cjk, jieba_knows, language_of, pos_words, split_sentences, tokenize
 
 __all__ = ["Verdict", "check", "focus", "topics", "repetitive", "content_units", "answers_question", "adds_to", "counts_topic",
            "COVERAGE", "FOCUS"]
@@ -118,24 +118,39 @@ class _Haystack:
         return unit in self.stems if unit.isascii() else unit in self.text
 
 
+#: Helper verbs and adverbs (can, must, will, also...) that jieba's HMM glues to a neighbour
+#: when it guesses a word it does not know: 年假能休几天 -> 年 / 假能 / 休 (年假 is not in its dictionary).
+_ZH_HELPER = re.compile("[能要会可想该应需还再才]")
+
+
 @lru_cache(maxsize=256)
 def _focus_units(question: str) -> tuple[str, ...]:
     """The question's content: what an answer must be about (question words removed).
 
     A name jieba does not know comes apart into single characters (萱侬律 -> 萱 侬 律), which
-    :func:`content_units` drops; such runs are kept whole, so the name stays part of the focus."""
+    :func:`content_units` drops; such runs are kept whole, so the name stays part of the focus.
+    A guessed word (not in jieba's dictionary) with a helper verb at its edge (假能) is a
+    misplaced boundary: it is not a unit, its characters are singles, and a helper verb never
+    joins a run (年 假 能 休 -> 年假)."""
     question = _ZH_ASKED_UNIT.sub(" ", question)  # 几天 / 多少个月: the unit asked for is not a topic
-    units = [u for u in content_units(question) if not _ZH_EMPTY_RE.search(u)]
+    units = [u for u in content_units(question) if not _ZH_EMPTY_RE.search(u) and not _glued(u)]
     for run in _CJK_RUN.findall(_ZH_EMPTY_RE.sub(" ", question)):
         singles: list[str] = []
-        for word, _ in [*pos_words(run), ("", "")]:
-            if len(word) == 1 and not _ZH_STOP_RE.match(word) and not _ZH_NUMERAL_RUN.match(word):
+        words = [w for word, _ in pos_words(run) for w in (word if _glued(word) else [word])]
+        for word in [*words, ""]:
+            if len(word) == 1 and not _ZH_STOP_RE.match(word) and not _ZH_HELPER.match(word) \
+                    and not _ZH_NUMERAL_RUN.match(word):
                 singles.append(word)
                 continue
             if len(singles) > 1:
                 units.append("".join(singles))
             singles = []
     return tuple(dict.fromkeys(units))
+
+
+def _glued(word: str) -> bool:
+    """jieba guessed ``word`` and put a helper verb at its edge (假能): see :func:`_focus_units`."""
+    return len(word) > 1 and bool(_ZH_HELPER.match(word[0]) or _ZH_HELPER.match(word[-1])) and not jieba_knows(word)
 
 
 def _covered(units: Sequence[str], where: _Haystack) -> float:
