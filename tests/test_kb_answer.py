@@ -355,3 +355,15 @@ def test_a_helper_verb_jieba_glued_to_the_topic_does_not_hide_it():
     # words jieba knows keep their helper verbs (功能, 要求), and a run of single characters still
     # makes a name (萱侬律)
     assert "功能" in topics("这个功能什么时候上线？") and "要求" in topics("入职要求是什么？")
+
+
+def test_working_days_and_posts_answer_an_organisations_rules():
+    # 几天 is answered by 三个工作日 / 十个自然日; 谁 by a post or department, not only a person's name
+    apply = "年假须提前三个工作日在系统中申请。"
+    assert answerable("年假要提前几天申请？", rank_sentences("年假要提前几天申请？", [_hit(apply)]))
+    assert answers_question("退货要在几天内申请？", "退货须在十个自然日内申请。")
+    assert not answerable("年假有几天？", rank_sentences("年假有几天？", [_hit(apply)]))  # a bound, not the leave
+    approve = "员工加班须事先经部门经理批准。"
+    assert answerable("加班要谁批准？", rank_sentences("加班要谁批准？", [_hit(approve)]))
+    assert answers_question("报销单交给谁审核？", "报销单由部门经理签字后交财务部审核。")
+    assert not answers_question("加班要谁批准？", "员工加班须事先批准。")  # nobody is named

@@ -317,9 +317,16 @@ _ORDINAL = re.compile(r"第\s*[\d零〇一二两三四五六七八九十百]+|�
 
 
 def _names(said: Signature, q: Signature) -> bool:
-    """The sentence names someone or somewhere the question does not (who / where / 谁 / 哪里)."""
+    """The sentence names someone or somewhere the question does not (who / where / 谁 / 哪里);
+    in Chinese a post or department (部门经理, 财务部) names who, as an organisation's rules do."""
     return any(e not in q.text and e not in q.entities for e in said.entities) or bool(
-        re.search(r"[\u3400-\u9fff]·[\u3400-\u9fff]|《[^》]+》", said.text))
+        re.search(r"[\u3400-\u9fff]·[\u3400-\u9fff]|《[^》]+》", said.text)) or any(
+        m.group() not in q.text for m in _ZH_ROLE.finditer(said.text))
+
+
+#: Posts and departments that answer 谁 in an organisation's rules (部门经理批准, 交财务部审核). Not
+#: courts, committees or authorities: a statute names them in most sentences, whatever it is asked.
+_ZH_ROLE = re.compile(r"[\u4e00-\u9fff]{0,2}(?:经理|主管|主任|总监|负责人|财务部|人事部|人力资源部|行政部|办公室)")
 
 
 #: Units whose count a question asks for (多少年, 几个月); not the counters that start other words
@@ -327,7 +334,8 @@ def _names(said: Signature, q: Signature) -> bool:
 #: ("thirty days"), scales ("2.1 million people") or spans ("from 1939 to 1945") to demand a form.
 _ZH_UNITS = "年(?!级|龄|代)|个月|月(?!份)|周岁|周|星期|天|日(?!元|本|期)|小时|分钟|岁|万元|亿元|元|倍|公里|千米|平方米|米|公顷|吨|公斤|千克"
 _ZH_ASKED_UNIT = re.compile(rf"(?:多少|(?<!哪)几)(?:个)?({_ZH_UNITS})")
-_ZH_UNIT_FORMS = {"个月": "个?月", "月": "个?月", "岁": "周?岁", "周岁": "周?岁", "天": "[天日]", "日": "[天日]",
+_ZH_UNIT_FORMS = {"个月": "个?月", "月": "个?月", "岁": "周?岁", "周岁": "周?岁",
+                  "天": "(?:个?(?:工作|自然)?[天日])", "日": "(?:个?(?:工作|自然)?[天日])",
                   "周": "(?:周|星期)", "星期": "(?:周|星期)"}
 
 
