@@ -367,3 +367,23 @@ def test_working_days_and_posts_answer_an_organisations_rules():
     assert answerable("加班要谁批准？", rank_sentences("加班要谁批准？", [_hit(approve)]))
     assert answers_question("报销单交给谁审核？", "报销单由部门经理签字后交财务部审核。")
     assert not answers_question("加班要谁批准？", "员工加班须事先批准。")  # nobody is named
+    # the same in English; a post answers who, not where
+    approve = "Overtime must be approved in advance by the department manager."
+    assert answerable("Who approves overtime?", rank_sentences("Who approves overtime?", [_hit(approve)]))
+    assert not answers_question("Who approves overtime?", "Overtime must be approved in advance.")
+    assert not answers_question("In which country is the office?", "The office is run by the finance department.")
+
+
+def test_a_clause_number_is_not_the_quantity_asked_for():
+    # "2.2 Sick leave requires a certificate" was quoted for "How much am I paid on sick leave?":
+    # the clause's own number stood for the amount
+    for numbered in ("2.2 Sick leave requires a certificate from a hospital.",
+                     "3. Sick leave requires a certificate from a hospital.",
+                     "Under Section 4.1 sick leave requires a certificate."):
+        assert not answers_question("How much am I paid on sick leave?", numbered), numbered
+    assert answers_question("How much am I paid on sick leave?", "During sick leave, employees receive 80% of their base salary.")
+    assert answers_question("How many days of leave?", "2.1 Employees are entitled to five days of paid annual leave.")
+    # "get" asks nothing of its own: the leave's length answers "How many days of annual leave do I get?"
+    leave = "2.1 Employees are entitled to five days of paid annual leave each year."
+    question = "How many days of annual leave do I get?"
+    assert answerable(question, rank_sentences(question, [_hit(leave)]))

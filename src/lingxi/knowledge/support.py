@@ -59,6 +59,7 @@ _EN_EMPTY = {
     "whether", "also", "onli", "just", "about", "from", "after", "befor", "up", "per", "than", "all", "ani",
     "each", "everi", "you", "your", "i", "we", "our", "he", "she", "him", "her", "his", "its", "them", "one",
     "yes", "there", "here", "would", "amount", "number", "time", "day", "particular", "specif", "specific",
+    "get", "got",
 }
 _EN_NUMBER_WORDS = re.compile(
     r"\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
@@ -300,7 +301,9 @@ def answers_question(question: str, sentence: str) -> bool:
         return False
     if "reason" in asked and not _REASON.search(sentence) and len(content_units(sentence)) < 4:
         return False
-    if ("person" in asked or "place" in asked) and not _names(said, q):
+    if "person" in asked and not (_names(said, q) or _posts(said, q)):
+        return False
+    if "place" in asked and not _names(said, q):
         return False
     if _ORDINAL_ASKED.search(question) and not _ORDINAL.search(sentence):
         return False
@@ -308,7 +311,8 @@ def answers_question(question: str, sentence: str) -> bool:
 
 
 _ZH_NUM = r"\d零〇一二两三四五六七八九十百千"
-_STRUCTURE = re.compile(rf"第[{_ZH_NUM}]+(?:之[{_ZH_NUM}]+)?[编章节条款项目]|^\s*[（(][{_ZH_NUM}]+[）)]|^\s*[{_ZH_NUM}]+、")
+_STRUCTURE = re.compile(rf"第[{_ZH_NUM}]+(?:之[{_ZH_NUM}]+)?[编章节条款项目]|^\s*[（(][{_ZH_NUM}]+[）)]|^\s*[{_ZH_NUM}]+、|"
+                        r"^\s*\d+(?:\.\d+)+\.?\s+(?=[A-Z])|^\s*\d+\.\s+(?=[A-Z])|\b(?:Article|Section|Clause|Rule|Part|Chapter|§)\s*\d+(?:\.\d+)*")
 #: A statute's way of saying when: from an event on (自出生时起, 自合同成立之日起), or until one (死亡时止).
 _FROM_WHEN = re.compile(r"(?:时|之日)起|时止")
 _ORDINAL_ASKED = re.compile(r"第几|哪一名|\bwhich place\b|\bwhat (?:place|position|rank)\b", re.I)
@@ -317,16 +321,21 @@ _ORDINAL = re.compile(r"第\s*[\d零〇一二两三四五六七八九十百]+|�
 
 
 def _names(said: Signature, q: Signature) -> bool:
-    """The sentence names someone or somewhere the question does not (who / where / 谁 / 哪里);
-    in Chinese a post or department (部门经理, 财务部) names who, as an organisation's rules do."""
+    """The sentence names someone or somewhere the question does not (who / where / 谁 / 哪里)."""
     return any(e not in q.text and e not in q.entities for e in said.entities) or bool(
-        re.search(r"[\u3400-\u9fff]·[\u3400-\u9fff]|《[^》]+》", said.text)) or any(
-        m.group() not in q.text for m in _ZH_ROLE.finditer(said.text))
+        re.search(r"[\u3400-\u9fff]·[\u3400-\u9fff]|《[^》]+》", said.text))
 
 
-#: Posts and departments that answer 谁 in an organisation's rules (部门经理批准, 交财务部审核). Not
+def _posts(said: Signature, q: Signature) -> bool:
+    """The sentence names a post or department the question does not (部门经理, 财务部, "the
+    department manager"): who, as an organisation's rules say it."""
+    return any(m.group().lower() not in q.text.lower() for role in (_ZH_ROLE, _EN_ROLE) for m in role.finditer(said.text))
+
+
+#: Posts and departments that answer 谁 / who in an organisation's rules (部门经理批准, 交财务部审核). Not
 #: courts, committees or authorities: a statute names them in most sentences, whatever it is asked.
 _ZH_ROLE = re.compile(r"[\u4e00-\u9fff]{0,2}(?:经理|主管|主任|总监|负责人|财务部|人事部|人力资源部|行政部|办公室)")
+_EN_ROLE = re.compile(r"\b(?:[a-z]+ )?(?:manager|supervisor|director|officer|administrator|department|HR)s?\b", re.I)
 
 
 #: Units whose count a question asks for (多少年, 几个月); not the counters that start other words
