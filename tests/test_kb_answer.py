@@ -171,6 +171,16 @@ def test_a_count_beside_the_one_topic_answers_how_many():
     # a count in another unit does not answer it either
     assert not answerable("年假有几天？", rank_sentences("年假有几天？", [_hit("年假可以顺延三个月。")]))
 
+    # the same in English: "How long is probation?" has one topic, and the sentence does not start with it
+    question = "How long is probation?"
+    for stated in ("New employees serve a probation period of three months.", "Probation lasts 6 months.",
+                   "Every new hire completes 90 days of probation."):
+        assert answerable(question, rank_sentences(question, [_hit(stated)])), stated
+    for other in ("Managers review probation three months before it ends.",
+                  "Staff may request a probation review after six months of service.",
+                  "New employees serve a probation period agreed with their manager."):
+        assert not answerable(question, rank_sentences(question, [_hit(other)])), other
+
 
 def test_a_sentence_about_the_subject_but_not_what_is_asked_of_it_does_not_answer():
     # Only the article's title words of the question are in the defining first sentence: it names
@@ -374,7 +384,7 @@ def test_working_days_and_posts_answer_an_organisations_rules():
     assert not answers_question("In which country is the office?", "The office is run by the finance department.")
 
 
-def test_a_clause_number_is_not_the_quantity_asked_for():
+def test_an_english_clause_number_is_not_the_amount_asked_for():
     # "2.2 Sick leave requires a certificate" was quoted for "How much am I paid on sick leave?":
     # the clause's own number stood for the amount
     for numbered in ("2.2 Sick leave requires a certificate from a hospital.",

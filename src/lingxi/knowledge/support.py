@@ -366,14 +366,44 @@ def counts_topic(question: str, topic: str, sentence: str) -> bool:
     linking word and the count (年假有十五天, 年假为十五天, 年假共计十五天), or a verb of having, the
     count and the topic at most three characters on (员工每年享有十五天带薪年假). A count that
     bounds something else — a deadline (提前三天申请年假, 三天内审批, 结束后三天), a date (1月1日), a
-    threshold (三天以上) — or sits across a comma does not count."""
+    threshold (三天以上) — or sits across a comma does not count.
+
+    In English ("How long is probation?", "How many days is paternity leave?"): the topic, an
+    optional "period", a linking word and the count in the unit asked (probation period of three
+    months, probation lasts 6 months), or the count "of" the topic (15 days of paternity leave); a
+    count followed by "after", "before", "in advance" or "of service" bounds something else."""
+    if not topic:
+        return False
+    if topic.isascii():
+        count = _en_count(question)
+        if count is None:
+            return False
+        t = re.escape(topic)
+        stated = (rf"\b{t}\w*(?:\s+(?:period|term))?\s+(?:is|are|lasts?|of|will\s+be|shall\s+be)\s+"
+                  rf"(?:up\s+to\s+|at\s+most\s+)?{count}(?!\s+(?:after|before|in\s+advance|of\s+service|from|prior))"
+                  rf"|{count}\s+of\s+(?:\w+\s+)?{t}")
+        return re.search(stated, sentence.lower()) is not None
     pattern = _count_in_unit(question)
-    if pattern is None or not topic:
+    if pattern is None:
         return False
     count, t = pattern.pattern, re.escape(topic)
     stated = (rf"{t}(?:共计|共有|合计|总计|一共|为|是|有|共)?\s*(?:{count})(?!{_COUNT_BOUND})"
               rf"|(?:享有|享受|获得|给予|有|为)\s*(?:{count})(?!{_COUNT_BOUND})[{CJK}]{{0,3}}?{t}")
     return re.search(stated, sentence.lower()) is not None
+
+
+def _en_count(question: str) -> str | None:
+    """For "How long ..." (a duration) or "How many UNITS ...", what such a count looks like
+    (three months, 6 weeks, 15-day); None for any other question."""
+    m = re.match(r"^\W*how\s+(?:(long)|many\s+([a-z]+?)s?)\b", question.lower())
+    if m is None:
+        return None
+    unit = "minute|hour|day|week|month|year" if m.group(1) else re.escape(m.group(2))
+    return rf"(?:\d+(?:\.\d+)?|{_EN_COUNT_WORDS})(?:-|\s+)(?:working\s+|calendar\s+)?(?:{unit})s?\b"
+
+
+_EN_COUNT_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|"
+                   "seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|ninety|a hundred|a|an")
 
 
 #: What after a count makes it a bound, not an amount: 三天内, 三天以上, 三天前, 三天起.
