@@ -393,7 +393,13 @@ def test_an_english_clause_number_is_not_the_amount_asked_for():
         assert not answers_question("How much am I paid on sick leave?", numbered), numbered
     assert answers_question("How much am I paid on sick leave?", "During sick leave, employees receive 80% of their base salary.")
     assert answers_question("How many days of leave?", "2.1 Employees are entitled to five days of paid annual leave.")
-    # "get" asks nothing of its own: the leave's length answers "How many days of annual leave do I get?"
+    # "get" is said by a verb of receiving (entitled, paid, receive), and only by one
     leave = "2.1 Employees are entitled to five days of paid annual leave each year."
     question = "How many days of annual leave do I get?"
     assert answerable(question, rank_sentences(question, [_hit(leave)]))
+    overtime = _hit("Overtime must be approved in advance by the department manager. "
+                    "Overtime on a working day is paid at 150% of the hourly wage.")
+    best = rank_sentences("What do I get for overtime?", [overtime])
+    assert answerable("What do I get for overtime?", best) and "150%" in best[0].sentence
+    approval = _hit("Overtime must be approved in advance by the department manager.")
+    assert not answerable("What do I get for overtime?", rank_sentences("What do I get for overtime?", [approval]))

@@ -59,8 +59,11 @@ _EN_EMPTY = {
     "whether", "also", "onli", "just", "about", "from", "after", "befor", "up", "per", "than", "all", "ani",
     "each", "everi", "you", "your", "i", "we", "our", "he", "she", "him", "her", "his", "its", "them", "one",
     "yes", "there", "here", "would", "amount", "number", "time", "day", "particular", "specif", "specific",
-    "get", "got",
 }
+#: "get" asks what one receives: a sentence that says it with a verb of receiving holds it
+#: ("How many days of leave do I get?" / "entitled to five days"), one without does not.
+_EN_RECEIVE = {"get": {"get", "got", "receiv", "entitl", "paid", "pay", "compens", "award", "grant", "given", "earn", "accru"}}
+_EN_RECEIVE["got"] = _EN_RECEIVE["get"]
 _EN_NUMBER_WORDS = re.compile(
     r"\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
     r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|"
@@ -116,7 +119,9 @@ class _Haystack:
         self.stems = set(content_units(_CJK_RUN.sub(" ", self.text)))
 
     def __contains__(self, unit: str) -> bool:
-        return unit in self.stems if unit.isascii() else unit in self.text
+        if not unit.isascii():
+            return unit in self.text
+        return unit in self.stems or not self.stems.isdisjoint(_EN_RECEIVE.get(unit, ()))
 
 
 #: Helper verbs and adverbs (can, must, will, also...) that jieba's HMM glues to a neighbour
