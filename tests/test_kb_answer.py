@@ -367,6 +367,16 @@ def test_a_helper_verb_jieba_glued_to_the_topic_does_not_hide_it():
     assert "功能" in topics("这个功能什么时候上线？") and "要求" in topics("入职要求是什么？")
 
 
+def test_a_paragraph_borrows_no_words_from_another_paragraph_of_its_chunk():
+    # a chunk packs several articles; 陪产假工资怎么算 was answered by the article on leave lengths
+    # because the chunk's first article (on pay) lent it 工资
+    packed = _hit("第四条 病假期间工资按基本工资的百分之八十发放。\n\n第五条 女员工产假为一百五十八天，男员工陪产假为十五天。")
+    assert not answerable("陪产假工资怎么算？", rank_sentences("陪产假工资怎么算？", [packed]))
+    # within one paragraph the first sentence still names the subject for the ones after it
+    one = _hit("陪产假的工资照常发放。陪产假为十五天，须提前一周申请。")
+    assert answerable("陪产假有几天？", rank_sentences("陪产假有几天？", [one]))
+
+
 def test_working_days_and_posts_answer_an_organisations_rules():
     # 几天 is answered by 三个工作日 / 十个自然日; 谁 by a post or department, not only a person's name
     apply = "年假须提前三个工作日在系统中申请。"

@@ -135,7 +135,8 @@ def rank_sentences(question: str, hits: Sequence[Hit], similarity: Similarity | 
     q_lang = language_of(question)
     scored: list[tuple[float, float, str, Hit, int, bool]] = []
     for rank, h in enumerate(hits):
-        sentences = _sentences(h.text)
+        lined = _lines_sentences(h.text)
+        sentences = [s for s, _ in lined]
         cross = similarity is not None and language_of(h.text) not in (q_lang, "other")
         sims = similarity(question, sentences) if cross else None
         title = h.title.strip().casefold()
@@ -145,8 +146,10 @@ def rank_sentences(question: str, hits: Sequence[Hit], similarity: Similarity | 
             if sims is not None:
                 evidence = sims[i]
             else:
-                # the paragraph's subject is often named only in its first sentence or its title
-                around = sentences[max(0, i - 1): i + 1] + sentences[:1]
+                # the paragraph's subject is often named only in its first sentence or its title;
+                # a chunk that packs several paragraphs (articles of a code) lends none of another's
+                first = lined[i][1]
+                around = sentences[max(first, i - 1): i + 1] + [sentences[first]]
                 context = focus(question, " ".join(around) + " " + h.title)
                 evidence = OWN_WEIGHT * focus(question, s) + (1 - OWN_WEIGHT) * context
             scored.append((evidence - 0.01 * rank, evidence, s, h, i, cross))
@@ -171,17 +174,22 @@ _OPEN, _CLOSE = "《「『“（(", "》」』”）)"
 def _sentences(text: str) -> list[str]:
     """Sentences of a chunk; a line without a full stop (a title, a list item) is one on its own.
     A full stop inside brackets or quotes (《卡拉OK.LIVE！‧台北‧我》) does not end the sentence."""
-    out: list[str] = []
+    return [s for s, _ in _lines_sentences(text)]
+
+
+def _lines_sentences(text: str) -> list[tuple[str, int]]:
+    """:func:`_sentences` with, for each, the index of the first sentence of its line (paragraph)."""
+    out: list[tuple[str, int]] = []
     for line in text.splitlines():
-        open_ = False
+        open_, first = False, len(out)
         for s in split_sentences(line):
             if open_:
-                out[-1] += s
+                out[-1] = (out[-1][0] + s, first)
             else:
-                out.append(s)
-            piece = out[-1]
+                out.append((s, first))
+            piece = out[-1][0]
             open_ = sum(piece.count(c) for c in _OPEN) > sum(piece.count(c) for c in _CLOSE)
-    return out or [text]
+    return out or [(text, 0)]
 
 
 def answerable(question: str, candidates: Sequence[Candidate]) -> bool:
