@@ -367,6 +367,19 @@ def test_a_helper_verb_jieba_glued_to_the_topic_does_not_hide_it():
     assert "功能" in topics("这个功能什么时候上线？") and "要求" in topics("入职要求是什么？")
 
 
+def test_a_share_or_a_length_does_not_say_when():
+    # "When is salary paid each month?" had quoted the probation clause: its 80% and "three months"
+    question = "When is salary paid each month?"
+    for other in ("New employees serve a probation period of three months, during which they are paid 80% of their salary.",
+                  "Salary is paid for 12 months of each year."):
+        assert not answers_question(question, other), other
+    for when in ("Salary is paid on the 10th of each month.", "Salary is paid within 5 days after the month ends.",
+                 "Salary is paid monthly since 1997."):
+        assert answers_question(question, when), when
+    assert not answers_question("试用期工资什么时候发？", "试用期工资为正式工资的百分之八十。")
+    assert answers_question("工资什么时候发？", "工资于每月十日发放。")
+
+
 def test_a_paragraph_borrows_no_words_from_another_paragraph_of_its_chunk():
     # a chunk packs several articles; 陪产假工资怎么算 was answered by the article on leave lengths
     # because the chunk's first article (on pay) lent it 工资

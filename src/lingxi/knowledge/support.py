@@ -302,7 +302,8 @@ def answers_question(question: str, sentence: str) -> bool:
     unit = _count_in_unit(question)
     if unit is not None and has_cjk(plain) and not unit.search(plain):
         return False  # (an English source's "fifteen days" is read by the cross-language path)
-    if "time" in asked and not (numbers or said.dates - q.dates or _FROM_WHEN.search(sentence)):
+    if "time" in asked and not (_signature(_NOT_WHEN.sub(" ", plain)).numbers - q.numbers or said.dates - q.dates
+                                or _FROM_WHEN.search(sentence)):
         return False
     if "reason" in asked and not _REASON.search(sentence) and len(content_units(sentence)) < 4:
         return False
@@ -318,6 +319,11 @@ def answers_question(question: str, sentence: str) -> bool:
 _ZH_NUM = r"\d零〇一二两三四五六七八九十百千"
 _STRUCTURE = re.compile(rf"第[{_ZH_NUM}]+(?:之[{_ZH_NUM}]+)?[编章节条款项目]|^\s*[（(][{_ZH_NUM}]+[）)]|^\s*[{_ZH_NUM}]+、|"
                         r"^\s*\d+(?:\.\d+)+\.?\s+(?=[A-Z])|^\s*\d+\.\s+(?=[A-Z])|\b(?:Article|Section|Clause|Rule|Part|Chapter|§)\s*\d+(?:\.\d+)*")
+#: Numbers that say no "when": a share (80%, 百分之八十) or a length ("a probation period of three
+#: months", "for six weeks"); "within 30 days" and "after three years" still do.
+_NOT_WHEN = re.compile(r"\d+(?:\.\d+)?\s*(?:%|percent\b|per\s+cent\b)|百分之[零〇一二两三四五六七八九十百千]+|"
+                       r"\b(?:of|for|lasts?|lasting)\s+(?:\d+(?:\.\d+)?|[a-z]+)(?:-|\s+)(?:minute|hour|day|week|month|year)s?\b",
+                       re.I)
 #: A statute's way of saying when: from an event on (自出生时起, 自合同成立之日起), or until one (死亡时止).
 _FROM_WHEN = re.compile(r"(?:时|之日)起|时止")
 _ORDINAL_ASKED = re.compile(r"第几|哪一名|\bwhich place\b|\bwhat (?:place|position|rank)\b", re.I)
