@@ -13,8 +13,9 @@ that fails names the verdict:
    ("female" for "male") and no comparative the span does not use ("higher" for "lower");
 4. **answering** — the sentence must add something the question does not already say
    (a restatement such as "The notice period is some number of days" is an *echo*), give
-   what the question asks for (a number for "how many"/多少, a number or date for "when",
-   a name for "who"), and be about the question: enough of the question's content must
+   what the question asks for (a number for "how many"/多少, not a clause's own number; a
+   number or date for "when", not a share or a length; a name or a post for "who"), and be
+   about the question: enough of the question's content must
    occur in the sentence or its evidence span (*off-topic* otherwise). When the question and
    the span are in different languages, words cannot be compared: the multilingual embedder's
    similarity stands in, if one is given.
