@@ -400,6 +400,13 @@ def test_working_days_and_posts_answer_an_organisations_rules():
     assert answerable("加班要谁批准？", rank_sentences("加班要谁批准？", [_hit(approve)]))
     assert answers_question("报销单交给谁审核？", "报销单由部门经理签字后交财务部审核。")
     assert not answers_question("加班要谁批准？", "员工加班须事先批准。")  # nobody is named
+    # a department or an administrator answers too; 谁负责删除 asks who deletes; 至少 / 最多 are no topic
+    assert answerable("员工离职后账号谁来注销？", rank_sentences("员工离职后账号谁来注销？", [_hit("离职员工的账号由信息技术部在离职当日注销。")]))
+    delete = "客户数据保存期限为五年，到期后由数据管理员删除。"
+    assert answerable("客户数据谁负责删除？", rank_sentences("客户数据谁负责删除？", [_hit(delete)]))
+    length = "员工密码长度不少于十二位，须包含大小写字母、数字和符号。"
+    assert answerable("密码至少要几位？", rank_sentences("密码至少要几位？", [_hit(length)]))
+    assert not answerable("密码至少要几位？", rank_sentences("密码至少要几位？", [_hit("账号连续输错密码五次将被锁定。")]))
     # the same in English; a post answers who, not where
     approve = "Overtime must be approved in advance by the department manager."
     assert answerable("Who approves overtime?", rank_sentences("Who approves overtime?", [_hit(approve)]))

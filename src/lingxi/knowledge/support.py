@@ -72,7 +72,7 @@ _EN_NUMBER_WORDS = re.compile(
 _ZH_EMPTY = (
     "什么 哪个 哪些 哪里 哪儿 哪天 哪位 多少 多久 多长 多大 怎么 怎样 如何 为什么 为何 是否 是不是 吗 呢 几 谁 "
     "某个 某些 某种 某一 某 一些 一定 一种 一个 一段 一点 若干 有些 东西 事情 地方 方面 方法 方式 办法 算法 "
-    "问题 答案 情况 时候 时间 部分 一下 这个 那个 有关 关于 可以 需要 应该"
+    "问题 答案 情况 时候 时间 部分 一下 这个 那个 有关 关于 可以 需要 应该 至少 最少 最多"
 ).split()
 _ZH_EMPTY_RE = re.compile("|".join(sorted(map(re.escape, _ZH_EMPTY), key=len, reverse=True)))
 _ZH_STOP_RE = re.compile("[的了是在和与及或就都而也又被把让给对从向以于之其这那吗呢吧啊呀么着过得地有为由将等个]")
@@ -125,6 +125,8 @@ class _Haystack:
         return unit in self.stems or not self.stems.isdisjoint(_EN_RECEIVE.get(unit, ()))
 
 
+#: 负责 after 谁 (谁负责删除) asks who does it, as 谁删除 does: the rule names the one who deletes.
+_ZH_WHO_IN_CHARGE = re.compile(r"(谁|哪个部门|哪位)(?:来)?负责")
 #: Helper verbs and adverbs (can, must, will, also...) that jieba's HMM glues to a neighbour
 #: when it guesses a word it does not know: 年假能休几天 -> 年 / 假能 / 休 (年假 is not in its dictionary).
 _ZH_HELPER = re.compile("[能要会可想该应需还再才]")
@@ -140,6 +142,7 @@ def _focus_units(question: str) -> tuple[str, ...]:
     misplaced boundary: it is not a unit, its characters are singles, and a helper verb never
     joins a run (年 假 能 休 -> 年假)."""
     question = _ZH_ASKED_UNIT.sub(" ", question)  # 几天 / 多少个月: the unit asked for is not a topic
+    question = _ZH_WHO_IN_CHARGE.sub(r"\1", question)  # 谁负责删除: who deletes
     units = [u for u in content_units(question) if not _ZH_EMPTY_RE.search(u) and not _glued(u)]
     for run in _CJK_RUN.findall(_ZH_EMPTY_RE.sub(" ", question)):
         singles: list[str] = []
@@ -346,7 +349,8 @@ def _posts(said: Signature, q: Signature) -> bool:
 
 #: Posts and departments that answer 谁 / who in an organisation's rules (部门经理批准, 交财务部审核). Not
 #: courts, committees or authorities: a statute names them in most sentences, whatever it is asked.
-_ZH_ROLE = re.compile(r"[\u4e00-\u9fff]{0,2}(?:经理|主管|主任|总监|负责人|财务部|人事部|人力资源部|行政部|办公室)")
+_ZH_ROLE = re.compile(r"[\u4e00-\u9fff]{0,2}(?:经理|主管|主任|总监|负责人|管理员|专员|办公室|"
+                      r"(?:财务|人事|人力资源|行政|信息技术|技术|法务|市场|销售|采购|研发|运营|客服|安全|审计|风控|综合)部)")
 _EN_ROLE = re.compile(r"\b(?:[a-z]+ )?(?:manager|supervisor|director|officer|administrator|department|HR)s?\b", re.I)
 
 
