@@ -367,6 +367,19 @@ def test_a_helper_verb_jieba_glued_to_the_topic_does_not_hide_it():
     assert "功能" in topics("这个功能什么时候上线？") and "要求" in topics("入职要求是什么？")
 
 
+def test_an_faq_answer_is_about_the_question_in_its_heading():
+    # 保修期多长？ over an FAQ: the answer's sentence does not name 保修期, its section's heading does;
+    # and the sentence that names it but gives no length no longer stands in front of it
+    warranty = Hit("1.4.1.0", "d", "faq.md", "退换货与保修说明", "整机保修一年，电池保修六个月。保修期内非人为损坏免费维修。", 1.0,
+                   headings=["退换货与保修说明", "保修期多长？"])
+    ranked = rank_sentences("保修期多长？", [warranty])
+    assert answerable("保修期多长？", ranked) and ranked[0].sentence.startswith("整机保修一年")
+    # a heading that is not a question names a chapter, not what its sentences are about
+    chapter = Hit("1.4.1.0", "d", "faq.md", "退换货与保修说明", "整机保修一年，电池保修六个月。保修期内非人为损坏免费维修。", 1.0,
+                  headings=["退换货与保修说明", "保修期"])
+    assert not answerable("保修期多长？", rank_sentences("保修期多长？", [chapter]))
+
+
 def test_a_share_or_a_length_does_not_say_when():
     # "When is salary paid each month?" had quoted the probation clause: its 80% and "three months"
     question = "When is salary paid each month?"

@@ -146,10 +146,11 @@ def rank_sentences(question: str, hits: Sequence[Hit], similarity: Similarity | 
             if sims is not None:
                 evidence = sims[i]
             else:
-                # the paragraph's subject is often named only in its first sentence or its title;
-                # a chunk that packs several paragraphs (articles of a code) lends none of another's
+                # the paragraph's subject is often named only in its first sentence, its section's
+                # heading (an FAQ's question) or the title; a chunk that packs several paragraphs
+                # (articles of a code) lends none of another's
                 first = lined[i][1]
-                around = sentences[max(first, i - 1): i + 1] + [sentences[first]]
+                around = sentences[max(first, i - 1): i + 1] + [sentences[first]] + h.headings[-1:]
                 context = focus(question, " ".join(around) + " " + h.title)
                 evidence = OWN_WEIGHT * focus(question, s) + (1 - OWN_WEIGHT) * context
             scored.append((evidence - 0.01 * rank, evidence, s, h, i, cross))
@@ -162,9 +163,11 @@ def rank_sentences(question: str, hits: Sequence[Hit], similarity: Similarity | 
             continue  # the question quoted back (an FAQ's heading) answers nothing
         gives = answers_question(question, s)
         # with one topic ("什么是X"), a sentence about it (X是...) before one that mentions it
-        subject = 0.05 if len(about) == 1 and not cross and _about(about[0], s) else 0.0
+        subject = 0.05 if len(about) == 1 and not cross and _about_in(about[0], s, h) else 0.0
         out.append(Candidate(base + (0.1 if gives else 0.0) + subject, evidence, s, h, i, gives, cross))
-    out.sort(key=lambda c: c.score, reverse=True)
+    # a sentence that does not give what is asked cannot answer, so it does not stand before one
+    # that does and holds enough of the question (保修期内非人为损坏免费维修 before 整机保修一年)
+    out.sort(key=lambda c: (not c.cross and c.gives and c.evidence >= MIN_FOCUS, c.score), reverse=True)
     return out
 
 
@@ -204,7 +207,8 @@ def answerable(question: str, candidates: Sequence[Candidate]) -> bool:
         about = topics(question)
         if not about:
             return False  # nothing to look for ("“六片”指的是什么？"): any sentence would do
-        if len(about) == 1 and not (_about(about[0], best.sentence) or counts_topic(question, about[0], best.sentence)):
+        if len(about) == 1 and not (_about_in(about[0], best.sentence, best.hit)
+                                    or counts_topic(question, about[0], best.sentence)):
             return False  # one topic, many sentences mention it: only one about it (or counting it) answers
         if not _asks_about(question, best):
             return False
@@ -220,8 +224,23 @@ def _asks_about(question: str, best: Candidate) -> bool:
     the subject: of the question's content outside the source's title (the subject a whole
     article is about), some must be in the sentence. "How tall is the Petrobras Headquarters
     building?" is not answered by "Petrobras Headquarters is a brutalist office building ...",
-    which names the subject and a number but says nothing about height."""
-    return not best.hit.title.strip() or focus_beyond(question, best.sentence, best.hit.title)
+    which names the subject and a number but says nothing about height. Under an FAQ's question
+    (:func:`_faq_question`) the sentence answers that question, and says what it asks."""
+    return not best.hit.title.strip() or focus_beyond(question, best.sentence + " " + _faq_question(best.hit),
+                                                      best.hit.title)
+
+
+def _faq_question(hit: Hit) -> str:
+    """The heading of the hit's section when it is a question, as an FAQ's headings are ("" otherwise)."""
+    heading = hit.headings[-1].strip() if hit.headings else ""
+    return heading if heading.endswith(("?", "？")) else ""
+
+
+def _about_in(topic: str, sentence: str, hit: Hit) -> bool:
+    """``sentence`` is about ``topic`` (:func:`_about`), or its section is: the section's heading is
+    a question about the topic, as an FAQ's is (保修期多长？ over 整机保修一年，电池保修六个月)."""
+    faq = _faq_question(hit)
+    return _about(topic, sentence) or bool(faq and _about(topic, faq))
 
 
 def _about(topic: str, sentence: str) -> bool:
