@@ -380,6 +380,17 @@ def test_an_faq_answer_is_about_the_question_in_its_heading():
     assert not answerable("保修期多长？", rank_sentences("保修期多长？", [chapter]))
 
 
+def test_a_quoted_clause_brings_the_others_of_its_sentence():
+    # 退货的运费谁出？ had quoted 无理由退货的，运费由顾客承担。 and left out the other case
+    fees = _hit("因质量问题退货的，运费由本公司承担；无理由退货的，运费由顾客承担。\n\n退款在三个工作日内原路退回。")
+    answer = extract("退货的运费谁出？", rank_sentences("退货的运费谁出？", [fees]), [fees])
+    assert "因质量问题退货的，运费由本公司承担；无理由退货的，运费由顾客承担。" in answer.answer
+    assert "退款" not in answer.answer  # the next paragraph is not part of the sentence
+    paid = _hit("Overtime on a working day is paid at 150%; overtime on a rest day is paid at 200%.")
+    answer = extract("How is overtime paid?", rank_sentences("How is overtime paid?", [paid]), [paid])
+    assert "150%; overtime on a rest day is paid at 200%." in answer.answer
+
+
 def test_a_share_or_a_length_does_not_say_when():
     # "When is salary paid each month?" had quoted the probation clause: its 80% and "three months"
     question = "When is salary paid each month?"

@@ -172,6 +172,7 @@ def rank_sentences(question: str, hits: Sequence[Hit], similarity: Similarity | 
 
 
 _OPEN, _CLOSE = "《「『“（(", "》」』”）)"
+_SEMICOLONS = ("；", ";")
 
 
 def _sentences(text: str) -> list[str]:
@@ -255,14 +256,23 @@ def _about(topic: str, sentence: str) -> bool:
 
 def extract(question: str, candidates: Sequence[Candidate], hits: list[Hit] | None = None) -> Answer:
     """Quote the best candidate (plus the next sentence of its chunk when the best one does not
-    give what is asked and the next one does), cited and marked as a quotation."""
+    give what is asked and the next one does), cited and marked as a quotation. A clause that a
+    semicolon ends or follows is quoted with the others of its sentence in the same paragraph:
+    因质量问题退货的，运费由本公司承担；无理由退货的，运费由顾客承担。 states two cases, and quoting
+    one would leave the other out."""
     if not candidates:
         return no_answer(question, hits)
     best = candidates[0]
-    sentences = _sentences(best.hit.text)
-    quote = [best.sentence]
-    if not best.gives and best.index + 1 < len(sentences) and answers_question(question, sentences[best.index + 1]):
-        quote.append(sentences[best.index + 1])
+    lined = _lines_sentences(best.hit.text)
+    sentences = [s for s, _ in lined]
+    start = end = best.index
+    while start > lined[best.index][1] and sentences[start - 1].rstrip().endswith(_SEMICOLONS):
+        start -= 1
+    while end + 1 < len(lined) and lined[end + 1][1] == lined[best.index][1] and sentences[end].rstrip().endswith(_SEMICOLONS):
+        end += 1
+    quote = sentences[start:end + 1]
+    if not best.gives and end + 1 < len(sentences) and answers_question(question, sentences[end + 1]):
+        quote.append(sentences[end + 1])
     lang = language(best.hit.text)
     text = ("" if lang == "zh" else " ").join(q.strip() for q in quote)
     body = QUOTED[lang].format(text=text)
