@@ -362,8 +362,7 @@ def test_a_helper_verb_jieba_glued_to_the_topic_does_not_hide_it():
         assert topic in topics(question) and not any(len(t) > 1 and t[-1] in "能要" for t in topics(question))
     assert answerable("年假能休几天？", rank_sentences("年假能休几天？", [_hit(leave)]))
     assert not answerable("年假能休几天？", rank_sentences("年假能休几天？", [_hit("病假需提供医院证明。")]))
-    # words jieba knows keep their helper verbs (功能, 要求), and a run of single characters still
-    # makes a name (萱侬律)
+    # words jieba knows keep their helper verbs (功能, 要求)
     assert "功能" in topics("这个功能什么时候上线？") and "要求" in topics("入职要求是什么？")
 
 
