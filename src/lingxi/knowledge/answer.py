@@ -175,14 +175,10 @@ _OPEN, _CLOSE = "《「『“（(", "》」』”）)"
 _SEMICOLONS = ("；", ";")
 
 
-def _sentences(text: str) -> list[str]:
-    """Sentences of a chunk; a line without a full stop (a title, a list item) is one on its own.
-    A full stop inside brackets or quotes (《卡拉OK.LIVE！‧台北‧我》) does not end the sentence."""
-    return [s for s, _ in _lines_sentences(text)]
-
-
 def _lines_sentences(text: str) -> list[tuple[str, int]]:
-    """:func:`_sentences` with, for each, the index of the first sentence of its line (paragraph)."""
+    """Sentences of a chunk, each with the index of the first sentence of its line (paragraph).
+    A line without a full stop (a title, a list item) is one on its own; a full stop inside
+    brackets or quotes (《卡拉OK.LIVE！‧台北‧我》) does not end the sentence."""
     out: list[tuple[str, int]] = []
     for line in text.splitlines():
         open_, first = False, len(out)

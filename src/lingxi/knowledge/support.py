@@ -359,8 +359,8 @@ _EN_ROLE = re.compile(r"\b(?:[a-z]+ )?(?:manager|supervisor|director|officer|adm
 #: ("thirty days"), scales ("2.1 million people") or spans ("from 1939 to 1945") to demand a form.
 _ZH_UNITS = "年(?!级|龄|代)|个月|月(?!份)|周岁|周|星期|天|日(?!元|本|期)|小时|分钟|岁|万元|亿元|元|倍|公里|千米|平方米|米|公顷|吨|公斤|千克"
 _ZH_ASKED_UNIT = re.compile(rf"(?:多少|(?<!哪)几)(?:个)?({_ZH_UNITS})")
-_ZH_UNIT_FORMS = {"个月": "个?月", "月": "个?月", "岁": "周?岁", "周岁": "周?岁",
-                  "天": "(?:个?(?:工作|自然)?[天日])", "日": "(?:个?(?:工作|自然)?[天日])",
+_ZH_DAYS = "(?:个?(?:工作|自然)?[天日])"  # 三天, 三日, 三个工作日, 十个自然日
+_ZH_UNIT_FORMS = {"个月": "个?月", "月": "个?月", "岁": "周?岁", "周岁": "周?岁", "天": _ZH_DAYS, "日": _ZH_DAYS,
                   "周": "(?:周|星期)", "星期": "(?:周|星期)"}
 
 
