@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from kb_fixtures.helpers import kb_settings
+from kb_fixtures.helpers import kb_settings, make_pdf
 from store_servers import pg_url
 
 from lingxi.engines.base import ModelInfo
@@ -16,7 +16,7 @@ from lingxi.engines.fake import FakeEngine
 from lingxi.errors import UsageError
 from lingxi.knowledge import create_kb
 from lingxi.knowledge.chunking import chunk_document
-from lingxi.knowledge.loaders import load_file
+from lingxi.knowledge.loaders import LoadError, _reflow, load_file
 from lingxi.knowledge.navigate import _validate, selection_schema
 from lingxi.knowledge.tree import ExtractiveSummariser, build_tree, chinese_number, marker, summarise_tree
 
@@ -95,6 +95,37 @@ def _tree(tmp_path, text, name="code.md"):
     path = _write(tmp_path / "docs", name, text)
     doc = load_file(path, max_bytes=2**20)[0]
     return {n.id: n for n in build_tree(doc, 7, chunk_document(doc, 7, chunk_tokens=64))}
+
+
+def test_a_pdfs_wrapped_lines_become_paragraphs_and_its_clauses_tree_nodes(tmp_path):
+    # pypdf gives one line per printed line: a sentence wrapped across lines was quoted cut at the
+    # line's end, and the numbered clauses inside a page opened no tree nodes
+    wide = "2.1 Every business trip must be approved in advance, in writing, by the department"
+    page = ["ACME CONFIDENTIAL", "Travel Policy", "2. Approval", wide, "manager using the Travel Request form.",
+            "2.2 Trips longer than five days also need approval by the vice president of the divi-",
+            "sion concerned, in writing.", "- hotel invoices", "- train tickets"]
+    others = [["ACME CONFIDENTIAL", "3. Transport", "3.1 Rail travel is second class."],
+              ["ACME CONFIDENTIAL", "4. Claims", "4.1 Claims are made within ten days."]]
+    path = make_pdf(tmp_path / "policy.pdf", ["\n".join(lines + [f"Page {n} of 3"])
+                                              for n, lines in enumerate([page, *others], 1)])
+    doc = load_file(path, max_bytes=2**20)[0]
+    first = [b.text for b in doc.blocks if b.page == 1]
+    assert first == ["Travel Policy", "2. Approval", wide + " manager using the Travel Request form.",
+                     "2.2 Trips longer than five days also need approval by the vice president of the division "
+                     "concerned, in writing.", "- hotel invoices", "- train tickets"]  # header and page number gone
+    nodes = build_tree(doc, 7, chunk_document(doc, 7))
+    assert any(n.title == "2. Approval" and len(n.children) == 2 for n in nodes)
+    # Chinese lines join without a space; a full stop ends a paragraph, a clause marker starts one
+    assert _reflow(["第三条 员工出差须提前填写出差申请单，经部门经理批准后方可", "出差。", "出差时间超过五天的，还须报分管副总经",
+                    "理批准。", "（一）交通费"]) == ["第三条 员工出差须提前填写出差申请单，经部门经理批准后方可出差。",
+                                                "出差时间超过五天的，还须报分管副总经理批准。", "（一）交通费"]
+
+
+def test_a_pdf_whose_text_cannot_be_read_is_refused(tmp_path):
+    # fonts without a Unicode map give U+0000 for every glyph: that is no text to index
+    path = make_pdf(tmp_path / "scan.pdf", ["\x00\x00\x00 \x00\x00\x00\x00 \x00\x00"])
+    with pytest.raises(LoadError, match="no Unicode mapping"):
+        load_file(path, max_bytes=2**20)
 
 
 class TinyModel(FakeEngine):

@@ -79,6 +79,16 @@ def test_reingesting_unchanged_folder_embeds_nothing(kb, folder):
     assert kb.version == before
 
 
+def test_files_are_read_again_when_the_reader_changes(kb, folder, monkeypatch):
+    # a new way of reading a format (PDF lines joined into paragraphs) reaches files already
+    # ingested; the chunks whose text did not change keep their vectors
+    import lingxi.knowledge.kb as kb_module
+
+    monkeypatch.setattr(kb_module, "READER_VERSION", kb_module.READER_VERSION + 1)
+    again = kb.ingest([folder], progress=False)
+    assert len(again.updated) == 7 and again.unchanged == [] and again.chunks_embedded == 0
+
+
 def test_changed_file_reembeds_only_changed_chunks(kb, folder):
     ids_before = {h.id: h.text for h in kb.search("甲方 付款 违约金", mode="bm25", k=10)}
     before = kb.version

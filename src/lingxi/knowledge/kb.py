@@ -28,7 +28,7 @@ from lingxi.errors import LingxiError, NotFoundError, UsageError
 from lingxi.knowledge.chunking import chunk_document, content_hash
 from lingxi.stores.embeddings import EmbeddingCache, embedder_key
 from lingxi.knowledge.fusion import FusionStats, fuse
-from lingxi.knowledge.loaders import LoadError, iter_files, load_file
+from lingxi.knowledge.loaders import READER_VERSION, LoadError, iter_files, load_file
 from lingxi.knowledge.retrievers import Query, bm25_tokens
 from lingxi.stores.knowledge import KnowledgeStore, open_knowledge_store
 from lingxi.text import cjk_ratio, language_of
@@ -906,7 +906,8 @@ def _name_index(store: Any) -> Any:
 
 
 def _file_hash(path: Path, groups: list[str]) -> str:
-    h = hashlib.sha256(json.dumps(groups).encode())
+    """The file's content, its groups and how files are read (:data:`~lingxi.knowledge.loaders.READER_VERSION`)."""
+    h = hashlib.sha256(json.dumps([READER_VERSION, groups]).encode())
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)

@@ -1,7 +1,7 @@
 """Turn files into :class:`Document` objects, keeping title, headings and page numbers.
 
-Formats: .txt, .md/.markdown, .html/.htm, .pdf (pypdf), .docx (python-docx), .jsonl/.csv (one
-document per record). A folder is walked recursively (hidden files skipped). Parsers are real
+Formats: .txt, .md/.markdown, .html/.htm, .pdf (pypdf; printed lines joined back into paragraphs),
+.docx (python-docx), .jsonl/.csv (one document per record). A folder is walked recursively (hidden files skipped). Parsers are real
 libraries (markdown-it, selectolax, pypdf, python-docx), imported only for their format.
 
 A file that cannot be used raises :class:`LoadError` with a one-line reason; the caller reports
@@ -13,18 +13,25 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 from lingxi.errors import UsageError, missing_extra
+from lingxi.knowledge.tree import marker
 from lingxi.knowledge.types import Block, Document
 from lingxi.records import json_lines
+from lingxi.text import is_cjk
 
 TEXT_EXTS = {".txt", ".text", ".rst", ".log"}
 MARKDOWN_EXTS = {".md", ".markdown"}
 HTML_EXTS = {".html", ".htm", ".xhtml"}
 RECORD_EXTS = {".jsonl", ".ndjson", ".csv"}
 SUPPORTED = TEXT_EXTS | MARKDOWN_EXTS | HTML_EXTS | RECORD_EXTS | {".pdf", ".docx"}
+
+#: Bumped when a format is read differently (2: PDF lines joined into paragraphs): ingest then reads
+#: files it would skip as unchanged again, re-embedding only the chunks whose text changed.
+READER_VERSION = 2
 
 #: Record fields used as the text / title / id of a JSONL or CSV record, in order of preference.
 TEXT_FIELDS = ("text", "content", "body", "passage", "answer")
@@ -221,9 +228,16 @@ def _load_pdf(path: Path, source: str) -> Document:
                 ok = 0
             if not ok:
                 raise LoadError("encrypted PDF (needs a password); decrypt it first")
-        blocks: list[Block] = []
-        for n, page in enumerate(reader.pages, 1):
-            blocks.extend(_paragraphs(page.extract_text() or "", page=n))
+        pages = [_page_lines(page.extract_text() or "") for page in reader.pages]
+        chars = sum(len(line) for lines in pages for line in lines)
+        unmapped = sum(len(_UNMAPPED.findall(line)) for lines in pages for line in lines)
+        if chars and unmapped > 0.3 * chars:
+            raise LoadError(f"PDF text is not readable: {unmapped / chars:.0%} of its characters have no Unicode "
+                            "mapping in the PDF's fonts; export it again with text, or OCR it")
+        pages = [[c for line in lines if (c := _UNMAPPED.sub("", line).strip())] for lines in pages]
+        furniture = _furniture(pages)
+        blocks = [Block(text, 0, n) for n, lines in enumerate(pages, 1)
+                  for text in _reflow([line for line in lines if _shape(line) not in furniture])]
         meta_title = (reader.metadata.title if reader.metadata else None) or ""
     except LoadError:
         raise
@@ -233,6 +247,73 @@ def _load_pdf(path: Path, source: str) -> Document:
         raise LoadError("PDF has no extractable text (scanned images need OCR first)")
     title = meta_title.strip() or blocks[0].text.splitlines()[0][:80]
     return Document(source, source, title, blocks, {"type": "pdf", "pages": len(reader.pages)})
+
+
+#: Sentence ends and clause ends after which a PDF line ends its paragraph.
+_LINE_END = re.compile(r"[。！？：；.!?:;][”’」』）)\"']*$")
+_BULLET = re.compile(r"[•●○◦▪■□·\-–*]\s")
+_PAGE_NUMBER = re.compile(r"(?:page\s*)?[-–—]?\s*\d+\s*(?:(?:/|of)\s*\d+)?\s*[-–—]?|第\s*\d+\s*页(?:\s*[，,/]?\s*共\s*\d+\s*页)?",
+                          re.I)
+#: Typographic ligatures PDFs store as one glyph (ﬁ in "ﬁnance"), which no tokenizer reads as letters.
+_LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
+                            "\ufb05": "st", "\ufb06": "st"})
+#: What pypdf gives for a glyph its font maps to no character (U+0000, other controls, U+FFFD).
+_UNMAPPED = re.compile("[\x00-\x08\x0b-\x1f\ufffd]")
+
+
+def _page_lines(text: str) -> list[str]:
+    """A PDF page's text lines, ligatures spelt out, blank lines and a lone page number at the
+    top or bottom dropped."""
+    lines = [line.strip() for line in text.translate(_LIGATURES).replace("\r", "\n").split("\n")]
+    lines = [line for line in lines if line]
+    while lines and _PAGE_NUMBER.fullmatch(lines[-1]):
+        lines.pop()
+    while lines and _PAGE_NUMBER.fullmatch(lines[0]):
+        lines.pop(0)
+    return lines
+
+
+def _shape(line: str) -> str:
+    """A line with its digits masked: a running header or footer keeps its shape from page to page."""
+    return re.sub(r"\d+", "#", line)
+
+
+def _furniture(pages: list[list[str]]) -> set[str]:
+    """Shapes of the running headers and footers: the first or last two lines of a page that recur
+    on at least half of the pages (three pages or more)."""
+    if len(pages) < 3:
+        return set()
+    seen = Counter(shape for lines in pages for shape in {_shape(line) for line in lines[:2] + lines[-2:]})
+    return {shape for shape, n in seen.items() if n >= max(3, len(pages) / 2)}
+
+
+def _reflow(lines: list[str]) -> list[str]:
+    """A PDF page's lines joined back into paragraphs. pypdf gives one line per printed line, so a
+    sentence wrapped across lines would otherwise be quoted cut at the line's end, and the
+    numbered clauses inside a page would not open tree nodes. A line starts a paragraph when the
+    line before it ends a sentence or clause, is short (a heading, a paragraph's last line), or
+    when it starts with a numbered marker (第五条, 2.1, （一）) or a bullet; otherwise it continues
+    the line before: a hyphen at a word's end is undone, Chinese joins without a space."""
+    if not lines:
+        return []
+    widths = sorted(_display_width(line) for line in lines)
+    full = widths[int(0.8 * (len(widths) - 1))]
+    out: list[str] = [lines[0]]
+    for prev, line in zip(lines, lines[1:], strict=False):
+        if (_LINE_END.search(prev) or _display_width(prev) < 0.75 * full or marker(line) is not None
+                or _BULLET.match(line)):
+            out.append(line)
+        elif re.search(r"[a-z]-$", out[-1]) and line[:1].islower():
+            out[-1] = out[-1][:-1] + line
+        elif is_cjk(out[-1][-1]) or is_cjk(line[0]):
+            out[-1] += line
+        else:
+            out[-1] += " " + line
+    return out
+
+
+def _display_width(line: str) -> int:
+    return sum(2 if is_cjk(ch) else 1 for ch in line)
 
 
 def _load_docx(path: Path, source: str) -> Document:
