@@ -85,6 +85,9 @@ def test_errors_are_one_line_with_exit_codes(lingxi, tmp_path):
     lingxi("kb", "create", "docs")
     code, _, err = lingxi("kb", "create", "docs")
     assert code == 2 and "already exists" in err
+    for command in ("ask", "search"):  # an empty knowledge base is a step missed, not an unanswerable question
+        code, out, err = lingxi("kb", command, "docs", "When is lunch?")
+        assert code == 2 and out == "" and "has no documents yet" in err and "lingxi kb ingest docs" in err
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "ok.txt").write_text("Lunch is served at noon.")
     code, out, err = lingxi("kb", "ingest", "docs", str(tmp_path / "empty.txt"), str(tmp_path / "ok.txt"), "--quiet")

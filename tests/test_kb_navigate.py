@@ -437,7 +437,7 @@ def test_cli_navigate_search_and_ask_json(tmp_path, monkeypatch, capsys):
 
     assert run("kb", "create", "law")[0] == 0
     code, _, err = run("kb", "ask", "law", "物业费", "--mode", "navigate")
-    assert code != 0 and "no document tree" in err and "Traceback" not in err
+    assert code != 0 and "has no documents yet" in err and "Traceback" not in err
     assert run("kb", "ingest", "law", str(folder), "--quiet")[0] == 0
     code, out, _ = run("kb", "search", "law", "业主拖欠物业费不交怎么办？", "--mode", "navigate", "--json")
     data = json.loads(out)

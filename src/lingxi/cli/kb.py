@@ -106,6 +106,7 @@ def search(name: str, query: str, mode: str, k: int, groups: str | None, filters
     from lingxi.knowledge import open_kb
 
     with open_kb(name, settings()) as base:
+        _has_documents(base)
         chosen = base.retrieval_mode(query, mode, groups=_groups(groups))
         nav = None
         if chosen.mode == "navigate":
@@ -163,6 +164,7 @@ def ask(name: str, question: str, model: str | None, mode: str | None, retrieval
 
     s = settings()
     with open_kb(name, s) as base:
+        _has_documents(base)
         result = base.answer(question, _engine(model, mode or s.knowledge.answer_mode, s), groups=_groups(groups),
                              k=k, mode=mode, retrieval=retrieval)
     if as_json:
@@ -175,6 +177,13 @@ def ask(name: str, question: str, model: str | None, mode: str | None, retrieval
         click.echo(f"  [{c.id}] {c.source}: {c.text[:160].replace(chr(10), ' ')}")
     if not result.supported:
         click.echo("(not supported by the documents)", err=True)
+
+
+def _has_documents(base: object) -> None:
+    """An empty knowledge base is a step missed, not a question the documents cannot answer."""
+    if not base.store.stats()["chunks"]:
+        raise UsageError(f"knowledge base '{base.name}' has no documents yet: add some with "
+                         f"`lingxi kb ingest {base.name} PATH…`")
 
 
 def _engine(model: str | None, mode: str, s: object) -> object | None:
