@@ -162,7 +162,7 @@ _ZH_INTENTS = [
     ("reason", re.compile(r"为什么|为何|为啥|怎么会|何故|原因")),
     ("time", re.compile(r"什么时候|何时|几点|哪天|哪一天|哪年|哪一年|哪个月|哪一个月|哪月|多久|多长时间")),
     ("place", re.compile(r"哪里|哪儿|在哪|何处|什么地方|哪个国家|哪个城市")),
-    ("person", re.compile(r"谁|哪位")),
+    ("person", re.compile(r"谁|哪位|哪(?:个|一个|家)?(?:部门|单位|机构|领导)")),
     ("quantity", re.compile(r"多少|几个|几[个次天年岁种位]|多大|多高|多重|多远|多长")),
 ]
 _ZH_A_NOT_A = re.compile(r"([\u4e00-\u9fff])[不没]\1")

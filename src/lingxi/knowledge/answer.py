@@ -30,8 +30,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lingxi.knowledge.support import (adds_to, answers_question, check, content_units, counts_topic, focus, focus_beyond,
-                                     topics)
+from lingxi.knowledge.support import (adds_to, answers_question, asked_for, check, content_units, counts_topic, focus,
+                                     focus_beyond, repeats_numbers, topics)
 from lingxi.knowledge.types import Answer, Citation, Hit
 from lingxi.text import language_of, split_sentences
 
@@ -164,7 +164,9 @@ def rank_sentences(question: str, hits: Sequence[Hit], similarity: Similarity | 
         gives = answers_question(question, s)
         # with one topic ("什么是X"), a sentence about it (X是...) before one that mentions it
         subject = 0.05 if len(about) == 1 and not cross and _about_in(about[0], s, h) else 0.0
-        out.append(Candidate(base + (0.1 if gives else 0.0) + subject, evidence, s, h, i, gives, cross))
+        # a sentence that restates the question's own number sets out the case asked about
+        case = 0.03 if not cross and repeats_numbers(question, s) else 0.0
+        out.append(Candidate(base + (0.1 if gives else 0.0) + subject + case, evidence, s, h, i, gives, cross))
     # a sentence that does not give what is asked cannot answer, so it does not stand before one
     # that does and holds enough of the question (保修期内非人为损坏免费维修 before 整机保修一年)
     out.sort(key=lambda c: (not c.cross and c.gives and c.evidence >= MIN_FOCUS, c.score), reverse=True)
@@ -205,7 +207,8 @@ def answerable(question: str, candidates: Sequence[Candidate]) -> bool:
         if not about:
             return False  # nothing to look for ("“六片”指的是什么？"): any sentence would do
         if len(about) == 1 and not (_about_in(about[0], best.sentence, best.hit)
-                                    or counts_topic(question, about[0], best.sentence)):
+                                    or counts_topic(question, about[0], best.sentence)
+                                    or _sole_named_answer(question, candidates)):
             return False  # one topic, many sentences mention it: only one about it (or counting it) answers
         if not _asks_about(question, best):
             return False
@@ -214,6 +217,18 @@ def answerable(question: str, candidates: Sequence[Candidate]) -> bool:
         return False  # the question's own language nearly answers: a cosine cannot overrule it
     runner_up = max((c.evidence for c in candidates[1:] if c.sentence != best.sentence), default=0.0)
     return best.evidence >= MIN_SIMILARITY and best.evidence - runner_up >= MIN_LEAD
+
+
+def _sole_named_answer(question: str, candidates: Sequence[Candidate]) -> bool:
+    """The question asks who, the best candidate names someone or a post, and no other sentence
+    retrieved holds the question's topic: 谁负责解释这个办法？ is answered by 本办法由财务部负责解释,
+    the only sentence that mentions 解释, though it is not *about* 解释 as the one-topic rule
+    otherwise asks. Not for how many or when: 年假申请需提前三天提交 is the only sentence on 年假
+    and still does not say how long the leave is."""
+    if "person" not in asked_for(question):
+        return False
+    best = candidates[0]
+    return not any(c.sentence != best.sentence and c.evidence >= MIN_FOCUS for c in candidates[1:])
 
 
 def _asks_about(question: str, best: Candidate) -> bool:

@@ -60,11 +60,15 @@ _EN_EMPTY = {
     "whether", "also", "onli", "just", "about", "from", "after", "befor", "up", "per", "than", "all", "ani",
     "each", "everi", "you", "your", "i", "we", "our", "he", "she", "him", "her", "his", "its", "them", "one",
     "yes", "there", "here", "would", "amount", "number", "time", "day", "particular", "specif", "specific",
+    "happen",
 }
-#: "get" asks what one receives: a sentence that says it with a verb of receiving holds it
-#: ("How many days of leave do I get?" / "entitled to five days"), one without does not.
-_EN_RECEIVE = {"get": {"get", "got", "receiv", "entitl", "paid", "pay", "compens", "award", "grant", "given", "earn", "accru"}}
-_EN_RECEIVE["got"] = _EN_RECEIVE["get"]
+#: Question words a sentence holds by other words. "get" asks what one receives: a sentence that
+#: says it with a verb of receiving holds it ("How many days of leave do I get?" / "entitled to five
+#: days"), one without does not. "claim" asks what is paid back ("How much can I claim for a
+#: hotel?" / "Hotel costs are reimbursed up to 600 yuan").
+_EN_ALSO = {"get": {"get", "got", "receiv", "entitl", "paid", "pay", "compens", "award", "grant", "given", "earn", "accru"},
+            "claim": {"claim", "reimburs", "refund"}}
+_EN_ALSO["got"] = _EN_ALSO["get"]
 _EN_NUMBER_WORDS = re.compile(
     r"\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
     r"sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|"
@@ -122,11 +126,17 @@ class _Haystack:
     def __contains__(self, unit: str) -> bool:
         if not unit.isascii():
             return unit in self.text
-        return unit in self.stems or not self.stems.isdisjoint(_EN_RECEIVE.get(unit, ()))
+        return unit in self.stems or not self.stems.isdisjoint(_EN_ALSO.get(unit, ()))
 
 
 #: 负责 after 谁 (谁负责删除) asks who does it, as 谁删除 does: the rule names the one who deletes.
 _ZH_WHO_IN_CHARGE = re.compile(r"(谁|哪个部门|哪位)(?:来)?负责")
+#: Who a "which" question asks for: the answer names one (人力资源部) without the kind's word. Not
+#: places (哪个城市): with 城市 gone, 苹果公司的总部在哪个城市？ was answered by a sentence naming 苹果公司
+#: alone, as jieba's search mode counts 苹果, 公司 and 苹果公司 as three of the question's four words.
+_ZH_WHICH_KIND = re.compile(r"哪(?:个|一个|家|位|些)?(?:部门|单位|机构|领导)")
+#: How the name of an organisation or one of its units ends (人力资源部, 市场监督管理局, 数据中心).
+_ZH_BODY = re.compile(r"(?:部|处|科|室|局|厅|署|委|会|中心|公司|集团|银行|院|所|办|组)$")
 #: Helper verbs and adverbs (can, must, will, also...) that jieba's HMM glues to a neighbour
 #: when it guesses a word it does not know: 年假能休几天 -> 年 / 假能 / 休 (年假 is not in its dictionary).
 _ZH_HELPER = re.compile("[能要会可想该应需还再才]")
@@ -143,6 +153,7 @@ def _focus_units(question: str) -> tuple[str, ...]:
     joins a run (年 假 能 休 -> 年假)."""
     question = _ZH_ASKED_UNIT.sub(" ", question)  # 几天 / 多少个月: the unit asked for is not a topic
     question = _ZH_WHO_IN_CHARGE.sub(r"\1", question)  # 谁负责删除: who deletes
+    question = _ZH_WHICH_KIND.sub(" ", question)  # 哪个部门 asks for a department, which is not named 部门
     units = [u for u in content_units(question) if not _ZH_EMPTY_RE.search(u) and not _glued(u)]
     for run in _CJK_RUN.findall(_ZH_EMPTY_RE.sub(" ", question)):
         singles: list[str] = []
@@ -290,6 +301,13 @@ _ZH_NAMED_PLACE = re.compile(r"哪(?:个|一个)?(?:国家|城市|省|州|市|�
 _EN_WHERE = re.compile(r"^\W*(?:in|from|to)\s+(?:which|what)\s+(?:country|city|state|town)\b", re.I)
 
 
+def repeats_numbers(question: str, sentence: str) -> bool:
+    """``sentence`` holds a number the question states (not a clause number): 出差超过五天要谁批准？
+    asks about the case the sentence 出差时间超过五天的，还须报分管副总经理批准 sets out."""
+    asked = signature(question).numbers
+    return bool(asked and asked & _signature(_STRUCTURE.sub(" ", sentence)).numbers)
+
+
 def answers_question(question: str, sentence: str) -> bool:
     """Whether ``sentence`` gives the kind of thing the question asks for (a number for "how many").
     A clause's own number or a reference to one (第一千二百一十六条, 本法第十七条第二款, a leading
@@ -313,6 +331,9 @@ def answers_question(question: str, sentence: str) -> bool:
         return False
     if "person" in asked and not (_names(said, q) or _posts(said, q)):
         return False
+    if _ZH_WHICH_KIND.search(question) and not (_posts(said, q) or any(
+            _ZH_BODY.search(e) and e not in q.text for e in said.entities)):
+        return False  # 哪个部门 is answered by a department or a body, not by any name (中文)
     if "place" in asked and not _names(said, q):
         return False
     if _ORDINAL_ASKED.search(question) and not _ORDINAL.search(sentence):
@@ -349,9 +370,11 @@ def _posts(said: Signature, q: Signature) -> bool:
 
 #: Posts and departments that answer 谁 / who in an organisation's rules (部门经理批准, 交财务部审核). Not
 #: courts, committees or authorities: a statute names them in most sentences, whatever it is asked.
-_ZH_ROLE = re.compile(r"[\u4e00-\u9fff]{0,2}(?:经理|主管|主任|总监|负责人|管理员|专员|办公室|"
+_ZH_ROLE = re.compile(r"[\u4e00-\u9fff]{0,2}(?:经理|主管|主任|总监|总裁|董事长|负责人|管理员|专员|秘书|办公室|"
+                      r"局长|处长|科长|组长|校长|院长|"
                       r"(?:财务|人事|人力资源|行政|信息技术|技术|法务|市场|销售|采购|研发|运营|客服|安全|审计|风控|综合)部)")
-_EN_ROLE = re.compile(r"\b(?:[a-z]+ )?(?:manager|supervisor|director|officer|administrator|department|HR)s?\b", re.I)
+_EN_ROLE = re.compile(r"\b(?:[a-z]+ )?(?:manager|supervisor|director|officer|administrator|department|HR|"
+                      r"president|chair(?:man|person|woman)?|CEO|CFO|COO|CTO|secretary|treasurer|controller)s?\b", re.I)
 
 
 #: Units whose count a question asks for (多少年, 几个月); not the counters that start other words
