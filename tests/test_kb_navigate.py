@@ -121,6 +121,21 @@ def test_a_pdfs_wrapped_lines_become_paragraphs_and_its_clauses_tree_nodes(tmp_p
                                                 "出差时间超过五天的，还须报分管副总经理批准。", "（一）交通费"]
 
 
+def test_a_docx_without_heading_styles_is_titled_by_its_first_line_and_treed_by_its_markers(tmp_path):
+    # a company's rules typed as plain (bold) paragraphs: no Heading style anywhere
+    import docx
+
+    d = docx.Document()
+    for text in ("差旅费管理办法", "第一章 总则", "第一条 为规范差旅行为，制定本办法。", "第二章 审批",
+                 "第二条 员工出差须经部门经理批准。", "出差超过五天的，还须报副总经理批准。"):
+        d.add_paragraph(text)
+    d.save(str(tmp_path / "travel.docx"))
+    doc = load_file(tmp_path / "travel.docx", max_bytes=2**20)[0]
+    assert doc.title == "差旅费管理办法"
+    nodes = {n.id: n for n in build_tree(doc, 7, chunk_document(doc, 7))}
+    assert nodes["7.2.2"].text == "第二条 员工出差须经部门经理批准。\n\n出差超过五天的，还须报副总经理批准。"
+
+
 def test_a_pdf_whose_text_cannot_be_read_is_refused(tmp_path):
     # fonts without a Unicode map give U+0000 for every glyph: that is no text to index
     path = make_pdf(tmp_path / "scan.pdf", ["\x00\x00\x00 \x00\x00\x00\x00 \x00\x00"])

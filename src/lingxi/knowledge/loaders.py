@@ -29,7 +29,8 @@ HTML_EXTS = {".html", ".htm", ".xhtml"}
 RECORD_EXTS = {".jsonl", ".ndjson", ".csv"}
 SUPPORTED = TEXT_EXTS | MARKDOWN_EXTS | HTML_EXTS | RECORD_EXTS | {".pdf", ".docx"}
 
-#: Bumped when a format is read differently (2: PDF lines joined into paragraphs): ingest then reads
+#: Bumped when a format is read differently (2: PDF lines joined into paragraphs, a DOCX without
+#: headings titled by its first line): ingest then reads
 #: files it would skip as unchanged again, re-embedding only the chunks whose text changed.
 READER_VERSION = 2
 
@@ -127,9 +128,13 @@ def _paragraphs(text: str, page: int | None = None) -> list[Block]:
 
 def _load_text(text: str, source: str, stem: str) -> Document:
     blocks = _paragraphs(text)
-    first = blocks[0].text.splitlines()[0].strip() if blocks else stem
-    title = first if 0 < len(first) <= 80 else stem
-    return Document(source, source, title, blocks, {"type": "text"})
+    return Document(source, source, _first_line(blocks) or stem, blocks, {"type": "text"})
+
+
+def _first_line(blocks: list[Block]) -> str:
+    """The first line of a document without headings, when it is short enough to be its title."""
+    first = blocks[0].text.splitlines()[0].strip() if blocks else ""
+    return first if len(first) <= 80 else ""
 
 
 def _load_markdown(text: str, source: str, stem: str) -> Document:
@@ -343,7 +348,7 @@ def _load_docx(path: Path, source: str) -> Document:
             if cells:
                 blocks.append(Block(" | ".join(dict.fromkeys(cells)), 0))
     core = d.core_properties.title or ""
-    title = core.strip() or next((b.text for b in blocks if b.level), path.stem)
+    title = core.strip() or next((b.text for b in blocks if b.level), "") or _first_line(blocks) or path.stem
     return Document(source, source, title, blocks, {"type": "docx"})
 
 
