@@ -90,22 +90,71 @@ def insert_injection(doc: str, injection: str, rng: random.Random) -> tuple[str,
     return doc[:at] + sep + injection + sep + doc[at:], at + len(sep)
 
 
+def python_docs(piece: int = 3000) -> dict[str, list[str]]:
+    """English technical prose: the docstrings of the standard library's modules, classes and
+    functions (its tests left out), its text files (the licence, IDLE's README, NEWS and help) and
+    the language reference's ``help()`` topics (the running Python's own files, so
+    the same for every machine on one Python version), one document per module or topic cut into
+    ``piece``-character documents, split by a hash of their name: 60 % training, 20 %
+    calibration, 20 % held out.
+
+    Ordinary documents an organisation indexes are not all encyclopedia abstracts: manuals,
+    READMEs, licences and policies say "must", "ignore", "do not" and "instead" in every
+    paragraph, and a model that had seen only DBpedia as English documents flagged most of them.
+    """
+    import ast
+    import sysconfig
+
+    from pydoc_data.topics import topics  # the language reference's help() topics
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    texts: list[tuple[str, str]] = sorted((f"topic:{name}", text) for name, text in topics.items())
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if set(rel.parts) & {"test", "tests", "idle_test", "site-packages", "dist-packages"}:
+            continue
+        if path.suffix == ".txt" and "Grammar" not in path.name:  # LICENSE, IDLE's README, NEWS, help
+            texts.append((str(rel), path.read_text(encoding="utf-8", errors="replace")))
+        elif path.suffix == ".py":
+            try:
+                tree = ast.parse(path.read_text(encoding="utf-8"))
+            except (SyntaxError, UnicodeDecodeError, ValueError):
+                continue
+            texts.append((str(rel), "\n\n".join(doc for node in ast.walk(tree)
+                                                 if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                                                                      ast.AsyncFunctionDef))
+                                                 and (doc := ast.get_docstring(node)))))
+    out: dict[str, list[str]] = {"train": [], "calibration": [], "held": []}
+    for name, text in texts:
+        if len(text) < 400:
+            continue
+        b = _bucket(name)
+        part = "train" if b < 0.6 else "calibration" if b < 0.8 else "held"
+        out[part].extend(text[i:i + piece] for i in range(0, len(text), piece) if len(text[i:i + piece]) >= 400)
+    return out
+
+
 def build_documents(data_dir: Path, seed: int = 0) -> dict[str, list]:
     """Training windows (negatives and injected positives), calibration and held-out documents.
 
     DBpedia abstracts by index: [0, 2000) training, [2000, 3000) calibration, [3000, 5000) held out;
-    CMRC paragraphs: [0, 160) training, [160, 208) calibration, [208, 256) held out.
+    CMRC paragraphs: [0, 160) training, [160, 208) calibration, [208, 256) held out; the PRC Civil
+    Code: training; the standard library's docstrings (:func:`python_docs`) by a hash. Windows of
+    technical prose (and the injections put into it) are in ``tech_windows``: only the English
+    document model learns from them.
     """
     rng = random.Random(seed)
     en = [r["text"] for r in _jsonl(data_dir / "dbpedia-5k-en" / "corpus.jsonl")]
     zh = [r["text"] for r in _jsonl(data_dir / "cmrc2018-trial-zh" / "corpus.jsonl")]
+    tech = python_docs()
     calib = en[2000:3000] + zh[160:208]
-    held = [(d, "en") for d in en[3000:]] + [(d, "zh") for d in zh[208:]]
+    held = [(d, "en") for d in en[3000:]] + [(d, "zh") for d in zh[208:]] + [(d, "tech") for d in tech["held"]]
     windows: list[tuple[str, int]] = []
     for d in en[:2000]:  # two windows of each English abstract
         spans = document_windows(d)
         windows.extend((d[a:b], 0) for a, b in rng.sample(spans, min(2, len(spans))))
-    # every window of the few Chinese paragraphs and of the PRC Civil Code (imperative "shall" prose)
+    tech_windows = [(d[a:b], 0) for d in tech["train"] for a, b in document_windows(d)]
+    # every window of the few Chinese paragraphs and of the PRC Civil Code (imperative "shall" prose);
     law = [f.read_text(encoding="utf-8") for f in sorted((data_dir / "prc-civil-code-zh").glob("*.md"))]
     zh_docs = zh[:160] + [d[a:b + 200] for d in law for a, b in document_windows(d, 800, 800)]
     for d in zh_docs:
@@ -114,29 +163,38 @@ def build_documents(data_dir: Path, seed: int = 0) -> dict[str, list]:
                                               HERE / "injection_train.jsonl"]) if y == 1]
     for inj in inj_train:  # each training injection inside a training document, as a scanned window sees it
         chinese = bool(re.search(r"[\u4e00-\u9fff]", inj))
-        for _ in range(1 if chinese else 2):
-            doc = rng.choice(zh_docs if chinese else en[:2000])
+        for n in range(1 if chinese else 3):  # an English one in two abstracts and in technical prose
+            doc = rng.choice(zh_docs if chinese else en[:2000] if n < 2 else tech["train"])
             text, at = insert_injection(doc, inj, rng)
             start = max(0, min(at - rng.randint(0, max(0, 400 - len(inj))), len(text) - 400))
-            windows.append((text[start:start + 400], 1))
+            (windows if n < 2 else tech_windows).append((text[start:start + 400], 1))
     inj_held = [t for t, y in read_labelled([data_dir / "prompt-injections-deepset" / "test.jsonl",
                                              HERE / "injection_heldout.jsonl"]) if y == 1]
     injected = []
     for inj in inj_held:
-        lang = "zh" if re.search(r"[\u4e00-\u9fff]", inj) else "en"
-        pool = [d for d, lg in held if lg == lang]
-        for _ in range(3):
+        langs = ["zh"] * 3 if re.search(r"[\u4e00-\u9fff]", inj) else ["en", "en", "en", "tech"]
+        for lang in langs:
+            pool = [d for d, lg in held if lg == lang]
             injected.append((insert_injection(rng.choice(pool), inj, rng)[0], lang))
-    return {"train_windows": windows, "calibration": calib, "held_ordinary": held, "held_injected": injected}
+    return {"train_windows": windows, "tech_windows": tech_windows, "calibration": calib,
+            "tech_calibration": tech["calibration"], "held_ordinary": held, "held_injected": injected}
 
 
 def document_eval(model, docs: dict[str, list]) -> dict:
-    """FPR on held-out ordinary documents and TPR on injected ones, by ``scan_document``, per language."""
-    thr = model.document_threshold
-    out: dict = {"document_threshold": round(thr, 4)}
-    ordinary = [(scan_document(d, model).score, lg) for d, lg in docs["held_ordinary"]]
-    injected = [(scan_document(d, model).score, lg) for d, lg in docs["held_injected"]]
-    for lang in ("en", "zh", "all"):
+    """FPR on held-out ordinary documents and TPR on injected ones, by ``scan_document``, per language.
+    A document's score is its worst window's margin over that window's language threshold, so
+    the ROC numbers (AUC, TPR at 5 % FPR) read the same decision the scan makes."""
+    out: dict = {"document_threshold": {lang: round(m.meta["document_threshold"], 4)
+                                        for lang, m in model.documents.items()} or round(model.document_threshold, 4)}
+
+    def margin(d: str) -> float:
+        found = scan_document(d, model)
+        return found.score - model.window_threshold(d[found.start:found.end])
+
+    ordinary = [(margin(d), lg) for d, lg in docs["held_ordinary"]]
+    injected = [(margin(d), lg) for d, lg in docs["held_injected"]]
+    thr = 0.0
+    for lang in ("en", "zh", "tech", "all"):
         neg = [s for s, lg in ordinary if lang in ("all", lg)]
         pos = [s for s, lg in injected if lang in ("all", lg)]
         m = injection_metrics([0] * len(neg) + [1] * len(pos), neg + pos, thr)
@@ -163,9 +221,17 @@ def main() -> None:
     t0 = time.perf_counter()
     if args.model:
         model = load_model(args.model)
-    else:
-        model = train_injection(train, extra=docs["train_windows"], meta={"trained_by": "benchmarks/guard_injection.py"})
-        calibrate_document_threshold(model, docs["calibration"], target_fpr=args.document_fpr)
+    else:  # one model for prompts, one per language for document windows (see lingxi.guard.injection)
+        meta = {"trained_by": "benchmarks/guard_injection.py"}
+        model = train_injection(train, meta=meta | {"for": "prompts"})
+        model.documents = {
+            "zh": train_injection(train, extra=docs["train_windows"], meta=meta | {"for": "Chinese document windows"}),
+            "en": train_injection(train, extra=docs["train_windows"] + docs["tech_windows"],
+                                  meta=meta | {"for": "English document windows"})}
+        # each on ordinary documents of the kinds it learnt from
+        calibrate_document_threshold(model.documents["zh"], docs["calibration"], target_fpr=args.document_fpr)
+        calibrate_document_threshold(model.documents["en"], docs["calibration"] + docs["tech_calibration"],
+                                     target_fpr=args.document_fpr)
         if args.write_model:
             model.save(args.write_model)
     train_s = time.perf_counter() - t0
@@ -175,8 +241,10 @@ def main() -> None:
     scores = [model.score(t) for t in texts]
     per_prompt_ms = (time.perf_counter() - t0) / len(texts) * 1000
     result = {
-        "train": {"examples": len(train) + len(docs["train_windows"]), "document_windows": len(docs["train_windows"]),
-                  "injections": sum(y for _t, y in train + docs["train_windows"]), "seconds": round(train_s, 1)},
+        "train": {"prompts": len(train), "injections": sum(y for _t, y in train),
+                  "document_windows": len(docs["train_windows"]), "technical_windows": len(docs["tech_windows"]),
+                  "injected_windows": sum(y for _t, y in docs["train_windows"] + docs["tech_windows"]),
+                  "seconds": round(train_s, 1)},
         "heldout": {k: round(v, 4) if isinstance(v, float) else v
                     for k, v in injection_metrics(labels, scores, model.threshold).items()},
         "by_language": {},

@@ -470,7 +470,8 @@ class InjectionGuard(_Strict):
     model_path: str | None = None
     """A model from ``lingxi guard train-injection``; None = the one shipped in the package."""
     roles: list[Literal["system", "user", "assistant", "tool"]] = ["user", "tool"]
-    """Chat message roles whose content is checked."""
+    """Chat message roles whose content is checked; a ``tool`` message (a fetched page, a file) is
+    scanned as a document, window by window, with the document models."""
     sources: bool = True
     """Also check the passages a ``kb:`` answer retrieved (indirect injection); a flagged
     passage is dropped from the answer's sources."""

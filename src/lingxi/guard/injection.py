@@ -15,7 +15,13 @@ Indirect injection: :func:`scan_document` scores a retrieved or ingested documen
 window, so one poisoned paragraph inside a long page is not diluted by the rest. It compares the
 worst window with the model's ``document_threshold`` (in ``meta``, set by
 :func:`calibrate_document_threshold` on ordinary documents apart from the training ones), as the
-maximum over many windows of an ordinary page runs higher than one prompt's score.
+maximum over many windows of an ordinary page runs higher than one prompt's score. The shipped
+file holds three models: one for prompts, and one per language for document windows
+(``InjectionModel.documents``), trained on the same prompts plus windows of ordinary documents
+with and without an injection inserted — encyclopedia abstracts, Chinese paragraphs and a civil
+code for both, Python's own documentation for English. One model for everything had to trade
+one for another: ordinary manuals and READMEs say "you must", "ignore" and "do not" in every
+paragraph, and learning that cost prompt recall and moved Chinese windows' scores.
 """
 
 from __future__ import annotations
@@ -26,13 +32,14 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from lingxi.errors import UsageError
+from lingxi.text import language_of
 
 MODEL_FILE = "injection_model.json"
 _WORD = re.compile(r"[a-z0-9äöüß']+|[\u3400-\u9fff]")
@@ -80,6 +87,9 @@ class InjectionModel:
     bias: float
     threshold: float
     meta: dict[str, Any]
+    documents: dict[str, InjectionModel] = field(default_factory=dict)
+    """The models document windows are scored with, by the window's language (``zh``, ``en``);
+    a language without one: this model."""
 
     def score(self, text: str) -> float:
         """Probability-like score in [0, 1]; higher = more likely an injection or jailbreak."""
@@ -94,24 +104,38 @@ class InjectionModel:
     def is_injection(self, text: str) -> bool:
         return self.score(text) >= self.threshold
 
+    def for_window(self, window: str) -> InjectionModel:
+        """The model that scores a document window in ``window``'s language."""
+        return self.documents.get(_window_language(window), self)
+
+    def window_threshold(self, window: str) -> float:
+        """The threshold for a document window: its model's calibrated document threshold (the
+        prompt threshold if not calibrated)."""
+        model = self.for_window(window)
+        return float(model.meta.get("document_threshold", model.threshold))
+
     @property
     def document_threshold(self) -> float:
-        """Threshold for :func:`scan_document`'s worst window; the prompt threshold if not calibrated."""
-        return float(self.meta.get("document_threshold", self.threshold))
+        """The document threshold for English windows (every window, for a model of one language)."""
+        return self.window_threshold("")
 
     def to_json(self) -> dict[str, Any]:
         feats = sorted(self.idf)
-        return {"format": "lingxi-injection-v1", "meta": self.meta, "bias": self.bias, "threshold": self.threshold,
-                "features": feats, "idf": [round(self.idf[f], 4) for f in feats],
-                "weights": [round(self.weights.get(f, 0.0), 5) for f in feats]}
+        out = {"format": "lingxi-injection-v1", "meta": self.meta, "bias": self.bias, "threshold": self.threshold,
+               "features": feats, "idf": [round(self.idf[f], 4) for f in feats],
+               "weights": [round(self.weights.get(f, 0.0), 5) for f in feats]}
+        if self.documents:
+            out["documents"] = {lang: m.to_json() for lang, m in sorted(self.documents.items())}
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> InjectionModel:
         if data.get("format") != "lingxi-injection-v1":
             raise UsageError("not a Lingxi injection model file (format lingxi-injection-v1)")
         feats = data["features"]
+        documents = {lang: cls.from_json(m) for lang, m in (data.get("documents") or {}).items()}
         return cls(dict(zip(feats, data["idf"])), {f: w for f, w in zip(feats, data["weights"]) if w},
-                   float(data["bias"]), float(data["threshold"]), data.get("meta", {}))
+                   float(data["bias"]), float(data["threshold"]), data.get("meta", {}), documents)
 
     def save(self, path: str | Path) -> None:
         from lingxi.guard._io import write_atomic
@@ -161,36 +185,47 @@ def document_windows(text: str, window: int = 400, stride: int = 200) -> list[tu
 
 
 def scan_document(text: str, model: InjectionModel | None = None, window: int = 400,
-                  stride: int = 200) -> DocumentFinding:
-    """Indirect injection check for a document (at ingest and again at retrieval time): the
-    highest-scoring window of ``window`` characters, sliding by ``stride``, flagged at the
-    model's ``document_threshold``."""
+                  stride: int = 200, threshold: float | None = None) -> DocumentFinding:
+    """Indirect injection check for a document (at ingest and again at retrieval time): the window
+    of ``window`` characters, sliding by ``stride``, scored by the model for its language, that
+    stands highest above its threshold (:meth:`InjectionModel.window_threshold`, or ``threshold``
+    for every window), flagged when it reaches it."""
     model = model or _bundled_model()
-    threshold = model.document_threshold
-    best = DocumentFinding(-1.0, 0, 0, False)
+    best, margin = DocumentFinding(-1.0, 0, 0, False), -2.0
     for start, end in document_windows(text, window, stride):
-        s = model.score(text[start:end])
-        if s > best.score:
-            best = DocumentFinding(s, start, end, s >= threshold)
+        piece = text[start:end]
+        s = model.for_window(piece).score(piece)
+        bar = threshold if threshold is not None else model.window_threshold(piece)
+        if s - bar > margin:
+            best, margin = DocumentFinding(s, start, end, s >= bar), s - bar
     return best
+
+
+def _window_language(text: str) -> str:
+    return "zh" if language_of(text) == "zh" else "en"
 
 
 def calibrate_document_threshold(model: InjectionModel, documents: Sequence[str], target_fpr: float = 0.02,
                                  window: int = 400, stride: int = 200) -> float:
-    """Set ``model.meta["document_threshold"]`` to the lowest worst-window score at which at most
+    """Set each document model's ``meta["document_threshold"]`` (``model``'s own for a model of one
+    language) to the lowest worst-window score, that model scoring every window, at which at most
     ``target_fpr`` of ``documents`` (ordinary ones, not used in training) would be flagged.
+    Returns the English (or only) threshold. Calibrate a language's model alone (pass it as
+    ``model``) on documents of the kinds it learnt from: a model that never saw technical prose
+    scores it high and would set its bar above every injection.
 
     Raises:
         UsageError: fewer than 20 documents.
     """
     if len(documents) < 20:
         raise UsageError(f"document calibration needs at least 20 ordinary documents (got {len(documents)})")
-    worst = sorted((scan_document(d, model, window, stride).score for d in documents), reverse=True)
-    k = int(target_fpr * len(worst))
-    threshold = min(0.99, max(0.05, worst[k] + 1e-6))
-    model.meta.update({"document_threshold": threshold, "document_target_fpr": target_fpr,
-                       "document_calibration_docs": len(documents)})
-    return threshold
+    for scorer in list(model.documents.values()) or [model]:
+        worst = sorted((max(scorer.score(d[a:b]) for a, b in document_windows(d, window, stride))
+                        for d in documents), reverse=True)
+        threshold = min(0.99, max(0.05, worst[int(target_fpr * len(worst))] + 1e-6))
+        scorer.meta.update({"document_threshold": threshold, "document_target_fpr": target_fpr,
+                            "document_calibration_docs": len(documents)})
+    return model.document_threshold
 
 
 # ---------------------------------------------------------------- metrics

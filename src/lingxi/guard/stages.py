@@ -255,10 +255,18 @@ class InjectionStage(Stage):
             return
         cfg = self.guards.view(req.caller.tenant)["injection"]
         model, threshold = self._model(cfg)
-        worst = 0.0
-        for text in _texts(req, set(cfg.roles)):
-            worst = max(worst, await _cpu(model.score, text, size=len(text)))
-        flagged = worst >= threshold
+        worst, flagged = 0.0, False
+        for text in _texts(req, set(cfg.roles) - {"tool"}):
+            score = await _cpu(model.score, text, size=len(text))
+            worst, flagged = max(worst, score), flagged or score >= threshold
+        if "tool" in cfg.roles:  # what a tool returns is a document (a page, a file): scanned as one
+            from lingxi.guard.injection import scan_document
+
+            for m in req.messages or ():
+                if m.get("role") == "tool" and isinstance(m.get("content"), str):
+                    found = await _cpu(scan_document, m["content"], model, 400, 200, cfg.threshold,
+                                       size=len(m["content"]))
+                    worst, flagged = max(worst, found.score), flagged or found.flagged
         _note(req, {"stage": "injection", "side": "input", "score": round(worst, 4),
                     "decision": cfg.action if flagged else "clean"})
         if flagged and cfg.action == "block":
@@ -269,12 +277,11 @@ class InjectionStage(Stage):
         from lingxi.guard.injection import scan_document
 
         model, _prompt_threshold = self._model(cfg)
-        # a configured threshold serves both; otherwise documents use the model's calibrated one
-        threshold = cfg.threshold if cfg.threshold is not None else model.document_threshold
         flagged = []
         for src in req.sources:
-            found = scan_document(src.text or "", model)
-            if found.score >= threshold:
+            # a configured threshold serves both; otherwise documents use the model's calibrated ones
+            found = scan_document(src.text or "", model, threshold=cfg.threshold)
+            if found.flagged:
                 flagged.append({"id": src.id, "source": src.source, "score": round(found.score, 4)})
         _note(req, {"stage": "injection", "side": "sources", "checked": len(req.sources),
                     "decision": cfg.action if flagged else "clean", "flagged": flagged})
