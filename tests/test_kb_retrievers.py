@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import invoke_lingxi
 from test_graph import falkordb_url  # noqa: F401  (a fixture: FalkorDB started for the module)
-from kb_fixtures.helpers import kb_settings
+from kb_fixtures.helpers import kb_settings, make_pdf
 
 from lingxi.errors import UsageError
 from lingxi.knowledge import create_kb, open_kb
@@ -375,6 +375,14 @@ def test_auto_picks_navigate_for_a_long_structured_document(tmp_path):
     with create_kb("memo", settings) as small:
         small.ingest([folder / "memo.md"], progress=False)
         assert choose(small, "When is lunch?").mode == "hybrid"
+    # a regulation as a PDF has no headings, only numbered clauses: they count as its sections
+    articles = [f"Article {i}. The party shall perform duty {i} in good faith and pay within thirty days."
+                for i in range(1, sections + 1)]
+    make_pdf(tmp_path / "rules.pdf", ["\n".join(articles[i:i + 15]) for i in range(0, len(articles), 15)])
+    with create_kb("rules", settings) as rules:
+        rules.ingest([tmp_path / "rules.pdf"], progress=False)
+        chosen = choose(rules, "What happens after a breach?")
+        assert chosen.mode == "navigate" and "rules.pdf" in chosen.reason
 
 
 class _Bm25Named(Bm25Retriever):

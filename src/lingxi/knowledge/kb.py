@@ -17,6 +17,7 @@ import re
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -556,19 +557,23 @@ class KnowledgeBase:
         return self._sources[1]
 
     def longest_structured_document(self) -> tuple[str, int, int] | None:
-        """(shown source, sections, chunks) of the document with the most sections (sections are the
-        second part of the hierarchical chunk ids: one per heading or numbered clause); None when
-        the knowledge base is empty. Counted once per content version."""
+        """(shown source, sections, chunks) of the document with the most sections; None when the
+        knowledge base is empty. Sections are the document tree's headings and numbered clauses
+        (its inner nodes and the leaves titled by a marker such as 第五条 or 2.1), so a PDF or a
+        DOCX typed without heading styles counts its clauses too. Counted once per content version."""
+        from lingxi.knowledge.tree import marker
+
         version = self.version
         if self._structure is None or self._structure[0] != version:
-            best: tuple[str, int, int] | None = None
+            nodes = self.store.tree(None)
+            parents = {n.parent for n in nodes}
+            sections: Counter[int] = Counter(n.doc_no for n in nodes if n.parent and (
+                n.id in parents or marker(n.title) is not None))
             shown = self.document_sources()
+            best: tuple[str, int, int] | None = None
             for d in self.store.documents():
-                if best is not None and d.chunks <= best[1]:
-                    continue  # cannot have more sections than chunks
-                sections = len({cid.split(".")[1] for cid in self.store.chunk_ids(d.doc_no) if cid.count(".") >= 1})
-                if best is None or (sections, d.chunks) > best[1:]:
-                    best = (shown.get(d.source, d.source), sections, d.chunks)
+                if best is None or (sections[d.doc_no], d.chunks) > best[1:]:
+                    best = (shown.get(d.source, d.source), sections[d.doc_no], d.chunks)
             self._structure = (version, best)
         return self._structure[1]
 

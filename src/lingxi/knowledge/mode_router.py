@@ -8,7 +8,8 @@ The rules, in order (the first that holds decides):
    or is phrased as a chain ("the drug that treats …", "…的…的…", "whose …").
 2. **navigate** — a ``navigate`` retriever is registered and the knowledge base holds a long
    structured document: one with at least ``LONG_SECTIONS`` sections (headings or numbered
-   clauses, counted from the hierarchical chunk ids) and ``LONG_CHUNKS`` chunks.
+   clauses in its document tree, as a PDF or a DOCX typed without heading styles has them too)
+   and ``LONG_CHUNKS`` chunks.
 3. **hybrid** — everything else.
 
 The rules are deliberately plain so a user can predict them; feedback-trained choice can replace
