@@ -119,6 +119,9 @@ def test_a_pdfs_wrapped_lines_become_paragraphs_and_its_clauses_tree_nodes(tmp_p
     assert _reflow(["第三条 员工出差须提前填写出差申请单，经部门经理批准后方可", "出差。", "出差时间超过五天的，还须报分管副总经",
                     "理批准。", "（一）交通费"]) == ["第三条 员工出差须提前填写出差申请单，经部门经理批准后方可出差。",
                                                 "出差时间超过五天的，还须报分管副总经理批准。", "（一）交通费"]
+    # a dot leader and a number end a line of a table of contents (or of a statement)
+    contents = ["4.5 Auxiliary functions . . . . . . . . . . . . . . 23", "Appendix A Copying Information . . . . . . . 24"]
+    assert _reflow(contents) == contents
 
 
 def test_a_docx_without_heading_styles_is_titled_by_its_first_line_and_treed_by_its_markers(tmp_path):

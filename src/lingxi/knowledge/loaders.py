@@ -254,8 +254,10 @@ def _load_pdf(path: Path, source: str) -> Document:
     return Document(source, source, title, blocks, {"type": "pdf", "pages": len(reader.pages)})
 
 
-#: Sentence ends and clause ends after which a PDF line ends its paragraph.
-_LINE_END = re.compile(r"[。！？：；.!?:;][”’」』）)\"']*$")
+#: Sentence ends and clause ends after which a PDF line ends its paragraph; a dot leader and a
+#: number (a table of contents' "4.3 DER functions . . . . 15", a statement's "Revenue ..... 1,234")
+#: end it too.
+_LINE_END = re.compile(r"[。！？：；.!?:;][”’」』）)\"']*$|(?:\.\s?){4,}\s*[\d,.]+$")
 _BULLET = re.compile(r"[•●○◦▪■□·\-–*]\s")
 _PAGE_NUMBER = re.compile(r"(?:page\s*)?[-–—]?\s*\d+\s*(?:(?:/|of)\s*\d+)?\s*[-–—]?|第\s*\d+\s*页(?:\s*[，,/]?\s*共\s*\d+\s*页)?",
                           re.I)
