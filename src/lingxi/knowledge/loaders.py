@@ -287,11 +287,10 @@ def _shape(line: str) -> str:
 
 def _furniture(pages: list[list[str]]) -> set[str]:
     """Shapes of the running headers and footers: the first or last two lines of a page that recur
-    on at least half of the pages (three pages or more)."""
-    if len(pages) < 3:
-        return set()
+    on three pages or more, and on a tenth of them (a chapter's running head, "Appendix A: Copying
+    Information 31", recurs only on that chapter's pages)."""
     seen = Counter(shape for lines in pages for shape in {_shape(line) for line in lines[:2] + lines[-2:]})
-    return {shape for shape, n in seen.items() if n >= max(3, len(pages) / 2)}
+    return {shape for shape, n in seen.items() if n >= max(3, len(pages) / 10)}
 
 
 def _reflow(lines: list[str]) -> list[str]:
