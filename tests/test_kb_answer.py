@@ -475,6 +475,13 @@ def test_a_policys_own_wording_answers_who_when_and_which_case():
     question = "手册由哪个部门解释？"
     assert answerable(question, rank_sentences(question, [_hit("本手册由人力资源部负责解释。")]))
     assert not answerable(question, rank_sentences(question, [_hit("本手册的解释以中文版本为准。")]))
+    assert answers_question("合同争议由哪个机构仲裁？", "争议由上海市仲裁委员会仲裁。")  # a body named in running text
+    # "where" is answered by a place phrase, a path or a name, not by a sentence that only says
+    # what the subject does not do (the shared-mime-info spec's "does NOT store user preferences")
+    where = "Where is the MIME database stored?"
+    assert not answers_question(where, "The MIME database does NOT store user preferences.")
+    assert answers_question(where, "It lives under /usr/share/mime.")
+    assert answers_question("Where do visitors park?", "Visitor parking is lot B, behind the main building.")
     # a sentence that restates the question's number sets out the case asked about
     approval = _hit("第三条 员工出差须经部门经理批准后方可出差。出差时间超过五天的，还须报分管副总经理批准。")
     best = rank_sentences("出差超过五天要谁批准？", [approval])

@@ -106,7 +106,7 @@ def _stemmer():
 
 
 @lru_cache(maxsize=1)
-def _stopwords_en() -> frozenset[str]:
+def stopwords_en() -> frozenset[str]:
     try:
         from bm25s.stopwords import STOPWORDS_EN
     except ImportError as exc:
@@ -123,7 +123,7 @@ def tokenize(text: str) -> list[str]:
         LingxiError: jieba, PyStemmer or bm25s is missing (the ``knowledge`` extra).
     """
     text = normalize_text(text)
-    stop_en = _stopwords_en()
+    stop_en = stopwords_en()
     latin: list[str] = []
     out: list[str] = []
     for i, part in enumerate(_CJK_RUN.split(text)):

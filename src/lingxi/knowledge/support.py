@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from lingxi.meaning import Signature, signature
-from lingxi.text import CJK, has_cjk, jieba_knows, language_of, pos_words, split_sentences, tokenize
+from lingxi.text import CJK, has_cjk, jieba_knows, language_of, pos_words, split_sentences, stopwords_en, tokenize
 
 __all__ = ["Verdict", "check", "focus", "topics", "repetitive", "content_units", "answers_question", "adds_to", "counts_topic",
            "COVERAGE", "FOCUS"]
@@ -135,8 +135,11 @@ _ZH_WHO_IN_CHARGE = re.compile(r"(谁|哪个部门|哪位)(?:来)?负责")
 #: places (哪个城市): with 城市 gone, 苹果公司的总部在哪个城市？ was answered by a sentence naming 苹果公司
 #: alone, as jieba's search mode counts 苹果, 公司 and 苹果公司 as three of the question's four words.
 _ZH_WHICH_KIND = re.compile(r"哪(?:个|一个|家|位|些)?(?:部门|单位|机构|领导)")
-#: How the name of an organisation or one of its units ends (人力资源部, 市场监督管理局, 数据中心).
+#: How the name of an organisation or one of its units ends: a name the segmenter found (人力资源部,
+#: 市场监督管理局), or, in running text, the endings no common word has (上海市仲裁委员会).
 _ZH_BODY = re.compile(r"(?:部|处|科|室|局|厅|署|委|会|中心|公司|集团|银行|院|所|办|组)$")
+_ZH_BODY_IN_TEXT = re.compile(r"[\u4e00-\u9fff]{2,10}?(?:委员会|协会|学会|管理局|公安局|税务局|公司|集团|银行|法院|检察院|"
+                              r"医院|学院|大学|研究院|研究所|办公室|小组)")
 #: Helper verbs and adverbs (can, must, will, also...) that jieba's HMM glues to a neighbour
 #: when it guesses a word it does not know: 年假能休几天 -> 年 / 假能 / 休 (年假 is not in its dictionary).
 _ZH_HELPER = re.compile("[能要会可想该应需还再才]")
@@ -299,6 +302,12 @@ def asked_for(question: str) -> set[str]:
 
 _ZH_NAMED_PLACE = re.compile(r"哪(?:个|一个)?(?:国家|城市|省|州|市|县|地区|国)")
 _EN_WHERE = re.compile(r"^\W*(?:in|from|to)\s+(?:which|what)\s+(?:country|city|state|town)\b", re.I)
+#: "Where ..." in general: answered by a name, a place phrase ("in the packages directory",
+#: "under /usr/share/mime") or a path or address.
+_EN_WHERE_ANY = re.compile(r"^\W*where\b", re.I)
+_EN_PLACE = re.compile(r"\b(?:in|at|on|under|inside|within|into|from|near|below|beneath|beside|behind|above|over|"
+                       r"outside|across|along|between|opposite|around|beyond|through)\s+(?:the\s+|a\s+|an\s+|your\s+|its\s+)?"
+                       r"[\w/~.$<]|(?:^|\s)[~.]?/\w|\b\w+://", re.I)
 
 
 def repeats_numbers(question: str, sentence: str) -> bool:
@@ -331,11 +340,13 @@ def answers_question(question: str, sentence: str) -> bool:
         return False
     if "person" in asked and not (_names(said, q) or _posts(said, q)):
         return False
-    if _ZH_WHICH_KIND.search(question) and not (_posts(said, q) or any(
-            _ZH_BODY.search(e) and e not in q.text for e in said.entities)):
+    if _ZH_WHICH_KIND.search(question) and not (_posts(said, q) or _bodies(said, q)):
         return False  # 哪个部门 is answered by a department or a body, not by any name (中文)
     if "place" in asked and not _names(said, q):
         return False
+    if _EN_WHERE_ANY.match(question) and not (_EN_PLACE.search(sentence) or any(
+            e not in q.text and e not in stopwords_en() for e in said.entities)):
+        return False  # "Where is X stored?" is not answered by "X does NOT store preferences"
     if _ORDINAL_ASKED.search(question) and not _ORDINAL.search(sentence):
         return False
     return True
@@ -360,6 +371,12 @@ def _names(said: Signature, q: Signature) -> bool:
     """The sentence names someone or somewhere the question does not (who / where / 谁 / 哪里)."""
     return any(e not in q.text and e not in q.entities for e in said.entities) or bool(
         re.search(r"[\u3400-\u9fff]·[\u3400-\u9fff]|《[^》]+》", said.text))
+
+
+def _bodies(said: Signature, q: Signature) -> bool:
+    """The sentence names an organisation or a unit of one the question does not (哪个机构 / 哪个部门)."""
+    return any(_ZH_BODY.search(e) and e not in q.text for e in said.entities) or any(
+        m.group() not in q.text for m in _ZH_BODY_IN_TEXT.finditer(said.text))
 
 
 def _posts(said: Signature, q: Signature) -> bool:
