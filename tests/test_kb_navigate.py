@@ -119,6 +119,12 @@ def test_a_pdfs_wrapped_lines_become_paragraphs_and_its_clauses_tree_nodes(tmp_p
     assert _reflow(["第三条 员工出差须提前填写出差申请单，经部门经理批准后方可", "出差。", "出差时间超过五天的，还须报分管副总经",
                     "理批准。", "（一）交通费"]) == ["第三条 员工出差须提前填写出差申请单，经部门经理批准后方可出差。",
                                                 "出差时间超过五天的，还须报分管副总经理批准。", "（一）交通费"]
+    # a sentence cut by a page break is one paragraph, on the page it starts on
+    cut = make_pdf(tmp_path / "cut.pdf", ["1.1 Expense claims must be submitted within ten working days of return,",
+                                          "or they are not paid.\n1.2 Receipts are kept for five years."])
+    assert [(b.page, b.text) for b in load_file(cut, max_bytes=2**20)[0].blocks] == [
+        (1, "1.1 Expense claims must be submitted within ten working days of return, or they are not paid."),
+        (2, "1.2 Receipts are kept for five years.")]
     # a dot leader and a number end a line of a table of contents (or of a statement)
     contents = ["4.5 Auxiliary functions . . . . . . . . . . . . . . 23", "Appendix A Copying Information . . . . . . . 24"]
     assert _reflow(contents) == contents

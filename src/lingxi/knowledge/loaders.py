@@ -241,8 +241,11 @@ def _load_pdf(path: Path, source: str) -> Document:
                             "mapping in the PDF's fonts; export it again with text, or OCR it")
         pages = [[c for line in lines if (c := _UNMAPPED.sub("", line).strip())] for lines in pages]
         furniture = _furniture(pages)
-        blocks = [Block(text, 0, n) for n, lines in enumerate(pages, 1)
-                  for text in _reflow([line for line in lines if _shape(line) not in furniture])]
+        paragraphs = [_reflow([line for line in lines if _shape(line) not in furniture]) for lines in pages]
+        for before, after in zip(paragraphs, paragraphs[1:], strict=False):
+            if before and after and _continues(before[-1], after[0]):  # a sentence cut by the page break
+                before[-1] = _joined(before[-1], after.pop(0))
+        blocks = [Block(text, 0, n) for n, texts in enumerate(paragraphs, 1) for text in texts]
         meta_title = (reader.metadata.title if reader.metadata else None) or ""
     except LoadError:
         raise
@@ -309,13 +312,25 @@ def _reflow(lines: list[str]) -> list[str]:
         if (_LINE_END.search(prev) or _display_width(prev) < 0.75 * full or marker(line) is not None
                 or _BULLET.match(line)):
             out.append(line)
-        elif re.search(r"[a-z]-$", out[-1]) and line[:1].islower():
-            out[-1] = out[-1][:-1] + line
-        elif is_cjk(out[-1][-1]) or is_cjk(line[0]):
-            out[-1] += line
         else:
-            out[-1] += " " + line
+            out[-1] = _joined(out[-1], line)
     return out
+
+
+def _joined(text: str, line: str) -> str:
+    """``line`` continuing ``text``: a hyphen at a word's end undone, Chinese joined without a space."""
+    if re.search(r"[a-z]-$", text) and line[:1].islower():
+        return text[:-1] + line
+    return text + line if is_cjk(text[-1]) or is_cjk(line[0]) else text + " " + line
+
+
+def _continues(paragraph: str, first: str) -> bool:
+    """The first paragraph of a page continues the last one of the page before: that one ends in
+    mid-sentence and this one starts in lower case, or both are Chinese and the one before is
+    long (a heading at a page's foot is short). The paragraph keeps the page it starts on."""
+    if _LINE_END.search(paragraph) or marker(first) is not None or _BULLET.match(first):
+        return False
+    return first[:1].islower() or (is_cjk(paragraph[-1]) and is_cjk(first[0]) and len(paragraph) > 30)
 
 
 def _display_width(line: str) -> int:
