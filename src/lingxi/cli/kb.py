@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -55,6 +56,7 @@ def ingest(name: str, paths: tuple[str, ...], groups: str, as_json: bool, quiet:
 
     with open_kb(name, settings()) as base:
         report = base.ingest(list(paths), groups=[g for g in groups.split(",") if g.strip()], progress=not quiet)
+        sources = {str(d.doc_no): Path(d.source).name for d in base.store.documents()} if report.flagged else {}
     if as_json:
         emit_json(report.to_dict())
     else:
@@ -63,7 +65,8 @@ def ingest(name: str, paths: tuple[str, ...], groups: str, as_json: bool, quiet:
                    f"({report.chunks_embedded} embedded, {report.chunks_reused} reused of "
                    f"{report.chunks_embedded + report.chunks_reused}) in {report.seconds:.1f}s")
     if report.flagged:
-        click.echo(f"warning: {len(report.flagged)} chunk(s) read as prompt injection (ids "
+        files = sorted({sources.get(cid.split(".")[0], "?") for cid in report.flagged})
+        click.echo(f"warning: {len(report.flagged)} chunk(s) of {', '.join(files[:5])} read as prompt injection (ids "
                    f"{', '.join(sorted(report.flagged)[:10])}); the gateway's injection stage will not "
                    "answer from them", err=True)
     for path, reason in report.errors.items():
