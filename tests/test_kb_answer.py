@@ -482,6 +482,11 @@ def test_a_policys_own_wording_answers_who_when_and_which_case():
     assert not answers_question(where, "The MIME database does NOT store user preferences.")
     assert answers_question(where, "It lives under /usr/share/mime.")
     assert answers_question("Where do visitors park?", "Visitor parking is lot B, behind the main building.")
+    # how often is answered by a frequency, with or without a number
+    assert answers_question("How often are risks reviewed?", "The audit committee reviews these risks every quarter.")
+    assert not answers_question("How often are risks reviewed?", "The audit committee reviews these risks.")
+    assert answers_question("风险多久评估一次？", "审计委员会每季度评估一次风险。")
+    assert not answers_question("How many days of leave?", "Leave is granted every year.")
     # a sentence that restates the question's number sets out the case asked about
     approval = _hit("第三条 员工出差须经部门经理批准后方可出差。出差时间超过五天的，还须报分管副总经理批准。")
     best = rank_sentences("出差超过五天要谁批准？", [approval])

@@ -20,6 +20,11 @@ def test_split_sentences_chinese_marks_first_class():
     assert split_sentences("第一句。第二句！第三句？“引号里。”后面；最后") == [
         "第一句。", "第二句！", "第三句？", "“引号里。”", "后面；", "最后"]
     assert split_sentences("One. Two! Three? Pi is 3.14 here") == ["One.", "Two!", "Three?", "Pi is 3.14 here"]
+    # an abbreviation's or an initial's full stop ends no sentence (a quote had stopped at "Example & Co.")
+    assert split_sentences("They were audited by Example & Co. Certified Public Accountants. Andrew W. Mellon "
+                           "and the U.S. Army, e.g. in No. 5. Say No. World War I. Then.") == [
+        "They were audited by Example & Co. Certified Public Accountants.",
+        "Andrew W. Mellon and the U.S. Army, e.g. in No. 5.", "Say No.", "World War I.", "Then."]
 
 
 def _doc(blocks):

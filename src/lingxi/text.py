@@ -162,12 +162,34 @@ def pos_words(text: str) -> list[tuple[str, str]]:
     return [(w.word, w.flag) for w in jieba.posseg.cut(text)]
 
 
+#: Abbreviations whose full stop does not end a sentence ("Example & Co. Certified Public
+#: Accountants", "Acme Ltd. book"); those before a number only there ("No. 5", "Art. 12").
+_ABBREVIATIONS = frozenset("Co Ltd Inc Corp Bros Mr Mrs Ms Dr Prof Sr Jr St Mt vs cf".split())
+_BEFORE_NUMBER = frozenset("No Nos Art Arts Sec Fig Vol pp".split())
+_LAST_WORD = re.compile(r"([A-Za-z][A-Za-z.]*)\.$")
+
+
+def _abbreviation_at(text: str, end: int) -> bool:
+    """The full stop just before ``end`` closes an abbreviation or an initial (J. R. R. Tolkien,
+    U.S., e.g.), not a sentence."""
+    m = _LAST_WORD.search(text, max(0, end - 12), end)
+    if m is None or m.start() > 0 and text[m.start() - 1].isalnum():
+        return False
+    word = m.group(1)
+    if word in _ABBREVIATIONS or re.fullmatch(r"[A-HJ-Z]|(?:[A-Za-z]\.)+[A-Za-z]", word):  # not "World War I."
+        return True
+    return word in _BEFORE_NUMBER and bool(re.match(r"\s*\d", text[end:end + 4]))
+
+
 def split_sentences(text: str) -> list[str]:
-    """Split into sentences on 。！？； and on . ! ? ; followed by white space. Keeps the marks."""
+    """Split into sentences on 。！？； and on . ! ? ; followed by white space. Keeps the marks.
+    A full stop closing an abbreviation or an initial (Co., Ltd., Dr., J., U.S.) does not split."""
     pieces: list[str] = []
     start = 0
     for m in _SENTENCE_END.finditer(text):
         end = m.end()
+        if end > 0 and text[end - 1] == "." and _abbreviation_at(text, end):
+            continue
         if end > start:
             pieces.append(text[start:end])
             start = end
