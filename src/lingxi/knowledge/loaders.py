@@ -1,8 +1,9 @@
 """Turn files into :class:`Document` objects, keeping title, headings and page numbers.
 
 Formats: .txt, .md/.markdown, .html/.htm, .pdf (pypdf; printed lines joined back into paragraphs),
-.docx (python-docx), .jsonl/.csv (one document per record). A folder is walked recursively (hidden files skipped). Parsers are real
-libraries (markdown-it, selectolax, pypdf, python-docx), imported only for their format.
+.docx (python-docx), .jsonl/.csv (one document per record). A folder is walked recursively (hidden
+files skipped). Parsers are real libraries (markdown-it, selectolax, pypdf, python-docx), imported
+only for their format.
 
 A file that cannot be used raises :class:`LoadError` with a one-line reason; the caller reports
 it and goes on with the other files. This module never writes anything.
@@ -30,8 +31,8 @@ RECORD_EXTS = {".jsonl", ".ndjson", ".csv"}
 SUPPORTED = TEXT_EXTS | MARKDOWN_EXTS | HTML_EXTS | RECORD_EXTS | {".pdf", ".docx"}
 
 #: Bumped when a format is read differently (2: PDF lines joined into paragraphs, a DOCX without
-#: headings titled by its first line): ingest then reads
-#: files it would skip as unchanged again, re-embedding only the chunks whose text changed.
+#: headings titled by its first line): ingest then reads files it would skip as unchanged again,
+#: re-embedding only the chunks whose text changed.
 READER_VERSION = 2
 
 #: Record fields used as the text / title / id of a JSONL or CSV record, in order of preference.

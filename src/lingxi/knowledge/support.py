@@ -360,11 +360,11 @@ _STRUCTURE = re.compile(rf"第[{_ZH_NUM}]+(?:之[{_ZH_NUM}]+)?[编章节条款�
 #: Numbers that say no "when": a share (80%, 百分之八十) or a length ("a probation period of three
 #: months", "for six weeks"); "within 30 days" and "after three years" still do.
 #: "How often" and its answers: a frequency said with or without a number.
-_OFTEN_ASKED = re.compile(r"\bhow\s+often\b|多(?:久|长时间)[\u4e00-\u9fff]{0,6}?一次|隔多久|频率|几次|多少次", re.I)
+_OFTEN_ASKED = re.compile(r"\bhow\s+often\b|多(?:久|长时间)[\u4e00-\u9fff]{0,6}?一次|隔多久|频率", re.I)
 _FREQUENCY = re.compile(
     r"\b(?:every|each)\s+(?:other\s+|\w+\s+)?(?:day|week|fortnight|month|quarter|year|hour|minute|morning|evening|"
     r"night|shift|semester|term)s?\b|\b(?:daily|nightly|weekly|fortnightly|monthly|quarterly|annually|yearly|hourly|"
-    r"biannually|twice|once)\b|\b(?:per|a|an)\s+(?:day|week|month|quarter|year|hour)\b|"
+    r"biannually)\b|\b(?:per|a|an)\s+(?:day|week|month|quarter|year|hour)\b|"
     r"每(?:[一二两三四五六七八九十\d]+)?个?(?:天|日|周|星期|月|季度|季|年|小时|分钟|学期)", re.I)
 _NOT_WHEN = re.compile(r"\d+(?:\.\d+)?\s*(?:%|percent\b|per\s+cent\b)|百分之[零〇一二两三四五六七八九十百千]+|"
                        r"\b(?:of|for|lasts?|lasting)\s+(?:\d+(?:\.\d+)?|[a-z]+)(?:-|\s+)(?:minute|hour|day|week|month|year)s?\b",
