@@ -182,13 +182,15 @@ def test_a_new_prompt_keeps_other_prompts_cached_while_a_slot_is_empty(thread):
 
 
 def test_cancelled_request_frees_its_slot_and_cells_at_once(thread):
-    # A context no delay of this thread can let the request fill: with make()'s 4,096 positions the
-    # scheduler's thread once generated to the limit before "busy" was read (CI, under load).
+    # A context and a token budget no delay of this thread can let the request fill: with make()'s
+    # 4,096 positions, and later with 10,000 tokens, the scheduler's thread generated to the limit
+    # before "busy" was read (CI, under load).
     model = TinyModel(n_slots=2, endless=True, n_cells=10_000_000)
     sched = BatchScheduler(model, thread, "tiny", n_ctx=10_000_000, prefill_chunk=16)
 
     async def main():
-        stream = astream_request(sched, prompt_of(2), GenerationParams(max_tokens=10_000, temperature=0), (), 10_000)
+        stream = astream_request(sched, prompt_of(2), GenerationParams(max_tokens=1_000_000, temperature=0), (),
+                                 1_000_000)
         await stream.__anext__()
         assert sched.busy == 1
         await stream.aclose()  # what a client disconnect does
