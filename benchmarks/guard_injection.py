@@ -8,13 +8,18 @@ Builds a training set and a held-out set from public data plus the examples writ
   English chat openings (hh-rlhf first human turns) -> negatives, split by a hash of the text;
 - DBpedia entity queries -> held-out negatives only;
 - document windows (400 characters, stride 200, as ``scan_document`` cuts them) of DBpedia
-  abstracts, CMRC 2018 paragraphs and the PRC Civil Code -> negatives, and windows of such a document with a training
-  injection inserted -> positives; documents split by index into training, calibration (the
-  model's ``document_threshold``) and held-out evaluation, disjoint.
+  abstracts, CMRC 2018 paragraphs and the PRC Civil Code, and for the English document model also
+  of Python's own documentation (:func:`python_docs`) -> negatives, and windows of such a document
+  with a training injection inserted -> positives; documents split into training, calibration (each
+  document model's ``document_threshold``) and held-out evaluation, disjoint.
 
-Document-level evaluation: held-out ordinary documents (English DBpedia, Chinese CMRC) scanned
-whole by ``scan_document`` (FPR), and the same documents with a held-out injection (deepset test,
-the Chinese held-out examples written for Lingxi) inserted at a random point (TPR).
+Three models are trained: one for prompts (prompts only), and one per language for document
+windows (prompts and windows; see ``lingxi.guard.injection``).
+
+Document-level evaluation: held-out ordinary documents (English DBpedia, Chinese CMRC, pieces of
+Python's documentation) scanned whole by ``scan_document`` (FPR), and the same documents with a
+held-out injection (deepset test, the Chinese held-out examples written for Lingxi) inserted at a
+random point (TPR).
 
 Prints JSON: the held-out TPR/FPR at the shipped threshold, TPR at FPR <= 5 % and <= 1 %, AUC,
 per-language numbers, the anchor (Meta Prompt Guard) and the classifier's latency per prompt.
@@ -93,8 +98,8 @@ def insert_injection(doc: str, injection: str, rng: random.Random) -> tuple[str,
 def python_docs(piece: int = 3000) -> dict[str, list[str]]:
     """English technical prose: the docstrings of the standard library's modules, classes and
     functions (its tests left out), its text files (the licence, IDLE's README, NEWS and help) and
-    the language reference's ``help()`` topics (the running Python's own files, so
-    the same for every machine on one Python version), one document per module or topic cut into
+    the language reference's ``help()`` topics (the running Python's own files, so the same for
+    every machine on one Python version), one document per module or topic cut into
     ``piece``-character documents, split by a hash of their name: 60 % training, 20 %
     calibration, 20 % held out.
 
@@ -154,7 +159,7 @@ def build_documents(data_dir: Path, seed: int = 0) -> dict[str, list]:
         spans = document_windows(d)
         windows.extend((d[a:b], 0) for a, b in rng.sample(spans, min(2, len(spans))))
     tech_windows = [(d[a:b], 0) for d in tech["train"] for a, b in document_windows(d)]
-    # every window of the few Chinese paragraphs and of the PRC Civil Code (imperative "shall" prose);
+    # every window of the few Chinese paragraphs and of the PRC Civil Code (imperative "shall" prose)
     law = [f.read_text(encoding="utf-8") for f in sorted((data_dir / "prc-civil-code-zh").glob("*.md"))]
     zh_docs = zh[:160] + [d[a:b + 200] for d in law for a, b in document_windows(d, 800, 800)]
     for d in zh_docs:
