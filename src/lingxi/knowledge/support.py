@@ -359,6 +359,9 @@ _STRUCTURE = re.compile(rf"第[{_ZH_NUM}]+(?:之[{_ZH_NUM}]+)?[编章节条款�
                         r"^\s*\d+(?:\.\d+)+\.?\s+(?=[A-Z])|^\s*\d+\.\s+(?=[A-Z])|\b(?:Article|Section|Clause|Rule|Part|Chapter|§)\s*\d+(?:\.\d+)*")
 #: Numbers that say no "when": a share (80%, 百分之八十) or a length ("a probation period of three
 #: months", "for six weeks"); "within 30 days" and "after three years" still do.
+_NOT_WHEN = re.compile(r"\d+(?:\.\d+)?\s*(?:%|percent\b|per\s+cent\b)|百分之[零〇一二两三四五六七八九十百千]+|"
+                       r"\b(?:of|for|lasts?|lasting)\s+(?:\d+(?:\.\d+)?|[a-z]+)(?:-|\s+)(?:minute|hour|day|week|month|year)s?\b",
+                       re.I)
 #: "How often" and its answers: a frequency said with or without a number.
 _OFTEN_ASKED = re.compile(r"\bhow\s+often\b|多(?:久|长时间)[\u4e00-\u9fff]{0,6}?一次|隔多久|频率", re.I)
 _FREQUENCY = re.compile(
@@ -366,9 +369,6 @@ _FREQUENCY = re.compile(
     r"night|shift|semester|term)s?\b|\b(?:daily|nightly|weekly|fortnightly|monthly|quarterly|annually|yearly|hourly|"
     r"biannually)\b|\b(?:per|a|an)\s+(?:day|week|month|quarter|year|hour)\b|"
     r"每(?:[一二两三四五六七八九十\d]+)?个?(?:天|日|周|星期|月|季度|季|年|小时|分钟|学期)", re.I)
-_NOT_WHEN = re.compile(r"\d+(?:\.\d+)?\s*(?:%|percent\b|per\s+cent\b)|百分之[零〇一二两三四五六七八九十百千]+|"
-                       r"\b(?:of|for|lasts?|lasting)\s+(?:\d+(?:\.\d+)?|[a-z]+)(?:-|\s+)(?:minute|hour|day|week|month|year)s?\b",
-                       re.I)
 #: A statute's way of saying when: from an event on (自出生时起, 自合同成立之日起), or until one (死亡时止).
 _FROM_WHEN = re.compile(r"(?:时|之日)起|时止")
 _ORDINAL_ASKED = re.compile(r"第几|哪一名|\bwhich place\b|\bwhat (?:place|position|rank)\b", re.I)
