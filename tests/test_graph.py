@@ -206,9 +206,25 @@ def test_an_interaction_check_meets_at_the_enzyme_only_for_readers_of_the_fact(s
     assert clinical.answers == ["CYP2C9"]
     assert clinical.paths == [["华法林", "METABOLIZED_BY", "CYP2C9", "INHIBITS", "氟康唑"]]
     public = ask(reader, "Do warfarin and fluconazole interact?", groups=[])
-    # the public reader still learns warfarin's own (public) enzyme, never the hidden inhibition
-    assert "c.md#3" not in {c["source"] for c in public.citations}
-    assert all("INHIBITS" not in path for path in public.paths)
+    # the public reader is told that nothing it may read joins them, in its own words: fluconazole's
+    # node (its only fact is the clinical group's) is not named, nor is the hidden inhibition cited
+    assert (public.supported, public.paths, public.citations) == (False, [], [])
+    assert "joins warfarin and fluconazole" in public.answer and public.entities == ["华法林"]
+
+
+def test_two_named_entities_that_nothing_joins_are_not_answered_one_by_one(store_factory, tmp_path):
+    """"Can I take sumatriptan with warfarin?" asks how the two meet; each one's own enzyme is no
+    answer to it, and no path is no sign of safety either."""
+    store = store_factory()
+    load(store, tmp_path)
+    reader = store_factory(read_only=True)
+    for question in ("Can I take sumatriptan with warfarin?", "舒马普坦和华法林能一起吃吗？"):
+        answer = ask(reader, question)
+        assert (answer.mode, answer.supported, answer.paths) == ("unknown", False, []), question
+        assert "joins" in answer.answer and "(within 3 hops)" in answer.answer
+    # a type asked for by a question word is answered for each entity named
+    both = ask(reader, "Which enzymes metabolize sumatriptan and warfarin?")
+    assert both.supported and sorted(both.answers) == ["CYP2C9", "MAO-A"]
 
 
 class TinyModel(FakeEngine):

@@ -23,7 +23,10 @@ How a path is chosen (no model needed, so the bundled 135M model cannot invent a
     entities answers with what lies between them (a drug-interaction check: warfarin and
     fluconazole meet at CYP2C9), or, when one fact joins them ("Does aspirin treat fever?"),
     with that fact itself (two more points, no entity in ``answers``); otherwise the answer is
-    the node the path reaches.
+    the node the path reaches. When two named entities are joined by no path, the question (an
+    interaction check, "Does X treat Y?") is not answered with each one's own neighbours: "I
+    don't know", unless it asks for a type with a question word ("Which enzymes metabolize X and
+    Y?", answered for each).
 Names one slip from the question's unlinked words are offered as ``suggestions``
 (:meth:`GraphIndex.near`: asprin -> aspirin, 华法令 -> 华法林), never linked.
 The answer is extractive: entity names and the facts that lead to them. Nothing is generated,
@@ -328,10 +331,14 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
         return GraphAnswer(f"I don't know: the question names no entity of this graph.{hint}", False, "unknown",
                            suggestions=close)
     paths = find_paths(store, linked, groups, max_hops)
-    entities = [k[1] for k in linked]
+    # the names a caller with groups is shown are those of nodes with a fact it may read; the
+    # messages below use the question's own words (an alias must not reveal a hidden node's name)
+    readable = {p.start for p in paths}
+    entities = [k[1] for k in linked if groups is None or k in readable]
+    said = _and(list(dict.fromkeys(fold(question)[i:j] for i, j, _ in sorted(spans))))
     if not paths:
-        return GraphAnswer("I don't know: nothing in this graph that you may read leads from "
-                           f"{', '.join(entities)}.{hint}", False, "unknown", entities=entities, suggestions=close)
+        return GraphAnswer(f"I don't know: nothing in this graph that you may read leads from {said}.{hint}",
+                           False, "unknown", entities=entities, suggestions=close)
     relations = {e.relation for p in paths for e in p.edges}
     asked = index.mentioned(question, relations)
     focus, wh_asked = index.focus(question, {k[0] for k in linked})
@@ -360,8 +367,15 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
                 continue
             score += 2.0 if of_focus else -1.0
         scored.append((score, path, answer_nodes))
+    if len(linked) >= 2 and not (focus and wh_asked) and not any(
+            sum(n in linked for n in path.nodes()) >= 2 for _, path, _ in scored):
+        # "Can I take aspirin with warfarin?": a question on two entities asks how they meet, and
+        # each one's own neighbours are no answer to it (nor is no path a sign that none exists)
+        return GraphAnswer(f"I don't know: no fact in this graph that you may read joins {said} "
+                           f"(within {max_hops} hops).{hint}", False, "unknown", entities=entities,
+                           suggestions=close)
     if not scored:
-        why = (f"no fact leads from {', '.join(entities)} to the {focus} asked for" if focus and wh_asked
+        why = (f"no fact leads from {said} to the {focus} asked for" if focus and wh_asked
                else "the paths from the named entities lead only back to them or on to other entities of "
                     "their kind")
         return GraphAnswer(f"I don't know: {why}.{hint}", False, "unknown", entities=entities, suggestions=close)
@@ -409,6 +423,10 @@ def _visible_near(store: GraphStore, index: GraphIndex, question: str, groups: l
             if shown not in out:
                 out.append(shown)
     return out[:limit]
+
+
+def _and(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _arrowed(path: Path) -> str:
