@@ -352,6 +352,9 @@ def test_auto_rules(kb, settings, tmp_path):
         # the relation must be one the caller may read
         assert choose(base, "What does fluconazole inhibit?", ["clinical"]).mode == "graph"
         assert choose(base, "What does fluconazole inhibit?", ["sales"]).mode == "hybrid"
+        # the reason shown names only entities with a fact the caller may read
+        both = choose(base, "Which enzyme metabolizes warfarin, and fluconazole?", ["sales"])
+        assert both.mode == "graph" and "warfarin" in both.reason and "fluconazole" not in both.reason
         answer = base.answer("Which enzyme metabolizes warfarin?", retrieval="auto", mode="extract")
         assert answer.to_dict()["retrieval_mode"] == "graph" and answer.retrieval_reason
 

@@ -76,8 +76,12 @@ def _graph_choice(kb: KnowledgeBase, question: str, groups: list[str] | None) ->
         linked = index.link(question)
         if not linked:
             return None
-        names = ", ".join(name for _, name in linked)
-        relations = {e.relation for e in store.neighbors(linked, groups)}
+        edges = store.neighbors(linked, groups)
+        relations = {e.relation for e in edges}
+        # the reason is shown: name only the nodes with a fact the caller may read (an alias the
+        # caller typed must not reveal the name of a node that only other groups' facts hold)
+        readable = {k for e in edges for k in (e.head_key, e.tail_key)}
+        names = ", ".join(name for key in linked if key in readable for name in [key[1]])
         asked = sorted(index.mentioned(question, relations))
         if asked:
             return Choice("graph", f"names {names} and asks about {', '.join(asked)}")
