@@ -119,7 +119,8 @@ def open_kb(name: str, settings: Any) -> KnowledgeBase:
     path = folder / "kb.json"
     if not _NAME.match(name) or not path.is_file():
         known = ", ".join(k["name"] for k in list_kbs(settings)) or "(none)"
-        raise NotFoundError(f"no knowledge base '{name}'; existing: {known}")
+        make = f"; create it with `lingxi kb create {name}`" if _NAME.match(name) else ""
+        raise NotFoundError(f"no knowledge base '{name}'; existing: {known}{make}")
     record = json.loads(path.read_text(encoding="utf-8"))
     return KnowledgeBase(name, settings, open_knowledge_store(name, record["store"], settings, folder), folder)
 
