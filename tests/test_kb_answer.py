@@ -16,7 +16,7 @@ from lingxi.errors import UsageError
 from lingxi.knowledge import create_kb
 from lingxi.knowledge.answer import answerable, extract, rank_sentences, too_small, verify
 from lingxi.knowledge.answer_eval import answer_matches, build_pairs, evaluate_support, read_jsonl
-from lingxi.knowledge.support import answers_question, check, repetitive
+from lingxi.knowledge.support import answers_question, check, repetitive, topics
 from lingxi.knowledge.types import Hit
 
 MANUAL_ZH = """# 员工手册
@@ -232,6 +232,15 @@ def test_a_clause_number_is_not_the_quantity_asked_for():
     birth = _hit("第十三条 自然人从出生时起到死亡时止，具有民事权利能力，依法享有民事权利，承担民事义务。")
     ranked = rank_sentences("一个人从什么时候开始享有民事权利？", [birth])
     assert answerable("一个人从什么时候开始享有民事权利？", ranked)
+    # an article that starts with a compound topic is about it, though jieba lists 结婚 and 年龄 first;
+    # the articles beside it, which only mention 结婚, are not
+    marriage = _hit("第一千零四十六条 结婚应当男女双方完全自愿，禁止任何一方对另一方加以强迫。"
+                    "第一千零四十七条 结婚年龄，男不得早于二十二周岁，女不得早于二十周岁。"
+                    "第一千零四十八条 直系血亲或者三代以内的旁系血亲禁止结婚。")
+    ranked = rank_sentences("结婚年龄是多少？", [marriage])
+    assert answerable("结婚年龄是多少？", ranked) and "二十二周岁" in ranked[0].sentence
+    assert not answerable("结婚年龄是多少？", rank_sentences("结婚年龄是多少？", [_hit(
+        "第一千零四十八条 直系血亲或者三代以内的旁系血亲禁止结婚，结婚年龄另有规定。")]))
 
 
 def test_a_full_stop_inside_a_title_does_not_cut_the_quote():
@@ -405,6 +414,24 @@ def test_a_share_or_a_length_does_not_say_when():
         assert answers_question(question, when), when
     assert not answers_question("试用期工资什么时候发？", "试用期工资为正式工资的百分之八十。")
     assert answers_question("工资什么时候发？", "工资于每月十日发放。")
+
+
+def test_why_is_not_a_topic_and_for_this_reason_brings_the_reason():
+    # "why" stems to "whi", which no sentence holds: every English why-question was refused
+    assert topics("Why are mutable statics unsafe?") == ["mutabl", "static", "unsaf"]
+    statics = _hit("[items .static .mut .intro]\n\nIf a static item is declared with the mut keyword, it may be "
+                   "modified by the program. Mutable statics are a large source of data races.\n\n"
+                   "[items .static .mut .safety]\n\nFor this reason, an unsafe block is required when reading "
+                   "or writing a mutable static.")
+    question = "Why are mutable statics unsafe?"
+    quoted = extract(question, rank_sentences(question, [statics]), [statics])
+    assert "a large source of data races. For this reason, an unsafe block" in quoted.answer
+    # only for why: "What is required to write a mutable static?" is answered by the rule alone
+    rule = "What is required to write a mutable static?"
+    assert "data races" not in extract(rule, rank_sentences(rule, [statics]), [statics]).answer
+    zh = _hit("共享变量可能被多个线程同时修改。因此，访问共享变量时必须加锁。")
+    why = "为什么访问共享变量时必须加锁？"
+    assert extract(why, rank_sentences(why, [zh]), [zh]).answer.startswith("文档原文：「共享变量可能被多个线程同时修改。因此")
 
 
 def test_a_paragraph_borrows_no_words_from_another_paragraph_of_its_chunk():

@@ -175,6 +175,11 @@ def rank_sentences(question: str, hits: Sequence[Hit], similarity: Similarity | 
 
 _OPEN, _CLOSE = "《「『“（(", "》」』”）)"
 _SEMICOLONS = ("；", ";")
+#: A sentence whose reason is the one before it: quoted alone, it answers "why" with "for this reason".
+_BACK_TO_REASON = re.compile(r"^\W*(?:for (?:this|these|that) reasons?|this is why|that is why|that's why|therefore|"
+                             r"hence|thus|as a result|because of (?:this|that)|consequently)\b|"
+                             r"^\W*(?:因此|所以|为此|故此|由此|基于此)", re.I)
+_SENTENCE_END = (".", "!", "?", "。", "！", "？", "”", "\"", "」")
 
 
 def _lines_sentences(text: str) -> list[tuple[str, int]]:
@@ -258,7 +263,11 @@ def _about_in(topic: str, sentence: str, hit: Hit) -> bool:
 def _about(topic: str, sentence: str) -> bool:
     """``sentence`` is about ``topic``: it starts with it or says what it is (X是/为/指, "X is")."""
     low = sentence.lower()
-    if topic in content_units(low)[:2]:
+    units = content_units(low)
+    # jieba's search mode gives a compound's parts before it (结婚, 年龄, 结婚年龄): the compound
+    # still stands first when it is the first whole word
+    whole = [u for u in units[:6] if not any(u != v and u in v for v in units[:6])]
+    if topic in units[:2] or whole[:1] == [topic]:
         return True
     t = re.escape(topic)
     return bool(re.search(t + r"(?:[（(][^）)]*[）)])?\s*[，,]?\s*(?:是|为|指|即|乃)", low) or
@@ -267,7 +276,8 @@ def _about(topic: str, sentence: str) -> bool:
 
 def extract(question: str, candidates: Sequence[Candidate], hits: list[Hit] | None = None) -> Answer:
     """Quote the best candidate (plus the next sentence of its chunk when the best one does not
-    give what is asked and the next one does), cited and marked as a quotation. A clause that a
+    give what is asked and the next one does, and the sentence before it when a "why" is answered
+    by "For this reason, …"), cited and marked as a quotation. A clause that a
     semicolon ends or follows is quoted with the others of its sentence in the same paragraph:
     因质量问题退货的，运费由本公司承担；无理由退货的，运费由顾客承担。 states two cases, and quoting
     one would leave the other out."""
@@ -284,6 +294,12 @@ def extract(question: str, candidates: Sequence[Candidate], hits: list[Hit] | No
     quote = sentences[start:end + 1]
     if not best.gives and end + 1 < len(sentences) and answers_question(question, sentences[end + 1]):
         quote.append(sentences[end + 1])
+    if "reason" in asked_for(question) and _BACK_TO_REASON.match(quote[0]):
+        # "Why …?" answered by "For this reason, …": the reason is the sentence before it (a
+        # section's rule tag or heading in between is no sentence)
+        before = next((t for t in reversed(sentences[max(0, start - 3):start]) if t.rstrip().endswith(_SENTENCE_END)), None)
+        if before is not None:
+            quote.insert(0, before)
     lang = language(best.hit.text)
     text = ("" if lang == "zh" else " ").join(q.strip() for q in quote)
     body = QUOTED[lang].format(text=text)

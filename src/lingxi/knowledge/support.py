@@ -53,7 +53,7 @@ _PUNCT = re.compile(r"[\s，。！？；：、“”‘’「」『』（）《�
 
 # Words that ask rather than tell, and indefinites that stand in for an answer without giving one.
 _EN_EMPTY = {
-    "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "mani", "many", "much", "long",
+    "what", "which", "who", "whom", "whose", "when", "where", "why", "whi", "how", "mani", "many", "much", "long",
     "often", "do", "doe", "does", "did", "can", "could", "should", "would", "may", "might", "must", "shall",
     "have", "ha", "has", "had", "been", "am", "so", "some", "someth", "something", "somewher", "somewhere",
     "someon", "someone", "certain", "kind", "sort", "type", "thing", "way", "question", "answer", "ask",
