@@ -482,6 +482,8 @@ def test_the_readme_and_docs_graph_examples_answer_what_they_show(tmp_path):
         migraine = ask(reader, "Which enzyme metabolizes the drug that treats migraine?")
         assert migraine.answer.startswith("MAO-A (偏头痛 <-TREATS- 舒马普坦 -METABOLIZED_BY-> MAO-A)")
         assert ask(reader, "华法林和氟康唑有相互作用吗？").answers == ["CYP2C9"]
+        apart = ask(reader, "Can I take omeprazole with simvastatin?")
+        assert not apart.supported and apart.answer.startswith("I don't know: no fact in this graph")
         assert ask(reader, "布洛芬能治什么？").answers == ["头痛"]
         assert not ask(reader, "阿司匹林由哪种酶代谢？").supported  # the example has no enzyme for aspirin
         drugs = reader.query("MATCH (d:Drug)-[:TREATS]->(s:Symptom {name: '头痛'}) RETURN d.name ORDER BY d.name")
