@@ -456,6 +456,9 @@ def test_cli_import_query_ask(tmp_path, capsys, monkeypatch):
     assert half.stdout.startswith("CYP2C9") and "Did you mean: 华法林? (not linked" in half.stdout
     bad = run_cli("graph", "query", "med", "MATCH (n) DELETE n", **kw)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    missing = run_cli("graph", "ask", "meds", "What does aspirin treat?", **kw)
+    assert missing.returncode == 2 and missing.stderr.strip() == (
+        "error: no graph 'meds'; existing: med; import facts into it with `lingxi graph import meds FILE…`")
 
 
 def test_cli_bad_file_writes_nothing(tmp_path, capsys, monkeypatch):

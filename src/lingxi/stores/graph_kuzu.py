@@ -59,7 +59,10 @@ class KuzuGraphStore(GraphStore):
         self.directory = Path(directory)
         path = self.directory / "graph.kuzu"
         if read_only and not path.exists():
-            raise UsageError(f"no graph at {self.directory.name}: import facts first (lingxi graph import)")
+            name = self.directory.name
+            known = sorted(d.name for d in self.directory.parent.glob("*") if (d / "graph.kuzu").exists())
+            raise UsageError(f"no graph '{name}'; existing: {', '.join(known) or '(none)'}; import facts into it "
+                             f"with `lingxi graph import {name} FILE…`")
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
             self._db = kuzu.Database(str(path), read_only=read_only)
