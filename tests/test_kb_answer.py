@@ -434,6 +434,37 @@ def test_why_is_not_a_topic_and_for_this_reason_brings_the_reason():
     assert extract(why, rank_sentences(why, [zh]), [zh]).answer.startswith("文档原文：「共享变量可能被多个线程同时修改。因此")
 
 
+def test_a_list_comes_with_the_sentence_that_introduces_it():
+    # 有下列情形之一的，婚姻无效： quoted alone answers nothing; the next article is not part of it
+    code = _hit("第一千零五十一条 有下列情形之一的，婚姻无效：\n（一）重婚；\n（二）有禁止结婚的亲属关系；\n"
+                "（三）未到法定婚龄。\n第一千零五十二条 因胁迫结婚的，受胁迫的一方可以向人民法院请求撤销婚姻。")
+    question = "什么情况下婚姻无效？"
+    quoted = extract(question, rank_sentences(question, [code]), [code]).answer
+    assert "婚姻无效：（一）重婚；（二）有禁止结婚的亲属关系；（三）未到法定婚龄。」" in quoted
+    assert "胁迫" not in quoted
+    # items without punctuation of their own (an HTML list) go on lines of their own; a tag ends the list
+    spec = _hit("Fn, FnMut and FnOnce are implemented for a function item unless it has any of the following:\n"
+                "an unsafe qualifier\na target_feature attribute\n[type .closure]\nA closure expression ...")
+    question = "When is FnOnce not implemented for a function item?"
+    quoted = extract(question, rank_sentences(question, [spec]), [spec]).answer
+    assert "any of the following:\nan unsafe qualifier\na target_feature attribute”" in quoted
+
+
+def test_a_tag_or_a_pointer_elsewhere_is_never_the_answer():
+    spec = _hit("[attributes .testing .should_panic .expected]\n\nSee the testing chapter for how to mark a test "
+                "that is expected to panic.\n\nA test is marked as expected to panic with the should_panic attribute.")
+    question = "How do I mark a test that is expected to panic?"
+    ranked = rank_sentences(question, [spec])
+    assert [c.sentence for c in ranked] == ["A test is marked as expected to panic with the should_panic attribute."]
+    # an English why is answered by a reason said so, not by the rule alone
+    rule = _hit("Using a static mut variable requires an unsafe block.")
+    assert not answerable("Why is using a static mut variable unsafe?",
+                          rank_sentences("Why is using a static mut variable unsafe?", [rule]))
+    reason = _hit("Using a static mut variable requires an unsafe block, because other threads may change it at any time.")
+    assert answerable("Why does using a static mut variable require an unsafe block?",
+                      rank_sentences("Why does using a static mut variable require an unsafe block?", [reason]))
+
+
 def test_a_paragraph_borrows_no_words_from_another_paragraph_of_its_chunk():
     # a chunk packs several articles; 陪产假工资怎么算 was answered by the article on leave lengths
     # because the chunk's first article (on pay) lent it 工资

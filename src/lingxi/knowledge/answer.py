@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from lingxi.knowledge.support import (adds_to, answers_question, asked_for, check, content_units, counts_topic, focus,
                                      focus_beyond, repeats_numbers, topics)
+from lingxi.knowledge.tree import marker
 from lingxi.knowledge.types import Answer, Citation, Hit
 from lingxi.text import language_of, split_sentences
 
@@ -143,6 +144,8 @@ def rank_sentences(question: str, hits: Sequence[Hit], similarity: Similarity | 
         for i, s in enumerate(sentences):
             if title and s.strip().casefold() == title:
                 continue  # the document's title line names what it is about and answers nothing
+            if _NOT_A_STATEMENT.match(s):
+                continue  # a rule's tag ([items .static .mut .intro]) or a pointer elsewhere ("See …")
             if sims is not None:
                 evidence = sims[i]
             else:
@@ -174,12 +177,37 @@ def rank_sentences(question: str, hits: Sequence[Hit], similarity: Similarity | 
 
 
 _OPEN, _CLOSE = "《「『“（(", "》」』”）)"
+#: Sentences that state nothing: a bracketed tag on its own (a specification's rule anchor, a
+#: footnote mark) and a pointer to another place ("See the call traits chapter for …", 详见第五章).
+_NOT_A_STATEMENT = re.compile(r"^\s*(?:\[[^\]]*\]\s*$|(?:see(?: also)?|refer to)\s|(?:参见|详见|另见))", re.I)
 _SEMICOLONS = ("；", ";")
 #: A sentence whose reason is the one before it: quoted alone, it answers "why" with "for this reason".
 _BACK_TO_REASON = re.compile(r"^\W*(?:for (?:this|these|that) reasons?|this is why|that is why|that's why|therefore|"
                              r"hence|thus|as a result|because of (?:this|that)|consequently)\b|"
                              r"^\W*(?:因此|所以|为此|故此|由此|基于此)", re.I)
 _SENTENCE_END = (".", "!", "?", "。", "！", "？", "”", "\"", "」")
+_FULL_STOPS = (".", "!", "?", "。", "！", "？")
+_PUNCTUATION = _FULL_STOPS + (";", "；", ",", "，", ":", "：")
+
+
+def _list_after(lined: list[tuple[str, int]], end: int, most: int = 12) -> list[str]:
+    """The list a sentence ending in a colon introduces: the lines after sentence ``end`` that are
+    items — numbered ((一), 1.), ending in a semicolon or without a full stop ("an unsafe
+    qualifier") — up to the item that ends with one. A new article (第X条), a tag or a plain
+    sentence ends it. 有下列情形之一的，婚姻无效： quoted alone answers nothing."""
+    items: list[str] = []
+    for j in range(end + 1, min(len(lined), end + 1 + most)):
+        item, first = lined[j][0].strip(), lined[j][1]
+        numbered = marker(item)
+        if first != j or _NOT_A_STATEMENT.match(item) or (numbered and numbered[0] <= 5):
+            break
+        stops = item.endswith(_FULL_STOPS)
+        if stops and numbered is None and items:
+            break  # a plain sentence after the items
+        items.append(item)
+        if stops:
+            break
+    return items
 
 
 def _lines_sentences(text: str) -> list[tuple[str, int]]:
@@ -277,7 +305,8 @@ def _about(topic: str, sentence: str) -> bool:
 def extract(question: str, candidates: Sequence[Candidate], hits: list[Hit] | None = None) -> Answer:
     """Quote the best candidate (plus the next sentence of its chunk when the best one does not
     give what is asked and the next one does, and the sentence before it when a "why" is answered
-    by "For this reason, …"), cited and marked as a quotation. A clause that a
+    by "For this reason, …", and the list a sentence ending in a colon introduces), cited and
+    marked as a quotation. A clause that a
     semicolon ends or follows is quoted with the others of its sentence in the same paragraph:
     因质量问题退货的，运费由本公司承担；无理由退货的，运费由顾客承担。 states two cases, and quoting
     one would leave the other out."""
@@ -293,7 +322,9 @@ def extract(question: str, candidates: Sequence[Candidate], hits: list[Hit] | No
         end += 1
     quote = sentences[start:end + 1]
     if not best.gives and end + 1 < len(sentences) and answers_question(question, sentences[end + 1]):
-        quote.append(sentences[end + 1])
+        end += 1
+        quote.append(sentences[end])
+    items = _list_after(lined, end) if quote[-1].rstrip().endswith((":", "：")) else []
     if "reason" in asked_for(question) and _BACK_TO_REASON.match(quote[0]):
         # "Why …?" answered by "For this reason, …": the reason is the sentence before it (a
         # section's rule tag or heading in between is no sentence)
@@ -302,6 +333,8 @@ def extract(question: str, candidates: Sequence[Candidate], hits: list[Hit] | No
             quote.insert(0, before)
     lang = language(best.hit.text)
     text = ("" if lang == "zh" else " ").join(q.strip() for q in quote)
+    for item in items:  # an item without punctuation of its own goes on a line of its own
+        text += ("\n" if not item.endswith(_PUNCTUATION) else "" if lang == "zh" else " ") + item
     body = QUOTED[lang].format(text=text)
     return Answer(f"{body} [{best.hit.id}]", [_citation(best.hit)], True, [], list(hits or []), mode="extracted")
 

@@ -82,6 +82,9 @@ _ZH_EMPTY_RE = re.compile("|".join(sorted(map(re.escape, _ZH_EMPTY), key=len, re
 _ZH_STOP_RE = re.compile("[的了是在和与及或就都而也又被把让给对从向以于之其这那吗呢吧啊呀么着过得地有为由将等个]")
 _LEADING_YES_NO = re.compile(r"^\s*(?:yes|no|yeah|nope|是的|对|不是|不|没有)\s*[,，、:：]\s*", re.I)
 _REASON = re.compile(r"\b(?:because|since|due|so|therefore|cause[sd]?|reason)\b|因为|由于|所以|因此|导致|原因|为了", re.I)
+#: English purposes and consequences that answer "why" without "because".
+_EN_PURPOSE = re.compile(r"\b(?:in order to|so as to|otherwise|hence|thus|as a result|leads? to|results? in|"
+                         r"to (?:ensure|avoid|prevent|allow|make sure|protect|guarantee|keep|reduce|enable))\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -338,8 +341,9 @@ def answers_question(question: str, sentence: str) -> bool:
     if "time" in asked and not (_signature(_NOT_WHEN.sub(" ", plain)).numbers - q.numbers or said.dates - q.dates
                                 or _FROM_WHEN.search(sentence)):
         return False
-    if "reason" in asked and not _REASON.search(sentence) and len(content_units(sentence)) < 4:
-        return False
+    if "reason" in asked and not _REASON.search(sentence) and (
+            len(content_units(sentence)) < 4 or not has_cjk(question) and not _EN_PURPOSE.search(sentence)):
+        return False  # in English a reason is said so ("Using a static mut requires an unsafe block" is a rule)
     if "person" in asked and not (_names(said, q) or _posts(said, q)):
         return False
     if _ZH_WHICH_KIND.search(question) and not (_posts(said, q) or _bodies(said, q)):
