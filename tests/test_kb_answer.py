@@ -465,6 +465,24 @@ def test_a_tag_or_a_pointer_elsewhere_is_never_the_answer():
                       rank_sentences("Why does using a static mut variable require an unsafe block?", [reason]))
 
 
+def test_a_yes_or_no_needs_every_word_of_the_question():
+    # "Is reading a field of a union safe?" had been answered by the sentence on writing them
+    unions = _hit("In contrast, writes to union fields are safe, since they just overwrite arbitrary data.")
+    question = "Is reading a field of a union safe?"
+    assert not answerable(question, rank_sentences(question, [unions]))
+    question = "Are writes to union fields safe?"
+    assert answerable(question, rank_sentences(question, [unions]))
+    # one word in five may be missing ("through"), as everyday wording differs from a statute's
+    loops = _hit("When associated with a loop, a break expression may be used to return a value from that loop.")
+    question = "Can a loop return a value through break?"
+    assert answerable(question, rank_sentences(question, [loops]))
+    statute = _hit("第三百六十九条 居住权不得转让、继承。设立居住权的住宅不得出租，但是当事人另有约定的除外。")
+    assert answerable("居住权可以继承吗？", rank_sentences("居住权可以继承吗？", [statute]))
+    assert not answerable("居住权可以抵押吗？", rank_sentences("居住权可以抵押吗？", [statute]))
+    penalty = _hit("约定的违约金过分高于造成的损失的，人民法院或者仲裁机构可以根据当事人的请求予以适当减少。")
+    assert answerable("违约金约定得太高了，能请求法院减少吗？", rank_sentences("违约金约定得太高了，能请求法院减少吗？", [penalty]))
+
+
 def test_a_paragraph_borrows_no_words_from_another_paragraph_of_its_chunk():
     # a chunk packs several articles; 陪产假工资怎么算 was answered by the article on leave lengths
     # because the chunk's first article (on pay) lent it 工资

@@ -313,6 +313,11 @@ _EN_PLACE = re.compile(r"\b(?:in|at|on|under|inside|within|into|from|near|below|
                        r"[\w/~.$<]|(?:^|\s)[~.]?/\w|\b\w+://", re.I)
 
 
+def yes_no(question: str) -> bool:
+    """Whether the question asks yes or no ("Is reading a union field safe?", 居住权可以继承吗？)."""
+    return bool(_YES_NO.search(question))
+
+
 def repeats_numbers(question: str, sentence: str) -> bool:
     """``sentence`` holds a number the question states (not a clause number): 出差超过五天要谁批准？
     asks about the case the sentence 出差时间超过五天的，还须报分管副总经理批准 sets out."""
