@@ -81,7 +81,7 @@ def _graph_choice(kb: KnowledgeBase, question: str, groups: list[str] | None) ->
         # the reason is shown: name only the nodes with a fact the caller may read (an alias the
         # caller typed must not reveal the name of a node that only other groups' facts hold)
         readable = {k for e in edges for k in (e.head_key, e.tail_key)}
-        names = ", ".join(name for key in linked if key in readable for name in [key[1]])
+        names = ", ".join(key[1] for key in linked if key in readable)
         asked = sorted(index.mentioned(question, relations))
         if asked:
             return Choice("graph", f"names {names} and asks about {', '.join(asked)}")
