@@ -65,6 +65,25 @@ def test_sentence_longer_than_budget_is_cut_by_length():
     assert all(estimate_tokens(c.text) <= 100 for c in chunks) and "".join(c.text for c in chunks) == "字" * 1000
 
 
+def test_a_list_is_not_cut_from_its_introduction():
+    # 第五条 …标准如下： with its items had been cut after （一） when the budget ran out there
+    blocks = [Block("第四条 因紧急情况未能事先审批的，应在出差返回后两个工作日内补办审批手续。", 0),
+              Block("第五条 员工出差乘坐交通工具的标准如下：", 0),
+              Block("（一）部门经理及以上人员可乘坐飞机经济舱；", 0), Block("（二）其他员工乘坐高铁二等座；", 0),
+              Block("（三）特殊情况须经总经理批准。", 0), Block("第六条 市内交通费凭票据据实报销。", 0)]
+    budget = sum(estimate_tokens(b.text) for b in blocks[:3])  # 第四条, the introduction and （一） fill a chunk
+    chunks = chunk_document(_doc(blocks), 1, chunk_tokens=budget, overlap=0)
+    assert chunks[0].text == blocks[0].text and chunks[0].id == "1.0.1.0"
+    assert chunks[1].id == "1.0.2.0" and chunks[1].text.startswith("第五条") and "（三）" in chunks[1].text
+    # a list that begins its chunk, or one too long to move, is cut where the budget says
+    lone = chunk_document(_doc(blocks[1:5]), 1, chunk_tokens=sum(estimate_tokens(b.text) for b in blocks[1:3]), overlap=0)
+    assert lone[0].text.startswith("第五条") and lone[1].text.startswith("（二）")
+    # a paragraph that is no item is packed as before
+    plain = [blocks[0], blocks[1], Block("其他人员出差的标准另行规定。", 0)]
+    cut = chunk_document(_doc(plain), 1, chunk_tokens=sum(estimate_tokens(b.text) for b in plain[:2]), overlap=0)
+    assert [c.text for c in cut] == [f"{plain[0].text}\n\n{plain[1].text}", plain[2].text]
+
+
 def test_whole_mode_is_one_chunk():
     chunks = chunk_document(_doc([Block("a " * 2000, 0), Block("b", 0)]), 3, whole=True)
     assert len(chunks) == 1 and chunks[0].id == "3.0.1.0"

@@ -1,5 +1,8 @@
 """Structure-aware chunking: headings open sections, paragraphs are packed up to a token budget,
 long paragraphs are split on sentence boundaries (Chinese 。！？； first-class) with overlap.
+A list is not cut from the paragraph that introduces it: when an item (（二）, 2., a bullet) does
+not fit, the introduction (a paragraph ending in a colon) and the items before it move to the
+next chunk with it, if they fit there (第五条 …标准如下：（一）… had been cut after （一）).
 
 Every chunk gets a stable hierarchical id ``document.section.paragraph.piece``: section 0 is
 the text before the first heading, paragraphs count from 1 inside their section, and ``piece``
@@ -14,8 +17,9 @@ import hashlib
 from collections.abc import Callable
 
 from lingxi.engines.base import estimate_tokens
-from lingxi.text import split_sentences
+from lingxi.knowledge.tree import BULLET, marker
 from lingxi.knowledge.types import Chunk, Document
+from lingxi.text import split_sentences
 
 
 def content_hash(text: str) -> str:
@@ -42,16 +46,16 @@ def chunk_document(
     chunks: list[Chunk] = []
     headings: list[tuple[int, str]] = []
     section, para = 0, 0
-    pending: list[str] = []
-    pending_id = ""
+    pending: list[tuple[str, int, int]] = []  # (text, paragraph number, tokens)
     pending_page: int | None = None
-    pending_tokens = 0
 
-    def flush() -> None:
-        nonlocal pending, pending_tokens
-        if pending:
-            chunks.append(_make(pending_id, "\n\n".join(pending), doc.title, [h for _, h in headings], pending_page))
-        pending, pending_tokens = [], 0
+    def flush(keep: int | None = None) -> None:
+        """Make a chunk of what is pending (but the paragraphs from ``keep`` on, which stay pending)."""
+        nonlocal pending
+        done, pending = (pending[:keep], pending[keep:]) if keep else (pending, [])
+        if done:
+            chunks.append(_make(f"{doc_no}.{section}.{done[0][1]}.0", "\n\n".join(t for t, _, _ in done), doc.title,
+                                [h for _, h in headings], pending_page))
 
     for block in doc.blocks:
         if block.level > 0:
@@ -67,14 +71,36 @@ def chunk_document(
                 chunks.append(_make(f"{doc_no}.{section}.{para}.{piece}", text, doc.title,
                                     [h for _, h in headings], block.page))
             continue
-        if pending and (pending_tokens + n > chunk_tokens or block.page != pending_page):
+        if pending and block.page != pending_page:
             flush()  # a chunk never spans pages, so its page number is exact
+        elif pending and sum(t for _, _, t in pending) + n > chunk_tokens:
+            start = _open_list(pending, block.text)
+            fits = start is not None and sum(t for _, _, t in pending[start:]) + n <= chunk_tokens
+            flush(start if fits else None)
         if not pending:
-            pending_id, pending_page = f"{doc_no}.{section}.{para}.0", block.page
-        pending.append(block.text)
-        pending_tokens += n
+            pending_page = block.page
+        pending.append((block.text, para, n))
     flush()
     return chunks
+
+
+def _item(text: str) -> bool:
+    numbered = marker(text)
+    return bool(numbered and numbered[0] >= 6 or BULLET.match(text))
+
+
+def _open_list(pending: list[tuple[str, int, int]], following: str) -> int | None:
+    """Where the list that ``following`` continues begins in ``pending`` (its introduction, a
+    paragraph ending in a colon), when ``following`` is an item; None when there is no such list
+    or it begins the chunk (moving it would gain nothing)."""
+    if not _item(following):
+        return None
+    i = len(pending) - 1
+    while i >= 0 and _item(pending[i][0]):
+        i -= 1
+    if i > 0 and pending[i][0].rstrip().endswith((":", "：")):
+        return i
+    return None
 
 
 def _make(cid: str, text: str, title: str, headings: list[str], page: int | None) -> Chunk:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lingxi.errors import UsageError, missing_extra
-from lingxi.knowledge.tree import marker
+from lingxi.knowledge.tree import BULLET, marker
 from lingxi.knowledge.types import Block, Document
 from lingxi.records import json_lines
 from lingxi.text import is_cjk
@@ -30,10 +30,11 @@ HTML_EXTS = {".html", ".htm", ".xhtml"}
 RECORD_EXTS = {".jsonl", ".ndjson", ".csv"}
 SUPPORTED = TEXT_EXTS | MARKDOWN_EXTS | HTML_EXTS | RECORD_EXTS | {".pdf", ".docx"}
 
-#: Bumped when a format is read differently (2: PDF lines joined into paragraphs, a DOCX without
-#: headings titled by its first line): ingest then reads files it would skip as unchanged again,
-#: re-embedding only the chunks whose text changed.
-READER_VERSION = 2
+#: Bumped when a format is read or chunked differently (2: PDF lines joined into paragraphs, a
+#: DOCX without headings titled by its first line; 3: a list is not cut from its introduction
+#: between chunks): ingest then reads files it would skip as unchanged again, re-embedding only
+#: the chunks whose text changed.
+READER_VERSION = 3
 
 #: Record fields used as the text / title / id of a JSONL or CSV record, in order of preference.
 TEXT_FIELDS = ("text", "content", "body", "passage", "answer")
@@ -262,7 +263,6 @@ def _load_pdf(path: Path, source: str) -> Document:
 #: number (a table of contents' "4.3 DER functions . . . . 15", a statement's "Revenue ..... 1,234")
 #: end it too.
 _LINE_END = re.compile(r"[。！？：；.!?:;][”’」』）)\"']*$|(?:\.\s?){4,}\s*[\d,.]+$")
-_BULLET = re.compile(r"[•●○◦▪■□·\-–*]\s")
 _PAGE_NUMBER = re.compile(r"(?:page\s*)?[-–—]?\s*\d+\s*(?:(?:/|of)\s*\d+)?\s*[-–—]?|第\s*\d+\s*页(?:\s*[，,/]?\s*共\s*\d+\s*页)?",
                           re.I)
 #: Typographic ligatures PDFs store as one glyph (ﬁ in "ﬁnance"), which no tokenizer reads as letters.
@@ -311,7 +311,7 @@ def _reflow(lines: list[str]) -> list[str]:
     out: list[str] = [lines[0]]
     for prev, line in zip(lines, lines[1:], strict=False):
         if (_LINE_END.search(prev) or _display_width(prev) < 0.75 * full or marker(line) is not None
-                or _BULLET.match(line)):
+                or BULLET.match(line)):
             out.append(line)
         else:
             out[-1] = _joined(out[-1], line)
@@ -329,7 +329,7 @@ def _continues(paragraph: str, first: str) -> bool:
     """The first paragraph of a page continues the last one of the page before: that one ends in
     mid-sentence and this one starts in lower case, or both are Chinese and the one before is
     long (a heading at a page's foot is short). The paragraph keeps the page it starts on."""
-    if _LINE_END.search(paragraph) or marker(first) is not None or _BULLET.match(first):
+    if _LINE_END.search(paragraph) or marker(first) is not None or BULLET.match(first):
         return False
     return first[:1].islower() or (is_cjk(paragraph[-1]) and is_cjk(first[0]) and len(paragraph) > 30)
 

@@ -152,6 +152,10 @@ _MARKERS: list[tuple[int, re.Pattern[str]]] = [
 _DECIMAL = re.compile(r"^((?:\d+\.)*\d+)(?:[.、．)]\s*|\s+)(?=[A-Z\u4e00-\u9fff（(])")
 
 
+#: A bulleted list item's start ("• ", "- ", "· ").
+BULLET = re.compile(r"[•●○◦▪■□·\-–*]\s")
+
+
 def marker(text: str) -> tuple[int, int | None] | None:
     """``(rank, number)`` of a numbered marker at the start of ``text``, or None. The number is None
     for a marker without one of its own (第二条之一, an article inserted after article 2).
