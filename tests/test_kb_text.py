@@ -65,7 +65,7 @@ def test_sentence_longer_than_budget_is_cut_by_length():
     assert all(estimate_tokens(c.text) <= 100 for c in chunks) and "".join(c.text for c in chunks) == "字" * 1000
 
 
-def test_a_list_is_not_cut_from_its_introduction():
+def test_a_clause_or_a_list_is_not_cut_across_chunks():
     # 第五条 …标准如下： with its items had been cut after （一） when the budget ran out there
     blocks = [Block("第四条 因紧急情况未能事先审批的，应在出差返回后两个工作日内补办审批手续。", 0),
               Block("第五条 员工出差乘坐交通工具的标准如下：", 0),
@@ -78,10 +78,17 @@ def test_a_list_is_not_cut_from_its_introduction():
     # a list that begins its chunk, or one too long to move, is cut where the budget says
     lone = chunk_document(_doc(blocks[1:5]), 1, chunk_tokens=sum(estimate_tokens(b.text) for b in blocks[1:3]), overlap=0)
     assert lone[0].text.startswith("第五条") and lone[1].text.startswith("（二）")
-    # a paragraph that is no item is packed as before
-    plain = [blocks[0], blocks[1], Block("其他人员出差的标准另行规定。", 0)]
-    cut = chunk_document(_doc(plain), 1, chunk_tokens=sum(estimate_tokens(b.text) for b in plain[:2]), overlap=0)
-    assert [c.text for c in cut] == [f"{plain[0].text}\n\n{plain[1].text}", plain[2].text]
+    # an article's second paragraph does not begin a chunk without the article's number
+    code = [Block("第一百八十条 因不可抗力不能履行民事义务的，不承担民事责任。", 0),
+            Block("第一百八十一条 因正当防卫造成损害的，不承担民事责任。", 0),
+            Block("正当防卫超过必要的限度，造成不应有的损害的，正当防卫人应当承担适当的民事责任。", 0)]
+    article = chunk_document(_doc(code), 1, chunk_tokens=sum(estimate_tokens(b.text) for b in code[1:]), overlap=0)
+    assert [c.text for c in article] == [code[0].text, f"{code[1].text}\n\n{code[2].text}"]
+    # prose without clauses is packed as before
+    prose = [Block("Staff book travel through the portal.", 0), Block("Managers approve trips.", 0),
+             Block("Receipts are kept for seven years.", 0)]
+    packed = chunk_document(_doc(prose), 1, chunk_tokens=sum(estimate_tokens(b.text) for b in prose[:2]), overlap=0)
+    assert [c.text for c in packed] == [f"{prose[0].text}\n\n{prose[1].text}", prose[2].text]
 
 
 def test_whole_mode_is_one_chunk():

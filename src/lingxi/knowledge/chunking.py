@@ -1,8 +1,9 @@
 """Structure-aware chunking: headings open sections, paragraphs are packed up to a token budget,
 long paragraphs are split on sentence boundaries (Chinese 。！？； first-class) with overlap.
-A list is not cut from the paragraph that introduces it: when an item (（二）, 2., a bullet) does
-not fit, the introduction (a paragraph ending in a colon) and the items before it move to the
-next chunk with it, if they fit there (第五条 …标准如下：（一）… had been cut after （一）).
+A clause is not cut across chunks when it fits in one: when a paragraph that continues a clause
+(第X条, Article N) or a list (its items after a paragraph ending in a colon) does not fit, the
+clause or the list moves to the next chunk with it (第五条 …标准如下：（一）… had been cut after
+（一）, and 第一百八十一条's second paragraph began a chunk without the article's number).
 
 Every chunk gets a stable hierarchical id ``document.section.paragraph.piece``: section 0 is
 the text before the first heading, paragraphs count from 1 inside their section, and ``piece``
@@ -74,7 +75,7 @@ def chunk_document(
         if pending and block.page != pending_page:
             flush()  # a chunk never spans pages, so its page number is exact
         elif pending and sum(t for _, _, t in pending) + n > chunk_tokens:
-            start = _open_list(pending, block.text)
+            start = _open_unit(pending, block.text)
             fits = start is not None and sum(t for _, _, t in pending[start:]) + n <= chunk_tokens
             flush(start if fits else None)
         if not pending:
@@ -89,18 +90,27 @@ def _item(text: str) -> bool:
     return bool(numbered and numbered[0] >= 6 or BULLET.match(text))
 
 
-def _open_list(pending: list[tuple[str, int, int]], following: str) -> int | None:
-    """Where the list that ``following`` continues begins in ``pending`` (its introduction, a
-    paragraph ending in a colon), when ``following`` is an item; None when there is no such list
-    or it begins the chunk (moving it would gain nothing)."""
-    if not _item(following):
+def _clause(text: str) -> bool:
+    """A paragraph that opens a clause of a code or a contract (第五条, Article 5, §4)."""
+    numbered = marker(text)
+    return bool(numbered and numbered[0] <= 5)
+
+
+def _open_unit(pending: list[tuple[str, int, int]], following: str) -> int | None:
+    """Where the unit that ``following`` continues begins in ``pending``: the list it is an item
+    of (from its introduction, a paragraph ending in a colon), else the clause it belongs to
+    (from the paragraph that opens it: 第五条, Article 5); None when ``following`` opens a clause
+    itself, when there is no such unit, or when it begins the chunk (moving it gains nothing)."""
+    if _clause(following):
         return None
-    i = len(pending) - 1
-    while i >= 0 and _item(pending[i][0]):
-        i -= 1
-    if i > 0 and pending[i][0].rstrip().endswith((":", "：")):
-        return i
-    return None
+    if _item(following):
+        i = len(pending) - 1
+        while i >= 0 and _item(pending[i][0]):
+            i -= 1
+        if i > 0 and pending[i][0].rstrip().endswith((":", "：")):
+            return i
+    i = next((i for i in range(len(pending) - 1, -1, -1) if _clause(pending[i][0])), None)
+    return i if i else None
 
 
 def _make(cid: str, text: str, title: str, headings: list[str], page: int | None) -> Chunk:
