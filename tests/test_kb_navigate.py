@@ -225,6 +225,19 @@ def test_short_label_paragraphs_join_the_paragraph_they_label(tmp_path):
     assert leaves[2].title.startswith("Applying the proc_macro_derive attribute")
 
 
+def test_a_leaf_ending_in_a_colon_is_shown_with_the_list_after_it(tmp_path):
+    # "Procedural macros come in three flavors:" had been quoted alone: its list is a leaf of its own
+    kb = _kb(tmp_path)
+    kb.ingest([_write(tmp_path / "docs", "macros.html", LABELS_HTML)], progress=False)
+    nav = kb.navigate("What flavors do procedural macros come in?", k=3)
+    hits = {h.text.split("\n")[0]: h for h in kb.navigation_hits(nav)}
+    flavors = hits["Procedural macros come in three flavors:"]
+    assert flavors.text.endswith("Function-like macros - custom!(...)\nDerive macros - #[derive(CustomDerive)]")
+    assert flavors.id == next(n.id for n, _ in nav.leaves if n.text == "Procedural macros come in three flavors:")
+    answer = kb.answer("What flavors do procedural macros come in?", retrieval="navigate", mode="extract")
+    assert answer.supported and "three flavors: Function-like macros" in answer.answer
+
+
 def test_ids_of_unchanged_sections_survive_edits_elsewhere(tmp_path):
     before = _tree(tmp_path, CODE_ZH)
     # a new article in chapter 1, another one rewritten in chapter 3, a new chapter before the last

@@ -725,8 +725,8 @@ class KnowledgeBase:
             if d is None:
                 continue
             path = _node_path(node, self._tree_indexes)
-            hits.append(Hit(id=node.id, doc=str(node.doc_no), source=d.source, title=d.title, text=node.text,
-                            score=score, headings=path, page=node.page))
+            hits.append(Hit(id=node.id, doc=str(node.doc_no), source=d.source, title=d.title,
+                            text=_with_its_list(node, self._tree_indexes), score=score, headings=path, page=node.page))
         return self._shown(hits)
 
     # ------------------------------------------------------------ answers
@@ -918,6 +918,22 @@ def _file_hash(path: Path, groups: list[str]) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _with_its_list(node: Any, indexes: dict[str, Any]) -> str:
+    """A leaf's text, and when it ends in a colon the next leaf's too: the list it introduces
+    ("… unless the function has any of the following:" and the items, a leaf of their own in a
+    document whose paragraphs carry no numbers). Both are of one document, so one caller sees both."""
+    if not node.text.rstrip().endswith((":", "：")):
+        return node.text
+    for index in indexes.values():
+        parent = index.by_id.get(node.parent) if node.id in index.by_id else None
+        if parent is not None:
+            siblings = parent.children
+            at = next((i for i, c in enumerate(siblings) if c.id == node.id), len(siblings))
+            following = siblings[at + 1] if at + 1 < len(siblings) else None
+            return f"{node.text}\n\n{following.text}" if following is not None and following.is_leaf else node.text
+    return node.text
 
 
 def _node_path(node: Any, indexes: dict[str, Any]) -> list[str]:
