@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from lingxi.knowledge.support import (adds_to, answers_question, asked_for, check, content_units, counts_topic, focus,
                                      focus_beyond, repeats_numbers, topics, yes_no)
-from lingxi.knowledge.tree import marker
+from lingxi.knowledge.tree import introduces_list, marker
 from lingxi.knowledge.types import Answer, Citation, Hit
 from lingxi.text import language_of, split_sentences
 
@@ -191,8 +191,8 @@ _SEMICOLONS = ("；", ";")
 _BACK_TO_REASON = re.compile(r"^\W*(?:for (?:this|these|that) reasons?|this is why|that is why|that's why|therefore|"
                              r"hence|thus|as a result|because of (?:this|that)|consequently)\b|"
                              r"^\W*(?:因此|所以|为此|故此|由此|基于此)", re.I)
-_SENTENCE_END = (".", "!", "?", "。", "！", "？", "”", "\"", "」")
 _FULL_STOPS = (".", "!", "?", "。", "！", "？")
+_SENTENCE_END = _FULL_STOPS + ("”", "\"", "」")
 _PUNCTUATION = _FULL_STOPS + (";", "；", ",", "，", ":", "：")
 
 
@@ -332,7 +332,7 @@ def extract(question: str, candidates: Sequence[Candidate], hits: list[Hit] | No
     if not best.gives and end + 1 < len(sentences) and answers_question(question, sentences[end + 1]):
         end += 1
         quote.append(sentences[end])
-    items = _list_after(lined, end) if quote[-1].rstrip().endswith((":", "：")) else []
+    items = _list_after(lined, end) if introduces_list(quote[-1]) else []
     if "reason" in asked_for(question) and _BACK_TO_REASON.match(quote[0]):
         # "Why …?" answered by "For this reason, …": the reason is the sentence before it (a
         # section's rule tag or heading in between is no sentence)

@@ -18,7 +18,7 @@ import hashlib
 from collections.abc import Callable
 
 from lingxi.engines.base import estimate_tokens
-from lingxi.knowledge.tree import BULLET, marker
+from lingxi.knowledge.tree import BULLET, introduces_list, marker
 from lingxi.knowledge.types import Chunk, Document
 from lingxi.text import split_sentences
 
@@ -107,7 +107,7 @@ def _open_unit(pending: list[tuple[str, int, int]], following: str) -> int | Non
         i = len(pending) - 1
         while i >= 0 and _item(pending[i][0]):
             i -= 1
-        if i > 0 and pending[i][0].rstrip().endswith((":", "：")):
+        if i > 0 and introduces_list(pending[i][0]):
             return i
     i = next((i for i in range(len(pending) - 1, -1, -1) if _clause(pending[i][0])), None)
     return i if i else None

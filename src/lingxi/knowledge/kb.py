@@ -31,6 +31,7 @@ from lingxi.stores.embeddings import EmbeddingCache, embedder_key
 from lingxi.knowledge.fusion import FusionStats, fuse
 from lingxi.knowledge.loaders import READER_VERSION, LoadError, iter_files, load_file
 from lingxi.knowledge.retrievers import Query, bm25_tokens
+from lingxi.knowledge.tree import introduces_list, marker
 from lingxi.stores.knowledge import KnowledgeStore, open_knowledge_store
 from lingxi.text import cjk_ratio, language_of
 from lingxi.knowledge.types import Answer, Chunk, Document, Hit, IngestReport
@@ -562,8 +563,6 @@ class KnowledgeBase:
         knowledge base is empty. Sections are the document tree's headings and numbered clauses
         (its inner nodes and the leaves titled by a marker such as 第五条 or 2.1), so a PDF or a
         DOCX typed without heading styles counts its clauses too. Counted once per content version."""
-        from lingxi.knowledge.tree import marker
-
         version = self.version
         if self._structure is None or self._structure[0] != version:
             nodes = self.store.tree(None)
@@ -724,9 +723,10 @@ class KnowledgeBase:
             d = docs.get(node.doc_no)
             if d is None:
                 continue
-            path = _node_path(node, self._tree_indexes)
+            index = next((i for i in self._tree_indexes.values() if node.id in i.by_id), None)
             hits.append(Hit(id=node.id, doc=str(node.doc_no), source=d.source, title=d.title,
-                            text=_with_its_list(node, self._tree_indexes), score=score, headings=path, page=node.page))
+                            text=_with_its_list(node, index), score=score, headings=_node_path(node, index),
+                            page=node.page))
         return self._shown(hits)
 
     # ------------------------------------------------------------ answers
@@ -920,32 +920,28 @@ def _file_hash(path: Path, groups: list[str]) -> str:
     return h.hexdigest()
 
 
-def _with_its_list(node: Any, indexes: dict[str, Any]) -> str:
+def _with_its_list(node: Any, index: Any) -> str:
     """A leaf's text, and when it ends in a colon the next leaf's too: the list it introduces
     ("… unless the function has any of the following:" and the items, a leaf of their own in a
     document whose paragraphs carry no numbers). Both are of one document, so one caller sees both."""
-    if not node.text.rstrip().endswith((":", "：")):
+    parent = index.by_id.get(node.parent) if index is not None and introduces_list(node.text) else None
+    if parent is None:
         return node.text
-    for index in indexes.values():
-        parent = index.by_id.get(node.parent) if node.id in index.by_id else None
-        if parent is not None:
-            siblings = parent.children
-            at = next((i for i, c in enumerate(siblings) if c.id == node.id), len(siblings))
-            following = siblings[at + 1] if at + 1 < len(siblings) else None
-            return f"{node.text}\n\n{following.text}" if following is not None and following.is_leaf else node.text
-    return node.text
+    siblings = parent.children
+    at = next((i for i, c in enumerate(siblings) if c.id == node.id), len(siblings))
+    following = siblings[at + 1] if at + 1 < len(siblings) else None
+    return f"{node.text}\n\n{following.text}" if following is not None and following.is_leaf else node.text
 
 
-def _node_path(node: Any, indexes: dict[str, Any]) -> list[str]:
-    """Titles of ``node``'s ancestors below its document, outermost first."""
-    for index in indexes.values():
-        if node.id in index.by_id:
-            out, cur = [], index.by_id.get(node.parent)
-            while cur is not None and cur.parent:
-                out.insert(0, cur.title)
-                cur = index.by_id.get(cur.parent)
-            return out
-    return []
+def _node_path(node: Any, index: Any) -> list[str]:
+    """Titles of ``node``'s ancestors below its document, outermost first (``index``: the tree
+    index that holds it)."""
+    out: list[str] = []
+    cur = index.by_id.get(node.parent) if index is not None else None
+    while cur is not None and cur.parent:
+        out.insert(0, cur.title)
+        cur = index.by_id.get(cur.parent)
+    return out
 
 
 class _NoBar:

@@ -32,8 +32,8 @@ SUPPORTED = TEXT_EXTS | MARKDOWN_EXTS | HTML_EXTS | RECORD_EXTS | {".pdf", ".doc
 
 #: Bumped when a format is read or chunked differently (2: PDF lines joined into paragraphs, a
 #: DOCX without headings titled by its first line; 3: a clause (第X条) or a list is not cut
-#: across chunks when it fits in one): ingest then reads files it would skip as unchanged again, re-embedding only
-#: the chunks whose text changed.
+#: across chunks when it fits in one): ingest then reads files it would skip as unchanged again,
+#: re-embedding only the chunks whose text changed.
 READER_VERSION = 3
 
 #: Record fields used as the text / title / id of a JSONL or CSV record, in order of preference.

@@ -156,6 +156,11 @@ _DECIMAL = re.compile(r"^((?:\d+\.)*\d+)(?:[.、．)]\s*|\s+)(?=[A-Z\u4e00-\u9ff
 BULLET = re.compile(r"[•●○◦▪■□·\-–*]\s")
 
 
+def introduces_list(text: str) -> bool:
+    """``text`` ends in a colon: what follows it is its list (有下列情形之一的，婚姻无效：, "any of the following:")."""
+    return text.rstrip().endswith((":", "："))
+
+
 def marker(text: str) -> tuple[int, int | None] | None:
     """``(rank, number)`` of a numbered marker at the start of ``text``, or None. The number is None
     for a marker without one of its own (第二条之一, an article inserted after article 2).
