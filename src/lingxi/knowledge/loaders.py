@@ -32,9 +32,10 @@ SUPPORTED = TEXT_EXTS | MARKDOWN_EXTS | HTML_EXTS | RECORD_EXTS | {".pdf", ".doc
 
 #: Bumped when a format is read or chunked differently (2: PDF lines joined into paragraphs, a
 #: DOCX without headings titled by its first line; 3: a clause (第X条) or a list is not cut
-#: across chunks when it fits in one): ingest then reads files it would skip as unchanged again,
-#: re-embedding only the chunks whose text changed.
-READER_VERSION = 3
+#: across chunks when it fits in one; 4: an HTML table row is one paragraph, and a label ending
+#: its section joins the paragraph before it): ingest then reads files it would skip as unchanged
+#: again, re-embedding only the chunks whose text changed.
+READER_VERSION = 4
 
 #: Record fields used as the text / title / id of a JSONL or CSV record, in order of preference.
 TEXT_FIELDS = ("text", "content", "body", "passage", "answer")
@@ -201,6 +202,11 @@ def _load_html(text: str, source: str, stem: str) -> Document:
                 items = [re.sub(r"\s+", " ", li.text(separator=" ")).strip() for li in lis]
                 if any(items):
                     blocks.append(Block("\n".join(i for i in items if i), 0))
+            elif tag == "tr" and (cells := [c for c in child.iter() if c.tag in ("td", "th")]):
+                flush_loose()  # one block a row, its cells joined as DOCX rows are: "27 | 0 | false" alone says nothing
+                texts = [re.sub(r"\s+", " ", c.text(separator=" ")).strip() for c in cells]
+                if any(texts):
+                    blocks.append(Block(" | ".join(t for t in texts if t), 0))
             elif tag in _HTML_BLOCKS:
                 flush_loose()
                 body = re.sub(r"[ \t\r\f\v]+", " ", child.text(separator=" ")).strip()

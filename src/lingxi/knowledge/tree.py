@@ -267,11 +267,22 @@ def _labels(node: _Draft) -> _Draft:
             c.text[:0] = [p.text[0] for p in pending]
             c.keys[:0] = [k for p in pending for k in p.keys]
         else:
-            out += pending
+            _after_last_leaf(out, pending)
         pending = []
         out.append(c)
-    node.children = [_labels(c) for c in out + pending]
+    _after_last_leaf(out, pending)
+    node.children = [_labels(c) for c in out]
     return node
+
+
+def _after_last_leaf(out: list[_Draft], labels: list[_Draft]) -> None:
+    """Labels with no plain paragraph after them in their section (a rule id just before the
+    next heading) join the plain paragraph before them; with none, they stay leaves."""
+    if labels and out and out[-1].kind == "leaf":
+        out[-1].text += [p.text[0] for p in labels]
+        out[-1].keys += [k for p in labels for k in p.keys]
+    else:
+        out += labels
 
 
 def _clause_title(text: str) -> str:
