@@ -461,6 +461,29 @@ def test_cli_import_query_ask(tmp_path, capsys, monkeypatch):
         "error: no graph 'meds'; existing: med; import facts into it with `lingxi graph import meds FILE…`")
 
 
+def test_cli_list_and_delete(tmp_path, capsys, monkeypatch):
+    kw = {"home": tmp_path, "capsys": capsys, "monkeypatch": monkeypatch}
+    assert run_cli("graph", "list", "--json", **kw).stdout.strip() == "[]"
+    facts = write_jsonl(tmp_path / "facts.jsonl", FACTS)
+    for name in ("med", "old"):
+        assert run_cli("graph", "import", name, str(facts), **kw).returncode == 0
+    listed = json.loads(run_cli("graph", "list", "--json", **kw).stdout)
+    assert [(g["name"], g["store"], g["edges"]) for g in listed] == [("med", "kuzu", 6), ("old", "kuzu", 6)]
+    gone = run_cli("graph", "delete", "old", "--yes", **kw)
+    assert gone.returncode == 0 and not (tmp_path / "graphs" / "old").exists()
+    assert run_cli("graph", "list", **kw).stdout.startswith("med  store=kuzu")
+    missing = run_cli("graph", "delete", "old", "--yes", **kw)
+    assert missing.returncode == 2 and missing.stderr.strip() == "error: no graph 'old'; existing: med"
+
+
+def test_readable_says_whether_a_caller_may_see_any_fact(store_factory, tmp_path):
+    store = store_factory()
+    load(store, tmp_path, [FACTS[5]])  # the clinical group's fact only
+    reader = store_factory(read_only=True)
+    assert reader.readable(None) and reader.readable(["clinical"])
+    assert not reader.readable([]) and not reader.readable(["hr"])
+
+
 def test_cli_bad_file_writes_nothing(tmp_path, capsys, monkeypatch):
     kw = {"home": tmp_path, "capsys": capsys, "monkeypatch": monkeypatch}
     bad = tmp_path / "bad.jsonl"
@@ -493,3 +516,81 @@ def test_the_readme_and_docs_graph_examples_answer_what_they_show(tmp_path):
         assert drugs.rows == [["布洛芬"], ["阿司匹林"]]
     finally:
         reader.close()
+
+
+def test_gateway_serves_a_graph_to_the_keys_that_may_read_it(tmp_path):
+    """``graph:NAME`` answers along the graph's paths, facts cited and paths given, from the
+    facts the key's groups may read; a graph with no fact a key may read is not listed to it."""
+    import httpx
+    import openai
+    from gateway_helpers import gateway_settings, running
+
+    from lingxi.graph import import_files
+    from lingxi.stores.keys import SQLiteKeyStore
+
+    settings = gateway_settings(tmp_path / "home")
+    import_files("med", [write_jsonl(tmp_path / "facts.jsonl", FACTS)], settings)
+    import_files("trials", [write_jsonl(tmp_path / "trials.jsonl", [FACTS[5]])], settings)  # clinical only
+    keys = SQLiteKeyStore(settings.home_dir / "gateway" / "keys.db")
+    clinician, _ = keys.create("acme", groups=["clinical"])
+    public, _ = keys.create("acme")
+    q = [{"role": "user", "content": "Do warfarin and fluconazole interact?"}]
+    with running(settings) as srv:
+        def client(key):
+            return openai.OpenAI(base_url=srv.url + "/v1", api_key=key, max_retries=0)
+
+        doctor, visitor = client(clinician), client(public)
+        assert {"graph:med", "graph:trials"} <= {m.id for m in doctor.models.list()}
+        assert "graph:med" in {m.id for m in visitor.models.list()}
+        assert "graph:trials" not in {m.id for m in visitor.models.list()}
+        seen = doctor.chat.completions.create(model="graph:med", messages=q)
+        assert seen.model_extra["supported"] is True and seen.model_extra["retrieval_mode"] == "graph"
+        assert seen.model_extra["paths"] == [["华法林", "METABOLIZED_BY", "CYP2C9", "INHIBITS", "氟康唑"]]
+        assert {c["source"] for c in seen.choices[0].message.model_extra["citations"]} == {"c.md#2", "c.md#3"}
+        assert seen.usage.completion_tokens == 0  # no model wrote it
+        hidden = visitor.chat.completions.create(model="graph:med", messages=q)
+        assert hidden.model_extra["supported"] is False and hidden.model_extra["paths"] == []
+        assert hidden.choices[0].message.content.startswith("I don't know")
+        assert hidden.choices[0].message.model_extra["citations"] == [] and "氟康唑" not in str(hidden)
+        chunks = list(doctor.chat.completions.create(model="graph:med", messages=q, stream=True))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks) == seen.choices[0].message.content
+        last = chunks[-1].choices[0].delta.model_extra
+        assert last["paths"] == seen.model_extra["paths"] and len(last["citations"]) == 2
+        # the gateway does not hold the graph: an import goes through, and the next question sees it
+        import_files("med", [write_jsonl(tmp_path / "more.jsonl", [
+            {"head": "fluconazole", "head_type": "Drug", "relation": "TREATS", "tail": "thrush",
+             "tail_type": "Disease", "source": "e.md#1"}])], settings)
+        more = visitor.chat.completions.create(model="graph:med", messages=[
+            {"role": "user", "content": "What does fluconazole treat?"}])
+        assert more.model_extra["paths"] == [["氟康唑", "TREATS", "thrush"]]
+        with pytest.raises(openai.NotFoundError, match="graph:med"):
+            doctor.chat.completions.create(model="graph:meds", messages=q)
+        with pytest.raises(openai.BadRequestError, match="answer_mode: a graph: model"):
+            doctor.chat.completions.create(model="graph:med", messages=q, extra_body={"answer_mode": "generate"})
+        with pytest.raises(openai.BadRequestError, match="retrieval_mode: a graph: model"):
+            doctor.chat.completions.create(model="graph:med", messages=q, extra_body={"retrieval_mode": "hybrid"})
+        empty = httpx.post(srv.url + "/v1/chat/completions", headers={"authorization": f"Bearer {clinician}"},
+                           json={"model": "graph:med", "messages": [{"role": "user", "content": " "}]})
+        assert empty.status_code == 400 and "a graph: model needs a user message" in empty.json()["error"]["message"]
+
+
+@pytest.mark.slow
+def test_graphs_on_a_falkordb_server_are_listed_and_deleted(tmp_path, falkordb_url):
+    from kb_fixtures.helpers import kb_settings
+
+    from lingxi.graph import delete_graph, import_files, list_graphs
+
+    base = kb_settings(tmp_path / "home")
+    settings = base.model_copy(update={"graph": base.graph.model_copy(
+        update={"store": "falkordb", "falkordb_url": falkordb_url})})
+    facts = write_jsonl(tmp_path / "facts.jsonl", FACTS)
+    for name in ("listed_a", "listed_b"):
+        import_files(name, [facts], settings)
+    mine = [g for g in list_graphs(settings) if g["name"].startswith("listed_")]
+    assert [(g["name"], g["store"], g["edges"]) for g in mine] == [("listed_a", "falkordb", 6),
+                                                                   ("listed_b", "falkordb", 6)]
+    for name in ("listed_a", "listed_b"):
+        delete_graph(name, settings)
+    assert not [g for g in list_graphs(settings) if g["name"].startswith("listed_")]
+    with pytest.raises(UsageError, match="no graph 'listed_a'"):
+        delete_graph("listed_a", settings)

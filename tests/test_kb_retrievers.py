@@ -293,7 +293,7 @@ def test_an_open_knowledge_base_neither_locks_its_graph_nor_serves_a_stale_one(k
         graph = settings.graph.model_copy(update={"store": "falkordb",
                                                   "falkordb_url": request.getfixturevalue("falkordb_url")})
         settings = settings.model_copy(update={"graph": graph})
-        monkeypatch.setattr("lingxi.knowledge.kb.GRAPH_RECHECK_S", 0.0)
+        monkeypatch.setattr("lingxi.graph.reader.GRAPH_RECHECK_S", 0.0)
     aspirin = kb.search("aspirin headache fever", mode="bm25", k=1)[0]
     _graph(settings, tmp_path, [{"head": "aspirin", "head_type": "Drug", "relation": "TREATS", "tail": "headache",
                                  "tail_type": "Symptom", "source": aspirin.id}])

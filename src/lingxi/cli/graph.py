@@ -118,3 +118,32 @@ def extract(name: str, kb_name: str, model: str | None, relations: str, types: s
                f"now {report.get('nodes', 0)} nodes, {report.get('edges', 0)} edges")
     for reason in report["reasons"][:5]:
         click.echo(f"  {reason}")
+
+
+@graph.command("list")
+@STORE
+@click.option("--json", "as_json", is_flag=True, help='Print [{"name", "store", "nodes", "edges"}].')
+def list_(store: str | None, as_json: bool) -> None:
+    """Graphs on this machine (or the FalkorDB server), with their sizes."""
+    from lingxi.graph import list_graphs
+
+    rows = list_graphs(settings(), store=store)
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no graphs; import facts into one with: lingxi graph import NAME FILE…")
+    for r in rows:
+        click.echo(f"{r['name']}  store={r['store']}  nodes={r['nodes']}  edges={r['edges']}")
+
+
+@graph.command("delete")
+@click.argument("name")
+@STORE
+@click.confirmation_option(prompt="Delete this graph and all its facts?")
+def delete(name: str, store: str | None) -> None:
+    """Delete graph NAME and all its facts (--yes to skip the question)."""
+    from lingxi.graph import delete_graph
+
+    delete_graph(name, settings(), store=store)
+    click.echo(f"graph '{name}' deleted")

@@ -121,4 +121,53 @@ def extract_from_kb(name: str, kb_name: str, settings: Any, *, model: str | None
             graph.close()
 
 
-__all__ = ["ReadReport", "Triple", "ask", "extract_from_kb", "import_files", "open_graph", "query", "read_triples"]
+def list_graphs(settings: Any, *, store: str | None = None) -> list[dict[str, Any]]:
+    """Every graph in the store: ``{"name", "store", "nodes", "edges"}``, by name."""
+    from lingxi.graph.reader import graph_names
+
+    settings = _with_store(settings, store)
+    out = []
+    for name in graph_names(settings):
+        graph = open_graph(name, settings)
+        try:
+            out.append({"name": name, "store": settings.graph.store, **graph.counts()})
+        finally:
+            graph.close()
+    return out
+
+
+def delete_graph(name: str, settings: Any, *, store: str | None = None) -> None:
+    """Remove graph ``name`` and all its facts.
+
+    Raises:
+        UsageError: no such graph, or it is in use by a writer (an import) now.
+    """
+    import shutil
+
+    from lingxi.errors import UsageError
+    from lingxi.graph.reader import graph_names
+    from lingxi.stores.graph import open_store
+
+    settings = _with_store(settings, store)
+    known = graph_names(settings)
+    if name not in known:
+        raise UsageError(f"no graph '{name}'; existing: {', '.join(known) or '(none)'}")
+    graph = open_store(name, settings)  # the writer's lock: an import in progress is not cut off
+    if settings.graph.store == "kuzu":
+        graph.close()
+        shutil.rmtree(graph.directory)
+        return
+    try:
+        graph.delete_graph()
+    finally:
+        graph.close()
+
+
+def _with_store(settings: Any, store: str | None) -> Any:
+    if store is None or store == settings.graph.store:
+        return settings
+    return settings.model_copy(update={"graph": settings.graph.model_copy(update={"store": store})})
+
+
+__all__ = ["ReadReport", "Triple", "ask", "delete_graph", "extract_from_kb", "import_files", "list_graphs", "open_graph",
+           "query", "read_triples"]

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from lingxi.errors import LingxiError, NotFoundError, UsageError
 from lingxi.knowledge.chunking import chunk_document, content_hash
 from lingxi.stores.embeddings import EmbeddingCache, embedder_key
 from lingxi.knowledge.fusion import FusionStats, fuse
+from lingxi.graph.reader import GraphReader
 from lingxi.knowledge.loaders import READER_VERSION, LoadError, iter_files, load_file
 from lingxi.knowledge.retrievers import Query, bm25_tokens
 from lingxi.knowledge.tree import introduces_list, marker
@@ -47,8 +48,6 @@ CHINESE_EMBEDDER = "e5-small"
 MIXED_SHARE = 0.05
 #: Bundled embedders that cannot embed Chinese usefully (MiniLM: nDCG@10 0.23 on Chinese retrieval).
 ENGLISH_ONLY = {"minilm"}
-#: Seconds after which a knowledge base without a graph looks for one again.
-GRAPH_RECHECK_S = 10.0
 
 
 def kb_root(settings: Any) -> Path:
@@ -151,10 +150,7 @@ class KnowledgeBase:
                 continue
             self._fusions[stats.names] = stats
         self._saved_fusion = self._fusion_queries()
-        #: (what the graph looked like, its name index or None when empty); see graph()
-        self._graph: tuple[Any, Any] | None = None
-        self._graph_conn: Any = None  # FalkorDB's connection, kept between uses
-        self._graph_checked = -GRAPH_RECHECK_S
+        self._graph = GraphReader(name, settings)  # the graph named like this knowledge base
         self._structure: tuple[str, tuple[str, int, int] | None] | None = None
 
     # ------------------------------------------------------------ properties
@@ -591,64 +587,15 @@ class KnowledgeBase:
     def _fusion_queries(self) -> int:
         return self.fusion.queries + sum(f.queries for f in self._fusions.values())
 
-    @contextmanager
-    def graph(self) -> Iterator[tuple[Any, Any] | None]:
-        """The graph named like this knowledge base, read-only, with its name index, for one use;
-        None when there is none (the ``graph`` retriever then finds nothing).
-
-        The embedded store (Kùzu) is opened for the use and closed after it: a process that keeps
-        it open, even read-only, holds a file lock that makes ``lingxi graph import`` fail, so a
-        running gateway would lock its graphs against updates. The name index is rebuilt only
-        when the graph changed: its files' sizes and times for Kùzu; for FalkorDB (a server that
-        takes writes at any time, kept connected) its node and edge counts, looked at again
-        every ``GRAPH_RECHECK_S``. A missing graph is looked for again as often.
+    def graph(self) -> AbstractContextManager[tuple[Any, Any] | None]:
+        """The graph named like this knowledge base, read-only, with its name index, for one use
+        (:meth:`lingxi.graph.reader.GraphReader.open`); None when there is none (the ``graph``
+        retriever then finds nothing).
 
         Raises:
             UsageError: the graph cannot be opened now (an import is writing it).
         """
-        with self._lock:
-            opened = self._open_graph()
-        if opened is None:
-            yield None
-            return
-        store, index, owned = opened
-        try:
-            yield store, index
-        finally:
-            if owned:
-                store.close()
-
-    def _open_graph(self) -> tuple[Any, Any, bool] | None:
-        """(store, index, close it after use) of this knowledge base's graph, or None."""
-        from lingxi.stores.graph import open_store
-
-        if self.settings.graph.store == "kuzu":
-            folder = self.settings.home_dir / "graphs" / self.name
-            if not folder.is_dir():
-                return None  # opening would create an empty one
-            seen = tuple(sorted((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in folder.iterdir()))
-            store = None
-            if self._graph is None or self._graph[0] != seen:
-                store = open_store(self.name, self.settings, read_only=True)
-                self._graph = (seen, _name_index(store))
-            if self._graph[1] is None:
-                if store is not None:
-                    store.close()
-                return None
-            return store or open_store(self.name, self.settings, read_only=True), self._graph[1], True
-        # FalkorDB: one connection for the knowledge base's life (closed by close(), never while in use)
-        now = time.monotonic()
-        if self._graph_conn is None:
-            try:
-                self._graph_conn = open_store(self.name, self.settings, read_only=True)
-            except UsageError:
-                return None  # a knowledge base name that is not a valid graph name (dots)
-        if self._graph is None or now - self._graph_checked >= GRAPH_RECHECK_S:
-            counts = tuple(sorted(self._graph_conn.counts().items()))
-            if self._graph is None or self._graph[0] != counts:
-                self._graph = (counts, _name_index(self._graph_conn))
-            self._graph_checked = now
-        return None if self._graph[1] is None else (self._graph_conn, self._graph[1], False)
+        return self._graph.open()
 
     def fuse(self, bm: list[tuple[str, float]], dense: list[tuple[str, float]], tokens: list[str],
              vector: np.ndarray) -> list[tuple[str, float]]:
@@ -862,10 +809,7 @@ class KnowledgeBase:
     def close(self) -> None:
         if self._fusion_queries() != self._saved_fusion and self.folder.is_dir():
             self._save_fusion(force=True)
-        if self._graph_conn is not None:
-            self._graph_conn.close()  # the FalkorDB connection kept between uses
-            self._graph_conn = None
-        self._graph = None
+        self._graph.close()  # a FalkorDB connection is kept between uses
         self.store.close()
         if self._cache is not None:
             self._cache.close()
@@ -901,14 +845,6 @@ def _read_fusion(path: Path) -> dict[str, Any]:
         return {k: saved[k] for k in ("queries", "diff_sum", "diff_sq_sum", "fused") if k in saved}
     except (OSError, ValueError, TypeError):
         return {}
-
-
-def _name_index(store: Any) -> Any:
-    """The entity-name index of a graph store, or None when it has no nodes."""
-    from lingxi.graph.answer import GraphIndex
-
-    nodes = store.nodes()
-    return GraphIndex(nodes) if nodes else None
 
 
 def _file_hash(path: Path, groups: list[str]) -> str:

@@ -177,6 +177,10 @@ class GraphStore(ABC):
         """Every edge the caller may see (text-to-Cypher's projection copies them)."""
 
     @abstractmethod
+    def readable(self, groups: list[str] | None) -> bool:
+        """The caller may see at least one edge (the gateway lists the graph to it)."""
+
+    @abstractmethod
     def run_read(self, cypher: str, params: dict[str, Any] | None = None) -> QueryResult:
         """Run a Cypher query the backend itself executes read-only."""
 

@@ -110,6 +110,10 @@ class FalkorDBGraphStore(GraphStore):
         return [Edge(a_type, a, rel, b_type, b, tuple(g or ()), source or "")
                 for a_type, a, rel, b_type, b, g, source in rows]
 
+    def readable(self, groups):
+        return bool(self._labels()) and bool(
+            self._rows(f"MATCH ()-[r]->() WHERE {_group_rule(groups)} RETURN 1 LIMIT 1", {"groups": groups or []}))
+
     def run_read(self, cypher, params=None):
         result = self._call(cypher, params, read_only=True)
         columns = [h[1] if isinstance(h, (list, tuple)) else str(h) for h in result.header]
@@ -169,4 +173,30 @@ class FalkorDBGraphStore(GraphStore):
             pass
 
 
-__all__ = ["FalkorDBGraphStore"]
+def list_graphs(settings: Any) -> list[str]:
+    """The names of Lingxi's graphs on the configured FalkorDB server (its ``lingxi:`` keys).
+
+    Raises:
+        UpstreamError: the server is unreachable.
+    """
+    import redis
+
+    from lingxi.stores import resolve_url
+    from lingxi.stores.connect import connect_falkordb, safe_url
+
+    url = resolve_url(settings.graph.falkordb_url, "LINGXI_FALKORDB_URL", what="graph.falkordb_url")
+    db = connect_falkordb(url)
+    try:
+        names = db.list_graphs()
+    except (redis.exceptions.RedisError, OSError) as exc:
+        raise UpstreamError(f"FalkorDB at {safe_url(url)} is unreachable: {exc}") from exc
+    finally:
+        try:
+            db.connection.close()
+        except (redis.exceptions.RedisError, OSError):
+            pass
+    return sorted(n[len("lingxi:"):] for n in (x.decode() if isinstance(x, bytes) else x for x in names)
+                  if n.startswith("lingxi:"))
+
+
+__all__ = ["FalkorDBGraphStore", "list_graphs"]

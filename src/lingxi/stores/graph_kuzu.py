@@ -145,6 +145,10 @@ class KuzuGraphStore(GraphStore):
                 out.append(Edge(a_type, a, rel, b_type, b, tuple(g or ()), source or ""))
         return out
 
+    def readable(self, groups):
+        return any(self._all(f"MATCH ()-[r:{_q(rel)}]->() WHERE {group_filter('r', groups)} RETURN 1 LIMIT 1")
+                   for rel in self._of_kind("REL"))
+
     def set_timeout(self, seconds: float) -> None:
         """Stop any later query after ``seconds`` (0: no limit)."""
         self._conn.set_query_timeout(int(seconds * 1000))
