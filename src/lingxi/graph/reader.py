@@ -89,12 +89,6 @@ class GraphReader:
             self._checked = now
         return None if self._seen[1] is None else (self._conn, self._seen[1], False)
 
-    def version(self) -> str:
-        """What the graph looked like when last opened (a cache key part): changes with its content."""
-        with self.open():
-            pass
-        return repr(self._seen[0]) if self._seen is not None else ""
-
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
