@@ -473,8 +473,8 @@ class InjectionGuard(_Strict):
     """Chat message roles whose content is checked; a ``tool`` message (a fetched page, a file) is
     scanned as a document, window by window, with the document models."""
     sources: bool = True
-    """Also check the passages a ``kb:`` answer retrieved (indirect injection); a flagged
-    passage is dropped from the answer's sources."""
+    """Also check the passages a ``kb:`` answer retrieved (indirect injection): with ``block``, a
+    flagged passage is left out before the answer is made and listed in ``excluded_sources``."""
 
 
 class PolicyCategory(_Strict):

@@ -61,6 +61,9 @@ class PipelineRequest:
     """Scratch space for stages (e.g. a pseudonym map shared by before() and wrap())."""
     sources: list[Citation] = field(default_factory=list)
     """kb: the passages the answer may cite, set before the output stages see any text."""
+    source_filter: Callable[[Any], bool] | None = None
+    """kb: set by a stage's before(): a retrieved passage (with ``id``, ``source``, ``text``) for
+    which it returns True is left out before the answer is made (it reads as a prompt injection)."""
 
 
 @dataclass

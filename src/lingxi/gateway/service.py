@@ -172,7 +172,7 @@ class _Run:
 
     __slots__ = ("req", "out", "start", "include_usage", "read_cache", "write_cache", "scope", "reserved",
                  "admitted", "holding", "first", "pieces", "usage", "finish", "final_text", "citations",
-                 "supported", "answer_mode", "retrieval_mode", "paths", "charge", "completed", "settled", "reported", "text")
+                 "supported", "answer_mode", "retrieval_mode", "paths", "excluded", "charge", "completed", "settled", "reported", "text")
 
     def __init__(self, req: PipelineRequest, out: Outcome, *, include_usage: bool = False,
                  read_cache: bool = True, write_cache: bool = True):
@@ -194,6 +194,7 @@ class _Run:
         self.answer_mode: str | None = None  # kb: asked for, then what the answer turned out to be
         self.retrieval_mode: str | None = None  # kb: asked for (None: the knowledge base's), then what ran
         self.paths: list[list[str]] | None = None  # graph: answers: the paths they followed
+        self.excluded: list[dict[str, str]] = []  # kb: passages left out before answering (a guard's check)
         self.charge = True  # False for cache replays: nothing was generated
         self.completed = False
         self.settled = False
@@ -714,13 +715,14 @@ class Gateway:
         groups = req.caller.groups
         mode, retrieval = run.answer_mode, run.retrieval_mode
         items = iterate_in_thread(lambda: kb.stream_answer(question, engine, params=req.params, groups=groups,
-                                                           mode=mode, retrieval=retrieval))
+                                                           mode=mode, retrieval=retrieval,
+                                                           exclude=req.source_filter))
         streamed: list[str] = []
         try:
             async for item in items:
                 if isinstance(item, Answer):
                     run.citations, run.supported, run.answer_mode = list(item.citations), item.supported, item.mode
-                    run.retrieval_mode = item.retrieval_mode
+                    run.retrieval_mode, run.excluded = item.retrieval_mode, item.excluded
                     req.sources = [Citation(h.id, h.source, h.text, h.score) for h in item.hits] or list(item.citations)
                     if not req.stream:
                         yield Chunk(text=item.answer)
@@ -782,6 +784,7 @@ class Gateway:
             run.supported = bool(body["supported"])
         run.answer_mode = body.get("answer_mode")
         run.retrieval_mode = body.get("retrieval_mode")
+        run.excluded = body.get("excluded_sources", [])
         return _chunks_of(message.get("content") or "", body["choices"][0]["finish_reason"] or "stop",
                           Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)))
 
@@ -828,6 +831,8 @@ class Gateway:
             body["retrieval_mode"] = run.retrieval_mode
         if run.paths is not None:
             body["paths"] = run.paths
+        if run.excluded:
+            body["excluded_sources"] = run.excluded
         return body
 
     async def _collect(self, run: _Run, chunks: AsyncIterator[Chunk]) -> dict[str, Any]:
@@ -866,6 +871,8 @@ class Gateway:
                 last["retrieval_mode"] = run.retrieval_mode
             if run.paths is not None:
                 last["paths"] = run.paths
+            if run.excluded:
+                last["excluded_sources"] = run.excluded
             if run.final_text is not None:  # a kb answer whose verification changed the text
                 run.text = last["final_content"] = await self._staged(run, run.final_text)
             run.completed = True

@@ -272,6 +272,25 @@ class InjectionStage(Stage):
         if flagged and cfg.action == "block":
             raise ContentPolicyError(f"the request looks like a prompt injection (score {worst:.2f}); refused",
                                      reason="injection")
+        if req.kind == "kb" and cfg.sources and cfg.action == "block":
+            req.source_filter = self._source_filter(req, cfg)
+
+    def _source_filter(self, req: PipelineRequest, cfg: Any) -> Any:
+        """The check a knowledge base runs on each passage it retrieved, before answering: one that
+        reads as a prompt injection is left out (and noted), so the answer neither rests on it nor
+        is refused for it — one poisoned or oddly worded passage among those found costs the
+        question nothing else."""
+        from lingxi.guard.injection import scan_document
+
+        model, _prompt_threshold = self._model(cfg)
+
+        def flagged(passage: Any) -> bool:
+            found = scan_document(passage.text or "", model, threshold=cfg.threshold)
+            if found.flagged:
+                _note(req, {"stage": "injection", "side": "sources", "decision": "excluded", "id": passage.id,
+                            "source": passage.source, "score": round(found.score, 4)})
+            return found.flagged
+        return flagged
 
     def _check_sources(self, req: PipelineRequest, cfg: Any) -> None:
         from lingxi.guard.injection import scan_document

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -679,10 +679,12 @@ class KnowledgeBase:
     # ------------------------------------------------------------ answers
 
     def answer(self, question: str, engine: Any = None, params: Any = None, groups: Sequence[str] | None = None,
-               k: int = 5, mode: str | None = None, retrieval: str | None = None) -> Answer:
+               k: int = 5, mode: str | None = None, retrieval: str | None = None,
+               exclude: Callable[[Hit], bool] | None = None) -> Answer:
         """Retrieve, then answer with verified citations, or "I don't know" (see :meth:`stream_answer`)."""
         result = None
-        for item in self.stream_answer(question, engine, params, groups, k, mode=mode, retrieval=retrieval):
+        for item in self.stream_answer(question, engine, params, groups, k, mode=mode, retrieval=retrieval,
+                                       exclude=exclude):
             if isinstance(item, Answer):
                 result = item
         assert result is not None
@@ -690,7 +692,8 @@ class KnowledgeBase:
 
     def stream_answer(self, question: str, engine: Any = None, params: Any = None,
                       groups: Sequence[str] | None = None, k: int = 5, mode: str | None = None,
-                      retrieval: str | None = None) -> Iterator[str | Answer]:
+                      retrieval: str | None = None, exclude: Callable[[Hit], bool] | None = None
+                      ) -> Iterator[str | Answer]:
         """Yield the answer's text as it comes, then the checked :class:`Answer` last.
 
         Args:
@@ -701,6 +704,8 @@ class KnowledgeBase:
                 (see :mod:`lingxi.knowledge.answer`).
             retrieval: the retriever that finds the sources (:meth:`search_ids`' modes, or ``"auto"``);
                 default ``knowledge.retrieval``. The answer says which one ran (``retrieval_mode``).
+            exclude: a check of each retrieved passage; those it is true for are left out before
+                the answer is made and listed in ``excluded`` (the gateway's injection guard).
 
         A generated answer may differ from the streamed text: unsupported sentences are dropped,
         missing citations attributed, and in ``auto`` mode a failed answer is replaced by a quotation.
@@ -721,6 +726,11 @@ class KnowledgeBase:
             hits = self.navigation_hits(nav)
         else:
             hits = self.search(question, chosen.mode, k=k, groups=groups) if self.embedder_name else []
+        excluded: list[Hit] = []
+        if exclude is not None:
+            flags = [exclude(h) for h in hits]
+            excluded = [h for h, bad in zip(hits, flags) if bad]
+            hits = [h for h, bad in zip(hits, flags) if not bad]
         similarity = None
         candidates = A.rank_sentences(question, hits)
         if not A.answerable(question, candidates):
@@ -755,6 +765,7 @@ class KnowledgeBase:
         result.retrieval_mode = chosen.mode
         result.scratchpad = nav.scratchpad if nav is not None else None
         result.retrieval_reason = chosen.reason if retrieval == "auto" else None
+        result.excluded = [{"id": h.id, "source": h.source} for h in excluded]
         yield result
 
     def _shown(self, hits: list[Hit]) -> list[Hit]:

@@ -105,6 +105,9 @@ class Answer:
     retrieval_mode: str | None = None
     #: why ``auto`` chose it (None when the mode was named)
     retrieval_reason: str | None = None
+    #: passages retrieved but left out before answering (``{"id", "source"}``): the caller's
+    #: check said they read as prompt injection (the gateway's ``injection`` stage)
+    excluded: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -119,6 +122,8 @@ class Answer:
             out["retrieval_reason"] = self.retrieval_reason
         if self.scratchpad is not None:
             out["scratchpad"] = self.scratchpad
+        if self.excluded:
+            out["excluded_sources"] = self.excluded
         return out
 
 
