@@ -43,6 +43,12 @@ def test_create_ingest_search_ask_stats_delete(lingxi, tmp_path):
     assert code == 0 and len(hits) == 2 and hits[0]["source"].endswith("contract.md")
     code, out, _ = lingxi("kb", "search", "docs", "notice period", "--mode", "bm25")
     assert code == 0 and "handbook.txt" in out
+    code, out, _ = lingxi("kb", "search", "docs", "违约金怎么计算", "-k", "1")  # the section is shown, not only the file
+    assert out.splitlines()[0].endswith("采购合同 › 违约责任  (contract.md)")
+    code, out, _ = lingxi("kb", "ask", "docs", "违约金总额不超过多少？", "--answer-mode", "extract")
+    # of two sentences equal on content, the one that says 不超过 (it had quoted the daily rate)
+    assert out.startswith("文档原文：「违约金总额不超过合同总额的百分之十。」")
+    assert "] contract.md › 采购合同 › 违约责任: 乙方逾期交付的" in out
 
     code, out, _ = lingxi("kb", "ask", "docs", "What is the notice period for resignation?", "--json")
     answer = json.loads(out)

@@ -134,7 +134,7 @@ def search(name: str, query: str, mode: str, k: int, groups: str | None, filters
         click.echo("no results")
     for h in hits:
         where = f"{h.source}" + (f" p.{h.page}" if h.page else "")
-        click.echo(f"[{h.id}] {h.score:.3f}  {h.title}  ({where})")
+        click.echo(f"[{h.id}] {h.score:.3f}  {_place(h.title, h.headings)}  ({where})")
         click.echo("    " + h.text[:300].replace("\n", " ") + ("…" if len(h.text) > 300 else ""))
 
 
@@ -176,10 +176,17 @@ def ask(name: str, question: str, model: str | None, mode: str | None, retrieval
     if retrieval == "auto":
         click.echo(f"retrieval: {result.retrieval_mode} ({result.retrieval_reason})", err=True)
     click.echo(result.answer)
+    headings = {h.id: h.headings for h in result.hits}
     for c in result.citations:
-        click.echo(f"  [{c.id}] {c.source}: {c.text[:160].replace(chr(10), ' ')}")
+        click.echo(f"  [{c.id}] {_place(c.source, headings.get(c.id, []))}: {c.text[:160].replace(chr(10), ' ')}")
     if not result.supported:
         click.echo("(not supported by the documents)", err=True)
+
+
+def _place(name: str, headings: list[str]) -> str:
+    """Where a passage is: its document and its last two headings (a long document's section)."""
+    inner = [h for h in headings if h and h != name][-2:]
+    return " › ".join([name, *inner])
 
 
 def _has_documents(base: object) -> None:
