@@ -578,3 +578,11 @@ def test_a_policys_own_wording_answers_who_when_and_which_case():
     false = _hit("5.3 False claims are recovered in full and handled under the disciplinary procedure.")
     assert answerable("What happens with false claims?", rank_sentences("What happens with false claims?", [false]))
     assert not answerable("What happens with late claims?", rank_sentences("What happens with late claims?", [false]))
+
+
+def test_of_two_sentences_equal_on_content_the_one_in_the_questions_words_answers():
+    # 不超过 is no topic of the question, so both sentences held all of it and both give an amount:
+    # the daily rate was quoted for the cap, being first
+    clause = _hit("乙方逾期交付的，每日按合同总额的千分之一支付违约金。违约金总额不超过合同总额的百分之十。")
+    assert rank_sentences("违约金总额不超过多少？", [clause])[0].sentence == "违约金总额不超过合同总额的百分之十。"
+    assert rank_sentences("每日违约金按多少计算？", [clause])[0].sentence.startswith("乙方逾期交付的")
