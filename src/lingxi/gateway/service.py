@@ -172,7 +172,8 @@ class _Run:
 
     __slots__ = ("req", "out", "start", "include_usage", "read_cache", "write_cache", "scope", "reserved",
                  "admitted", "holding", "first", "pieces", "usage", "finish", "final_text", "citations",
-                 "supported", "answer_mode", "retrieval_mode", "paths", "excluded", "charge", "completed", "settled", "reported", "text")
+                 "supported", "answer_mode", "retrieval_mode", "paths", "excluded", "charge", "completed", "settled",
+                 "reported", "text")
 
     def __init__(self, req: PipelineRequest, out: Outcome, *, include_usage: bool = False,
                  read_cache: bool = True, write_cache: bool = True):
