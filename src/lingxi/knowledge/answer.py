@@ -180,25 +180,22 @@ def rank_sentences(question: str, hits: Sequence[Hit], similarity: Similarity | 
     # that does and holds enough of the question (保修期内非人为损坏免费维修 before 整机保修一年)
     # on a tie, the sentence that echoes more of the question's own wording (不超过 is no topic of
     # 违约金总额不超过多少？, but the sentence that says it is the one asked about)
-    out.sort(key=lambda c: (not c.cross and c.gives and c.evidence >= MIN_FOCUS, c.score, _echo(question, c.sentence)),
-             reverse=True)
+    asked = _surface(question)
+    out.sort(key=lambda c: (not c.cross and c.gives and c.evidence >= MIN_FOCUS, c.score,
+                            len(asked & _surface(c.sentence))), reverse=True)
     return out
 
 
 _SURFACE = re.compile(r"[\u3400-\u9fff]{2,}|[a-z0-9]+")
 
 
-def _echo(question: str, sentence: str) -> float:
-    """Share of the question's surface — its Chinese character pairs and Latin words, stop words
-    and all — found in ``sentence``: what breaks a tie between equally scored candidates."""
-    def surface(text: str) -> set[str]:
-        out: set[str] = set()
-        for run in _SURFACE.findall(text.lower()):
-            out.update([run[i:i + 2] for i in range(len(run) - 1)] if run[0] >= "\u3400" else [run])
-        return out
-
-    asked = surface(question)
-    return len(asked & surface(sentence)) / len(asked) if asked else 0.0
+def _surface(text: str) -> set[str]:
+    """A text's Chinese character pairs and Latin words, stop words and all: how much of the
+    question's own wording a sentence echoes breaks a tie between equally scored candidates."""
+    out: set[str] = set()
+    for run in _SURFACE.findall(text.lower()):
+        out.update([run[i:i + 2] for i in range(len(run) - 1)] if run[0] >= "\u3400" else [run])
+    return out
 
 
 _OPEN, _CLOSE = "《「『“（(", "》」』”）)"

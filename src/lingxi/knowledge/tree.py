@@ -255,8 +255,9 @@ def build_tree(doc: Document, doc_no: int, chunks: Sequence[Chunk] = ()) -> list
 
 def _labels(node: _Draft) -> _Draft:
     """Short plain paragraphs that read as labels ("Example", a rule id like "[layout.repr.c]")
-    do not stand alone as leaves: they join the plain paragraph they precede. One before a
-    heading or a numbered node, or at the end of its section, stays a leaf."""
+    do not stand alone as leaves: they join the plain paragraph they precede. One with no plain
+    paragraph after it (before a heading or a numbered node, or at the end of its section) joins
+    the plain paragraph before it, and stays a leaf only when there is none."""
     out: list[_Draft] = []
     pending: list[_Draft] = []
     for c in node.children:
