@@ -113,10 +113,9 @@ def graph_names(settings: Any) -> list[str]:
         UpstreamError: the FalkorDB server is unreachable.
     """
     if settings.graph.store == "kuzu":
-        folder = settings.home_dir / "graphs"
-        if not folder.is_dir():
-            return []
-        return sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / "graph.kuzu").exists())
+        from lingxi.stores.graph_kuzu import graph_names as kuzu_names
+
+        return kuzu_names(settings.home_dir / "graphs")
     from lingxi.stores.graph_falkordb import list_graphs
 
     return list_graphs(settings)

@@ -275,11 +275,9 @@ def open_store(name: str, settings: Any, store: str | None = None, *, read_only:
 
         return KuzuGraphStore(settings.home_dir / "graphs" / name, read_only=read_only)
     if kind == "falkordb":
-        from lingxi.stores.graph_falkordb import FalkorDBGraphStore
-        from lingxi.stores import resolve_url
+        from lingxi.stores.graph_falkordb import FalkorDBGraphStore, server_url
 
-        url = resolve_url(cfg.falkordb_url, "LINGXI_FALKORDB_URL", what="graph.falkordb_url")
-        return FalkorDBGraphStore(url, name)
+        return FalkorDBGraphStore(server_url(settings), name)
     raise UsageError(f"unknown graph store '{kind}': expected kuzu or falkordb")
 
 

@@ -20,6 +20,8 @@ from lingxi.errors import UpstreamError, UsageError
 from lingxi.stores.graph import Edge, GraphStore, Node, NodeKey, QueryResult
 
 BATCH = 5000
+#: Lingxi's graphs on a FalkorDB server are the keys ``lingxi:NAME``.
+KEY_PREFIX = "lingxi:"
 
 
 def _q(label: str) -> str:
@@ -45,7 +47,7 @@ class FalkorDBGraphStore(GraphStore):
         self._redis_errors = (redis.exceptions.RedisError, OSError)
         self.url = safe_url(url)
         self.name = name
-        self._graph = self._db.select_graph(f"lingxi:{name}")
+        self._graph = self._db.select_graph(KEY_PREFIX + name)
 
     def _call(self, cypher: str, params: dict[str, Any] | None = None, *, read_only: bool = False) -> Any:
         import redis
@@ -181,10 +183,9 @@ def list_graphs(settings: Any) -> list[str]:
     """
     import redis
 
-    from lingxi.stores import resolve_url
     from lingxi.stores.connect import connect_falkordb, safe_url
 
-    url = resolve_url(settings.graph.falkordb_url, "LINGXI_FALKORDB_URL", what="graph.falkordb_url")
+    url = server_url(settings)
     db = connect_falkordb(url)
     try:
         names = db.list_graphs()
@@ -195,8 +196,15 @@ def list_graphs(settings: Any) -> list[str]:
             db.connection.close()
         except (redis.exceptions.RedisError, OSError):
             pass
-    return sorted(n[len("lingxi:"):] for n in (x.decode() if isinstance(x, bytes) else x for x in names)
-                  if n.startswith("lingxi:"))
+    return sorted(n[len(KEY_PREFIX):] for n in (x.decode() if isinstance(x, bytes) else x for x in names)
+                  if n.startswith(KEY_PREFIX))
 
 
-__all__ = ["FalkorDBGraphStore", "list_graphs"]
+def server_url(settings: Any) -> str:
+    """The FalkorDB server's URL: ``[graph] falkordb_url``, else ``$LINGXI_FALKORDB_URL``."""
+    from lingxi.stores import resolve_url
+
+    return resolve_url(settings.graph.falkordb_url, "LINGXI_FALKORDB_URL", what="graph.falkordb_url")
+
+
+__all__ = ["FalkorDBGraphStore", "KEY_PREFIX", "list_graphs", "server_url"]

@@ -51,6 +51,11 @@ def group_filter(rel: str, groups: list[str] | None) -> str:
     return f"(size({rel}.groups) = 0 OR any(g IN {rel}.groups WHERE g IN {_literal_list(groups)}))"
 
 
+def graph_names(folder: Path) -> list[str]:
+    """The embedded graphs under ``folder`` (a Lingxi home's ``graphs/``), by name."""
+    return sorted(d.name for d in folder.glob("*") if (d / "graph.kuzu").exists()) if folder.is_dir() else []
+
+
 class KuzuGraphStore(GraphStore):
     kind = "kuzu"
 
@@ -60,7 +65,7 @@ class KuzuGraphStore(GraphStore):
         path = self.directory / "graph.kuzu"
         if read_only and not path.exists():
             name = self.directory.name
-            known = sorted(d.name for d in self.directory.parent.glob("*") if (d / "graph.kuzu").exists())
+            known = graph_names(self.directory.parent)
             raise UsageError(f"no graph '{name}'; existing: {', '.join(known) or '(none)'}; import facts into it "
                              f"with `lingxi graph import {name} FILE…`")
         self.directory.mkdir(parents=True, exist_ok=True)
