@@ -204,6 +204,21 @@ class _Run:
         out.model, out.tenant, out.key_id = req.model, req.caller.tenant, req.caller.key_id
 
 
+def _readable(caller: Caller, names: list[str], readable: Callable[[str], bool]) -> list[str]:
+    """``names`` a caller may read: all for a trusted caller, else those ``readable`` says it may
+    (a store that cannot be opened now, or a graph an import is writing, shows nothing)."""
+    if caller.trusted:
+        return names
+    out = []
+    for name in names:
+        try:
+            if readable(name):
+                out.append(name)
+        except LingxiError:
+            continue
+    return out
+
+
 def _retrieval_mode(req: Any) -> str | None:
     """The retriever a ``kb:`` request asks for: the ``retrieval_mode`` field, else OpenAI's
     ``metadata={"retrieval_mode": …}``; None = the knowledge base's own."""
@@ -400,19 +415,11 @@ class Gateway:
         """
         from lingxi.knowledge import list_kbs
 
-        names = sorted(kb["name"] for kb in list_kbs(self.settings))
-        if caller.trusted:
-            return names
         groups = set(caller.groups or ())
-        readable = []
-        for name in names:
-            try:
-                documents = self._kb(name).documents()
-            except LingxiError:  # a store that cannot be opened now shows nothing
-                continue
-            if any(not d["groups"] or groups & set(d["groups"]) for d in documents):
-                readable.append(name)
-        return readable
+
+        def readable(name: str) -> bool:
+            return any(not d["groups"] or groups & set(d["groups"]) for d in self._kb(name).documents())
+        return _readable(caller, sorted(kb["name"] for kb in list_kbs(self.settings)), readable)
 
     def graph_names(self, caller: Caller) -> list[str]:
         """The graphs ``caller`` may read, by name: all for a trusted caller, else those with a
@@ -424,18 +431,12 @@ class Gateway:
             names = graph_names(self.settings)
         except LingxiError:
             return []
-        if caller.trusted:
-            return names
         groups = list(caller.groups or ())
-        readable = []
-        for name in names:
-            try:
-                with self._graph(name).open() as opened:
-                    if opened is not None and opened[0].readable(groups):
-                        readable.append(name)
-            except LingxiError:  # being written now: not listed this time
-                continue
-        return readable
+
+        def readable(name: str) -> bool:
+            with self._graph(name).open() as opened:
+                return opened is not None and opened[0].readable(groups)
+        return _readable(caller, names, readable)
 
     def _graph(self, name: str) -> Any:
         if name not in self._graphs:
