@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from lingxi.knowledge.support import (adds_to, answers_question, asked_for, check, content_units, counts_topic, focus,
                                      focus_beyond, repeats_numbers, topics, yes_no)
-from lingxi.knowledge.tree import introduces_list, marker
+from lingxi.knowledge.tree import introduces_list, marker, opens_clause
 from lingxi.knowledge.types import Answer, Citation, Hit
 from lingxi.text import language_of, split_sentences
 
@@ -220,11 +220,10 @@ def _list_after(lined: list[tuple[str, int]], end: int, most: int = 12) -> list[
     items: list[str] = []
     for j in range(end + 1, min(len(lined), end + 1 + most)):
         item, first = lined[j][0].strip(), lined[j][1]
-        numbered = marker(item)
-        if first != j or _NOT_A_STATEMENT.match(item) or (numbered and numbered[0] <= 5):
+        if first != j or _NOT_A_STATEMENT.match(item) or opens_clause(item):
             break
         stops = item.endswith(_FULL_STOPS)
-        if stops and numbered is None and items:
+        if stops and marker(item) is None and items:
             break  # a plain sentence after the items
         items.append(item)
         if stops:

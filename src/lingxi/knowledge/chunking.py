@@ -18,7 +18,7 @@ import hashlib
 from collections.abc import Callable
 
 from lingxi.engines.base import estimate_tokens
-from lingxi.knowledge.tree import BULLET, introduces_list, marker
+from lingxi.knowledge.tree import BULLET, introduces_list, marker, opens_clause
 from lingxi.knowledge.types import Chunk, Document
 from lingxi.text import split_sentences
 
@@ -90,18 +90,12 @@ def _item(text: str) -> bool:
     return bool(numbered and numbered[0] >= 6 or BULLET.match(text))
 
 
-def _clause(text: str) -> bool:
-    """A paragraph that opens a clause of a code or a contract (第五条, Article 5, §4)."""
-    numbered = marker(text)
-    return bool(numbered and numbered[0] <= 5)
-
-
 def _open_unit(pending: list[tuple[str, int, int]], following: str) -> int | None:
     """Where the unit that ``following`` continues begins in ``pending``: the list it is an item
     of (from its introduction, a paragraph ending in a colon), else the clause it belongs to
     (from the paragraph that opens it: 第五条, Article 5); None when ``following`` opens a clause
     itself, when there is no such unit, or when it begins the chunk (moving it gains nothing)."""
-    if _clause(following):
+    if opens_clause(following):
         return None
     if _item(following):
         i = len(pending) - 1
@@ -109,7 +103,7 @@ def _open_unit(pending: list[tuple[str, int, int]], following: str) -> int | Non
             i -= 1
         if i > 0 and introduces_list(pending[i][0]):
             return i
-    i = next((i for i in range(len(pending) - 1, -1, -1) if _clause(pending[i][0])), None)
+    i = next((i for i in range(len(pending) - 1, -1, -1) if opens_clause(pending[i][0])), None)
     return i if i else None
 
 

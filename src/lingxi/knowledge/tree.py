@@ -156,6 +156,13 @@ _DECIMAL = re.compile(r"^((?:\d+\.)*\d+)(?:[.、．)]\s*|\s+)(?=[A-Z\u4e00-\u9ff
 BULLET = re.compile(r"[•●○◦▪■□·\-–*]\s")
 
 
+def opens_clause(text: str) -> bool:
+    """``text`` opens a clause of a code or a contract, or a part above one (第五条, Article 5, §4,
+    第二章): a marker of rank 5 or outer."""
+    numbered = marker(text)
+    return bool(numbered and numbered[0] <= 5)
+
+
 def introduces_list(text: str) -> bool:
     """``text`` ends in a colon: what follows it is its list (有下列情形之一的，婚姻无效：, "any of the following:")."""
     return text.rstrip().endswith((":", "："))
