@@ -284,11 +284,15 @@ class InjectionStage(Stage):
 
         model, _prompt_threshold = self._model(cfg)
 
+        cleared = req.state.setdefault("injection_cleared", set())  # _check_sources need not scan these again
+
         def flagged(passage: Any) -> bool:
             found = scan_document(passage.text or "", model, threshold=cfg.threshold)
             if found.flagged:
                 _note(req, {"stage": "injection", "side": "sources", "decision": "excluded", "id": passage.id,
                             "source": passage.source, "score": round(found.score, 4)})
+            else:
+                cleared.add((passage.id, passage.text))
             return found.flagged
         return flagged
 
@@ -297,7 +301,10 @@ class InjectionStage(Stage):
 
         model, _prompt_threshold = self._model(cfg)
         flagged = []
+        cleared = req.state.get("injection_cleared", ())
         for src in req.sources:
+            if (src.id, src.text) in cleared:
+                continue  # scanned before the answer was made
             # a configured threshold serves both; otherwise documents use the model's calibrated ones
             found = scan_document(src.text or "", model, threshold=cfg.threshold)
             if found.flagged:
