@@ -98,7 +98,7 @@ def _tree(tmp_path, text, name="code.md"):
 
 
 def test_a_pdfs_wrapped_lines_become_paragraphs_and_its_clauses_tree_nodes(tmp_path):
-    # pypdf gives one line per printed line: a sentence wrapped across lines was quoted cut at the
+    # a PDF's text is one line per printed line: a sentence wrapped across lines was quoted cut at the
     # line's end, and the numbered clauses inside a page opened no tree nodes
     wide = "2.1 Every business trip must be approved in advance, in writing, by the department"
     page = ["ACME CONFIDENTIAL", "Travel Policy", "2. Approval", wide, "manager using the Travel Request form.",
@@ -128,6 +128,38 @@ def test_a_pdfs_wrapped_lines_become_paragraphs_and_its_clauses_tree_nodes(tmp_p
     # a dot leader and a number end a line of a table of contents (or of a statement)
     contents = ["4.5 Auxiliary functions . . . . . . . . . . . . . . 23", "Appendix A Copying Information . . . . . . . 24"]
     assert _reflow(contents) == contents
+
+
+def test_a_pdfs_bookmarks_are_its_headings_and_its_contents_pages_are_not_text(tmp_path):
+    # A manual typeset by LaTeX: justified lines whose word gaps are pen moves, not spaces (pypdf ran
+    # the words together: "theDebianarchiveand..."), a contents page whose entries had become the
+    # document's tree, chapter titles printed in capitals under a "CHAPTER / ONE" label, and an
+    # outline (bookmarks) holding the headings the printed text cannot tell from short paragraphs.
+    pages = ["Contents\n1 Scope 2\n2 Claims 3\n2.1 Receipts . . . . . . . . . . . . 3\n"
+             "2.2 Keeping the originals of receipts for the\nauditors of the company . . . . . . . 3",
+             "CHAPTER\nONE\nSCOPE\nThis policy covers travel by all employees of the company.",
+             "2.1 Receipts\nKeep every receipt for five years.\n"
+             "2.2 Keeping the originals of receipts for the auditors of the company\nOriginals go to audit."]
+    outline = [(1, "Scope", 1), (1, "Claims", 2), (2, "Receipts", 2),
+               (2, "Keeping the originals of receipts for the auditors of the company", 2)]
+    path = make_pdf(tmp_path / "manual.pdf", pages, outline=outline, kerned=True)
+    doc = load_file(path, max_bytes=2**20)[0]
+    assert [(b.level, b.page, b.text) for b in doc.blocks] == [
+        (0, 1, "Contents"),
+        (1, 2, "Scope"),  # the bookmark's spelling, not the capitals; the label above it dropped
+        (0, 2, "This policy covers travel by all employees of the company."),
+        (1, 3, "Claims"),  # a bookmark whose title is not printed on its page opens it
+        (2, 3, "2.1 Receipts"),  # as printed: the section number stays
+        (0, 3, "Keep every receipt for five years."),
+        (2, 3, "2.2 Keeping the originals of receipts for the auditors of the company"),
+        (0, 3, "Originals go to audit.")]
+    nodes = build_tree(doc, 7, chunk_document(doc, 7))
+    claims = next(n for n in nodes if n.title == "Claims")
+    assert [n.title for n in nodes if n.parent == claims.id] == [
+        "2.1 Receipts", "2.2 Keeping the originals of receipts for the auditors of the company"]
+    # without bookmarks the printed lines are all there is: nothing is dropped
+    plain = load_file(make_pdf(tmp_path / "plain.pdf", pages[:1]), max_bytes=2**20)[0]
+    assert "2.1 Receipts . . . . . . . . . . . . 3" in [b.text for b in plain.blocks]
 
 
 def test_a_docx_without_heading_styles_is_titled_by_its_first_line_and_treed_by_its_markers(tmp_path):

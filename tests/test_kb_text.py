@@ -105,7 +105,7 @@ def test_importing_the_knowledge_package_stays_light():
     import sys
 
     code = ("import sys, lingxi.knowledge, lingxi.cli.kb, lingxi.cli.eval; "
-            "heavy = [m for m in ('bm25s', 'jieba', 'hnswlib', 'psycopg', 'pypdf', 'docx', 'torch', 'Stemmer') "
+            "heavy = [m for m in ('bm25s', 'jieba', 'hnswlib', 'psycopg', 'pypdfium2', 'docx', 'torch', 'Stemmer') "
             "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

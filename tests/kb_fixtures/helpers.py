@@ -55,8 +55,12 @@ def kb_settings(home: Path, store: str = "sqlite", pg_url: str | None = None, **
     return parse_config(data)
 
 
-def make_pdf(path: Path, pages: list[str], title: str | None = None, password: str | None = None) -> Path:
-    """A real PDF (Helvetica text, one string per page), optionally encrypted with a password."""
+def make_pdf(path: Path, pages: list[str], title: str | None = None, password: str | None = None,
+             outline: list[tuple[int, str, int]] | None = None, kerned: bool = False) -> Path:
+    """A real PDF (Helvetica text, one string per page, one printed line per ``\\n``), optionally
+    encrypted with a password, with an ``outline`` of bookmarks ``(level from 1, title, page index)``,
+    and with ``kerned`` lines set as LaTeX sets justified text: each word a string of its own, the gap
+    between words made by moving the pen, with no space character in the file."""
     objects: list[bytes] = []
     n_pages = len(pages)
     kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(n_pages))
@@ -67,7 +71,8 @@ def make_pdf(path: Path, pages: list[str], title: str | None = None, password: s
         lines = []
         for j, para in enumerate(text.split("\n")):
             safe = para.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-            lines.append(f"BT /F1 11 Tf 50 {760 - 30 * j} Td ({safe}) Tj ET")
+            shown = "[" + " -333 ".join(f"({w})" for w in safe.split(" ")) + "] TJ" if kerned else f"({safe}) Tj"
+            lines.append(f"BT /F1 11 Tf 50 {760 - 30 * j} Td {shown} ET")
         stream = "\n".join(lines).encode()
         objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
                        f"/Contents {5 + 2 * i} 0 R >>".encode())
@@ -82,12 +87,15 @@ def make_pdf(path: Path, pages: list[str], title: str | None = None, password: s
     out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
     out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
     path.write_bytes(bytes(out))
-    if title or password:
+    if title or password or outline:
         from pypdf import PdfReader, PdfWriter
 
         writer = PdfWriter(clone_from=PdfReader(str(path)))
         if title:
             writer.add_metadata({"/Title": title})
+        parents: dict[int, object] = {}
+        for level, mark, page in outline or []:
+            parents[level] = writer.add_outline_item(title=mark, page_number=page, parent=parents.get(level - 1))
         if password:
             writer.encrypt(user_password=password, owner_password=password + "-owner", algorithm="RC4-128")
         with open(path, "wb") as fh:

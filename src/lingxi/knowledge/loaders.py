@@ -1,8 +1,8 @@
 """Turn files into :class:`Document` objects, keeping title, headings and page numbers.
 
-Formats: .txt, .md/.markdown, .html/.htm, .pdf (pypdf; printed lines joined back into paragraphs),
-.docx (python-docx), .jsonl/.csv (one document per record). A folder is walked recursively (hidden
-files skipped). Parsers are real libraries (markdown-it, selectolax, pypdf, python-docx), imported
+Formats: .txt, .md/.markdown, .html/.htm, .pdf (PDFium; bookmarks as headings, printed lines joined
+back into paragraphs), .docx (python-docx), .jsonl/.csv (one document per record). A folder is
+walked recursively (hidden files skipped). Parsers are real libraries (markdown-it, selectolax, pypdfium2, python-docx), imported
 only for their format.
 
 A file that cannot be used raises :class:`LoadError` with a one-line reason; the caller reports
@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,9 +34,10 @@ SUPPORTED = TEXT_EXTS | MARKDOWN_EXTS | HTML_EXTS | RECORD_EXTS | {".pdf", ".doc
 #: Bumped when a format is read or chunked differently (2: PDF lines joined into paragraphs, a
 #: DOCX without headings titled by its first line; 3: a clause (第X条) or a list is not cut
 #: across chunks when it fits in one; 4: an HTML table row is one paragraph, and a label ending
-#: its section joins the paragraph before it): ingest then reads files it would skip as unchanged
-#: again, re-embedding only the chunks whose text changed.
-READER_VERSION = 4
+#: its section joins the paragraph before it; 5: PDFs read by PDFium, their bookmarks as
+#: headings): ingest then reads files it would skip as unchanged again, re-embedding only the
+#: chunks whose text changed.
+READER_VERSION = 5
 
 #: Record fields used as the text / title / id of a JSONL or CSV record, in order of preference.
 TEXT_FIELDS = ("text", "content", "body", "passage", "answer")
@@ -228,41 +230,157 @@ def _load_html(text: str, source: str, stem: str) -> Document:
 
 def _load_pdf(path: Path, source: str) -> Document:
     try:
-        from pypdf import PdfReader
-        from pypdf.errors import PdfReadError
+        import pypdfium2 as pdfium
     except ImportError as exc:
         raise missing_extra("PDF loading", "knowledge", exc) from exc
-    try:
-        reader = PdfReader(str(path))
-        if reader.is_encrypted:
-            try:
-                ok = reader.decrypt("")
-            except Exception:  # pypdf raises several types for unsupported encryption
-                ok = 0
-            if not ok:
-                raise LoadError("encrypted PDF (needs a password); decrypt it first")
-        pages = [_page_lines(page.extract_text() or "") for page in reader.pages]
-        chars = sum(len(line) for lines in pages for line in lines)
-        unmapped = sum(len(_UNMAPPED.findall(line)) for lines in pages for line in lines)
-        if chars and unmapped > 0.3 * chars:
-            raise LoadError(f"PDF text is not readable: {unmapped / chars:.0%} of its characters have no Unicode "
-                            "mapping in the PDF's fonts; export it again with text, or OCR it")
-        pages = [[c for line in lines if (c := _UNMAPPED.sub("", line).strip())] for lines in pages]
-        furniture = _furniture(pages)
-        paragraphs = [_reflow([line for line in lines if _shape(line) not in furniture]) for lines in pages]
-        for before, after in zip(paragraphs, paragraphs[1:], strict=False):
-            if before and after and _continues(before[-1], after[0]):  # a sentence cut by the page break
-                before[-1] = _joined(before[-1], after.pop(0))
-        blocks = [Block(text, 0, n) for n, texts in enumerate(paragraphs, 1) for text in texts]
-        meta_title = (reader.metadata.title if reader.metadata else None) or ""
-    except LoadError:
-        raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise LoadError(f"unreadable PDF ({type(exc).__name__}: {exc})") from None
+    with _PDFIUM:  # PDFium is not thread-safe
+        try:
+            pdf = pdfium.PdfDocument(str(path))
+        except pdfium.PdfiumError as exc:
+            if "password" in str(exc).lower():
+                raise LoadError("encrypted PDF (needs a password); decrypt it first") from None
+            raise LoadError(f"unreadable PDF ({exc})") from None
+        try:
+            texts = [_page_text(pdf, n) for n in range(len(pdf))]
+            outline = _outline(pdf)
+            meta_title = pdf.get_metadata_dict().get("Title") or ""
+        except pdfium.PdfiumError as exc:
+            raise LoadError(f"unreadable PDF ({exc})") from None
+        finally:
+            pdf.close()
+    pages = [_page_lines(text) for text, _ in texts]
+    chars = sum(len(line) for lines in pages for line in lines) + sum(dropped for _, dropped in texts)
+    unmapped = sum(len(_UNMAPPED.findall(line)) for lines in pages for line in lines) + sum(d for _, d in texts)
+    if chars and unmapped > 0.3 * chars:
+        raise LoadError(f"PDF text is not readable: {unmapped / chars:.0%} of its characters have no Unicode "
+                        "mapping in the PDF's fonts; export it again with text, or OCR it")
+    pages = [[c for line in lines if (c := _UNMAPPED.sub("", line).strip())] for lines in pages]
+    furniture = _furniture(pages)
+    pages = [[line for line in lines if _shape(line) not in furniture] for lines in pages]
+    page_blocks = [_page_blocks(lines, n, outline) for n, lines in enumerate(pages, 1)]
+    for before, after in zip(page_blocks, page_blocks[1:], strict=False):
+        if (before and after and before[-1].level == 0 and after[0].level == 0
+                and _continues(before[-1].text, after[0].text)):  # a sentence cut by the page break
+            before[-1].text = _joined(before[-1].text, after.pop(0).text)
+    blocks = [block for blocks in page_blocks for block in blocks]
     if not blocks:
         raise LoadError("PDF has no extractable text (scanned images need OCR first)")
-    title = meta_title.strip() or blocks[0].text.splitlines()[0][:80]
-    return Document(source, source, title, blocks, {"type": "pdf", "pages": len(reader.pages)})
+    title = meta_title.strip() or next((b.text for b in blocks if b.level), "") or blocks[0].text.splitlines()[0][:80]
+    return Document(source, source, title, blocks, {"type": "pdf", "pages": len(pages), "outline": bool(outline)})
+
+
+_PDFIUM = threading.Lock()
+
+
+def _page_text(pdf, n: int) -> tuple[str, int]:
+    """Page ``n``'s text, and how many of its characters gave none (glyphs its fonts map to no
+    Unicode character, which PDFium leaves out)."""
+    page = pdf[n]
+    textpage = page.get_textpage()
+    try:
+        text = textpage.get_text_range()
+        return text, max(0, textpage.count_chars() - len(text))
+    finally:
+        textpage.close()
+        page.close()
+
+
+def _outline(pdf) -> dict[int, list[tuple[int, str]]]:
+    """The PDF's bookmarks (its outline) by page number: ``(level, title)`` in order, level 1 the
+    outermost. A PDF exported from Word, LaTeX or a typesetter carries its headings here, which the
+    printed text alone does not tell apart from a short paragraph."""
+    by_page: dict[int, list[tuple[int, str]]] = {}
+    for mark in pdf.get_toc():
+        dest = mark.get_dest()
+        title = " ".join(mark.get_title().split())
+        index = dest.get_index() if dest is not None else None
+        if title and index is not None:
+            by_page.setdefault(index + 1, []).append((mark.level + 1, title))
+    return by_page
+
+
+def _key(text: str) -> str:
+    """Letters and digits only, lower-cased: a heading as printed ("1.1 Scope", "ABOUT THIS
+    MANUAL") against its bookmark's title."""
+    return "".join(ch for ch in text.casefold() if ch.isalnum())
+
+
+#: A section number printed before a heading's title: 4.9, A.1, IV, 第三章, Chapter 2, Article 5.
+_NUMBERING = re.compile(r"(?:(?i:chapter|section|article|appendix|annex|part)\s+)?"
+                        r"(?:\d+(?:\.\d+)*\.?|[A-Z](?:\.\d+)*\.?|[IVXLC]+\.?|第[零〇一二两三四五六七八九十百千\d]+[编章节条])(?=\s)")
+#: What a table of contents prints after a title: dot leaders and a page number (arabic or roman).
+_TOC_TAIL = re.compile(r"(?:\s*(?:\.\s*){2,}|\s+)(?:\d+|[ivxlc]+)$", re.I)
+#: A label printed above a chapter's title ("CHAPTER" / "ONE", "Appendix B").
+_LABEL = re.compile(r"(?i)(?:chapter|appendix|annex|part)?\s*(?:\d+|[ivxlc]+|[a-z]|one|two|three|four|five|six|"
+                    r"seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|"
+                    r"nineteen|twenty)?")
+
+
+def _titled(line: str, title_key: str) -> bool:
+    """``line`` prints the heading whose title is ``title_key``: the same words, or the same
+    words after a section number."""
+    key = _key(line)
+    if key == title_key:
+        return True
+    numbered = _NUMBERING.match(line)
+    return bool(numbered and numbered.end() < len(line) and _key(line[numbered.end():]) == title_key)
+
+
+def _page_blocks(lines: list[str], page: int, outline: dict[int, list[tuple[int, str]]]) -> list[Block]:
+    """A page's blocks: its bookmarked headings found among its lines (as printed, so a section
+    number stays; a bookmark not found in the text is put where the one before it was found), the
+    lines between them joined back into paragraphs. With an outline, a table-of-contents line (a
+    bookmarked title and a page number) is dropped, and so is a "CHAPTER ONE" label above a title."""
+    if not outline:
+        return [Block(text, 0, page) for text in _reflow(lines)]
+    titles = {_key(title) for marks in outline.values() for _, title in marks}
+    headings: dict[int, tuple[int, str]] = {}  # line index -> (level, text)
+    placed: list[tuple[int, int, str]] = []  # (before line index, level, title) for bookmarks not found
+    start = 0
+    for level, title in outline.get(page, []):
+        key = _key(title)
+        found = next((i for i in range(start, len(lines)) if i not in headings and _titled(lines[i], key)), None)
+        if found is None:
+            placed.append((start, level, title))
+            continue
+        line = lines[found]
+        headings[found] = (level, title if _key(line) == key and line != title else line)
+        for i in range(found - 1, start - 1, -1):  # "CHAPTER" / "ONE" printed above the title
+            if lines[i] and _LABEL.fullmatch(lines[i]):
+                lines[i] = ""
+            else:
+                break
+        start = found + 1
+    blocks: list[Block] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        blocks.extend(Block(text, 0, page) for text in _reflow(run))
+        run.clear()
+
+    for i, line in enumerate(lines):
+        for before, level, title in placed:
+            if before == i:
+                flush()
+                blocks.append(Block(title, level, page))
+        if i in headings:
+            flush()
+            blocks.append(Block(headings[i][1], headings[i][0], page))
+        elif (tail := _TOC_TAIL.search(line)) and _toc_title(line[:tail.start()], titles):
+            continue
+        elif tail and run and _toc_title(run[-1] + " " + line[:tail.start()], titles):
+            run.pop()  # a contents entry wrapped over two lines
+        elif line:
+            run.append(line)
+    flush()
+    blocks.extend(Block(title, level, page) for before, level, title in placed if before >= len(lines))
+    return blocks
+
+
+def _toc_title(text: str, titles: set[str]) -> bool:
+    numbered = _NUMBERING.match(text)
+    rest = text[numbered.end():] if numbered and numbered.end() < len(text) else text
+    return _key(text) in titles or _key(rest) in titles
 
 
 #: Sentence ends and clause ends after which a PDF line ends its paragraph; a dot leader and a
@@ -271,10 +389,11 @@ def _load_pdf(path: Path, source: str) -> Document:
 _LINE_END = re.compile(r"[。！？：；.!?:;][”’」』）)\"']*$|(?:\.\s?){4,}\s*[\d,.]+$")
 _PAGE_NUMBER = re.compile(r"(?:page\s*)?[-–—]?\s*\d+\s*(?:(?:/|of)\s*\d+)?\s*[-–—]?|第\s*\d+\s*页(?:\s*[，,/]?\s*共\s*\d+\s*页)?",
                           re.I)
-#: Typographic ligatures PDFs store as one glyph (ﬁ in "ﬁnance"), which no tokenizer reads as letters.
+#: Typographic ligatures PDFs store as one glyph (ﬁ in "ﬁnance"), which no tokenizer reads as letters,
+#: and the mark PDFium leaves where it joined a word hyphenated across two lines (U+FFFE).
 _LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
-                            "\ufb05": "st", "\ufb06": "st"})
-#: What pypdf gives for a glyph its font maps to no character (U+0000, other controls, U+FFFD).
+                            "\ufb05": "st", "\ufb06": "st", "\ufffe": ""})
+#: What PDFium gives for a glyph its font maps to no character (U+0000, other controls, U+FFFD).
 _UNMAPPED = re.compile("[\x00-\x08\x0b-\x1f\ufffd]")
 
 
@@ -304,7 +423,7 @@ def _furniture(pages: list[list[str]]) -> set[str]:
 
 
 def _reflow(lines: list[str]) -> list[str]:
-    """A PDF page's lines joined back into paragraphs. pypdf gives one line per printed line, so a
+    """A PDF page's lines joined back into paragraphs. PDFium gives one line per printed line, so a
     sentence wrapped across lines would otherwise be quoted cut at the line's end, and the
     numbered clauses inside a page would not open tree nodes. A line starts a paragraph when the
     line before it ends a sentence or clause, is short (a heading, a paragraph's last line), or
