@@ -1,8 +1,8 @@
 """Tree navigation against hybrid top-k on a long structured document: does it cite the right section?
 
     python benchmarks/navigation.py DATA_DIR [--k 5] [--model smollm2] [--home DIR] [--limit N]
-        [--english RUST_REFERENCE_PRINT_HTML] [--questions FILE] [--questions-en FILE] [--unanswerable FILE]
-        [--embedder NAME]
+        [--english RUST_REFERENCE_PRINT_HTML] [--policy DEBIAN_POLICY_PDF] [--questions FILE]
+        [--questions-en FILE] [--unanswerable FILE] [--embedder NAME]
 
 DATA_DIR is the project's shared public data folder; the document is ``prc-civil-code-zh/`` (the
 PRC Civil Code, 8 markdown files, 1,260 articles), the questions
@@ -21,6 +21,12 @@ Both retrievers run over one knowledge base, in one process, question by questio
 toolchain; MIT/Apache-2.0) with ``benchmarks/data/navigation/rust_reference_en.jsonl`` (25
 questions, each with the title of the section that answers it): a result cites the right section
 when that heading is on its heading path.
+
+``--policy`` adds the Debian Policy Manual, a standard (``policy.pdf``, unzipped from Debian's
+``debian-policy`` package's ``/usr/share/doc/debian-policy/policy.pdf.gz``; GPL-2+; 193 pages), read
+as the PDF it is, with ``benchmarks/data/navigation/debian_policy_en.jsonl`` (30 questions, each
+with the number of the section that answers it): a result cites the right section when a heading
+on its path starts with that number.
 
 Reported per retriever: ``top1`` (the first result cites a gold article), ``any`` (one of the k
 results does), ``latency_ms`` p50/p95 of the retrieval call, ``articles_in_top1`` (how many articles
@@ -50,6 +56,7 @@ from lingxi.knowledge.tree import chinese_number
 
 QUESTIONS = Path(__file__).parent / "data" / "navigation" / "civil_code_zh.jsonl"
 QUESTIONS_EN = Path(__file__).parent / "data" / "navigation" / "rust_reference_en.jsonl"
+QUESTIONS_POLICY = Path(__file__).parent / "data" / "navigation" / "debian_policy_en.jsonl"
 UNANSWERABLE = Path(__file__).parent / "data" / "navigation" / "civil_code_zh_unanswerable.txt"
 _ARTICLE = re.compile(r"(?m)^第([零〇一二两三四五六七八九十百千]+)条")
 
@@ -78,7 +85,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="only the first N questions")
     ap.add_argument("--no-answers", action="store_true", help="retrieval only, no kb.answer calls")
     ap.add_argument("--english", type=Path, default=None, help="The Rust Reference's print.html")
-    ap.add_argument("--only-english", action="store_true")
+    ap.add_argument("--policy", type=Path, default=None, help="the Debian Policy Manual's policy.pdf")
+    ap.add_argument("--questions-policy", type=Path, default=QUESTIONS_POLICY)
+    ap.add_argument("--only-english", action="store_true", help="skip the Civil Code")
     ap.add_argument("--embedder", default=None,
                     help="the knowledge bases' embedder (default: what a new one chooses: e5-small for the "
                          "Civil Code, MiniLM for the Rust Reference); e.g. minilm+e5")
@@ -96,6 +105,9 @@ def main() -> None:
     if args.english:
         questions = _read(args.questions_en, args.limit)
         out["en"] = run(settings, engine, args.english, questions, args, "rust-reference")
+    if args.policy:
+        questions = _read(args.questions_policy, args.limit)
+        out["policy"] = run(settings, engine, args.policy, questions, args, "debian-policy")
     out["load_end"] = os.getloadavg()[0]
     print(json.dumps(out, ensure_ascii=False, indent=1))
 
@@ -126,6 +138,8 @@ def run(settings, engine, source: Path, questions: list[dict], args, label: str,
         def cites(hit, q) -> bool:
             if "gold_section" in q:
                 return q["gold_section"] in hit.headings
+            if "gold_number" in q:
+                return any(h.startswith(q["gold_number"] + " ") for h in hit.headings)
             return bool((in_chunk.get(hit.id) or articles(hit.text)) & set(q["gold"]))
 
         kb.navigate(questions[0]["question"])  # warm: the tree index and the embedder are loaded once
