@@ -58,12 +58,9 @@ def choose(kb: KnowledgeBase, question: str, groups: list[str] | None = None) ->
         chosen = None
     if chosen is not None:
         return chosen
-    from lingxi.knowledge.retrievers import available_retrievers
-
-    if "navigate" in available_retrievers():
-        doc = kb.longest_structured_document()
-        if doc is not None and doc[1] >= LONG_SECTIONS and doc[2] >= LONG_CHUNKS:
-            return Choice("navigate", f"{doc[0]} is a long structured document ({doc[1]} sections, {doc[2]} chunks)")
+    doc = kb.longest_structured_document()
+    if doc is not None and doc[1] >= LONG_SECTIONS and doc[2] >= LONG_CHUNKS:
+        return Choice("navigate", f"{doc[0]} is a long structured document ({doc[1]} sections, {doc[2]} chunks)")
     return Choice("hybrid", "no graph entity with a relation asked, no long structured document")
 
 

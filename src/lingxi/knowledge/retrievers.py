@@ -373,7 +373,9 @@ def get_retriever(name: str) -> Retriever:
         return FusedRetriever(members, name=FUSE_PREFIX + "+".join(parts))
     if name.startswith(MemberDenseRetriever.PREFIX) and len(name) > len(MemberDenseRetriever.PREFIX):
         return MemberDenseRetriever(name[len(MemberDenseRetriever.PREFIX):])
-    known = available_retrievers()
+    # a built-in or registered name is found without reading every installed package's entry
+    # points (about 10 ms with the full extras, on every search)
+    known = _registered | _BUILTIN if name in _registered or name in _BUILTIN else available_retrievers()
     if name not in known:
         raise UsageError(f"unknown search mode '{name}'; expected one of {', '.join(sorted(known))} "
                          f"or {FUSE_PREFIX}A+B…")
