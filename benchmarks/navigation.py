@@ -2,7 +2,7 @@
 
     python benchmarks/navigation.py DATA_DIR [--k 5] [--model smollm2] [--home DIR] [--limit N]
         [--english RUST_REFERENCE_PRINT_HTML] [--policy DEBIAN_POLICY_PDF] [--questions FILE]
-        [--questions-en FILE] [--unanswerable FILE] [--embedder NAME]
+        [--questions-en FILE] [--unanswerable FILE] [--embedder NAME] [--trust-model]
 
 DATA_DIR is the project's shared public data folder; the document is ``prc-civil-code-zh/`` (the
 PRC Civil Code, 8 markdown files, 1,260 articles), the questions
@@ -28,6 +28,9 @@ as the PDF it is, with ``benchmarks/data/navigation/debian_policy_en.jsonl`` (30
 with the number of the section that answers it): a result cites the right section when a heading
 on its path starts with that number.
 
+``--trust-model`` lets ``--model`` choose at every level even when it is too small to be trusted
+(the bundled SmolLM2 is): the model-chosen path, measured with the model there is.
+
 Reported per retriever: ``top1`` (the first result cites a gold article), ``any`` (one of the k
 results does), ``latency_ms`` p50/p95 of the retrieval call, ``articles_in_top1`` (how many articles
 the first citation spans: a hybrid chunk packs several, a navigation leaf is one); for answers (``kb.answer``, answer
@@ -47,6 +50,7 @@ import re
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from lingxi.config import parse_config
@@ -88,6 +92,9 @@ def main() -> None:
     ap.add_argument("--policy", type=Path, default=None, help="the Debian Policy Manual's policy.pdf")
     ap.add_argument("--questions-policy", type=Path, default=QUESTIONS_POLICY)
     ap.add_argument("--only-english", action="store_true", help="skip the Civil Code")
+    ap.add_argument("--trust-model", action="store_true",
+                    help="let --model choose at every level even when it is too small to be trusted (the "
+                         "model-chosen path measured with whatever model there is; answers are unchanged)")
     ap.add_argument("--embedder", default=None,
                     help="the knowledge bases' embedder (default: what a new one chooses: e5-small for the "
                          "Civil Code, MiniLM for the Rust Reference); e.g. minilm+e5")
@@ -96,18 +103,19 @@ def main() -> None:
     # The injection scan of ingested chunks is not what is measured here (it doubles ingest time).
     settings = parse_config({"home": str(home), "knowledge": {"scan_injection": False}})
     engine = load_engine(args.model, settings)
+    chooser = _Trusted(engine) if args.trust_model else engine
     out: dict = {"k": args.k, "model": args.model, "load_start": os.getloadavg()[0]}
     if not args.only_english:
         questions = _read(args.questions, args.limit)
         unanswerable = [line.strip() for line in args.unanswerable.read_text(encoding="utf-8").splitlines() if line.strip()]
-        out["zh"] = run(settings, engine, args.data / "prc-civil-code-zh", questions, args, "prc-civil-code-zh",
-                        unanswerable)
+        out["zh"] = run(settings, engine, chooser, args.data / "prc-civil-code-zh", questions, args,
+                        "prc-civil-code-zh", unanswerable)
     if args.english:
         questions = _read(args.questions_en, args.limit)
-        out["en"] = run(settings, engine, args.english, questions, args, "rust-reference")
+        out["en"] = run(settings, engine, chooser, args.english, questions, args, "rust-reference")
     if args.policy:
         questions = _read(args.questions_policy, args.limit)
-        out["policy"] = run(settings, engine, args.policy, questions, args, "debian-policy")
+        out["policy"] = run(settings, engine, chooser, args.policy, questions, args, "debian-policy")
     out["load_end"] = os.getloadavg()[0]
     print(json.dumps(out, ensure_ascii=False, indent=1))
 
@@ -117,9 +125,25 @@ def _read(path: Path, limit: int) -> list[dict]:
     return rows[: limit or None]
 
 
-def run(settings, engine, source: Path, questions: list[dict], args, label: str,
+class _Trusted:
+    """``engine`` with its parameter count hidden, so navigation lets it choose whatever its size."""
+
+    def __init__(self, engine) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+    @property
+    def info(self):
+        info = self._engine.info
+        return replace(info, details={k: v for k, v in info.details.items() if k != "n_params"})
+
+
+def run(settings, engine, chooser, source: Path, questions: list[dict], args, label: str,
         unanswerable: list[str] | None = None) -> dict:
-    """Both retrievers over one knowledge base of ``source``, question by question."""
+    """Both retrievers over one knowledge base of ``source``, question by question; ``chooser``
+    chooses during navigation (``engine`` itself, or it trusted whatever its size)."""
     out: dict = {"document": label, "questions": len(questions)}
     with tempfile.TemporaryDirectory() as tmp:
         kb = scratch_kb(settings, Path(tmp) / "doc", embedder=args.embedder)
@@ -151,7 +175,7 @@ def run(settings, engine, source: Path, questions: list[dict], args, label: str,
             hybrid = kb.search(q["question"], mode="hybrid", k=args.k)
             runs["hybrid"]["t"].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            nav = kb.navigate(q["question"], engine=engine, k=args.k)
+            nav = kb.navigate(q["question"], engine=chooser, k=args.k)
             runs["navigate"]["t"].append(time.perf_counter() - t0)
             lists = {"hybrid": hybrid, "navigate": kb.navigation_hits(nav)}
             for name, hits in lists.items():
@@ -162,12 +186,16 @@ def run(settings, engine, source: Path, questions: list[dict], args, label: str,
                     runs[name]["width"].append(len(in_chunk.get(hits[0].id) or articles(hits[0].text)))
                 row[name] = {"top1": bool(found and found[0]), "any": any(found), "first": hits[0].id if hits else None}
             row["navigate"]["by"] = sorted({s["by"] for s in nav.scratchpad})
+            runs["navigate"].setdefault("model_levels", []).append(sum(s["by"] == "model" for s in nav.scratchpad))
+            runs["navigate"].setdefault("levels", []).append(len(nav.scratchpad))
             per_question.append(row)
             print(f"{label} {q['id']}: hybrid {row['hybrid']['any']} navigate {row['navigate']['any']}", file=sys.stderr)
         for name, r in runs.items():
             out[name] = {"top1": round(r["top1"] / len(questions), 3), "any": round(r["any"] / len(questions), 3),
                          "latency_ms_p50": pct(r["t"], 0.5), "latency_ms_p95": pct(r["t"], 0.95),
                          "articles_in_top1": round(sum(r["width"]) / len(r["width"]), 2) if r["width"] else None}
+            if "levels" in r:  # how many of navigation's choices the model made (the rest: the scorer)
+                out[name]["levels_chosen_by_model"] = f"{sum(r['model_levels'])} of {sum(r['levels'])}"
         if not args.no_answers:
             for name in ("hybrid", "navigate"):
                 answered = correct = 0
