@@ -265,7 +265,7 @@ def _load_pdf(path: Path, source: str) -> Document:
     blocks = [block for blocks in page_blocks for block in blocks]
     if not blocks:
         raise LoadError("PDF has no extractable text (scanned images need OCR first)")
-    title = meta_title.strip() or next((b.text for b in blocks if b.level), "") or blocks[0].text.splitlines()[0][:80]
+    title = meta_title.strip() or blocks[0].text.splitlines()[0][:80]  # the title page's first line
     return Document(source, source, title, blocks, {"type": "pdf", "pages": len(pages), "outline": bool(outline)})
 
 
