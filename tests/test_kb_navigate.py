@@ -427,6 +427,27 @@ def test_a_trusted_model_chooses_with_reasons_and_an_invalid_reply_falls_back(co
     assert all(step["by"] == "scorer" for step in nav.scratchpad) and len(tiny.prompts) == 0
 
 
+def test_the_candidates_are_shortened_to_fit_the_models_context_window(code_kb):
+    # Twenty Chinese candidates with 160-character snippets ran past SmolLM2's 4,096 tokens and the
+    # navigation failed with a context-length error; now the snippets shrink, then only titles
+    # are shown, and when not even those fit the scorer chooses and says why.
+    question = "业主拖欠物业费不交怎么办？"
+    first = code_kb.navigate(question, parts=6).scratchpad[0]
+    other = first["candidates"][-1]["id"]
+    reply = json.dumps({"choose": [{"id": other, "reason": "在这里"}]})
+    roomy = FakeEngine(replies=[reply] * 3, context_length=8192)
+    code_kb.navigate(question, engine=roomy, parts=6)
+    narrow = FakeEngine(replies=[reply] * 3, context_length=1100)
+    nav = code_kb.navigate(question, engine=narrow, parts=6)
+    assert nav.scratchpad[0]["by"] == "model" and nav.scratchpad[0]["chosen"] == [other]
+    shown, full = narrow.prompts[0][1]["content"], roomy.prompts[0][1]["content"]
+    assert len(shown) < len(full) and all(c["id"] in shown for c in first["candidates"])
+    tiny = FakeEngine(replies=[reply] * 3, context_length=300)
+    nav = code_kb.navigate(question, engine=tiny, parts=6)
+    assert nav.scratchpad[0]["by"] == "scorer" and "context window" in nav.scratchpad[0]["note"]
+    assert nav.scratchpad[0]["chosen"] == first["chosen"] and not tiny.prompts
+
+
 def test_selection_validation_is_the_schema():
     schema = selection_schema(["1.2", "1.3"], 2)
     assert schema["properties"]["choose"]["items"]["properties"]["id"]["enum"] == ["1.2", "1.3"]

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lingxi.errors import UsageError
+from lingxi.errors import ContextLengthError, UsageError
 from lingxi.records import json_in_reply
 from lingxi.knowledge.retrievers import Query, Retriever, Scored
 from lingxi.knowledge.tree import TreeNode, link_children
@@ -76,6 +76,12 @@ PARTS = 20
 RERANK = 20
 #: The longest reason a model may give for one choice (characters).
 REASON_CHARS = 80
+#: Characters of a candidate's text (a leaf's) or summary (a part's) shown to the model, halved
+#: (then titles alone) until the prompt fits the model's context window: twenty Chinese snippets
+#: of 160 characters are about 4,400 tokens to SmolLM2's tokenizer, past its 4,096.
+SNIPPET_CHARS = 160
+#: Tokens a chat template adds around two messages, kept free when fitting the prompt.
+TEMPLATE_TOKENS = 48
 K1, B = 1.5, 0.75
 
 
@@ -297,6 +303,9 @@ def _choose(engine: Any, question: str, shown: list[TreeNode], score: Any, bread
         return best, {}, "scorer", "no model trusted to choose: the prefilter's best, and the parts holding hybrid's top chunks"
     try:
         reply = _ask(engine, question, shown, breadth)
+    except ContextLengthError as exc:
+        return best, {}, "scorer", f"the candidates do not fit the model's context window ({exc}): the prefilter's best"
+    try:
         picks = _validate(reply, [n.id for n in shown], breadth)
     except ValueError as exc:
         return best, {}, "scorer", f"the model's reply was not a valid selection ({exc}): the prefilter's best"
@@ -322,21 +331,30 @@ def _ask(engine: Any, question: str, shown: list[TreeNode], breadth: int) -> str
     from lingxi.text import language_of
 
     zh = language_of(question) == "zh"
-    lines = [f"[{n.id}] {n.title} — {(n.summary if not n.is_leaf else n.text)[:160]}" for n in shown]
     if zh:
         ask = (f"为了回答问题，从下面的部分中选出最多 {breadth} 个最可能包含答案的部分，每个附一句理由。"
                '只输出 JSON：{"choose": [{"id": "编号", "reason": "理由"}]}。')
     else:
         ask = (f"To answer the question, choose at most {breadth} of the parts below that most likely contain "
                'the answer, each with a short reason. Output JSON only: {"choose": [{"id": "...", "reason": "..."}]}.')
-    prompt = [{"role": "system", "content": ask},
-              {"role": "user", "content": ("问题" if zh else "Question") + f": {question}\n\n" + "\n".join(lines)}]
+    # Room for every choice at its longest (a CJK character can take two tokens), so a constrained
+    # reply is never cut off into invalid JSON.
+    max_tokens = 32 + (2 * REASON_CHARS + 40) * breadth
+    context = getattr(engine.info, "context_length", None) or 0
+    for chars in (SNIPPET_CHARS, SNIPPET_CHARS // 2, SNIPPET_CHARS // 4, 0):  # shorter snippets until it fits
+        lines = [f"[{n.id}] {n.title}" + (f" — {(n.text if n.is_leaf else n.summary)[:chars]}" if chars else "")
+                 for n in shown]
+        user = ("问题" if zh else "Question") + f": {question}\n\n" + "\n".join(lines)
+        tokens = engine.count_tokens(ask + user) + TEMPLATE_TOKENS if context else 0
+        if tokens + max_tokens <= context or not context:
+            break
+    else:  # not even the titles leave room for the reply
+        raise ContextLengthError(tokens, context, max_tokens)
+    prompt = [{"role": "system", "content": ask}, {"role": "user", "content": user}]
     extra: dict[str, Any] = {}
     if getattr(engine, "constrained_decoding", False):
         extra["json_schema"] = json.dumps(selection_schema([n.id for n in shown], breadth))
-    # Room for every choice at its longest (a CJK character can take two tokens), so a constrained
-    # reply is never cut off into invalid JSON.
-    params = GenerationParams(max_tokens=32 + (2 * REASON_CHARS + 40) * breadth, temperature=0.0, **extra)
+    params = GenerationParams(max_tokens=max_tokens, temperature=0.0, **extra)
     return engine.generate(prompt, params).text
 
 
