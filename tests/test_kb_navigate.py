@@ -16,7 +16,7 @@ from lingxi.engines.fake import FakeEngine
 from lingxi.errors import UsageError
 from lingxi.knowledge import create_kb
 from lingxi.knowledge.chunking import chunk_document
-from lingxi.knowledge.loaders import LoadError, _reflow, load_file
+from lingxi.knowledge.loaders import LoadError, _page_lines, _reflow, load_file
 from lingxi.knowledge.navigate import _validate, selection_schema
 from lingxi.knowledge.tree import ExtractiveSummariser, build_tree, chinese_number, marker, summarise_tree
 
@@ -160,6 +160,24 @@ def test_a_pdfs_bookmarks_are_its_headings_and_its_contents_pages_are_not_text(t
     # without bookmarks the printed lines are all there is: nothing is dropped
     plain = load_file(make_pdf(tmp_path / "plain.pdf", pages[:1]), max_bytes=2**20)[0]
     assert "2.1 Receipts . . . . . . . . . . . . 3" in [b.text for b in plain.blocks]
+    # a heading printed over two lines is one heading; a row naming a bookmarked title and a number
+    # is not a contents entry when it is not on a contents page; a number above a title stays
+    report = make_pdf(tmp_path / "report.pdf", [
+        "4.2 Explanation of error messages from\nMemcheck\nIt reports each error once.\nItem Amount\n"
+        "Revenue 500\nExpenses 300\n1,200\nRevenue\nRevenue grew."], outline=[
+        (1, "4.2 Explanation of error messages from Memcheck", 0), (1, "Revenue", 0)])
+    assert [(b.level, b.text) for b in load_file(report, max_bytes=2**20)[0].blocks] == [
+        (1, "4.2 Explanation of error messages from Memcheck"), (0, "It reports each error once."),
+        (0, "Item Amount Revenue 500 Expenses 300 1,200"), (1, "Revenue"), (0, "Revenue grew.")]
+    # bookmarks alone are no text; a PDF without pages is no document
+    scanned = make_pdf(tmp_path / "scanned.pdf", ["", ""], outline=[(1, "Chapter One", 0), (1, "Chapter Two", 1)])
+    with pytest.raises(LoadError, match="no extractable text"):
+        load_file(scanned, max_bytes=2**20)
+    with pytest.raises(LoadError, match="no pages"):
+        load_file(make_pdf(tmp_path / "empty.pdf", []), max_bytes=2**20)
+    # PDFium marks a word it joined across a line break: the hyphen goes, but not from US-ASCII,
+    # UTF-8 or day-to-day
+    assert _page_lines("divi\ufffesion US\ufffeASCII UTF\ufffe8 day-to\ufffeday") == ["division US-ASCII UTF-8 day-to-day"]
 
 
 def test_a_docx_without_heading_styles_is_titled_by_its_first_line_and_treed_by_its_markers(tmp_path):

@@ -239,13 +239,22 @@ def _load_pdf(path: Path, source: str) -> Document:
         except pdfium.PdfiumError as exc:
             if "password" in str(exc).lower():
                 raise LoadError("encrypted PDF (needs a password); decrypt it first") from None
+            if "Success" in str(exc):  # PDFium fails without an error code on a PDF with no pages
+                raise LoadError("PDF has no pages") from None
             raise LoadError(f"unreadable PDF ({exc})") from None
         try:
+            if len(pdf) == 0:
+                raise LoadError("PDF has no pages")
             texts = [_page_text(pdf, n) for n in range(len(pdf))]
             outline = _outline(pdf)
-            meta_title = pdf.get_metadata_dict().get("Title") or ""
-        except pdfium.PdfiumError as exc:
-            raise LoadError(f"unreadable PDF ({exc})") from None
+            try:
+                meta_title = pdf.get_metadata_dict().get("Title") or ""
+            except ValueError:  # not text (a lone UTF-16 surrogate): the title page's first line instead
+                meta_title = ""
+        except LoadError:
+            raise
+        except Exception as exc:  # PDFium's errors
+            raise LoadError(f"unreadable PDF ({type(exc).__name__}: {exc})") from None
         finally:
             pdf.close()
     pages = [_page_lines(text) for text, _ in texts]
@@ -257,13 +266,14 @@ def _load_pdf(path: Path, source: str) -> Document:
     pages = [[c for line in lines if (c := _UNMAPPED.sub("", line).strip())] for lines in pages]
     furniture = _furniture(pages)
     pages = [[line for line in lines if _shape(line) not in furniture] for lines in pages]
-    page_blocks = [_page_blocks(lines, n, outline) for n, lines in enumerate(pages, 1)]
+    titles = {_key(title) for marks in outline.values() for _, title in marks}
+    page_blocks = [_page_blocks(lines, n, outline, titles) for n, lines in enumerate(pages, 1)]
     for before, after in zip(page_blocks, page_blocks[1:], strict=False):
         if (before and after and before[-1].level == 0 and after[0].level == 0
                 and _continues(before[-1].text, after[0].text)):  # a sentence cut by the page break
             before[-1].text = _joined(before[-1].text, after.pop(0).text)
     blocks = [block for blocks in page_blocks for block in blocks]
-    if not blocks:
+    if not any(b.level == 0 for b in blocks):  # bookmarks alone are no text
         raise LoadError("PDF has no extractable text (scanned images need OCR first)")
     title = meta_title.strip() or blocks[0].text.splitlines()[0][:80]  # the title page's first line
     return Document(source, source, title, blocks, {"type": "pdf", "pages": len(pages), "outline": bool(outline)})
@@ -292,7 +302,10 @@ def _outline(pdf) -> dict[int, list[tuple[int, str]]]:
     by_page: dict[int, list[tuple[int, str]]] = {}
     for mark in pdf.get_toc():
         dest = mark.get_dest()
-        title = " ".join(mark.get_title().split())
+        try:
+            title = " ".join(mark.get_title().split())
+        except ValueError:  # a title that is not text (a lone UTF-16 surrogate): no heading
+            continue
         index = dest.get_index() if dest is not None else None
         if title and index is not None:
             by_page.setdefault(index + 1, []).append((mark.level + 1, title))
@@ -310,10 +323,13 @@ _NUMBERING = re.compile(r"(?:(?i:chapter|section|article|appendix|annex|part)\s+
                         r"(?:\d+(?:\.\d+)*\.?|[A-Z](?:\.\d+)*\.?|[IVXLC]+\.?|第[零〇一二两三四五六七八九十百千\d]+[编章节条])(?=\s)")
 #: What a table of contents prints after a title: dot leaders and a page number (arabic or roman).
 _TOC_TAIL = re.compile(r"(?:\s*(?:\.\s*){2,}|\s+)(?:\d+|[ivxlc]+)$", re.I)
-#: A label printed above a chapter's title ("CHAPTER" / "ONE", "Appendix B").
-_LABEL = re.compile(r"(?i)(?:chapter|appendix|annex|part)?\s*(?:\d+|[ivxlc]+|[a-z]|one|two|three|four|five|six|"
-                    r"seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|"
-                    r"nineteen|twenty)?")
+_NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|"
+                 "sixteen|seventeen|eighteen|nineteen|twenty")
+#: A label printed above a chapter's title: "CHAPTER" and "ONE" on lines of their own, "Appendix B".
+_LABEL = re.compile(rf"(?i)(?:chapter|appendix|annex|part)(?:\s+(?:\d+|[ivxlc]+|[a-z]|{_NUMBER_WORDS}))?"
+                    rf"|{_NUMBER_WORDS}")
+#: Lines a heading may be printed over.
+_HEADING_LINES = 3
 
 
 def _titled(line: str, title_key: str) -> bool:
@@ -326,31 +342,35 @@ def _titled(line: str, title_key: str) -> bool:
     return bool(numbered and numbered.end() < len(line) and _key(line[numbered.end():]) == title_key)
 
 
-def _page_blocks(lines: list[str], page: int, outline: dict[int, list[tuple[int, str]]]) -> list[Block]:
+def _page_blocks(lines: list[str], page: int, outline: dict[int, list[tuple[int, str]]],
+                 titles: set[str]) -> list[Block]:
     """A page's blocks: its bookmarked headings found among its lines (as printed, so a section
-    number stays; a bookmark not found in the text is put where the one before it was found), the
-    lines between them joined back into paragraphs. With an outline, a table-of-contents line (a
-    bookmarked title and a page number) is dropped, and so is a "CHAPTER ONE" label above a title."""
+    number stays; a heading may be printed over up to three lines; a bookmark not found in the text
+    is put where the one before it was found), the lines between them joined back into paragraphs.
+    With an outline, a contents page's entries (three or more lines that are a bookmarked title
+    and a page number) are dropped, and so is a "CHAPTER" / "ONE" label above a title."""
     if not outline:
         return [Block(text, 0, page) for text in _reflow(lines)]
-    titles = {_key(title) for marks in outline.values() for _, title in marks}
-    headings: dict[int, tuple[int, str]] = {}  # line index -> (level, text)
+    dropped = _contents_entries(lines, titles)
+    headings: dict[int, tuple[int, str, int]] = {}  # first line -> (level, text, lines it spans)
     placed: list[tuple[int, int, str]] = []  # (before line index, level, title) for bookmarks not found
     start = 0
     for level, title in outline.get(page, []):
         key = _key(title)
-        found = next((i for i in range(start, len(lines)) if i not in headings and _titled(lines[i], key)), None)
+        found = next(((i, n) for i in range(start, len(lines)) if i not in dropped
+                      for n in range(1, _HEADING_LINES + 1)
+                      if i + n <= len(lines) and _titled(" ".join(lines[i:i + n]), key)), None)
         if found is None:
             placed.append((start, level, title))
             continue
-        line = lines[found]
-        headings[found] = (level, title if _key(line) == key and line != title else line)
-        for i in range(found - 1, start - 1, -1):  # "CHAPTER" / "ONE" printed above the title
-            if lines[i] and _LABEL.fullmatch(lines[i]):
-                lines[i] = ""
-            else:
+        i, n = found
+        printed = " ".join(lines[i:i + n])
+        headings[i] = (level, title if _key(printed) == key and printed != title else printed, n)
+        for j in range(i - 1, start - 1, -1):  # "CHAPTER" / "ONE" printed above the title
+            if not _LABEL.fullmatch(lines[j]):
                 break
-        start = found + 1
+            dropped.add(j)
+        start = i + n
     blocks: list[Block] = []
     run: list[str] = []
 
@@ -358,6 +378,7 @@ def _page_blocks(lines: list[str], page: int, outline: dict[int, list[tuple[int,
         blocks.extend(Block(text, 0, page) for text in _reflow(run))
         run.clear()
 
+    skip = 0
     for i, line in enumerate(lines):
         for before, level, title in placed:
             if before == i:
@@ -365,16 +386,31 @@ def _page_blocks(lines: list[str], page: int, outline: dict[int, list[tuple[int,
                 blocks.append(Block(title, level, page))
         if i in headings:
             flush()
-            blocks.append(Block(headings[i][1], headings[i][0], page))
-        elif (tail := _TOC_TAIL.search(line)) and _toc_title(line[:tail.start()], titles):
-            continue
-        elif tail and run and _toc_title(run[-1] + " " + line[:tail.start()], titles):
-            run.pop()  # a contents entry wrapped over two lines
-        elif line:
+            level, text, skip = headings[i]
+            blocks.append(Block(text, level, page))
+        if skip:
+            skip -= 1
+        elif i not in dropped:
             run.append(line)
     flush()
     blocks.extend(Block(title, level, page) for before, level, title in placed if before >= len(lines))
     return blocks
+
+
+def _contents_entries(lines: list[str], titles: set[str]) -> set[int]:
+    """The lines of a contents page: a bookmarked title (after its section number, if any) and a
+    page number, or such an entry wrapped over two lines; only where three or more are on the page,
+    so a table row such as "Revenue 500" under a bookmark "Revenue" stays."""
+    found: set[int] = set()
+    for i, line in enumerate(lines):
+        tail = _TOC_TAIL.search(line)
+        if tail is None:
+            continue
+        if _toc_title(line[:tail.start()], titles):
+            found.add(i)
+        elif i and _toc_title(lines[i - 1] + " " + line[:tail.start()], titles):
+            found.update((i - 1, i))
+    return found if len(found) >= 3 else set()
 
 
 def _toc_title(text: str, titles: set[str]) -> bool:
@@ -389,10 +425,13 @@ def _toc_title(text: str, titles: set[str]) -> bool:
 _LINE_END = re.compile(r"[。！？：；.!?:;][”’」』）)\"']*$|(?:\.\s?){4,}\s*[\d,.]+$")
 _PAGE_NUMBER = re.compile(r"(?:page\s*)?[-–—]?\s*\d+\s*(?:(?:/|of)\s*\d+)?\s*[-–—]?|第\s*\d+\s*页(?:\s*[，,/]?\s*共\s*\d+\s*页)?",
                           re.I)
-#: Typographic ligatures PDFs store as one glyph (ﬁ in "ﬁnance"), which no tokenizer reads as letters,
-#: and the mark PDFium leaves where it joined a word hyphenated across two lines (U+FFFE).
+#: Typographic ligatures PDFs store as one glyph (ﬁ in "ﬁnance"), which no tokenizer reads as letters.
 _LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
-                            "\ufb05": "st", "\ufb06": "st", "\ufffe": ""})
+                            "\ufb05": "st", "\ufb06": "st"})
+#: The mark PDFium leaves where it joined a word hyphenated across two lines (U+FFFE): dropped
+#: ("divi-sion"), but kept as a hyphen before a capital or a digit ("US-ASCII", "UTF-8") and in a
+#: word that has a hyphen already ("day-to-day", "--gen-suppressions").
+_JOINED_HYPHEN = re.compile("([^\\s\ufffe]*)\ufffe(?=([A-Z0-9])?)")
 #: What PDFium gives for a glyph its font maps to no character (U+0000, other controls, U+FFFD).
 _UNMAPPED = re.compile("[\x00-\x08\x0b-\x1f\ufffd]")
 
@@ -400,6 +439,7 @@ _UNMAPPED = re.compile("[\x00-\x08\x0b-\x1f\ufffd]")
 def _page_lines(text: str) -> list[str]:
     """A PDF page's text lines, ligatures spelt out, blank lines and a lone page number at the
     top or bottom dropped."""
+    text = _JOINED_HYPHEN.sub(lambda m: m.group(1) + ("-" if m.group(2) or "-" in m.group(1) else ""), text)
     lines = [line.strip() for line in text.translate(_LIGATURES).replace("\r", "\n").split("\n")]
     lines = [line for line in lines if line]
     while lines and _PAGE_NUMBER.fullmatch(lines[-1]):
