@@ -9,7 +9,9 @@ Builds a training set and a held-out set from public data plus the examples writ
 - DBpedia entity queries -> held-out negatives only;
 - document windows (400 characters, stride 200, as ``scan_document`` cuts them) of DBpedia
   abstracts, CMRC 2018 paragraphs and the PRC Civil Code, and for the English document model also
-  of Python's own documentation (:func:`python_docs`) -> negatives, and windows of such a document
+  of Python's own documentation (:func:`python_docs`) and of the ``--technical`` documents (the
+  shipped model: the Debian Policy Manual and companions, the licences of
+  ``/usr/share/common-licenses``; see docs/guard.md) -> negatives, and windows of such a document
   with a training injection inserted -> positives; documents split into training, calibration (each
   document model's ``document_threshold``) and held-out evaluation, disjoint.
 
@@ -27,18 +29,22 @@ per-language numbers, the anchor (Meta Prompt Guard) and the classifier's latenc
 ``src/lingxi/guard/injection_model.json`` made this way)::
 
     python benchmarks/guard_injection.py --data-dir ../shared/data \
-        --write-model src/lingxi/guard/injection_model.json
+        --write-model src/lingxi/guard/injection_model.json \
+        --technical /usr/share/doc/debian-policy/*.txt.gz /usr/share/doc/debian-policy/fhs/*.txt.gz \
+        $(find /usr/share/common-licenses -maxdepth 1 -type f ! -type l | sort)
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import random
 import re
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from lingxi.guard.injection import (
@@ -95,7 +101,7 @@ def insert_injection(doc: str, injection: str, rng: random.Random) -> tuple[str,
     return doc[:at] + sep + injection + sep + doc[at:], at + len(sep)
 
 
-def python_docs(piece: int = 3000) -> dict[str, list[str]]:
+def python_docs(piece: int = 3000, technical: Sequence[Path] = ()) -> dict[str, list[str]]:
     """English technical prose: the docstrings of the standard library's modules, classes and
     functions (its tests left out), its text files (the licence, IDLE's README, NEWS and help) and
     the language reference's ``help()`` topics (the running Python's own files, so the same for
@@ -106,6 +112,10 @@ def python_docs(piece: int = 3000) -> dict[str, list[str]]:
     Ordinary documents an organisation indexes are not all encyclopedia abstracts: manuals,
     READMEs, licences and policies say "must", "ignore", "do not" and "instead" in every
     paragraph, and a model that had seen only DBpedia as English documents flagged most of them.
+
+    ``technical`` adds English documents of that kind (plain text, or gzipped): each
+    ``piece``-character piece split by a hash of its file name and number, so a long standard
+    lends pieces to all three parts.
     """
     import ast
     import sysconfig
@@ -130,16 +140,25 @@ def python_docs(piece: int = 3000) -> dict[str, list[str]]:
                                                                       ast.AsyncFunctionDef))
                                                  and (doc := ast.get_docstring(node)))))
     out: dict[str, list[str]] = {"train": [], "calibration": [], "held": []}
+
+    def part(name: str) -> str:
+        b = _bucket(name)
+        return "train" if b < 0.6 else "calibration" if b < 0.8 else "held"
+
     for name, text in texts:
         if len(text) < 400:
             continue
-        b = _bucket(name)
-        part = "train" if b < 0.6 else "calibration" if b < 0.8 else "held"
-        out[part].extend(text[i:i + piece] for i in range(0, len(text), piece) if len(text[i:i + piece]) >= 400)
+        out[part(name)].extend(text[i:i + piece] for i in range(0, len(text), piece) if len(text[i:i + piece]) >= 400)
+    for path in technical:
+        data = path.read_bytes()
+        text = (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).decode("utf-8", errors="replace")
+        for i in range(0, len(text), piece):
+            if len(text[i:i + piece]) >= 400:
+                out[part(f"{path.name}:{i}")].append(text[i:i + piece])
     return out
 
 
-def build_documents(data_dir: Path, seed: int = 0) -> dict[str, list]:
+def build_documents(data_dir: Path, seed: int = 0, technical: Sequence[Path] = ()) -> dict[str, list]:
     """Training windows (negatives and injected positives), calibration and held-out documents.
 
     DBpedia abstracts by index: [0, 2000) training, [2000, 3000) calibration, [3000, 5000) held out;
@@ -149,9 +168,10 @@ def build_documents(data_dir: Path, seed: int = 0) -> dict[str, list]:
     document model learns from them.
     """
     rng = random.Random(seed)
+    tech_rng = random.Random(seed + 1)  # its own, so adding technical text leaves every other window as it was
     en = [r["text"] for r in _jsonl(data_dir / "dbpedia-5k-en" / "corpus.jsonl")]
     zh = [r["text"] for r in _jsonl(data_dir / "cmrc2018-trial-zh" / "corpus.jsonl")]
-    tech = python_docs()
+    tech = python_docs(technical=technical)
     calib = en[2000:3000] + zh[160:208]
     held = [(d, "en") for d in en[3000:]] + [(d, "zh") for d in zh[208:]] + [(d, "tech") for d in tech["held"]]
     windows: list[tuple[str, int]] = []
@@ -169,9 +189,10 @@ def build_documents(data_dir: Path, seed: int = 0) -> dict[str, list]:
     for inj in inj_train:  # each training injection inside a training document, as a scanned window sees it
         chinese = bool(re.search(r"[\u4e00-\u9fff]", inj))
         for n in range(1 if chinese else 3):  # an English one in two abstracts and in technical prose
-            doc = rng.choice(zh_docs if chinese else en[:2000] if n < 2 else tech["train"])
-            text, at = insert_injection(doc, inj, rng)
-            start = max(0, min(at - rng.randint(0, max(0, 400 - len(inj))), len(text) - 400))
+            r = rng if n < 2 else tech_rng
+            doc = r.choice(zh_docs if chinese else en[:2000] if n < 2 else tech["train"])
+            text, at = insert_injection(doc, inj, r)
+            start = max(0, min(at - r.randint(0, max(0, 400 - len(inj))), len(text) - 400))
             (windows if n < 2 else tech_windows).append((text[start:start + 400], 1))
     inj_held = [t for t, y in read_labelled([data_dir / "prompt-injections-deepset" / "test.jsonl",
                                              HERE / "injection_heldout.jsonl"]) if y == 1]
@@ -180,7 +201,8 @@ def build_documents(data_dir: Path, seed: int = 0) -> dict[str, list]:
         langs = ["zh"] * 3 if re.search(r"[\u4e00-\u9fff]", inj) else ["en", "en", "en", "tech"]
         for lang in langs:
             pool = [d for d, lg in held if lg == lang]
-            injected.append((insert_injection(rng.choice(pool), inj, rng)[0], lang))
+            r = tech_rng if lang == "tech" else rng
+            injected.append((insert_injection(r.choice(pool), inj, r)[0], lang))
     return {"train_windows": windows, "tech_windows": tech_windows, "calibration": calib,
             "tech_calibration": tech["calibration"], "held_ordinary": held, "held_injected": injected}
 
@@ -217,12 +239,14 @@ def main() -> None:
     ap.add_argument("--data-dir", required=True, type=Path, help="the shared public data folder")
     ap.add_argument("--write-model", type=Path, default=None, help="save the trained model here")
     ap.add_argument("--model", type=Path, default=None, help="evaluate this model instead of training one")
+    ap.add_argument("--technical", type=Path, nargs="*", default=[],
+                    help="more English technical documents (text or .gz) for the English document model")
     ap.add_argument("--document-fpr", type=float, default=0.02,
                     help="ordinary-document false-positive rate the document threshold is calibrated to")
     args = ap.parse_args()
 
     train, held = build_sets(args.data_dir)
-    docs = build_documents(args.data_dir)
+    docs = build_documents(args.data_dir, technical=args.technical)
     t0 = time.perf_counter()
     if args.model:
         model = load_model(args.model)

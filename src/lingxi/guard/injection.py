@@ -19,7 +19,8 @@ maximum over many windows of an ordinary page runs higher than one prompt's scor
 file holds three models: one for prompts, and one per language for document windows
 (``InjectionModel.documents``), trained on the same prompts plus windows of ordinary documents
 with and without an injection inserted — encyclopedia abstracts, Chinese paragraphs and a civil
-code for both, Python's own documentation for English. One model for everything had to trade
+code for both, Python's own documentation, the Debian Policy Manual and free-software licences
+for English. One model for everything had to trade
 one for another: ordinary manuals and READMEs say "you must", "ignore" and "do not" in every
 paragraph, and learning that cost prompt recall and moved Chinese windows' scores.
 """
