@@ -149,7 +149,7 @@ def python_docs(piece: int = 3000, technical: Sequence[Path] = ()) -> dict[str, 
         if len(text) < 400:
             continue
         out[part(name)].extend(text[i:i + piece] for i in range(0, len(text), piece) if len(text[i:i + piece]) >= 400)
-    for path in technical:
+    for path in sorted(technical, key=lambda p: p.name):  # the same model whatever order the shell gave
         data = path.read_bytes()
         text = (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).decode("utf-8", errors="replace")
         for i in range(0, len(text), piece):
