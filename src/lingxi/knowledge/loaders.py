@@ -236,7 +236,7 @@ def _load_pdf(path: Path, source: str) -> Document:
     with _PDFIUM:  # PDFium is not thread-safe
         try:
             pdf = pdfium.PdfDocument(str(path))
-        except pdfium.PdfiumError as exc:
+        except (pdfium.PdfiumError, OSError) as exc:
             if "password" in str(exc).lower():
                 raise LoadError("encrypted PDF (needs a password); decrypt it first") from None
             if "Success" in str(exc):  # PDFium fails without an error code on a PDF with no pages
