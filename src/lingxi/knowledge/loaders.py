@@ -258,8 +258,9 @@ def _load_pdf(path: Path, source: str) -> Document:
         finally:
             pdf.close()
     pages = [_page_lines(text) for text, _ in texts]
-    chars = sum(len(line) for lines in pages for line in lines) + sum(dropped for _, dropped in texts)
-    unmapped = sum(len(_UNMAPPED.findall(line)) for lines in pages for line in lines) + sum(d for _, d in texts)
+    dropped = sum(d for _, d in texts)  # glyphs PDFium gave no text for
+    chars = sum(len(line) for lines in pages for line in lines) + dropped
+    unmapped = sum(len(_UNMAPPED.findall(line)) for lines in pages for line in lines) + dropped
     if chars and unmapped > 0.3 * chars:
         raise LoadError(f"PDF text is not readable: {unmapped / chars:.0%} of its characters have no Unicode "
                         "mapping in the PDF's fonts; export it again with text, or OCR it")
@@ -332,14 +333,12 @@ _LABEL = re.compile(rf"(?i)(?:chapter|appendix|annex|part)(?:\s+(?:\d+|[ivxlc]+|
 _HEADING_LINES = 3
 
 
-def _titled(line: str, title_key: str) -> bool:
-    """``line`` prints the heading whose title is ``title_key``: the same words, or the same
-    words after a section number."""
-    key = _key(line)
-    if key == title_key:
-        return True
+def _title_keys(line: str) -> set[str]:
+    """The keys a printed line may match a bookmark's title by: its own, and its words after a
+    section number ("4.9 Main building script" is the bookmark "Main building script")."""
     numbered = _NUMBERING.match(line)
-    return bool(numbered and numbered.end() < len(line) and _key(line[numbered.end():]) == title_key)
+    rest = line[numbered.end():] if numbered and numbered.end() < len(line) else line
+    return {_key(line), _key(rest)}
 
 
 def _page_blocks(lines: list[str], page: int, outline: dict[int, list[tuple[int, str]]],
@@ -359,7 +358,7 @@ def _page_blocks(lines: list[str], page: int, outline: dict[int, list[tuple[int,
         key = _key(title)
         found = next(((i, n) for i in range(start, len(lines)) if i not in dropped
                       for n in range(1, _HEADING_LINES + 1)
-                      if i + n <= len(lines) and _titled(" ".join(lines[i:i + n]), key)), None)
+                      if i + n <= len(lines) and key in _title_keys(" ".join(lines[i:i + n]))), None)
         if found is None:
             placed.append((start, level, title))
             continue
@@ -406,17 +405,11 @@ def _contents_entries(lines: list[str], titles: set[str]) -> set[int]:
         tail = _TOC_TAIL.search(line)
         if tail is None:
             continue
-        if _toc_title(line[:tail.start()], titles):
+        if _title_keys(line[:tail.start()]) & titles:
             found.add(i)
-        elif i and _toc_title(lines[i - 1] + " " + line[:tail.start()], titles):
+        elif i and _title_keys(lines[i - 1] + " " + line[:tail.start()]) & titles:
             found.update((i - 1, i))
     return found if len(found) >= 3 else set()
-
-
-def _toc_title(text: str, titles: set[str]) -> bool:
-    numbered = _NUMBERING.match(text)
-    rest = text[numbered.end():] if numbered and numbered.end() < len(text) else text
-    return _key(text) in titles or _key(rest) in titles
 
 
 #: Sentence ends and clause ends after which a PDF line ends its paragraph; a dot leader and a
