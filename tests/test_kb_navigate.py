@@ -130,6 +130,31 @@ def test_a_pdfs_wrapped_lines_become_paragraphs_and_its_clauses_tree_nodes(tmp_p
     assert _reflow(contents) == contents
 
 
+def test_a_books_running_heads_that_carry_the_page_number_are_dropped(tmp_path):
+    # A typeset book prints the chapter on even pages ("12 Chapter 2. Claims") and the section on odd
+    # ones ("2.1. Receipts 13"), numbered from 11 after a title page. Each head recurs on too few pages
+    # to be a running header by its shape, so it was indexed as text, and "12 Chapter 2." opened a
+    # numbered clause "12" inside section 2.1 of the tree.
+    body = {11: ("1 Scope", "This policy covers travel.", "1.1. Scope 11"),
+            12: ("Employees travel second class.", "12 Chapter 1. Scope"),
+            13: ("2 Claims", "2.1 Receipts", "Keep every receipt.", "2.1. Receipts 13"),
+            14: ("Receipts are kept for five years.", "14 Chapter 2. Claims"),
+            15: ("2.2 Audit of version 2.0", "Originals go to audit.", "2.2. Audit of version 2.0 15")}
+    pages = ["Travel Policy"] + ["\n".join(lines) for lines in body.values()]
+    path = make_pdf(tmp_path / "book.pdf", pages, outline=[(1, "Scope", 1), (1, "Claims", 3), (2, "Receipts", 3),
+                                                             (2, "Audit of version 2.0", 5)])
+    doc = load_file(path, max_bytes=2**20)[0]
+    assert [b.text for b in doc.blocks] == [
+        "Travel Policy", "1 Scope", "This policy covers travel.", "Employees travel second class.", "2 Claims",
+        "2.1 Receipts", "Keep every receipt.", "Receipts are kept for five years.", "2.2 Audit of version 2.0",
+        "Originals go to audit."]
+    # a numbered list whose items happen to start two pages in step with the page numbers stays
+    listed = make_pdf(tmp_path / "list.pdf", ["1 Apply in writing.", "2 Wait for approval.", "Travel.", "Return.",
+                                              "Claim.", "Archive.", "Audit.", "Close."])
+    assert [b.text for b in load_file(listed, max_bytes=2**20)[0].blocks][:2] == [
+        "1 Apply in writing.", "2 Wait for approval."]
+
+
 def test_a_pdfs_bookmarks_are_its_headings_and_its_contents_pages_are_not_text(tmp_path):
     # A manual typeset by LaTeX: justified lines whose word gaps are pen moves, not spaces (pypdf ran
     # the words together: "theDebianarchiveand..."), a contents page whose entries had become the

@@ -35,9 +35,9 @@ SUPPORTED = TEXT_EXTS | MARKDOWN_EXTS | HTML_EXTS | RECORD_EXTS | {".pdf", ".doc
 #: DOCX without headings titled by its first line; 3: a clause (第X条) or a list is not cut
 #: across chunks when it fits in one; 4: an HTML table row is one paragraph, and a label ending
 #: its section joins the paragraph before it; 5: PDFs read by PDFium, their bookmarks as
-#: headings): ingest then reads files it would skip as unchanged again, re-embedding only the
-#: chunks whose text changed.
-READER_VERSION = 5
+#: headings; 6: a PDF's running heads that carry the page number dropped): ingest then reads
+#: files it would skip as unchanged again, re-embedding only the chunks whose text changed.
+READER_VERSION = 6
 
 #: Record fields used as the text / title / id of a JSONL or CSV record, in order of preference.
 TEXT_FIELDS = ("text", "content", "body", "passage", "answer")
@@ -265,8 +265,9 @@ def _load_pdf(path: Path, source: str) -> Document:
         raise LoadError(f"PDF text is not readable: {unmapped / chars:.0%} of its characters have no Unicode "
                         "mapping in the PDF's fonts; export it again with text, or OCR it")
     pages = [[c for line in lines if (c := _UNMAPPED.sub("", line).strip())] for lines in pages]
-    furniture = _furniture(pages)
-    pages = [[line for line in lines if _shape(line) not in furniture] for lines in pages]
+    furniture, offsets = _furniture(pages), _page_offsets(pages)
+    pages = [_without_numbered_head([line for line in lines if _shape(line) not in furniture], n, offsets)
+             for n, lines in enumerate(pages, 1)]
     titles = {_key(title) for marks in outline.values() for _, title in marks}
     page_blocks = [_page_blocks(lines, n, outline, titles) for n, lines in enumerate(pages, 1)]
     for before, after in zip(page_blocks, page_blocks[1:], strict=False):
@@ -453,6 +454,41 @@ def _furniture(pages: list[list[str]]) -> set[str]:
     Information 31", recurs only on that chapter's pages)."""
     seen = Counter(shape for lines in pages for shape in {_shape(line) for line in lines[:2] + lines[-2:]})
     return {shape for shape, n in seen.items() if n >= max(3, len(pages) / 10)}
+
+
+#: A page number printed at the start or end of a running head: "42 Chapter 5. Control files",
+#: "5.6. List of fields 41" (the number stands alone: "Release 4.6.2.0" has none).
+_HEAD_NUMBER = re.compile(r"^(\d+)\s+\S|\S\s+(\d+)$")
+
+
+def _page_offsets(pages: list[list[str]]) -> set[int]:
+    """Where the pages print their numbers in running heads, as offsets (a page's position minus its
+    printed number; front matter shifts the printed numbers by a constant): those that the number
+    on a first or last two lines gives on three pages and a quarter of them (a numbered list that
+    happens to start a page or two in step with the pages does not)."""
+    seen: Counter[int] = Counter()
+    for n, lines in enumerate(pages, 1):
+        numbers = (m.group(1) or m.group(2) for line in lines[:2] + lines[-2:] if (m := _HEAD_NUMBER.search(line)))
+        seen.update({n - int(number) for number in numbers})
+    return {offset for offset, n in seen.items() if n >= max(3, len(pages) / 4)}
+
+
+def _without_numbered_head(lines: list[str], page: int, offsets: set[int]) -> list[str]:
+    """A page's ``lines`` (its furniture gone) without a first or last line that carries the page's
+    printed number (``offsets``: :func:`_page_offsets`). A book's running heads name the chapter or
+    section the page is in ("42 Chapter 5. Control files and their fields" on even pages, "5.6. List
+    of fields 43" on odd ones), so their shapes recur too rarely for :func:`_furniture`, and a head
+    that starts with its page number would open a numbered clause."""
+
+    def head(line: str) -> bool:
+        m = _HEAD_NUMBER.search(line)
+        return m is not None and page - int(m.group(1) or m.group(2)) in offsets
+
+    if lines and head(lines[0]):
+        lines = lines[1:]
+    if lines and head(lines[-1]):
+        lines = lines[:-1]
+    return lines
 
 
 def _reflow(lines: list[str]) -> list[str]:
