@@ -4,6 +4,7 @@ not dragged below the better retriever by a much weaker one (as plain RRF is).""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from lingxi.evaluate.retrieval import evaluate_run
 from lingxi.knowledge.fusion import MIN_QUERIES, FusionStats, fuse
@@ -74,6 +75,21 @@ def test_equal_retrievers_are_mixed_and_fusion_helps():
     assert 0.1 < w < 0.9
     best = max(_ndcg(ids, queries, lambda s: np.argsort(-s[0])), _ndcg(ids, queries, lambda s: np.argsort(-s[1])))
     assert _ndcg(ids, queries, scorer) > best
+
+
+def test_a_small_difference_stays_mixed_however_many_queries_show_it():
+    # On long documents BM25 and dense differ a little (effect size d 0.06-0.14) and their mix finds
+    # the right section first far more often than either alone. t grows with the queries seen, so a
+    # rule on t alone switched one off for good after a few hundred questions.
+    def after(queries: int, mean: float, sd: float = 0.2) -> FusionStats:
+        return FusionStats(queries=queries, diff_sum=mean * queries, diff_sq_sum=queries * (sd * sd + mean * mean))
+
+    small = after(1000, 0.03)
+    assert small.t() > 4 and small.effect() == pytest.approx(0.15, abs=0.001)
+    assert small.bm25_weight() == pytest.approx(0.5 + 0.25 * small.effect() / 0.2)  # mixed, leaning to BM25
+    assert after(40, 0.03).bm25_weight() == pytest.approx(small.bm25_weight(), abs=0.01)  # as after 40 queries
+    assert after(1000, -0.08).bm25_weight() == 0.0  # noise (d -0.4, as BM25 on DBpedia entities): off
+    assert after(20, -0.08).bm25_weight() == pytest.approx(0.25, abs=0.01)  # not sure yet (t -1.8): leaning only
 
 
 def test_equal_weight_until_enough_queries():
