@@ -31,6 +31,11 @@ on its path starts with that number.
 ``--trust-model`` lets ``--model`` choose at every level even when it is too small to be trusted
 (the bundled SmolLM2 is): the model-chosen path, measured with the model there is.
 
+``--sweep`` also reports, per document, hybrid's first result with BM25's fusion weight fixed at
+0, 0.25, 0.5, 0.75 and 1 (``sweep_top1``), and the corroboration statistics the hybrid learnt
+from the questions (``fusion``: t, effect size d, the weight it chose; see
+:mod:`lingxi.knowledge.fusion`).
+
 Reported per retriever: ``top1`` (the first result cites a gold article), ``any`` (one of the k
 results does), ``latency_ms`` p50/p95 of the retrieval call, ``articles_in_top1`` (how many articles
 the first citation spans: a hybrid chunk packs several, a navigation leaf is one); for answers (``kb.answer``, answer
@@ -52,6 +57,8 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from lingxi.config import parse_config
 from lingxi.engines import load_engine
@@ -95,6 +102,7 @@ def main() -> None:
     ap.add_argument("--trust-model", action="store_true",
                     help="let --model choose at every level even when it is too small to be trusted (the "
                          "model-chosen path measured with whatever model there is; answers are unchanged)")
+    ap.add_argument("--sweep", action="store_true", help="hybrid's first result at fixed BM25 fusion weights")
     ap.add_argument("--embedder", default=None,
                     help="the knowledge bases' embedder (default: what a new one chooses: e5-small for the "
                          "Civil Code, MiniLM for the Rust Reference); e.g. minilm+e5")
@@ -209,9 +217,31 @@ def run(settings, engine, chooser, source: Path, questions: list[dict], args, la
                 if unanswerable:
                     refused = sum(not kb.answer(u, engine, k=args.k, retrieval=name).supported for u in unanswerable)
                     out[name]["unknown_on_unanswerable"] = round(refused / len(unanswerable), 3)
+        if args.sweep:
+            out["fusion"] = kb.fusion.to_dict()
+            out["sweep_top1"] = _sweep(kb, questions, cites)
         out["per_question"] = per_question
         kb.close()
     return out
+
+
+def _sweep(kb, questions: list[dict], cites) -> dict[str, int]:
+    """How many questions hybrid's first result cites the right section for, with BM25's fusion
+    weight fixed (the same candidates and z-score fusion as ``hybrid``, only the weights given)."""
+    from lingxi.knowledge.fusion import fuse_many
+    from lingxi.knowledge.retrievers import Bm25Retriever, DenseRetriever, Query
+
+    members = [Bm25Retriever(), DenseRetriever()]
+    n = kb.settings.knowledge.candidates
+    right = {w: 0 for w in (0.0, 0.25, 0.5, 0.75, 1.0)}
+    for q in questions:
+        query = Query(q["question"], kb)
+        ids = list(dict.fromkeys(i for m in members for i, _ in m.search(kb, query, n, None, None)))
+        scores = [np.asarray(m.score(kb, query, ids), dtype=np.float64) for m in members]
+        for w in right:
+            first = fuse_many(ids, scores, scores, [w, 1.0 - w])[:1]
+            right[w] += bool(first and cites(kb.store.hits(first)[0], q))
+    return {f"w_bm25={w}": n for w, n in right.items()}
 
 
 if __name__ == "__main__":
