@@ -22,7 +22,7 @@ per-query differences (BM25 minus dense) decide, by how sure and by how large th
 Both, because t grows with the square root of the queries seen: a knowledge base that has
 answered a few hundred questions finds any difference "sure", and a rule on t alone switched a
 retriever off for good wherever the two differ a little. On the long documents the navigation
-benchmark reads (d between -0.14 and 0.13) the mix finds the right section first for 4 to 7 more
+benchmark reads (d between -0.14 and 0.13) the mix finds the right section first for 4 to 6 more
 of 50 to 73 questions than the better retriever alone; where one retriever is noise or clearly
 behind (|d| 0.33 to 0.47: CMRC, DBpedia) it is switched off as before (docs/knowledge.md).
 
