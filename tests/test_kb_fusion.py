@@ -87,7 +87,7 @@ def test_a_small_difference_stays_mixed_however_many_queries_show_it():
     small = after(1000, 0.03)
     assert small.t() > 4 and small.effect() == pytest.approx(0.15, abs=0.001)
     assert small.bm25_weight() == pytest.approx(0.5 + 0.25 * small.effect() / 0.2)  # mixed, leaning to BM25
-    assert after(40, 0.03).bm25_weight() == pytest.approx(small.bm25_weight(), abs=0.01)  # as after 40 queries
+    assert after(40, 0.03).bm25_weight() == pytest.approx(small.bm25_weight(), abs=0.01)  # 40 queries: the same
     assert after(1000, -0.08).bm25_weight() == 0.0  # noise (d -0.4, as BM25 on DBpedia entities): off
     assert after(20, -0.08).bm25_weight() == pytest.approx(0.25, abs=0.01)  # not sure yet (t -1.8): leaning only
 

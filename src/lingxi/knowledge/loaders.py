@@ -462,10 +462,11 @@ _HEAD_NUMBER = re.compile(r"^(\d+)\s+\S|\S\s+(\d+)$")
 
 
 def _page_offsets(pages: list[list[str]]) -> set[int]:
-    """Where the pages print their numbers in running heads, as offsets (a page's position minus its
-    printed number; front matter shifts the printed numbers by a constant): those that the number
-    on a first or last two lines gives on three pages and a quarter of them (a numbered list that
-    happens to start a page or two in step with the pages does not)."""
+    """Where the pages print their numbers in running heads, as offsets: a page's position minus the
+    number it prints (front matter shifts the printed numbers by a constant). An offset counts when
+    a number standing at the start or end of one of their first two or last two lines gives it on
+    three pages and on a quarter of all pages; a numbered list that happens to start a page or two
+    in step with the page numbers does not."""
     seen: Counter[int] = Counter()
     for n, lines in enumerate(pages, 1):
         numbers = (m.group(1) or m.group(2) for line in lines[:2] + lines[-2:] if (m := _HEAD_NUMBER.search(line)))
