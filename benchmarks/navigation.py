@@ -58,8 +58,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from lingxi.config import parse_config
 from lingxi.engines import load_engine
 from lingxi.knowledge.kb import scratch_kb
@@ -227,19 +225,15 @@ def run(settings, engine, chooser, source: Path, questions: list[dict], args, la
 
 def _sweep(kb, questions: list[dict], cites) -> dict[str, int]:
     """How many questions hybrid's first result cites the right section for, with BM25's fusion
-    weight fixed (the same candidates and z-score fusion as ``hybrid``, only the weights given)."""
-    from lingxi.knowledge.fusion import fuse_many
-    from lingxi.knowledge.retrievers import Bm25Retriever, DenseRetriever, Query
+    weight fixed (hybrid's own fusion, only the weights given)."""
+    from lingxi.knowledge.retrievers import Bm25Retriever, DenseRetriever, FusedRetriever, Query
 
-    members = [Bm25Retriever(), DenseRetriever()]
-    n = kb.settings.knowledge.candidates
+    hybrid = FusedRetriever([Bm25Retriever(), DenseRetriever()], name="hybrid")
     right = {w: 0 for w in (0.0, 0.25, 0.5, 0.75, 1.0)}
     for q in questions:
         query = Query(q["question"], kb)
-        ids = list(dict.fromkeys(i for m in members for i, _ in m.search(kb, query, n, None, None)))
-        scores = [np.asarray(m.score(kb, query, ids), dtype=np.float64) for m in members]
         for w in right:
-            first = fuse_many(ids, scores, scores, [w, 1.0 - w])[:1]
+            first = hybrid.search(kb, query, 1, None, None, learn=False, weights=[w, 1.0 - w])
             right[w] += bool(first and cites(kb.store.hits(first)[0], q))
     return {f"w_bm25={w}": n for w, n in right.items()}
 

@@ -125,6 +125,15 @@ def test_a_registered_retriever_searches_and_fuses(kb, title_retriever):
 def test_hybrid_is_the_fusion_of_bm25_and_dense(kb):
     for query in ("warfarin enzyme", "headache fever", "antifungal yeast"):
         assert kb.search_ids(query, "hybrid", k=5) == kb.search_ids(query, "fuse:bm25+dense", k=5)
+    # fixed weights (a benchmark's sweep) replace the learnt ones: all on BM25 ranks like BM25
+    from lingxi.knowledge.retrievers import Query
+
+    hybrid, before = get_retriever("hybrid"), kb.fusion_stats(("bm25", "dense")).queries
+    for query in ("warfarin enzyme", "headache fever"):
+        alone = [i for i, _ in kb.search_ids(query, "bm25", k=3)]
+        fixed = hybrid.search(kb, Query(query, kb), 3, None, None, learn=False, weights=[1.0, 0.0])
+        assert [i for i, _ in fixed][:len(alone)] == alone  # then the chunks BM25 did not match at all
+    assert kb.fusion_stats(("bm25", "dense")).queries == before  # learn=False: nothing counted
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])

@@ -204,7 +204,10 @@ class FusedRetriever(Retriever):
         return "; ".join(reasons) if reasons else None
 
     def search(self, kb: KnowledgeBase, query: Query, k: int, groups: list[str] | None,
-               filters: dict[str, Any] | None, *, learn: bool = True) -> Scored:
+               filters: dict[str, Any] | None, *, learn: bool = True,
+               weights: Sequence[float] | None = None) -> Scored:
+        """The fused ``k`` best; ``weights`` (one per member) replace the learnt ones, as a
+        benchmark's sweep over fixed weights asks."""
         from lingxi.knowledge.fusion import fuse_many
 
         n = max(kb.settings.knowledge.candidates, k)
@@ -227,7 +230,7 @@ class FusedRetriever(Retriever):
             # the dense candidates, not an outlier as it would be against BM25's own matches.
             scores.append(np.asarray(full, dtype=np.float64))
             refs.append(scores[-1])
-        return fuse_many(ids, scores, refs, stats.weights())[:k]
+        return fuse_many(ids, scores, refs, list(weights) if weights is not None else stats.weights())[:k]
 
 
 class HybridRetriever(FusedRetriever):
@@ -238,12 +241,13 @@ class HybridRetriever(FusedRetriever):
         super().__init__([Bm25Retriever(), DenseRetriever()], name="hybrid")
 
     def search(self, kb: KnowledgeBase, query: Query, k: int, groups: list[str] | None,
-               filters: dict[str, Any] | None, *, learn: bool = True) -> Scored:
+               filters: dict[str, Any] | None, *, learn: bool = True,
+               weights: Sequence[float] | None = None) -> Scored:
         members = kb.embedder_members()
         if members:
             fused = FusedRetriever([Bm25Retriever(), *(MemberDenseRetriever(m) for m in members)], name="hybrid")
-            return fused.search(kb, query, k, groups, filters, learn=learn)
-        return super().search(kb, query, k, groups, filters, learn=learn)
+            return fused.search(kb, query, k, groups, filters, learn=learn, weights=weights)
+        return super().search(kb, query, k, groups, filters, learn=learn, weights=weights)
 
 
 class GraphRetriever(Retriever):
