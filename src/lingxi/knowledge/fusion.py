@@ -98,34 +98,25 @@ class FusionStats:
                 self.sums[i] += d
                 self.sq_sums[i] += d * d
 
-    def _difference(self, i: int) -> tuple[int, float, float]:
-        """(queries, mean, standard deviation) of retriever ``i``'s corroboration minus the others'."""
-        with self._lock:
-            n, s, s2 = self.queries, self.sums[i], self.sq_sums[i]
-        if n < 2:
-            return n, 0.0, 0.0
-        mean = s / n
-        return n, mean, math.sqrt(max(s2 / n - mean * mean, 0.0) * n / (n - 1))
-
     def t(self, i: int = 0) -> float:
         """Paired t statistic of retriever ``i``'s corroboration minus the others' (default the
         first: BM25 minus dense for the hybrid)."""
-        n, mean, sd = self._difference(i)
+        with self._lock:
+            n, s, s2 = self.queries, self.sums[i], self.sq_sums[i]
         if n < 2:
             return 0.0
-        if sd <= 1e-6:
+        mean = s / n
+        var = max(s2 / n - mean * mean, 0.0) * n / (n - 1)
+        if var <= 1e-12:
             return 0.0 if abs(mean) < 1e-12 else math.copysign(1e6, mean)
-        return mean / (sd / math.sqrt(n))
+        return mean / math.sqrt(var / n)
 
     def effect(self, i: int = 0) -> float:
         """Effect size d of retriever ``i``'s corroboration minus the others': the mean difference
-        over its standard deviation (unlike t, it does not grow with the queries seen)."""
-        n, mean, sd = self._difference(i)
-        if n < 2:
-            return 0.0
-        if sd <= 1e-6:
-            return 0.0 if abs(mean) < 1e-12 else math.copysign(1e6, mean)
-        return mean / sd
+        over its standard deviation, t / sqrt(queries) (unlike t, it does not grow with the queries
+        seen)."""
+        n = self.queries
+        return self.t(i) / math.sqrt(n) if n >= 2 else 0.0
 
     def weights(self) -> list[float]:
         """One weight per retriever, summing to 1: equal before ``MIN_QUERIES`` queries; then a
