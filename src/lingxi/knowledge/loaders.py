@@ -461,6 +461,12 @@ def _furniture(pages: list[list[str]]) -> set[str]:
 _HEAD_NUMBER = re.compile(r"^(\d+)\s+\S|\S\s+(\d+)$")
 
 
+def _head_number(line: str) -> int | None:
+    """The number standing at the start or end of ``line`` (:data:`_HEAD_NUMBER`), if any."""
+    m = _HEAD_NUMBER.search(line)
+    return int(m.group(1) or m.group(2)) if m else None
+
+
 def _page_offsets(pages: list[list[str]]) -> set[int]:
     """Where the pages print their numbers in running heads, as offsets: a page's position minus the
     number it prints (front matter shifts the printed numbers by a constant). An offset counts when
@@ -469,8 +475,7 @@ def _page_offsets(pages: list[list[str]]) -> set[int]:
     in step with the page numbers does not."""
     seen: Counter[int] = Counter()
     for n, lines in enumerate(pages, 1):
-        numbers = (m.group(1) or m.group(2) for line in lines[:2] + lines[-2:] if (m := _HEAD_NUMBER.search(line)))
-        seen.update({n - int(number) for number in numbers})
+        seen.update({n - number for line in lines[:2] + lines[-2:] if (number := _head_number(line)) is not None})
     return {offset for offset, n in seen.items() if n >= max(3, len(pages) / 4)}
 
 
@@ -482,8 +487,8 @@ def _without_numbered_head(lines: list[str], page: int, offsets: set[int]) -> li
     that starts with its page number would open a numbered clause."""
 
     def head(line: str) -> bool:
-        m = _HEAD_NUMBER.search(line)
-        return m is not None and page - int(m.group(1) or m.group(2)) in offsets
+        number = _head_number(line)
+        return number is not None and page - number in offsets
 
     if lines and head(lines[0]):
         lines = lines[1:]
