@@ -155,6 +155,39 @@ def test_a_books_running_heads_that_carry_the_page_number_are_dropped(tmp_path):
         "1 Apply in writing.", "2 Wait for approval."]
 
 
+def test_a_pdfs_footnotes_follow_the_paragraph_that_marks_them(tmp_path):
+    # PDFium gives a footnote's superscript mark as a plain number glued to the word ("monthly.1") or
+    # on a line of its own, and the note at the page's foot as "1 Receipts go to …": the note opened
+    # a numbered clause "1" that swallowed the rest of its section, the next page's text included.
+    pages = ["Travel Policy",
+             "1 Scope\nClaims for travel are paid monthly by the finance office.1 Receipts\n"
+             "are kept for five years by the finance office of the company and\n"
+             "1 Receipts go to the auditors of the company after a year.",
+             "reviewed by the auditors of the company every year.\n2 Claims\n"
+             "A claim names its trip and the employee who travelled on it.\n"
+             "Each claim needs a receipt for every cost that it lists.\n2\n"
+             "Late claims for travel are refused by the finance office.\n"
+             "Our servers run on AMD64\n64 bits are enough for every amount we pay.\n"
+             "2 Except claims below ten euros, which need none."]
+    path = make_pdf(tmp_path / "notes.pdf", pages, outline=[(1, "Scope", 1), (1, "Claims", 2)])
+    doc = load_file(path, max_bytes=2**20)[0]
+    assert [(b.level, b.text) for b in doc.blocks][1:] == [
+        (1, "1 Scope"),
+        (0, "Claims for travel are paid monthly by the finance office.[1] Receipts are kept for five years "
+            "by the finance office of the company and reviewed by the auditors of the company every year."),
+        (0, "[1] Receipts go to the auditors of the company after a year."),  # after the paragraph joined across the page
+        (1, "2 Claims"),
+        (0, "A claim names its trip and the employee who travelled on it."),
+        (0, "Each claim needs a receipt for every cost that it lists.[2]"),  # a mark on its own line
+        (0, "[2] Except claims below ten euros, which need none."),
+        (0, "Late claims for travel are refused by the finance office."),
+        (0, "Our servers run on AMD64"),
+        (0, "64 bits are enough for every amount we pay.")]  # "AMD64" marks no note: none starts lower-case
+    nodes = build_tree(doc, 1, chunk_document(doc, 1))
+    scope = next(n for n in nodes if n.title == "1 Scope")
+    assert [n.text[:4] for n in nodes if n.parent == scope.id] == ["Clai", "[1] "]
+
+
 def test_a_pdfs_bookmarks_are_its_headings_and_its_contents_pages_are_not_text(tmp_path):
     # A manual typeset by LaTeX: justified lines whose word gaps are pen moves, not spaces (pypdf ran
     # the words together: "theDebianarchiveand..."), a contents page whose entries had become the

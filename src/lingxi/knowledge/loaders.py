@@ -35,9 +35,10 @@ SUPPORTED = TEXT_EXTS | MARKDOWN_EXTS | HTML_EXTS | RECORD_EXTS | {".pdf", ".doc
 #: DOCX without headings titled by its first line; 3: a clause (第X条) or a list is not cut
 #: across chunks when it fits in one; 4: an HTML table row is one paragraph, and a label ending
 #: its section joins the paragraph before it; 5: PDFs read by PDFium, their bookmarks as
-#: headings; 6: a PDF's running heads that carry the page number dropped): ingest then reads
+#: headings; 6: a PDF's running heads that carry the page number dropped; 7: a PDF's footnotes
+#: kept apart from the text, each after the paragraph that marks it): ingest then reads
 #: files it would skip as unchanged again, re-embedding only the chunks whose text changed.
-READER_VERSION = 6
+READER_VERSION = 7
 
 #: Record fields used as the text / title / id of a JSONL or CSV record, in order of preference.
 TEXT_FIELDS = ("text", "content", "body", "passage", "answer")
@@ -268,13 +269,19 @@ def _load_pdf(path: Path, source: str) -> Document:
     furniture, offsets = _furniture(pages), _page_offsets(pages)
     pages = [_without_numbered_head([line for line in lines if _shape(line) not in furniture], n, offsets)
              for n, lines in enumerate(pages, 1)]
+    split = [_footnotes(lines, n) for n, lines in enumerate(pages, 1)]
     titles = {_key(title) for marks in outline.values() for _, title in marks}
-    page_blocks = [_page_blocks(lines, n, outline, titles) for n, lines in enumerate(pages, 1)]
+    page_blocks = [_page_blocks(body, n, outline, titles) for n, (body, _) in enumerate(split, 1)]
+    notes: dict[int, list[Block]] = {}  # id(block) -> the footnotes it marks, placed after it
+    for blocks, (_, footnotes) in zip(page_blocks, split, strict=True):
+        _attach_footnotes(blocks, footnotes, notes)
     for before, after in zip(page_blocks, page_blocks[1:], strict=False):
         if (before and after and before[-1].level == 0 and after[0].level == 0
                 and _continues(before[-1].text, after[0].text)):  # a sentence cut by the page break
-            before[-1].text = _joined(before[-1].text, after.pop(0).text)
-    blocks = [block for blocks in page_blocks for block in blocks]
+            moved = after.pop(0)
+            before[-1].text = _joined(before[-1].text, moved.text)
+            notes.setdefault(id(before[-1]), []).extend(notes.pop(id(moved), []))
+    blocks = [b for blocks in page_blocks for block in blocks for b in (block, *notes.get(id(block), ()))]
     if not any(b.level == 0 for b in blocks):  # bookmarks alone are no text
         raise LoadError("PDF has no extractable text (scanned images need OCR first)")
     title = meta_title.strip() or blocks[0].text.splitlines()[0][:80]  # the title page's first line
@@ -413,10 +420,10 @@ def _contents_entries(lines: list[str], titles: set[str]) -> set[int]:
     return found if len(found) >= 3 else set()
 
 
-#: Sentence ends and clause ends after which a PDF line ends its paragraph; a dot leader and a
-#: number (a table of contents' "4.3 DER functions . . . . 15", a statement's "Revenue ..... 1,234")
-#: end it too.
-_LINE_END = re.compile(r"[。！？：；.!?:;][”’」』）)\"']*$|(?:\.\s?){4,}\s*[\d,.]+$")
+#: Sentence ends and clause ends (a footnote's mark "[2]" may follow) after which a PDF line ends
+#: its paragraph; a dot leader and a number (a table of contents' "4.3 DER functions . . . . 15", a
+#: statement's "Revenue ..... 1,234") end it too.
+_LINE_END = re.compile(r"[。！？：；.!?:;][”’」』）)\"']*(?:\[\d+\])?$|(?:\.\s?){4,}\s*[\d,.]+$")
 _PAGE_NUMBER = re.compile(r"(?:page\s*)?[-–—]?\s*\d+\s*(?:(?:/|of)\s*\d+)?\s*[-–—]?|第\s*\d+\s*页(?:\s*[，,/]?\s*共\s*\d+\s*页)?",
                           re.I)
 #: Typographic ligatures PDFs store as one glyph (ﬁ in "ﬁnance"), which no tokenizer reads as letters.
@@ -495,6 +502,102 @@ def _without_numbered_head(lines: list[str], page: int, offsets: set[int]) -> li
     if lines and head(lines[-1]):
         lines = lines[:-1]
     return lines
+
+
+#: A footnote's first line: its number, then its text (from a letter, a quote or a bracket), or the
+#: number alone with the text on the lines after it.
+_NOTE = re.compile(r"(\d{1,3})(?:\s+(?=[A-Za-z“\"(\[])|$)")
+
+
+def _note_mark(number: int) -> re.Pattern[str]:
+    """A footnote's mark in the text, as PDFium gives a superscript: the number right after a word
+    or its closing punctuation ("maintenance.2", "document2 "), after a sentence's end at the end of
+    a line ("for historical reasons. 12"), or alone on its line; not "RFC 2119" or "libz.so.1"."""
+    return re.compile(rf"(?<=[A-Za-z])([.,;:)”’\"]{{0,2}}){number}(?=\s|$)|(?<=[.,;:)])\s+{number}$|^{number}$")
+
+
+def _first_note(lines: list[str], i: int) -> int | None:
+    """The number of the footnote line ``i`` may start the footnotes with: a number from 1, then text
+    from a capital, a quote or a bracket ("2 The detailed procedure …"; a later note may start "10
+    dpkg-shlibdeps …", but a first one so would take "64 bits, so that …" after "AMD64"), or the
+    number alone above such text (a lone number is also a mark, a formula's index, a table's cell)."""
+    m = _NOTE.match(lines[i])
+    if not m or int(m.group(1)) == 0:
+        return None
+    text = lines[i][m.end():] or (lines[i + 1] if i + 1 < len(lines) else "")
+    return int(m.group(1)) if text[:1].isupper() or text[:1] in "“\"([" else None
+
+
+def _footnote_start(lines: list[str]) -> int:
+    """Where a page's footnotes start (``len(lines)``: none). A page's footnotes are its last lines:
+    the first starts with a number the text above it marks ("… maintenance.2"), and the numbered
+    lines from there on count up from it ("2 The detailed procedure …", "3 …"). A contents page,
+    whose numbered lines all end in page numbers, has none."""
+    for i in range(1, len(lines)):
+        if (number := _first_note(lines, i)) is None:
+            continue
+        numbered = [line for line in lines[i:] if _NOTE.match(line)]
+        if ([int(_NOTE.match(line).group(1)) for line in numbered] != list(range(number, number + len(numbered)))
+                or all(_TOC_TAIL.search(line) for line in numbered)):
+            continue
+        mark = _note_mark(number)
+        if any(mark.search(line) for line in lines[:i]):
+            return _notes_above(lines, i, number)
+    return len(lines)
+
+
+#: Lines a footnote above the first one found may span.
+_NOTE_LINES = 8
+
+
+def _notes_above(lines: list[str], start: int, number: int) -> int:
+    """The footnotes' start moved up over the notes just above ``start`` that count down from
+    ``number`` (1 and 2 above a 3) whose marks were not found (two marks run together, "links,23")."""
+    while number > 1:
+        above = next((j for j in range(start - 1, max(0, start - _NOTE_LINES) - 1, -1) if _NOTE.match(lines[j])), None)
+        if not above or _first_note(lines, above) != number - 1:
+            break
+        start, number = above, number - 1
+    return start
+
+
+def _footnotes(lines: list[str], page: int) -> tuple[list[str], list[tuple[int, Block]]]:
+    """A page's text lines and its footnotes. The footnotes (from :func:`_footnote_start` on) become
+    paragraphs labelled "[2] The detailed procedure …", and their marks in the text "[2]" (a mark
+    alone on its line joins the line before it). Left in the text, a footnote "17 This can be
+    determined …" opened a numbered clause that swallowed the section's next page."""
+    foot = _footnote_start(lines)
+    body, notes = list(lines[:foot]), []
+    for line in lines[foot:]:
+        m = _NOTE.match(line)
+        if m and (not notes or int(m.group(1)) == notes[-1][0] + 1):
+            number, rest = int(m.group(1)), line[m.end():].strip()
+            notes.append((number, Block(f"[{number}]" + (f" {rest}" if rest else ""), 0, page)))
+        elif notes:
+            note = notes[-1][1]
+            note.text = f"{note.text} {line}" if note.text.endswith("]") else _joined(note.text, line)
+    for number, _ in notes:
+        mark = _note_mark(number)
+        at = next((i for i in range(len(body) - 1, -1, -1) if mark.search(body[i])), None)
+        if at is None:
+            continue
+        if body[at] == str(number) and at:
+            body[at - 1] += f"[{number}]"
+            del body[at]
+        else:
+            body[at] = mark.sub(lambda m: f"{m.group(1) or ''}[{number}]", body[at], count=1)
+    return body, notes
+
+
+def _attach_footnotes(blocks: list[Block], footnotes: list[tuple[int, Block]], notes: dict[int, list[Block]]) -> None:
+    """Each footnote goes after the last paragraph of its page that marks it ("[2]"), or after the
+    page's last block when none does (its mark is in a heading)."""
+    for number, note in footnotes:
+        at = next((b for b in reversed(blocks) if b.level == 0 and f"[{number}]" in b.text), None)
+        if at is None and not blocks:
+            blocks.append(note)
+        else:
+            notes.setdefault(id(at if at is not None else blocks[-1]), []).append(note)
 
 
 def _reflow(lines: list[str]) -> list[str]:
