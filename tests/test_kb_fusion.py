@@ -77,19 +77,44 @@ def test_equal_retrievers_are_mixed_and_fusion_helps():
     assert _ndcg(ids, queries, scorer) > best
 
 
+def _after(queries: int, mean: float, sd: float = 0.2, overlap: float = 0.35, corroboration=(0.7, 0.7)) -> FusionStats:
+    """The statistics after ``queries`` queries whose corroboration differences (BM25 minus dense)
+    have this mean and deviation, and whose top-50 lists share ``overlap``."""
+    return FusionStats(queries=queries, diff_sum=mean * queries, diff_sq_sum=queries * (sd * sd + mean * mean),
+                       observed=queries, corroboration_sums=[c * queries for c in corroboration],
+                       overlap_sums=[overlap * queries] * 2)
+
+
 def test_a_small_difference_stays_mixed_however_many_queries_show_it():
     # On long documents BM25 and dense differ a little (effect size d 0.06-0.14) and their mix finds
     # the right section first far more often than either alone. t grows with the queries seen, so a
     # rule on t alone switched one off for good after a few hundred questions.
-    def after(queries: int, mean: float, sd: float = 0.2) -> FusionStats:
-        return FusionStats(queries=queries, diff_sum=mean * queries, diff_sq_sum=queries * (sd * sd + mean * mean))
-
-    small = after(1000, 0.03)
+    small = _after(1000, 0.03)
     assert small.t() > 4 and small.effect() == pytest.approx(0.15, abs=0.001)
     assert small.bm25_weight() == pytest.approx(0.5 + 0.25 * small.effect() / 0.2)  # mixed, leaning to BM25
-    assert after(40, 0.03).bm25_weight() == pytest.approx(small.bm25_weight(), abs=0.01)  # 40 queries: the same
-    assert after(1000, -0.08).bm25_weight() == 0.0  # noise (d -0.4, as BM25 on DBpedia entities): off
-    assert after(20, -0.08).bm25_weight() == pytest.approx(0.25, abs=0.01)  # not sure yet (t -1.8): leaning only
+    assert _after(40, 0.03).bm25_weight() == pytest.approx(small.bm25_weight(), abs=0.01)  # 40 queries: the same
+    assert _after(20, -0.08, overlap=0.62).bm25_weight() == pytest.approx(0.25, abs=0.01)  # not sure yet (t -1.8)
+
+
+def test_a_clearly_weaker_retriever_is_switched_off_only_where_mixing_cannot_help():
+    # d -0.4 with lists sharing 0.62 of their top 50, as BM25 beside MiniLM on DBpedia's entity
+    # queries: the two find the same chunks, and the better one orders them alone.
+    assert _after(1000, -0.08, overlap=0.62).bm25_weight() == 0.0
+    # The same difference where each finds chunks the other misses (lists sharing 0.35, as on the
+    # long documents, where BM25 was switched off on a Rust Reference set at d -0.52 and lost 2 of
+    # 14 first results): mixed, leaning to the better one.
+    assert _after(1000, -0.08).bm25_weight() == pytest.approx(0.25)
+    assert _after(1000, 0.08).bm25_weight() == pytest.approx(0.75)  # CMRC with e5-small: 0.9854 alone, 0.987+ mixed
+    # A retriever that is noise (under NOISE of its top 5 in the other's top 50, as MiniLM on
+    # Chinese) is switched off however little the lists share.
+    assert _after(1000, 0.08, overlap=0.2, corroboration=(0.45, 0.3)).bm25_weight() == 1.0
+    # A fusion.json from before these were kept: mixed until MIN_QUERIES more queries are seen.
+    old = FusionStats(queries=1000, diff_sum=-80.0, diff_sq_sum=1000 * (0.04 + 0.0064))
+    assert old.effect() == pytest.approx(-0.4, abs=0.001) and old.bm25_weight() == pytest.approx(0.25)
+    for _ in range(MIN_QUERIES):
+        old.observe([f"b{i}" for i in range(50)], [f"b{i}" for i in range(5, 55)])
+    assert old.overlap() == pytest.approx(0.9) and old.bm25_weight() == 0.0
+    assert FusionStats(**old.state()).weights() == old.weights()
 
 
 def test_equal_weight_until_enough_queries():
