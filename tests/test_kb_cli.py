@@ -132,6 +132,8 @@ def test_eval_retrieval_json_and_trec_run(lingxi, tmp_path, mode):
     assert {"ndcg@10", "recall@10", "mrr@10", "queries", "mode"} <= set(result)
     assert result["mode"] == mode and result["queries"] == 3
     assert result["ndcg@10"] == 1.0 and result["recall@10"] == 1.0 and result["mrr@10"] == 1.0
+    if mode == "hybrid":  # 3 queries: equal weights, and no overlap of the lists known yet
+        assert result["fusion"] == {"bm25_weight": 0.5, "t": 0.0, "d": 0.0, "overlap": None}
     lines = run_file.read_text().splitlines()
     first = lines[0].split()
     assert first[1] == "Q0" and first[3] == "1" and first[5] == f"lingxi-{mode}"

@@ -230,7 +230,7 @@ def retrieval_eval(settings, corpus: str | Path, queries: str | Path, qrels: str
     summary = {**{k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}, "mode": mode,
                "embedder": used if mode != "bm25" else None}
     if mode == "hybrid":
-        summary["fusion"] = {"bm25_weight": fusion["bm25_weight"], "t": fusion["t"], "d": fusion["d"]}
+        summary["fusion"] = {k: fusion[k] for k in ("bm25_weight", "t", "d", "overlap")}
     items = [{"id": q, "scores": s} for q, s in score_queries(run, judged).items()]
     return EvalRun(kind="retrieval", config={"mode": mode, "embedder": summary["embedder"], "k": 10},
                    summary=summary, items=items,
