@@ -26,13 +26,13 @@ negligible (|d| >= ``EFFECT``), *and* mixing cannot help:
   (MiniLM on Chinese, 0.31).
 
 Where each finds chunks the other misses, the mix beats either alone even when one is clearly
-better: CMRC with e5-small (d 0.38, lists sharing 0.42) is at 0.9841 nDCG@10 with BM25 alone (0.9854
-with dense breaking its ties) and 0.987-0.990 mixed at w_bm25 0.5-0.75; on the long documents the navigation benchmark reads (lists
-sharing 0.31-0.39) the mix finds the right section first for 1 to 4 more of 20 to 45 questions
-than either alone, also where d reaches -0.52. A rule on t alone switched a retriever off for good
-wherever the two differed a little (t grows with the square root of the queries seen), and a rule
-on t and d switched BM25 off on a development set of The Rust Reference (d -0.52: 12 first
-results right against 14 mixed).
+better: CMRC with e5-small (d 0.38, lists sharing 0.42) is at 0.9841 nDCG@10 with BM25 alone
+(0.9854 with dense breaking its ties) and 0.987-0.990 mixed at w_bm25 0.5-0.75; on the long
+documents the navigation benchmark reads (lists sharing 0.31-0.39) the mix finds the right
+section first for 1 to 4 more of 20 to 45 questions than either alone, also where d reaches
+-0.52. A rule on t alone switched a retriever off for good wherever the two differed a little (t
+grows with the square root of the queries seen), and a rule on t and d switched BM25 off on a
+development set of The Rust Reference (d -0.52: 12 first results right against 14 mixed).
 
 Scores of the union of both candidate lists are z-normalised per retriever (against that
 retriever's own candidate list) and combined with weights (w, 1 - w).
