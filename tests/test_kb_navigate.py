@@ -128,6 +128,14 @@ def test_a_pdfs_wrapped_lines_become_paragraphs_and_its_clauses_tree_nodes(tmp_p
     # a dot leader and a number end a line of a table of contents (or of a statement)
     contents = ["4.5 Auxiliary functions . . . . . . . . . . . . . . 23", "Appendix A Copying Information . . . . . . . 24"]
     assert _reflow(contents) == contents
+    # a path or a URL wrapped after one of its dots is no sentence's end ("changelog." / "gz." made a
+    # three-character leaf); a path that does end a sentence stays the end of its paragraph
+    assert _reflow(["The upstream changelog may be installed as /usr/share/doc/package/changelog.", "gz.",
+                    "The repository is at https://example.", "org/repo. It is public.",
+                    "The library is installed as /usr/lib/libz.so.1.2.3.4.", "type is an optional field."]) == [
+        "The upstream changelog may be installed as /usr/share/doc/package/changelog.gz.",
+        "The repository is at https://example.org/repo. It is public.",
+        "The library is installed as /usr/lib/libz.so.1.2.3.4.", "type is an optional field."]
 
 
 def test_a_books_running_heads_that_carry_the_page_number_are_dropped(tmp_path):

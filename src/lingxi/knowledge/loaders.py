@@ -36,9 +36,10 @@ SUPPORTED = TEXT_EXTS | MARKDOWN_EXTS | HTML_EXTS | RECORD_EXTS | {".pdf", ".doc
 #: across chunks when it fits in one; 4: an HTML table row is one paragraph, and a label ending
 #: its section joins the paragraph before it; 5: PDFs read by PDFium, their bookmarks as
 #: headings; 6: a PDF's running heads that carry the page number dropped; 7: a PDF's footnotes
-#: kept apart from the text, each after the paragraph that marks it): ingest then reads
+#: kept apart from the text, each after the paragraph that marks it; 8: a path or a URL wrapped
+#: after one of its dots kept whole): ingest then reads
 #: files it would skip as unchanged again, re-embedding only the chunks whose text changed.
-READER_VERSION = 7
+READER_VERSION = 8
 
 #: Record fields used as the text / title / id of a JSONL or CSV record, in order of preference.
 TEXT_FIELDS = ("text", "content", "body", "passage", "answer")
@@ -600,6 +601,14 @@ def _attach_footnotes(blocks: list[Block], footnotes: list[tuple[int, Block]], n
             notes.setdefault(id(at if at is not None else blocks[-1]), []).append(note)
 
 
+#: A path or a URL cut after a dot at a line's end ("/usr/share/doc/package/changelog.", then "gz."
+#: on the next line; "https://example.", then "org/repo."): no sentence's end. The line ends in a
+#: word with a slash before it, a letter and the dot; the next starts with the rest, in lower case
+#: with a dot or a slash in it.
+_CUT_PATH = re.compile(r"\S*/\S*[A-Za-z]\.$")
+_PATH_REST = re.compile(r"[a-z][\w-]*[./]\S*")
+
+
 def _reflow(lines: list[str]) -> list[str]:
     """A PDF page's lines joined back into paragraphs. PDFium gives one line per printed line, so a
     sentence wrapped across lines would otherwise be quoted cut at the line's end, and the
@@ -613,7 +622,9 @@ def _reflow(lines: list[str]) -> list[str]:
     full = widths[int(0.8 * (len(widths) - 1))]
     out: list[str] = [lines[0]]
     for prev, line in zip(lines, lines[1:], strict=False):
-        if (_LINE_END.search(prev) or _display_width(prev) < 0.75 * full or marker(line) is not None
+        if _CUT_PATH.search(prev) and _PATH_REST.match(line):  # "…/changelog." + "gz.": one path
+            out[-1] += line
+        elif (_LINE_END.search(prev) or _display_width(prev) < 0.75 * full or marker(line) is not None
                 or BULLET.match(line)):
             out.append(line)
         else:
