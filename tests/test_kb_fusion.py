@@ -117,6 +117,25 @@ def test_a_clearly_weaker_retriever_is_switched_off_only_where_mixing_cannot_hel
     assert FusionStats(**old.state()).weights() == old.weights()
 
 
+def test_a_knowledge_base_reads_back_what_its_fusion_learnt(tmp_path):
+    # fusion.json is written now and then and read when the knowledge base opens (each CLI search is
+    # a process of its own): the overlap and corroboration must come back with the differences, or
+    # no retriever is ever switched off there
+    from kb_fixtures.helpers import kb_settings
+    from lingxi.knowledge.kb import create_kb, open_kb
+
+    settings = kb_settings(tmp_path / "home")
+    base = create_kb("docs", settings)
+    for _ in range(MIN_QUERIES * 2):  # the two lists agree and dense is the better one
+        base.fusion.observe([f"b{i}" for i in range(50)], [f"b{i}" for i in range(5, 55)])
+    learnt = base.fusion.weights()
+    assert learnt == [0.0, 1.0]
+    base.close()
+    again = open_kb("docs", settings)
+    assert again.fusion.weights() == learnt and again.fusion.overlap() == pytest.approx(0.9)
+    again.close()
+
+
 def test_equal_weight_until_enough_queries():
     stats = FusionStats()
     for _ in range(MIN_QUERIES - 1):

@@ -16,7 +16,7 @@ from lingxi.engines.fake import FakeEngine
 from lingxi.errors import UsageError
 from lingxi.knowledge import create_kb
 from lingxi.knowledge.chunking import chunk_document
-from lingxi.knowledge.loaders import LoadError, _page_lines, _reflow, load_file
+from lingxi.knowledge.loaders import LoadError, _footnotes, _page_lines, _reflow, load_file
 from lingxi.knowledge.navigate import _validate, selection_schema
 from lingxi.knowledge.tree import ExtractiveSummariser, build_tree, chinese_number, marker, summarise_tree
 
@@ -136,6 +136,9 @@ def test_a_pdfs_wrapped_lines_become_paragraphs_and_its_clauses_tree_nodes(tmp_p
         "The upstream changelog may be installed as /usr/share/doc/package/changelog.gz.",
         "The repository is at https://example.org/repo. It is public.",
         "The library is installed as /usr/lib/libz.so.1.2.3.4.", "type is an optional field."]
+    assert _reflow(["The file is /etc/app/config.", "e.g. the port is set there.", "It is under /srv/docs.",
+                    "setup.py installs it."]) == [
+        "The file is /etc/app/config.", "e.g. the port is set there.", "It is under /srv/docs.", "setup.py installs it."]
 
 
 def test_a_books_running_heads_that_carry_the_page_number_are_dropped(tmp_path):
@@ -194,6 +197,15 @@ def test_a_pdfs_footnotes_follow_the_paragraph_that_marks_them(tmp_path):
     nodes = build_tree(doc, 1, chunk_document(doc, 1))
     scope = next(n for n in nodes if n.title == "1 Scope")
     assert [n.text[:4] for n in nodes if n.parent == scope.id] == ["Clai", "[1] "]
+    # what looks like a mark but is none: a name or a path ending in digits, a figure's number, a
+    # lone number at the page's foot; and a numbered line out of step continues a note
+    assert _footnotes(["It uses SHA1 hashing.", "1 Download the file", "2 Verify the hash", "All done."], 1)[1] == []
+    assert _footnotes(["Install /usr/lib/libz.so.1", "1 The library is found by its SONAME."], 1)[1] == []
+    assert _footnotes(["As shown in Fig. 1", "1 The figure is drawn to scale."], 1)[1] == []
+    assert _footnotes(["Shown on p. 3", "3"], 1) == (["Shown on p. 3", "3"], [])
+    body, notes = _footnotes(["Floats are kept in 80 bits.1", "1 The registers hold", "64 bits, so that", "more."], 1)
+    assert body == ["Floats are kept in 80 bits.[1]"] and [n.text for _, n in notes] == [
+        "[1] The registers hold 64 bits, so that more."]
 
 
 def test_a_pdfs_bookmarks_are_its_headings_and_its_contents_pages_are_not_text(tmp_path):

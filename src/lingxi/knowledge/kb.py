@@ -853,7 +853,8 @@ def _relative_sources(sources: Sequence[str]) -> dict[str, str]:
 def _read_fusion(path: Path) -> dict[str, Any]:
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
-        return {k: saved[k] for k in ("queries", "diff_sum", "diff_sq_sum", "fused") if k in saved}
+        return {k: saved[k] for k in ("queries", "diff_sum", "diff_sq_sum", "observed", "corroboration_sums",
+                                      "overlap_sums", "fused") if k in saved}
     except (OSError, ValueError, TypeError):
         return {}
 

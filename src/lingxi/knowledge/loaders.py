@@ -510,11 +510,19 @@ def _without_numbered_head(lines: list[str], page: int, offsets: set[int]) -> li
 _NOTE = re.compile(r"(\d{1,3})(?:\s+(?=[A-Za-z“\"(\[])|$)")
 
 
-def _note_mark(number: int) -> re.Pattern[str]:
-    """A footnote's mark in the text, as PDFium gives a superscript: the number right after a word
-    or its closing punctuation ("maintenance.2", "document2 "), after a sentence's end at the end of
-    a line ("for historical reasons. 12"), or alone on its line; not "RFC 2119" or "libz.so.1"."""
-    return re.compile(rf"(?<=[A-Za-z])([.,;:)”’\"]{{0,2}}){number}(?=\s|$)|(?<=[.,;:)])\s+{number}$|^{number}$")
+def _marked(line: str, number: int) -> str | None:
+    """``line`` with footnote ``number``'s mark written "[number]", or None when it has none. PDFium
+    gives a superscript mark as a plain number: right after a word's lower-case letter ("document2")
+    or after a word and its closing punctuation ("maintenance.2", "Guidelines).3"), after a
+    sentence's end at the end of a line ("for historical reasons. 12"), or alone on its line. Not a
+    mark: "RFC 2119", "SHA1", "AMD64", "libz.so.1", "/lib64", "Fig. 1"."""
+    glued = re.search(rf"(?:^|(?<=\s))([^\s/.]*[a-z]|[^\s/.]*[A-Za-z][.,;:)”’\"]{{1,2}}){number}(?=\s|$)", line)
+    if glued:
+        return f"{line[:glued.end(1)]}[{number}]{line[glued.end():]}"
+    ending = re.search(rf"(?<=[a-z]{{4}}[.,;:)])\s+{number}$", line)
+    if ending:
+        return f"{line[:ending.start()]}[{number}]"
+    return f"[{number}]" if line == str(number) else None
 
 
 def _first_note(lines: list[str], i: int) -> int | None:
@@ -526,7 +534,7 @@ def _first_note(lines: list[str], i: int) -> int | None:
     if not m or int(m.group(1)) == 0:
         return None
     text = lines[i][m.end():] or (lines[i + 1] if i + 1 < len(lines) else "")
-    return int(m.group(1)) if text[:1].isupper() or text[:1] in "“\"([" else None
+    return int(m.group(1)) if text[:1] and (text[:1].isupper() or text[:1] in "“\"([") else None
 
 
 def _footnote_start(lines: list[str]) -> int:
@@ -537,14 +545,26 @@ def _footnote_start(lines: list[str]) -> int:
     for i in range(1, len(lines)):
         if (number := _first_note(lines, i)) is None:
             continue
-        numbered = [line for line in lines[i:] if _NOTE.match(line)]
-        if ([int(_NOTE.match(line).group(1)) for line in numbered] != list(range(number, number + len(numbered)))
-                or all(_TOC_TAIL.search(line) for line in numbered)):
-            continue
-        mark = _note_mark(number)
-        if any(mark.search(line) for line in lines[:i]):
+        starts = _note_starts(lines, i, number)
+        if (starts and not all(_TOC_TAIL.search(lines[j]) for j in starts)
+                and any(_marked(line, number) for line in lines[:i])):
             return _notes_above(lines, i, number)
     return len(lines)
+
+
+def _note_starts(lines: list[str], i: int, number: int) -> list[int] | None:
+    """The lines from ``i`` on that start notes counting up from ``number`` ("10 dpkg-shlibdeps …"
+    after a 9 is one), or None when a line out of step would start one too ("5 The …" after a 2): a
+    numbered line out of step may only continue a note ("64 bits, so that …")."""
+    starts, expected = [], number
+    for j in range(i, len(lines)):
+        m = _NOTE.match(lines[j])
+        if m and int(m.group(1)) == expected:
+            starts.append(j)
+            expected += 1
+        elif _first_note(lines, j) is not None:
+            return None
+    return starts
 
 
 #: Lines a footnote above the first one found may span.
@@ -578,15 +598,14 @@ def _footnotes(lines: list[str], page: int) -> tuple[list[str], list[tuple[int, 
             note = notes[-1][1]
             note.text = f"{note.text} {line}" if note.text.endswith("]") else _joined(note.text, line)
     for number, _ in notes:
-        mark = _note_mark(number)
-        at = next((i for i in range(len(body) - 1, -1, -1) if mark.search(body[i])), None)
+        at = next((i for i in range(len(body) - 1, -1, -1) if _marked(body[i], number)), None)
         if at is None:
             continue
         if body[at] == str(number) and at:
             body[at - 1] += f"[{number}]"
             del body[at]
         else:
-            body[at] = mark.sub(lambda m: f"{m.group(1) or ''}[{number}]", body[at], count=1)
+            body[at] = _marked(body[at], number) or body[at]
     return body, notes
 
 
@@ -603,10 +622,10 @@ def _attach_footnotes(blocks: list[Block], footnotes: list[tuple[int, Block]], n
 
 #: A path or a URL cut after a dot at a line's end ("/usr/share/doc/package/changelog.", then "gz."
 #: on the next line; "https://example.", then "org/repo."): no sentence's end. The line ends in a
-#: word with a slash before it, a letter and the dot; the next starts with the rest, in lower case
-#: with a dot or a slash in it.
+#: word with a slash before it, a letter and the dot; the next starts with the rest: up to four
+#: lower-case letters and a dot or a slash (an extension, a domain's part; not "e.g.").
 _CUT_PATH = re.compile(r"\S*/\S*[A-Za-z]\.$")
-_PATH_REST = re.compile(r"[a-z][\w-]*[./]\S*")
+_PATH_REST = re.compile(r"(?!e\.g\.|i\.e\.)[a-z]{1,4}[./]\S*")
 
 
 def _reflow(lines: list[str]) -> list[str]:
