@@ -37,8 +37,8 @@ SUPPORTED = TEXT_EXTS | MARKDOWN_EXTS | HTML_EXTS | RECORD_EXTS | {".pdf", ".doc
 #: its section joins the paragraph before it; 5: PDFs read by PDFium, their bookmarks as
 #: headings; 6: a PDF's running heads that carry the page number dropped; 7: a PDF's footnotes
 #: kept apart from the text, each after the paragraph that marks it; 8: a path or a URL wrapped
-#: after one of its dots kept whole): ingest then reads
-#: files it would skip as unchanged again, re-embedding only the chunks whose text changed.
+#: after one of its dots kept whole): ingest then reads files it would skip as unchanged again,
+#: re-embedding only the chunks whose text changed.
 READER_VERSION = 8
 
 #: Record fields used as the text / title / id of a JSONL or CSV record, in order of preference.
@@ -598,14 +598,15 @@ def _footnotes(lines: list[str], page: int) -> tuple[list[str], list[tuple[int, 
             note = notes[-1][1]
             note.text = f"{note.text} {line}" if note.text.endswith("]") else _joined(note.text, line)
     for number, _ in notes:
-        at = next((i for i in range(len(body) - 1, -1, -1) if _marked(body[i], number)), None)
-        if at is None:
-            continue
-        if body[at] == str(number) and at:
-            body[at - 1] += f"[{number}]"
-            del body[at]
-        else:
-            body[at] = _marked(body[at], number) or body[at]
+        for at in range(len(body) - 1, -1, -1):  # the last line that marks it
+            if (marked := _marked(body[at], number)) is None:
+                continue
+            if body[at] == str(number) and at:
+                body[at - 1] += marked
+                del body[at]
+            else:
+                body[at] = marked
+            break
     return body, notes
 
 
