@@ -377,6 +377,29 @@ def test_a_leaf_ending_in_a_colon_is_shown_with_the_list_after_it(tmp_path):
     assert answer.supported and "three flavors: Function-like macros" in answer.answer
 
 
+def test_a_leaf_is_shown_with_the_footnotes_it_marks(tmp_path):
+    # "What command determines the SONAME?" is answered by a footnote ("[17] This can be determined
+    # by using the command readelf …"), a leaf of its own after the paragraph that marks it:
+    # navigation's leaf quoted the paragraph, hybrid's chunk the note
+    pages = ["Travel Policy",
+             "1 Scope\nClaims for travel are paid monthly by the finance office.1\n"
+             "Meals are refunded at cost.\n"
+             "1 Receipts go to the auditors of the company after a year."]
+    (tmp_path / "docs").mkdir()
+    path = make_pdf(tmp_path / "docs" / "notes.pdf", pages, outline=[(1, "Scope", 1)])
+    kb = _kb(tmp_path)
+    kb.ingest([path], progress=False)
+    nav = kb.navigate("Who gets the receipts of travel claims after a year?", k=5)
+    hits = {h.text.split("\n")[0]: h for h in kb.navigation_hits(nav)}
+    claims = hits["Claims for travel are paid monthly by the finance office.[1]"]
+    # a leaf of its own: the mark after its full stop does not make it read as a label
+    assert "Claims for travel are paid monthly by the finance office.[1]" in [n.text for n, _ in nav.leaves]
+    assert claims.text.endswith("\n\n[1] Receipts go to the auditors of the company after a year.")
+    assert not hits["Meals are refunded at cost."].text.count("[1]")  # marks no note: shown alone
+    answer = kb.answer("What happens to the receipts after a year?", retrieval="navigate", mode="extract")
+    assert answer.supported and "auditors of the company" in answer.answer
+
+
 def test_ids_of_unchanged_sections_survive_edits_elsewhere(tmp_path):
     before = _tree(tmp_path, CODE_ZH)
     # a new article in chapter 1, another one rewritten in chapter 3, a new chapter before the last

@@ -42,6 +42,9 @@ log = logging.getLogger("lingxi.knowledge")
 #: The built-in text retrievers; every registered name works too (see :mod:`lingxi.knowledge.retrievers`).
 MODES = ("bm25", "dense", "hybrid")
 _NAME = re.compile(r"^[\w][\w.-]{0,63}$")
+#: A footnote's mark as the PDF reader writes it ("[17]"), and the start of its note.
+_NOTE_MARK = re.compile(r"\[(\d{1,3})\]")
+_NOTE_START = re.compile(r"\[(\d{1,3})\] ")
 #: Chosen automatically for mostly-Chinese text when the default embedder is English-only.
 CHINESE_EMBEDDER = "e5-small"
 #: Share of Chinese chunks in a first ingest from which the multilingual embedder is chosen.
@@ -869,16 +872,29 @@ def _file_hash(path: Path, groups: list[str]) -> str:
 
 
 def _with_its_list(node: Any, index: Any) -> str:
-    """A leaf's text, and when it ends in a colon the next leaf's too: the list it introduces
-    ("… unless the function has any of the following:" and the items, a leaf of their own in a
-    document whose paragraphs carry no numbers). Both are of one document, so one caller sees both."""
-    parent = index.by_id.get(node.parent) if index is not None and introduces_list(node.text) else None
+    """A leaf's text as a source shows it. When it ends in a colon, the next leaf's too: the list it
+    introduces ("… unless the function has any of the following:" and the items, a leaf of their
+    own in a document whose paragraphs carry no numbers). Then the footnotes it marks ("[17]"): the
+    PDF reader puts each note, "[17] This can be determined by …", as a paragraph of its own right
+    after the one that marks it, and a note often says what the question asks. All are leaves of
+    one section, so one caller sees them all."""
+    parent = index.by_id.get(node.parent) if index is not None else None
     if parent is None:
         return node.text
     siblings = parent.children
     at = next((i for i, c in enumerate(siblings) if c.id == node.id), len(siblings))
-    following = siblings[at + 1] if at + 1 < len(siblings) else None
-    return f"{node.text}\n\n{following.text}" if following is not None and following.is_leaf else node.text
+    following = siblings[at + 1:]
+    parts = [node.text]
+    if introduces_list(node.text) and following and following[0].is_leaf:
+        parts.append(following[0].text)
+        following = following[1:]
+    marks = set(_NOTE_MARK.findall("\n".join(parts)))
+    for note in following:
+        m = _NOTE_START.match(note.text)
+        if not (note.is_leaf and m and m.group(1) in marks):
+            break
+        parts.append(note.text)
+    return "\n\n".join(parts)
 
 
 def _node_path(node: Any, index: Any) -> list[str]:

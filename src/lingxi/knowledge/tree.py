@@ -187,8 +187,9 @@ def marker(text: str) -> tuple[int, int | None] | None:
 
 
 def _title_like(text: str) -> bool:
-    """A short line without a sentence ending reads as a title, not as a clause."""
-    t = text.strip()
+    """A short line without a sentence ending reads as a title, not as a clause. A footnote's mark
+    after the ending ("… by the finance office.[1]", as the PDF reader writes it) does not hide it."""
+    t = re.sub(r"\[\d{1,3}\]$", "", text.strip())
     return len(t) <= 60 and "\n" not in t and not re.search(r"[。！？；;!?]|[.:：]$", t)
 
 
