@@ -225,15 +225,17 @@ def run(settings, engine, chooser, source: Path, questions: list[dict], args, la
 
 def _sweep(kb, questions: list[dict], cites) -> dict[str, int]:
     """How many questions hybrid's first result cites the right section for, with BM25's fusion
-    weight fixed (hybrid's own fusion, only the weights given)."""
-    from lingxi.knowledge.retrievers import Bm25Retriever, DenseRetriever, FusedRetriever, Query
+    weight fixed (hybrid's own fusion, only the weights given). With a concatenated embedder the
+    hybrid fuses BM25 with each member's ranking; those share the rest of the weight equally."""
+    from lingxi.knowledge.retrievers import HybridRetriever, Query
 
-    hybrid = FusedRetriever([Bm25Retriever(), DenseRetriever()], name="hybrid")
+    hybrid = HybridRetriever()
+    dense = max(len(kb.embedder_members()), 1)
     right = {w: 0 for w in (0.0, 0.25, 0.5, 0.75, 1.0)}
     for q in questions:
         query = Query(q["question"], kb)
         for w in right:
-            first = hybrid.search(kb, query, 1, None, None, learn=False, weights=[w, 1.0 - w])
+            first = hybrid.search(kb, query, 1, None, None, learn=False, weights=[w] + [(1.0 - w) / dense] * dense)
             right[w] += bool(first and cites(kb.store.hits(first)[0], q))
     return {f"w_bm25={w}": n for w, n in right.items()}
 
