@@ -328,6 +328,22 @@ def test_tree_of_an_english_standard(tmp_path):
     assert nodes["7.1.3.5"].is_leaf
 
 
+def test_a_markdown_policys_numbered_sections_written_as_list_items_keep_their_numbers(tmp_path):
+    # "1. Purpose" is an ordered list to Markdown: its number was dropped and "Booking" glued to
+    # the clause before it ("1.1 This policy …\nBooking"), so the tree was flat and 3.1 became 3.1.6
+    md = ("# Travel Policy\n\n1. Purpose\n\n1.1 This policy sets the rules for travel.\n\n2. Booking\n\n"
+          "2.1 Flights are booked early.\n\n2.2 Trips need approval:\n\n1. by the manager\n2. by finance\n\n"
+          "Notes follow.\n\n- kept with the paragraph before\n- as before\n")
+    doc = load_file(_write(tmp_path / "docs", "travel.md", md), max_bytes=2**20)[0]
+    assert [b.text for b in doc.blocks if not b.level] == [
+        "1. Purpose", "1.1 This policy sets the rules for travel.", "2. Booking", "2.1 Flights are booked early.",
+        "2.2 Trips need approval:\n1. by the manager\n2. by finance",  # a list after its introduction: one block
+        "Notes follow.\nkept with the paragraph before\nas before"]
+    nodes = _tree(tmp_path, md, name="travel2.md")
+    assert nodes["7.1.2"].title == "2. Booking" and nodes["7.1.2.2"].text.startswith("2.2 Trips need approval:")
+    assert nodes["7.1.1.1"].text == "1.1 This policy sets the rules for travel."
+
+
 LABELS_HTML = """<html><body><h1>Macros</h1><h2>Derive macros</h2>
 <p>Procedural macros come in three flavors:</p>
 <ul><li>Function-like macros - <code>custom!(...)</code></li><li>Derive macros - <code>#[derive(CustomDerive)]</code></li></ul>

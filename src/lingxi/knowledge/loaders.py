@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lingxi.errors import UsageError, missing_extra
-from lingxi.knowledge.tree import BULLET, marker
+from lingxi.knowledge.tree import BULLET, introduces_list, marker
 from lingxi.knowledge.types import Block, Document
 from lingxi.records import json_lines
 from lingxi.text import is_cjk
@@ -37,9 +37,11 @@ SUPPORTED = TEXT_EXTS | MARKDOWN_EXTS | HTML_EXTS | RECORD_EXTS | {".pdf", ".doc
 #: its section joins the paragraph before it; 5: PDFs read by PDFium, their bookmarks as
 #: headings; 6: a PDF's running heads that carry the page number dropped; 7: a PDF's footnotes
 #: kept apart from the text, each after the paragraph that marks it; 8: a path or a URL wrapped
-#: after one of its dots kept whole): ingest then reads files it would skip as unchanged again,
+#: after one of its dots kept whole; 9: a Markdown ordered item keeps its number, and is a block of
+#: its own unless a paragraph ending in a colon introduces its list; a paragraph ending in a
+#: footnote's mark is no label): ingest then reads files it would skip as unchanged again,
 #: re-embedding only the chunks whose text changed.
-READER_VERSION = 8
+READER_VERSION = 9
 
 #: Record fields used as the text / title / id of a JSONL or CSV record, in order of preference.
 TEXT_FIELDS = ("text", "content", "body", "passage", "answer")
@@ -145,6 +147,11 @@ def _first_line(blocks: list[Block]) -> str:
 
 
 def _load_markdown(text: str, source: str, stem: str) -> Document:
+    """Headings become heading blocks, paragraphs plain ones. A list is kept in one block with the
+    paragraph before it (its introduction), except an ordered list after a paragraph that does
+    not end in a colon: each of its items is a block of its own, as in a text file. An ordered
+    item keeps its number ("2. Booking"): a policy's numbered sections are often written so, and
+    the tree and the citations need the number."""
     try:
         from markdown_it import MarkdownIt
     except ImportError as exc:
@@ -152,18 +159,29 @@ def _load_markdown(text: str, source: str, stem: str) -> Document:
     tokens = MarkdownIt("commonmark").enable("table").parse(text)
     blocks: list[Block] = []
     level = 0
+    joins = True  # does the top-level list being read join the paragraph before it?
+    number = ""  # the current list item's number ("2. "), until its first paragraph takes it
+    starts_item = False
     for i, tok in enumerate(tokens):
         if tok.type == "heading_open":
             level = int(tok.tag[1])
+        elif tok.type in ("ordered_list_open", "bullet_list_open") and tok.level == 0:
+            joins = tok.type == "bullet_list_open" or bool(blocks and introduces_list(blocks[-1].text))
+        elif tok.type == "list_item_open":
+            number = f"{tok.info}{tok.markup} " if tok.info else ""
+            starts_item = tok.level == 1
         elif tok.type == "inline" and tok.content.strip():
+            content = number + tok.content.strip()
+            number = ""
             in_item = tokens[i - 1].type == "paragraph_open" and tok.level > 1
             if level:
-                blocks.append(Block(tok.content.strip(), level))
+                blocks.append(Block(content, level))
                 level = 0
-            elif in_item and blocks and blocks[-1].level == 0:
-                blocks[-1].text += "\n" + tok.content.strip()  # keep a list together
+            elif in_item and blocks and blocks[-1].level == 0 and (joins or not starts_item):
+                blocks[-1].text += "\n" + content  # keep a list together
             else:
-                blocks.append(Block(tok.content.strip(), 0))
+                blocks.append(Block(content, 0))
+            starts_item = False
         elif tok.type in ("fence", "code_block") and tok.content.strip():
             blocks.append(Block(tok.content.rstrip(), 0))
     title = next((b.text for b in blocks if b.level == 1), None) or next((b.text for b in blocks if b.level), stem)
