@@ -112,6 +112,10 @@ def test_delete_removes_document_and_changes_version(kb, folder):
     with pytest.raises(NotFoundError):
         kb.delete("no-such-doc")
     assert kb.stats()["documents"] == 7  # 7 files, the JSONL holds 2 records
+    # by the source a search result shows: a user copies it from there
+    shown = next(h.source for h in kb.search("甲方 付款 违约金", mode="bm25", k=1))
+    assert not shown.startswith("/") and kb.delete(shown) >= 1
+    assert kb.stats()["documents"] == 6 and all(h.source != shown for h in kb.search("甲方 付款", mode="bm25", k=10))
 
 
 def test_groups_are_enforced_inside_every_search(settings, folder, tmp_path, request):

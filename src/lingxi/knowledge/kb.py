@@ -454,7 +454,8 @@ class KnowledgeBase:
         tmp.replace(path)
 
     def delete(self, doc: str) -> int:
-        """Remove a document (by number, key or source path) and its chunks; returns chunks removed.
+        """Remove a document (by number, key, source path, or its source as search results and
+        citations show it) and its chunks; returns chunks removed.
 
         Raises:
             NotFoundError: no such document.
@@ -464,8 +465,12 @@ class KnowledgeBase:
             if found is None:
                 resolved = str(Path(doc).resolve()) if not str(doc).isdigit() else str(doc)
                 found = self.store.find_document(resolved)
+            if found is None:  # the name users see, relative to the ingested folder ("合同/采购.pdf")
+                shown = [source for source, name in self.document_sources().items() if name == str(doc)]
+                found = self.store.find_document(shown[0]) if len(shown) == 1 else None
             if found is None:
-                raise NotFoundError(f"no document '{doc}' in knowledge base '{self.name}'")
+                raise NotFoundError(f"no document '{doc}' in knowledge base '{self.name}': name it by its "
+                                    f"number, its source as search shows it, or its path")
             named_record = str(doc).isdigit() or found.key in (str(doc), str(Path(doc).resolve()))
             if named_record:
                 targets = [found.doc_no]
