@@ -381,8 +381,8 @@ def get_retriever(name: str) -> Retriever:
     # points (about 10 ms with the full extras, on every search)
     known = _registered | _BUILTIN if name in _registered or name in _BUILTIN else available_retrievers()
     if name not in known:
-        raise UsageError(f"unknown search mode '{name}'; expected one of {', '.join(sorted(known))} "
-                         f"or {FUSE_PREFIX}A+B…")
+        raise UsageError(f"unknown search mode '{name}'; expected auto, one of {', '.join(sorted(known))}, "
+                         f"{MemberDenseRetriever.PREFIX}MEMBER (of a concatenated embedder) or {FUSE_PREFIX}A+B…")
     made = known[name]()
     if not isinstance(made, Retriever):
         raise UsageError(f"retriever '{name}' is a {type(made).__name__}, not a lingxi Retriever")
