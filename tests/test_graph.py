@@ -103,14 +103,14 @@ def load(store, tmp_path, rows=FACTS):
 def test_import_is_idempotent_and_merges_aliases(store_factory, tmp_path):
     store = store_factory()
     first = load(store, tmp_path)
-    assert first.edges_added == 6 and first.nodes_added == 10  # 8 entities + 2 label nodes
+    assert (first.edges_added, first.nodes_added, first.labels_added) == (6, 8, 2)  # 8 entities, 2 labels' words
     again = load(store, tmp_path)
     assert (again.nodes_added, again.edges_added, again.edges_unchanged) == (0, 0, 6)
     # "aspirin" is an alias of 阿司匹林: a fact written with the alias lands on the same node
     more = load(store, tmp_path, [{"head": "Aspirin", "head_type": "Drug", "relation": "TREATS", "tail": "发热",
                                     "tail_type": "Symptom", "source": "a.md#3"}])
     assert more.nodes_added == 1 and more.merged == {"Aspirin": "阿司匹林"}
-    assert store.counts() == {"nodes": 11, "edges": 7}
+    assert store.counts() == {"nodes": 9, "edges": 7}  # the labels' words are no facts' nodes
 
 
 def test_a_new_type_pair_for_a_known_relation_keeps_old_edges(store_factory, tmp_path):

@@ -33,8 +33,9 @@ def import_(name: str, files: tuple[str, ...], store: str | None, as_json: bool)
     if as_json:
         emit_json(report)
     else:
+        words = f", words for {report['labels_added']} labels" if report["labels_added"] else ""
         click.echo(f"graph '{name}': {report['nodes_added']} nodes and {report['edges_added']} edges added, "
-                   f"{report['edges_updated']} edges updated, {report['edges_unchanged']} unchanged; "
+                   f"{report['edges_updated']} edges updated, {report['edges_unchanged']} unchanged{words}; "
                    f"now {report['nodes']} nodes, {report['edges']} edges")
 
 

@@ -30,8 +30,7 @@ def import_files(name: str, paths: list[str | Path], settings: Any, *, store: st
             is written then.
     """
     from lingxi.errors import UsageError
-    from lingxi.graph.answer import LABEL_TYPE
-    from lingxi.stores.graph import Node, open_store
+    from lingxi.stores.graph import LABEL_TYPE, Node, open_store
 
     report = read_triples(paths)
     if report.problems:

@@ -43,10 +43,9 @@ from typing import Any
 
 import numpy as np
 
-from lingxi.stores.graph import Edge, GraphStore, Node, NodeKey, fold
+from lingxi.stores.graph import LABEL_TYPE, Edge, GraphStore, Node, NodeKey, fold
 from lingxi.text import CJK
 
-LABEL_TYPE = "LingxiLabel"  # nodes of this type hold the words of a relation or type, not facts
 #: Close-name suggestions (:meth:`GraphIndex.near`): the names that take part (Latin letters,
 #: Chinese characters) and how much of a question is read.
 NEAR_MIN_LATIN, NEAR_MIN_CJK, NEAR_MAX_CJK, NEAR_QUESTION_CHARS = 6, 3, 12, 500

@@ -20,6 +20,9 @@ from typing import Any
 from lingxi.graph.triples import Triple
 
 NodeKey = tuple[str, str]  # (type, name)
+#: Nodes of this type hold the words that name a relation or a type in questions (the
+#: ``{"label", "words"}`` rows of an import), not facts: counts leave them out.
+LABEL_TYPE = "LingxiLabel"
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,8 @@ class QueryResult:
 class WriteReport:
     """What one import changed."""
 
-    nodes_added: int = 0
+    nodes_added: int = 0  # nodes of facts; the words of relations and types are ``labels_added``
+    labels_added: int = 0
     edges_added: int = 0
     edges_updated: int = 0
     edges_unchanged: int = 0
@@ -75,7 +79,7 @@ class WriteReport:
     merged: dict[str, str] = field(default_factory=dict)  # alias as written -> canonical name
 
     def to_dict(self) -> dict[str, Any]:
-        return {"nodes_added": self.nodes_added, "edges_added": self.edges_added,
+        return {"nodes_added": self.nodes_added, "labels_added": self.labels_added, "edges_added": self.edges_added,
                 "edges_updated": self.edges_updated, "edges_unchanged": self.edges_unchanged,
                 "aliases_added": self.aliases_added, "merged": self.merged}
 
@@ -225,7 +229,8 @@ class GraphStore(ABC):
             resolved[(edge.head_type, edge.head, edge.relation, edge.tail_type, edge.tail)] = edge
         new_nodes = [n for k, n in index.nodes.items() if k not in before]
         changed_nodes = [n for k, n in index.nodes.items() if k in before and n != before[k]]
-        report.nodes_added = len(new_nodes)
+        report.labels_added = sum(n.type == LABEL_TYPE for n in new_nodes)
+        report.nodes_added = len(new_nodes) - report.labels_added
         report.aliases_added = sum(len(n.aliases) for n in new_nodes) + sum(
             len(n.aliases) - len(before[n.key].aliases) for n in changed_nodes)
         existing = self.edges_between({(e.relation, e.head_type, e.tail_type) for e in resolved.values()})

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from lingxi.errors import UpstreamError, UsageError
-from lingxi.stores.graph import Edge, GraphStore, Node, NodeKey, QueryResult
+from lingxi.stores.graph import LABEL_TYPE, Edge, GraphStore, Node, NodeKey, QueryResult
 
 BATCH = 5000
 #: Lingxi's graphs on a FalkorDB server are the keys ``lingxi:NAME``.
@@ -124,7 +124,7 @@ class FalkorDBGraphStore(GraphStore):
     def counts(self) -> dict[str, int]:
         if not self._labels():
             return {"nodes": 0, "edges": 0}
-        nodes = self._rows("MATCH (n) RETURN count(n)")[0][0]
+        nodes = self._rows(f"MATCH (n) WHERE NOT n:{LABEL_TYPE} RETURN count(n)")[0][0]
         edges = self._rows("MATCH ()-[r]->() RETURN count(r)")[0][0]
         return {"nodes": nodes, "edges": edges}
 

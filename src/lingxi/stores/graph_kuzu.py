@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lingxi.errors import UsageError, missing_extra
-from lingxi.stores.graph import Edge, GraphStore, Node, NodeKey, QueryResult
+from lingxi.stores.graph import LABEL_TYPE, Edge, GraphStore, Node, NodeKey, QueryResult
 
 
 def _kuzu() -> Any:
@@ -165,7 +165,8 @@ class KuzuGraphStore(GraphStore):
         return QueryResult(list(result.get_column_names()), [list(r) for r in result.get_all()])
 
     def counts(self) -> dict[str, int]:
-        nodes = sum(self._all(f"MATCH (n:{_q(t)}) RETURN count(*)")[0][0] for t in self._of_kind("NODE"))
+        nodes = sum(self._all(f"MATCH (n:{_q(t)}) RETURN count(*)")[0][0] for t in self._of_kind("NODE")
+                    if t != LABEL_TYPE)
         edges = sum(self._all(f"MATCH ()-[r:{_q(t)}]->() RETURN count(*)")[0][0] for t in self._of_kind("REL"))
         return {"nodes": nodes, "edges": edges}
 
