@@ -232,6 +232,12 @@ def test_a_clause_number_is_not_the_quantity_asked_for():
     birth = _hit("第十三条 自然人从出生时起到死亡时止，具有民事权利能力，依法享有民事权利，承担民事义务。")
     ranked = rank_sentences("一个人从什么时候开始享有民事权利？", [birth])
     assert answerable("一个人从什么时候开始享有民事权利？", ranked)
+    # or by a date it takes effect from; 何时 and the 开始 of "when does it start" are no topics
+    effect = _hit("第七条 本办法自二〇二四年一月一日起施行。")
+    for question in ("本办法什么时候开始施行？", "本办法何时施行？", "本办法自什么时候起施行？"):
+        assert answerable(question, rank_sentences(question, [effect])), question
+    leave = _hit("员工申请年假需提前三天提交，并经部门负责人批准。")
+    assert not answerable("年假什么时候开始？", rank_sentences("年假什么时候开始？", [leave]))
     # an article that starts with a compound topic is about it, though jieba lists 结婚 and 年龄 first;
     # the articles beside it, which only mention 结婚, are not
     marriage = _hit("第一千零四十六条 结婚应当男女双方完全自愿，禁止任何一方对另一方加以强迫。"

@@ -30,8 +30,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lingxi.knowledge.support import (adds_to, answers_question, asked_for, check, content_units, counts_topic, focus,
-                                     focus_beyond, repeats_numbers, topics, yes_no)
+from lingxi.knowledge.support import (adds_to, answers_question, asked_for, check, content_units, counts_topic,
+                                     dates_topic, focus, focus_beyond, repeats_numbers, topics, yes_no)
 from lingxi.knowledge.tree import introduces_list, marker, opens_clause
 from lingxi.knowledge.types import Answer, Citation, Hit
 from lingxi.text import language_of, split_sentences
@@ -262,6 +262,7 @@ def answerable(question: str, candidates: Sequence[Candidate]) -> bool:
             return False  # nothing to look for ("“六片”指的是什么？"): any sentence would do
         if len(about) == 1 and not (_about_in(about[0], best.sentence, best.hit)
                                     or counts_topic(question, about[0], best.sentence)
+                                    or dates_topic(question, about[0], best.sentence)
                                     or _sole_named_answer(question, candidates)):
             return False  # one topic, many sentences mention it: only one about it (or counting it) answers
         if not _asks_about(question, best):

@@ -75,7 +75,7 @@ _EN_NUMBER_WORDS = re.compile(
     r"thousand|million|billion|first|second|third|fourth|fifth|half|dozen|twice|once)\b", re.I)
 _ZH_EMPTY = (
     "什么 哪个 哪些 哪里 哪儿 哪天 哪位 多少 多久 多长 多大 怎么 怎样 如何 为什么 为何 是否 是不是 吗 呢 几 谁 "
-    "某个 某些 某种 某一 某 一些 一定 一种 一个 一段 一点 若干 有些 东西 事情 地方 方面 方法 方式 办法 算法 "
+    "何时 何地 何处 何种 何人 几时 某个 某些 某种 某一 某 一些 一定 一种 一个 一段 一点 若干 有些 东西 事情 地方 方面 方法 方式 办法 算法 "
     "问题 答案 情况 时候 时间 部分 一下 这个 那个 有关 关于 可以 需要 应该 至少 最少 最多"
 ).split()
 _ZH_EMPTY_RE = re.compile("|".join(sorted(map(re.escape, _ZH_EMPTY), key=len, reverse=True)))
@@ -158,6 +158,7 @@ def _focus_units(question: str) -> tuple[str, ...]:
     misplaced boundary: it is not a unit, its characters are singles, and a helper verb never
     joins a run (年 假 能 休 -> 年假)."""
     question = _ZH_ASKED_UNIT.sub(" ", question)  # 几天 / 多少个月: the unit asked for is not a topic
+    question = _ZH_WHEN_ON.sub(r"\1", question)  # 什么时候开始施行: when it is in force
     question = _ZH_WHO_IN_CHARGE.sub(r"\1", question)  # 谁负责删除: who deletes
     question = _ZH_WHICH_KIND.sub(" ", question)  # 哪个部门 asks for a department, which is not named 部门
     units = [u for u in content_units(question) if not _ZH_EMPTY_RE.search(u) and not _glued(u)]
@@ -416,6 +417,9 @@ _EN_ROLE = re.compile(r"\b(?:[a-z]+ )?(?:manager|supervisor|director|officer|adm
 #: (多少人口, 几条件), and not 日元 or 年级. English is left out: its numbers are too often words
 #: ("thirty days"), scales ("2.1 million people") or spans ("from 1939 to 1945") to demand a form.
 _ZH_UNITS = "年(?!级|龄|代)|个月|月(?!份)|周岁|周|星期|天|日(?!元|本|期)|小时|分钟|岁|万元|亿元|元|倍|公里|千米|平方米|米|公顷|吨|公斤|千克"
+#: "When does it start to …" asks when: 开始 (or 起) after the question word is no topic, and the
+#: rule says it by a date (本办法自二〇二四年一月一日起施行), seldom with 开始.
+_ZH_WHEN_ON = re.compile(r"(什么时候|何时|哪天|哪一天|哪年|几时)(?:开始|起)")
 _ZH_ASKED_UNIT = re.compile(rf"(?:多少|(?<!哪)几)(?:个)?({_ZH_UNITS})")
 _ZH_DAYS = "(?:个?(?:工作|自然)?[天日])"  # 三天, 三日, 三个工作日, 十个自然日
 _ZH_UNIT_FORMS = {"个月": "个?月", "月": "个?月", "岁": "周?岁", "周岁": "周?岁", "天": _ZH_DAYS, "日": _ZH_DAYS,
@@ -464,6 +468,17 @@ def counts_topic(question: str, topic: str, sentence: str) -> bool:
     stated = (rf"{t}(?:共计|共有|合计|总计|一共|为|是|有|共)?\s*(?:{count})(?!{_COUNT_BOUND})"
               rf"|(?:享有|享受|获得|给予|有|为)\s*(?:{count})(?!{_COUNT_BOUND})[{CJK}]{{0,3}}?{t}")
     return re.search(stated, sentence.lower()) is not None
+
+
+def dates_topic(question: str, topic: str, sentence: str) -> bool:
+    """For a Chinese question asking when (本办法什么时候施行), whether ``sentence`` dates the topic:
+    a date or an event with 起 or 开始 before the topic (自二〇二四年一月一日起施行, 自公布之日起施行,
+    自然人从出生时起 … 享有民事权利). A date beside another word does not (提前三天申请年假 dates no
+    年假), nor one after the topic."""
+    if not topic or topic.isascii() or "time" not in asked_for(question):
+        return False
+    dated = rf"(?:[年月日号时]|之日|以后|以前)\s*(?:起|开始)[^。；;！？]*?{re.escape(topic)}"
+    return re.search(dated, sentence) is not None
 
 
 def _en_count(question: str) -> str | None:
