@@ -304,6 +304,22 @@ def test_a_fact_joining_the_two_named_entities_is_the_answer(store_factory, tmp_
     assert enzyme.answers == ["MAO-A"]
 
 
+def test_a_yes_or_no_question_on_something_the_graph_does_not_know_is_not_answered_with_other_facts(
+        store_factory, tmp_path):
+    # "Does aspirin treat fever?" when the graph knows no fever: what aspirin treats (头痛) read as
+    # the answer, with supported true, on a medical question
+    store = store_factory()
+    load(store, tmp_path)
+    reader = store_factory(read_only=True)
+    for question, unknown in (("Does aspirin treat fever?", "“fever”"), ("阿司匹林能治疗发热吗？", "“发热”")):
+        answer = ask(reader, question)
+        assert not answer.supported and "no fact in this graph" in answer.answer and unknown in answer.answer
+    # what the graph does know is still answered: the relation alone, a second name, a "which"
+    assert ask(reader, "Is warfarin metabolized?").answers == ["CYP2C9"]
+    assert ask(reader, "Does aspirin treat headaches?").supported
+    assert ask(reader, "Which enzyme metabolizes warfarin?").answers == ["CYP2C9"]
+
+
 def test_unknown_entities_and_empty_questions(store_factory, tmp_path):
     store = store_factory()
     load(store, tmp_path)

@@ -281,6 +281,13 @@ def test_graph_retriever_returns_the_chunks_behind_the_path(kb, settings, tmp_pa
         question = "Which enzyme does fluconazole inhibit?"
         assert [h.headings[-1] for h in base.search(question, mode="graph", groups=["clinical"])] == ["Interactions"]
         assert base.search(question, mode="graph", groups=["sales"]) == []
+        # the chunk says "blocks", not "inhibits": no sentence answers, the graph's fact does,
+        # cited by that chunk; a caller who may not read the fact gets no answer
+        answer = base.answer(question, groups=["clinical"], retrieval="graph", mode="extract")
+        assert answer.supported and answer.mode == "graph" and answer.answer.startswith("CYP2C9 (")
+        assert [c.source for c in answer.citations] == ["restricted/clinical.md"] and answer.to_dict()["paths"] == [
+            ["fluconazole", "INHIBITS", "CYP2C9"]]
+        assert not base.answer(question, groups=["sales"], retrieval="graph", mode="extract").supported
     # a public edge whose chunk is restricted: the path is found, the chunk is not shown
     _graph(settings, tmp_path, [{"head": "warfarin", "head_type": "Drug", "relation": "INTERACTS_WITH",
                                  "tail": "fluconazole", "tail_type": "Drug", "source": "clinical.md"}])

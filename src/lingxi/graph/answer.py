@@ -39,12 +39,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from lingxi.stores.graph import LABEL_TYPE, Edge, GraphStore, Node, NodeKey, fold
-from lingxi.text import CJK
+from lingxi.text import CJK, STOPWORDS_ZH, stopwords_en, tokenize
 
 #: Close-name suggestions (:meth:`GraphIndex.near`): the names that take part (Latin letters,
 #: Chinese characters) and how much of a question is read.
@@ -256,6 +257,43 @@ def _whole(q: str, i: int, j: int) -> bool:
                               for end in ("s", "es"))
 
 
+def _unlinked(index: GraphIndex, question: str, spans: Sequence[tuple[int, int, NodeKey]],
+              labels: set[str]) -> list[str]:
+    """For a yes-or-no question, the words it asks about that no node of the graph is named by and
+    no relation or type speaks of ("headaches" in "Does omeprazole treat headaches?"), question
+    and function words aside; [] for any other question. Such a question asks whether its entity
+    has to do with something the graph does not know, and the entity's own facts do not say."""
+    from lingxi.knowledge.support import yes_no
+
+    if not yes_no(question):
+        return []
+    q = fold(question)
+    for i, j, _ in spans:
+        q = q[:i] + " " * (j - i) + q[j:]
+    for label in labels:
+        for word in set(index.words.get(label, ())) | _label_words(label):
+            while word and (at := _find_word(q, word)) >= 0:
+                end = at + len(word)
+                while word.isascii() and end < len(q) and _ASCII_WORD.match(q[end]):
+                    end += 1  # the rest of the word a label's stem starts ("metaboliz" + "ed")
+                q = q[:at] + " " * (end - at) + q[end:]
+    left = []
+    for word in re.findall(r"[^\W\d_]+", q):
+        for part in (tokenize(word) if re.search(f"[{CJK}]", word) else [word]):
+            if len(part) > 1 and not set(tokenize(part)) <= _asking_words():
+                left.append(part)
+    return list(dict.fromkeys(left))
+
+
+@lru_cache(maxsize=1)
+def _asking_words() -> frozenset[str]:
+    """Tokens that ask rather than name: function words, auxiliaries, modal verbs."""
+    auxiliaries = "is are was were be been do does did can could should shall will would may might must has have had"
+    words = set(stopwords_en()) | set(auxiliaries.split()) | set(STOPWORDS_ZH) | {
+        "能", "能否", "可以", "会", "应该", "需要", "是否", "是不是", "有没有", "能不能", "可不可以", "会不会", "吗"}
+    return frozenset(t for w in words for t in tokenize(w))
+
+
 def _label_words(label: str) -> set[str]:
     """Words a label spells itself: ``METABOLIZED_BY`` -> {"metaboliz"}, ``HasSymptom`` -> {"symptom"}.
     Latin words are cut to a stem of at most 8 letters so "treats"/"treated" match "TREATS"."""
@@ -341,6 +379,12 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
     relations = {e.relation for p in paths for e in p.edges}
     asked = index.mentioned(question, relations)
     focus, wh_asked = index.focus(question, {k[0] for k in linked})
+    if len(linked) == 1 and (unknown := _unlinked(index, question, spans, relations | set(index.types))):
+        # "Does omeprazole treat headaches?" where the graph knows no headaches: what omeprazole
+        # treats (胃溃疡) would read as an answer to a question nobody asked
+        words = _and([f"“{w}”" for w in unknown])
+        return GraphAnswer(f"I don't know: no fact in this graph that you may read links {said} to {words}.{hint}",
+                           False, "unknown", entities=entities, suggestions=close)
     scored = []
     for path in paths:
         nodes = path.nodes()

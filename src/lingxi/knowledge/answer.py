@@ -111,7 +111,8 @@ def no_answer(question: str, hits: list[Hit] | None = None, dropped: list[str] |
     return Answer(NO_ANSWER[language(question)], [], False, dropped or [], hits or [], mode="unknown")
 
 
-def _citation(h: Hit) -> Citation:
+def citation(h: Hit) -> Citation:
+    """How an answer cites the hit: its id, source, text and score."""
     return Citation(h.id, h.source, h.text, round(h.score, 6))
 
 
@@ -360,7 +361,7 @@ def extract(question: str, candidates: Sequence[Candidate], hits: list[Hit] | No
     for item in items:  # an item without punctuation of its own goes on a line of its own
         text += ("\n" if not item.endswith(_PUNCTUATION) else "" if lang == "zh" else " ") + item
     body = QUOTED[lang].format(text=text)
-    return Answer(f"{body} [{best.hit.id}]", [_citation(best.hit)], True, [], list(hits or []), mode="extracted")
+    return Answer(f"{body} [{best.hit.id}]", [citation(best.hit)], True, [], list(hits or []), mode="extracted")
 
 
 # ------------------------------------------------------------------ generated answers
@@ -400,7 +401,7 @@ def verify(question: str, text: str, hits: list[Hit], similarity: Callable[[str,
             dropped.append(plain)
             continue
         for i in good:
-            cited.setdefault(i, _citation(by_id[i]))
+            cited.setdefault(i, citation(by_id[i]))
         kept.append(_with_citations(plain, good))
     if not kept:
         return no_answer(question, hits, dropped)

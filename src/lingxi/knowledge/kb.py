@@ -768,6 +768,8 @@ class KnowledgeBase:
                 result = quoted
             if result.mode != "generated":
                 yield "\n\n"
+        if chosen.mode == "graph" and not result.supported:
+            result = self._graph_answer(question, groups, hits, k) or result
         if result.mode != "generated":
             yield result.answer
         result.retrieval_mode = chosen.mode
@@ -775,6 +777,29 @@ class KnowledgeBase:
         result.retrieval_reason = chosen.reason if retrieval == "auto" else None
         result.excluded = [{"id": h.id, "source": h.source} for h in excluded]
         yield result
+
+    def _graph_answer(self, question: str, groups: Sequence[str] | None, hits: list[Hit], k: int) -> Answer | None:
+        """The graph's own answer, cited by the chunks behind its facts (``hits``, found under the
+        caller's groups), where no sentence of those chunks answers: the graph was chosen because
+        the question names an entity and a relation, and a fact often stands in no sentence in
+        the question's words or language ("Which enzyme metabolizes clopidogrel?" over 氯吡格雷 …需要经
+        CYP2C19 代谢活化). None when the graph does not answer or no chunk the caller may read backs it."""
+        from lingxi.graph.answer import ask
+        from lingxi.knowledge.answer import citation
+
+        if not hits:
+            return None
+        with self.graph() as graph:
+            if graph is None:
+                return None
+            store, index = graph
+            found = ask(store, question, groups=list(groups) if groups is not None else None,
+                        max_hops=self.settings.graph.max_hops, max_paths=k, index=index, suggest=False)
+        if not found.supported:
+            return None
+        cited = " ".join(f"[{h.id}]" for h in hits)
+        return Answer(f"{found.answer} {cited}", [citation(h) for h in hits], True, [], hits, mode="graph",
+                      paths=found.paths)
 
     def _shown(self, hits: list[Hit]) -> list[Hit]:
         """``hits`` with each source shown relative to the folder that was ingested (the common

@@ -88,9 +88,10 @@ class Answer:
 
     ``mode`` says where the words come from: ``"generated"`` (the model's sentences that the
     support check kept; unsupported ones are listed in ``dropped``), ``"extracted"`` (source
-    sentences quoted verbatim) or ``"unknown"`` (the documents do not answer; ``supported`` is
-    false and there are no citations). ``supported: true`` promises that every statement of the
-    answer is backed by the cited text.
+    sentences quoted verbatim), ``"graph"`` (the facts on the knowledge graph's paths, listed in
+    ``paths``, cited by the chunks behind them) or ``"unknown"`` (the documents do not answer;
+    ``supported`` is false and there are no citations). ``supported: true`` promises that every
+    statement of the answer is backed by the cited text, or for ``"graph"`` by the cited facts.
     """
 
     answer: str
@@ -108,6 +109,8 @@ class Answer:
     #: passages retrieved but left out before answering (``{"id", "source"}``): the caller's
     #: check said they read as prompt injection (the gateway's ``injection`` stage)
     excluded: list[dict[str, str]] = field(default_factory=list)
+    #: a graph answer's paths, node names and relation types in order (``mode == "graph"``)
+    paths: list[list[str]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -122,6 +125,8 @@ class Answer:
             out["retrieval_reason"] = self.retrieval_reason
         if self.scratchpad is not None:
             out["scratchpad"] = self.scratchpad
+        if self.paths is not None:
+            out["paths"] = self.paths
         if self.excluded:
             out["excluded_sources"] = self.excluded
         return out
