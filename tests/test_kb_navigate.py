@@ -342,6 +342,19 @@ def test_a_markdown_policys_numbered_sections_written_as_list_items_keep_their_n
     nodes = _tree(tmp_path, md, name="travel2.md")
     assert nodes["7.1.2"].title == "2. Booking" and nodes["7.1.2.2"].text.startswith("2.2 Trips need approval:")
     assert nodes["7.1.1.1"].text == "1.1 This policy sets the rules for travel."
+    # steps after a sentence: a tight list is one block, as in a text file; a loose list's short
+    # items are blocks of their own, and one with nothing under it is a leaf, not a dropped section;
+    # an item's number stays with its item, whatever the item holds
+    steps = ("# Setup\n\nDownload the archive first.\n\n1. Unzip the archive\n2. Run the installer\n\n"
+             "Then configure it.\n\n1. Open settings\n\n2. Enter the licence key\n\nThe key is on the invoice.\n\n"
+             "1. - nested first\n2.\n\nAfter the lists.\n")
+    doc = load_file(_write(tmp_path / "docs", "setup.md", steps), max_bytes=2**20)[0]
+    assert [b.text for b in doc.blocks if not b.level] == [
+        "Download the archive first.", "1. Unzip the archive\n2. Run the installer", "Then configure it.",
+        "1. Open settings", "2. Enter the licence key", "The key is on the invoice.", "1. nested first",
+        "After the lists."]
+    leaves = [n.text for n in _tree(tmp_path, steps, name="setup2.md").values() if n.is_leaf]
+    assert "1. Open settings" in leaves and any(t.startswith("1. Unzip the archive\n2. Run") for t in leaves)
 
 
 LABELS_HTML = """<html><body><h1>Macros</h1><h2>Derive macros</h2>

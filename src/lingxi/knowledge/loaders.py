@@ -147,11 +147,12 @@ def _first_line(blocks: list[Block]) -> str:
 
 
 def _load_markdown(text: str, source: str, stem: str) -> Document:
-    """Headings become heading blocks, paragraphs plain ones. A list is kept in one block with the
-    paragraph before it (its introduction), except an ordered list after a paragraph that does
-    not end in a colon: each of its items is a block of its own, as in a text file. An ordered
-    item keeps its number ("2. Booking"): a policy's numbered sections are often written so, and
-    the tree and the citations need the number."""
+    """Headings become heading blocks, paragraphs plain ones. A bullet list is kept in one block
+    with the paragraph before it (its introduction), and so is an ordered list after a paragraph
+    ending in a colon. Another ordered list is read as a text file's paragraphs would be: a tight
+    one (no blank lines between items) is one block, each item of a loose one a block of its own.
+    An ordered item keeps its number ("2. Booking"): a policy's numbered sections are often
+    written so ("1. Purpose", "1.1 …", "2. Booking"), and the tree and citations need the number."""
     try:
         from markdown_it import MarkdownIt
     except ImportError as exc:
@@ -159,29 +160,37 @@ def _load_markdown(text: str, source: str, stem: str) -> Document:
     tokens = MarkdownIt("commonmark").enable("table").parse(text)
     blocks: list[Block] = []
     level = 0
-    joins = True  # does the top-level list being read join the paragraph before it?
-    number = ""  # the current list item's number ("2. "), until its first paragraph takes it
+    joins = True  # does the top-level list being read join the block before it?
+    first_item = False  # no item of the top-level ordered list read yet
+    number = ""  # the current ordered item's number ("2. "), until its first paragraph takes it
     starts_item = False
     for i, tok in enumerate(tokens):
         if tok.type == "heading_open":
             level = int(tok.tag[1])
         elif tok.type in ("ordered_list_open", "bullet_list_open") and tok.level == 0:
-            joins = tok.type == "bullet_list_open" or bool(blocks and introduces_list(blocks[-1].text))
+            joins = tok.type == "bullet_list_open" or bool(
+                blocks and blocks[-1].level == 0 and introduces_list(blocks[-1].text))
+            first_item = True
         elif tok.type == "list_item_open":
-            number = f"{tok.info}{tok.markup} " if tok.info else ""
-            starts_item = tok.level == 1
+            number = f"{tok.info}{tok.markup} " if tok.info else number  # "1. - a": the outer number
+            starts_item = starts_item or tok.level == 1  # until the item's first paragraph
+        elif tok.type == "list_item_close":
+            number = ""  # an empty item's number is no other paragraph's
         elif tok.type == "inline" and tok.content.strip():
             content = number + tok.content.strip()
             number = ""
             in_item = tokens[i - 1].type == "paragraph_open" and tok.level > 1
+            tight = tokens[i - 1].hidden  # markdown-it hides the paragraphs of a tight list
             if level:
                 blocks.append(Block(content, level))
                 level = 0
-            elif in_item and blocks and blocks[-1].level == 0 and (joins or not starts_item):
+            elif in_item and blocks and blocks[-1].level == 0 and (
+                    joins or not starts_item or (tight and not first_item)):
                 blocks[-1].text += "\n" + content  # keep a list together
             else:
                 blocks.append(Block(content, 0))
-            starts_item = False
+            if starts_item:
+                first_item = starts_item = False
         elif tok.type in ("fence", "code_block") and tok.content.strip():
             blocks.append(Block(tok.content.rstrip(), 0))
     title = next((b.text for b in blocks if b.level == 1), None) or next((b.text for b in blocks if b.level), stem)

@@ -205,6 +205,7 @@ class _Draft:
     keys: list[tuple[int, int]] = field(default_factory=list)
     page: int | None = None
     children: list[_Draft] = field(default_factory=list)
+    title_key: tuple[int, int] | None = None  # the paragraph a titled marker ("2. Booking") is
 
     def empty(self) -> bool:
         return not self.text and not self.children
@@ -244,7 +245,8 @@ def build_tree(doc: Document, doc_no: int, chunks: Sequence[Chunk] = ()) -> list
                 stack.pop()
             titled = _title_like(text)
             node = _Draft(text if titled else _clause_title(text), number=m[1],
-                          kind="section" if titled else "clause", rank=m[0], page=block.page)
+                          kind="section" if titled else "clause", rank=m[0], page=block.page,
+                          title_key=key if titled else None)
             if not titled:
                 node.text.append(text)
                 node.keys.append(key)
@@ -298,11 +300,20 @@ def _clause_title(text: str) -> str:
     first = text.strip().splitlines()[0]
     sentences = split_sentences(first)
     head = sentences[0] if sentences else first
+    if len(head) < len(first) and re.fullmatch(r"\W*\w{1,3}[.)、]?\W*", head):
+        head = first  # "1." is the marker ("1. Unzip the archive"), not the clause's first sentence
     return head if len(head) <= 40 else head[:40] + "…"
 
 
 def _prune(node: _Draft) -> _Draft:
-    node.children = [c for c in (_prune(c) for c in node.children) if not c.empty()]
+    """Drop empty nodes. A numbered title with nothing under it ("1. Unzip the archive" right
+    before "2. Run the installer", a step read as a section's title) is a clause holding its line."""
+    for c in node.children:
+        _prune(c)
+        if c.empty() and c.kind == "section" and c.title_key is not None:
+            c.kind, c.text, c.keys = "clause", [c.title], [c.title_key]
+            c.title = _clause_title(c.title)
+    node.children = [c for c in node.children if not c.empty()]
     return node
 
 
