@@ -309,13 +309,16 @@ def test_a_yes_or_no_question_on_something_the_graph_does_not_know_is_not_answer
     # "Does aspirin treat fever?" when the graph knows no fever: what aspirin treats (头痛) read as
     # the answer, with supported true, on a medical question
     store = store_factory()
-    load(store, tmp_path)
+    load(store, tmp_path, FACTS + [{"label": "TREATS", "words": ["治疗"]}])
     reader = store_factory(read_only=True)
     for question, unknown in (("Does aspirin treat fever?", "“fever”"), ("阿司匹林能治疗发热吗？", "“发热”")):
         answer = ask(reader, question)
         assert not answer.supported and "no fact in this graph" in answer.answer and unknown in answer.answer
-    # what the graph does know is still answered: the relation alone, a second name, a "which"
-    assert ask(reader, "Is warfarin metabolized?").answers == ["CYP2C9"]
+    # what the graph does know is still answered: the relation alone (whatever qualifies it), a
+    # second name, a "which"
+    for question in ("Is warfarin metabolized?", "Is warfarin actually metabolized in the body?", "华法林在体内代谢吗？",
+                     "Is warfarin metabolized by an enzyme?"):
+        assert ask(reader, question).answers == ["CYP2C9"], question
     assert ask(reader, "Does aspirin treat headaches?").supported
     assert ask(reader, "Which enzyme metabolizes warfarin?").answers == ["CYP2C9"]
 

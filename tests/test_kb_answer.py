@@ -238,6 +238,11 @@ def test_a_clause_number_is_not_the_quantity_asked_for():
         assert answerable(question, rank_sentences(question, [effect])), question
     leave = _hit("员工申请年假需提前三天提交，并经部门负责人批准。")
     assert not answerable("年假什么时候开始？", rank_sentences("年假什么时候开始？", [leave]))
+    # a date dates its own clause: the old rule's repeal is not this one's; 起 of 起飞 is a topic
+    repeal = _hit("第七条 本办法自二〇二四年一月一日起施行，原《差旅办法》同时废止。")
+    assert not answerable("本办法什么时候废止？", rank_sentences("本办法什么时候废止？", [repeal]))
+    booking = _hit("第三条 自二〇二四年一月一日起，航班须提前预订。")
+    assert not answerable("航班什么时候起飞？", rank_sentences("航班什么时候起飞？", [booking]))
     # an article that starts with a compound topic is about it, though jieba lists 结婚 and 年龄 first;
     # the articles beside it, which only mention 结婚, are not
     marriage = _hit("第一千零四十六条 结婚应当男女双方完全自愿，禁止任何一方对另一方加以强迫。"

@@ -295,6 +295,9 @@ def test_graph_retriever_returns_the_chunks_behind_the_path(kb, settings, tmp_pa
         q = "Which drug interacts with warfarin?"
         assert [h.headings[-1] for h in base.search(q, mode="graph", groups=["clinical"])] == ["Interactions"]
         assert base.search(q, mode="graph", groups=["sales"]) == []
+        # nor answered from the graph: a fact with nothing the caller may read behind it is not cited
+        assert not base.answer(q, groups=["sales"], retrieval="graph", mode="extract").supported
+        assert base.answer(q, groups=["clinical"], retrieval="graph", mode="extract").mode == "graph"
         fused = base.search(q, mode="fuse:bm25+dense+graph", k=3, groups=["sales"])
         assert all(not h.source.endswith("clinical.md") for h in fused)
 
@@ -447,7 +450,9 @@ def test_gateway_serves_the_retrieval_mode_with_citations(tmp_path, docs):
     base.ingest([docs], progress=False)
     base.close()
     _graph(settings, tmp_path, [{"head": "warfarin", "head_type": "Drug", "relation": "METABOLIZED_BY",
-                                 "tail": "CYP2C9", "tail_type": "Enzyme", "source": "drugs.md#warfarin"}])
+                                 "tail": "CYP2C9", "tail_type": "Enzyme", "source": "drugs.md#warfarin"},
+                                {"head": "warfarin", "head_type": "Drug", "relation": "INTERACTS_WITH",
+                                 "tail": "fluconazole", "tail_type": "Drug", "source": "drugs.md#warfarin"}])
     q = [{"role": "user", "content": "Which enzyme metabolizes warfarin?"}]
     with running(settings, engines={"fake": FakeEngine("fake")}) as srv:
         c = openai.OpenAI(base_url=srv.url + "/v1", api_key="x", max_retries=0)
@@ -475,6 +480,14 @@ def test_gateway_serves_the_retrieval_mode_with_citations(tmp_path, docs):
         bad = httpx.post(srv.url + "/v1/chat/completions",
                          json={"model": "kb:med", "messages": q, "metadata": {"retrieval_mode": "no way"}})
         assert bad.status_code == 400 and "metadata.retrieval_mode" in bad.json()["error"]["message"]
+        # no sentence of the chunk says it, the graph's fact does: its paths come back too
+        fact = [{"role": "user", "content": "Which drug interacts with warfarin?"}]
+        extra = {"retrieval_mode": "graph", "answer_mode": "extract"}
+        graph_answer = c.chat.completions.create(model="kb:med", messages=fact, extra_body=extra)
+        assert graph_answer.choices[0].message.content.startswith("fluconazole (warfarin -INTERACTS_WITH-> fluconazole)")
+        assert graph_answer.model_extra["paths"] == [["warfarin", "INTERACTS_WITH", "fluconazole"]]
+        streamed = list(c.chat.completions.create(model="kb:med", messages=fact, stream=True, extra_body=extra))
+        assert streamed[-1].choices[0].delta.model_extra["paths"] == [["warfarin", "INTERACTS_WITH", "fluconazole"]]
     with open_kb("med", settings) as kb:
         kb.set_retrieval("graph")  # the knowledge base's own default
     with running(settings, engines={"fake": FakeEngine("fake")}) as srv:

@@ -51,6 +51,16 @@ STOPWORDS_ZH = frozenset(
 _lock = threading.Lock()
 
 
+#: How a yes-or-no question opens or ends ("Is …?", "Does …?", …吗？, 是否, 能不能).
+_YES_NO = re.compile(r"^\W*(?:is|are|was|were|do|does|did|can|could|should|will|would|may|must|has|have|had)\b|"
+                     r"吗\W*$|是否|是不是|有没有|能不能|可不可以|会不会", re.I)
+
+
+def yes_no(question: str) -> bool:
+    """Whether the question asks yes or no ("Is reading a union field safe?", 居住权可以继承吗？)."""
+    return bool(_YES_NO.search(question))
+
+
 def is_cjk(ch: str) -> bool:
     """Whether ``ch`` (its first character) is a CJK ideograph."""
     return bool(_CJK_CHAR.match(ch))

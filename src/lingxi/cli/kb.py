@@ -160,8 +160,9 @@ def ask(name: str, question: str, model: str | None, mode: str | None, retrieval
     """Answer QUESTION from knowledge base NAME, with verified citations, or say the documents do not.
 
     Answers are deterministic (greedy generation). mode in the JSON output is "generated",
-    "extracted" (quoted from the documents) or "unknown" (supported is then false); retrieval_mode
-    is the retriever that found the sources (with --mode auto, the one chosen for this question).
+    "extracted" (quoted from the documents), "graph" (the knowledge graph's facts, with "paths")
+    or "unknown" (supported is then false); retrieval_mode is the retriever that found the sources
+    (with --mode auto, the one chosen for this question).
     """
     from lingxi.knowledge import open_kb
 

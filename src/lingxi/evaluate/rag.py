@@ -33,13 +33,16 @@ _QUOTED = re.compile(r"“([^”]+)”|「([^」]+)」|\"([^\"]+)\"")
 
 def answer_text(answer: Any) -> str:
     """The words an answer asserts: for an extracted answer, the quoted source sentences without
-    the framing around them ("The documents say: ..."); for a generated one, all of it."""
+    the framing around them ("The documents say: ..."); for a graph answer, the entities it
+    names, without the paths; for a generated one, all of it."""
     if not answer.supported:
         return ""
     if answer.mode == "extracted":
         quoted = [next(g for g in m.groups() if g) for m in _QUOTED.finditer(answer.answer)]
         if quoted:
             return " ".join(quoted)
+    if answer.mode == "graph":  # "CYP2C19 (氯吡格雷 -METABOLIZED_BY-> CYP2C19) [1.1.1.0]": the entities
+        return _MARKER.sub("", answer.answer.split(" (", 1)[0]).strip()
     return answer.answer
 
 

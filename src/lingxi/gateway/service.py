@@ -724,7 +724,7 @@ class Gateway:
             async for item in items:
                 if isinstance(item, Answer):
                     run.citations, run.supported, run.answer_mode = list(item.citations), item.supported, item.mode
-                    run.retrieval_mode, run.excluded = item.retrieval_mode, item.excluded
+                    run.retrieval_mode, run.excluded, run.paths = item.retrieval_mode, item.excluded, item.paths
                     req.sources = [Citation(h.id, h.source, h.text, h.score) for h in item.hits] or list(item.citations)
                     if not req.stream:
                         yield Chunk(text=item.answer)

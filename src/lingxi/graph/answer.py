@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from lingxi.stores.graph import LABEL_TYPE, Edge, GraphStore, Node, NodeKey, fold
-from lingxi.text import CJK, STOPWORDS_ZH, stopwords_en, tokenize
+from lingxi.text import CJK, STOPWORDS_ZH, stopwords_en, tokenize, yes_no
 
 #: Close-name suggestions (:meth:`GraphIndex.near`): the names that take part (Latin letters,
 #: Chinese characters) and how much of a question is read.
@@ -258,39 +258,52 @@ def _whole(q: str, i: int, j: int) -> bool:
 
 
 def _unlinked(index: GraphIndex, question: str, spans: Sequence[tuple[int, int, NodeKey]],
-              labels: set[str]) -> list[str]:
-    """For a yes-or-no question, the words it asks about that no node of the graph is named by and
-    no relation or type speaks of ("headaches" in "Does omeprazole treat headaches?"), question
-    and function words aside; [] for any other question. Such a question asks whether its entity
-    has to do with something the graph does not know, and the entity's own facts do not say."""
-    from lingxi.knowledge.support import yes_no
-
+              relations: set[str]) -> list[str]:
+    """For a yes-or-no question, what it asks about after the relation that no node of the graph
+    is named by and no type speaks of: "headaches" in "Does omeprazole treat headaches?", 头痛 in
+    阿司匹林能治疗头痛吗？. [] for any other question, or when no relation's words are found (then
+    nothing says where the thing asked about is). Such a question asks whether its entity has to do
+    with something the graph does not know, and the entity's own facts do not say."""
     if not yes_no(question):
         return []
     q = fold(question)
     for i, j, _ in spans:
         q = q[:i] + " " * (j - i) + q[j:]
-    for label in labels:
-        for word in set(index.words.get(label, ())) | _label_words(label):
-            while word and (at := _find_word(q, word)) >= 0:
-                end = at + len(word)
-                while word.isascii() and end < len(q) and _ASCII_WORD.match(q[end]):
-                    end += 1  # the rest of the word a label's stem starts ("metaboliz" + "ed")
-                q = q[:at] + " " * (end - at) + q[end:]
+    after = -1  # where the last relation word ends: its object follows
+    for labels, last in ((relations, True), (set(index.types), False)):
+        for label in labels:
+            for word in set(index.words.get(label, ())) | _label_words(label):
+                while word and (at := _find_word(q, word)) >= 0:
+                    end = at + len(word)
+                    while word.isascii() and end < len(q) and _ASCII_WORD.match(q[end]):
+                        end += 1  # the rest of the word a label's stem starts ("metaboliz" + "ed")
+                    q = q[:at] + " " * (end - at) + q[end:]
+                    after = max(after, end) if last else after
+    if after < 0:
+        return []
     left = []
-    for word in re.findall(r"[^\W\d_]+", q):
+    asked = _QUALIFIER.split(q[after:], maxsplit=1)[0]  # "metabolized in the body": where, not what
+    for word in re.findall(r"[^\W\d_]+", asked):
         for part in (tokenize(word) if re.search(f"[{CJK}]", word) else [word]):
             if len(part) > 1 and not set(tokenize(part)) <= _asking_words():
                 left.append(part)
     return list(dict.fromkeys(left))
 
 
+#: Where a yes-or-no question's object ends and a phrase of place, time or condition begins.
+_QUALIFIER = re.compile(r"\b(?:in|at|on|during|within|inside|after|before|when|while|if|over|under|for)\b")
+
+
 @lru_cache(maxsize=1)
 def _asking_words() -> frozenset[str]:
-    """Tokens that ask rather than name: function words, auxiliaries, modal verbs."""
-    auxiliaries = "is are was were be been do does did can could should shall will would may might must has have had"
-    words = set(stopwords_en()) | set(auxiliaries.split()) | set(STOPWORDS_ZH) | {
-        "能", "能否", "可以", "会", "应该", "需要", "是否", "是不是", "有没有", "能不能", "可不可以", "会不会", "吗"}
+    """Tokens that ask rather than name: function words, auxiliaries, modal verbs, quantifiers and
+    the adverbs that qualify a question ("really", "actually")."""
+    english = ("is are was were be been being do does did can could should shall will would may might must has have "
+               "had any anything anyone some something all every everything really actually also ever still even "
+               "just only usually normally commonly often always sometimes quickly slowly well much many more most "
+               "used use together")
+    chinese = "能 能否 可以 会 应该 需要 是否 是不是 有没有 能不能 可不可以 会不会 吗 用来 一起 同时 真的 确实 也 还 都 任何 什么 哪些 吗"
+    words = set(stopwords_en()) | set(english.split()) | set(STOPWORDS_ZH) | set(chinese.split())
     return frozenset(t for w in words for t in tokenize(w))
 
 
@@ -379,7 +392,7 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
     relations = {e.relation for p in paths for e in p.edges}
     asked = index.mentioned(question, relations)
     focus, wh_asked = index.focus(question, {k[0] for k in linked})
-    if len(linked) == 1 and (unknown := _unlinked(index, question, spans, relations | set(index.types))):
+    if len(linked) == 1 and (unknown := _unlinked(index, question, spans, relations)):
         # "Does omeprazole treat headaches?" where the graph knows no headaches: what omeprazole
         # treats (胃溃疡) would read as an answer to a question nobody asked
         words = _and([f"“{w}”" for w in unknown])

@@ -779,26 +779,27 @@ class KnowledgeBase:
         yield result
 
     def _graph_answer(self, question: str, groups: Sequence[str] | None, hits: list[Hit], k: int) -> Answer | None:
-        """The graph's own answer, cited by the chunks behind its facts (``hits``, found under the
-        caller's groups), where no sentence of those chunks answers: the graph was chosen because
-        the question names an entity and a relation, and a fact often stands in no sentence in
-        the question's words or language ("Which enzyme metabolizes clopidogrel?" over 氯吡格雷 …需要经
-        CYP2C19 代谢活化). None when the graph does not answer or no chunk the caller may read backs it."""
-        from lingxi.graph.answer import ask
+        """The graph's own answer, cited by the chunks behind its facts, where no sentence of those
+        chunks answers: the graph was chosen because the question names an entity and a relation,
+        and a fact often stands in no sentence in the question's words or language ("Which enzyme
+        metabolizes clopidogrel?" over 氯吡格雷 …需要经 CYP2C19 代谢活化). Every fact must lead to one
+        of ``hits`` (chunks the caller may read that no ``exclude`` check left out); None otherwise,
+        or when the graph does not answer."""
         from lingxi.knowledge.answer import citation
+        from lingxi.knowledge.retrievers import GraphRetriever
 
-        if not hits:
+        caller = list(groups) if groups is not None else None
+        found = GraphRetriever.ask(self, question, k, caller)
+        if found is None or not found.supported:
             return None
-        with self.graph() as graph:
-            if graph is None:
-                return None
-            store, index = graph
-            found = ask(store, question, groups=list(groups) if groups is not None else None,
-                        max_hops=self.settings.graph.max_hops, max_paths=k, index=index, suggest=False)
-        if not found.supported:
-            return None
-        cited = " ".join(f"[{h.id}]" for h in hits)
-        return Answer(f"{found.answer} {cited}", [citation(h) for h in hits], True, [], hits, mode="graph",
+        behind = GraphRetriever.chunks(self, found, caller, None)
+        shown = {h.id: h for h in hits}
+        sources = list(dict.fromkeys(str(c["source"]) for c in found.citations))
+        if not sources or any(s not in behind or behind[s][0] not in shown for s in sources):
+            return None  # a fact the caller may read, from a chunk it may not (or that was left out)
+        cited = [shown[cid] for cid in dict.fromkeys(behind[s][0] for s in sources)]
+        ids = " ".join(f"[{h.id}]" for h in cited)
+        return Answer(f"{found.answer} {ids}", [citation(h) for h in cited], True, [], hits, mode="graph",
                       paths=found.paths)
 
     def _shown(self, hits: list[Hit]) -> list[Hit]:

@@ -279,41 +279,58 @@ class GraphRetriever(Retriever):
 
     def search(self, kb: KnowledgeBase, query: Query, k: int, groups: list[str] | None,
                filters: dict[str, Any] | None) -> Scored:
+        found = self.ask(kb, query.text, k, groups)
+        if found is None or not found.supported:
+            return []
+        out: dict[str, float] = {}
+        for cid, score in self.chunks(kb, found, groups, filters).values():
+            out.setdefault(cid, score)
+        return sorted(out.items(), key=lambda x: -x[1])[:k]
+
+    @staticmethod
+    def ask(kb: KnowledgeBase, question: str, k: int, groups: list[str] | None) -> Any:
+        """The graph's answer (:func:`lingxi.graph.answer.ask`, up to ``k`` paths), or None
+        without a graph."""
         from lingxi.graph.answer import ask
-        from lingxi.text import tokenize
 
         with kb.graph() as graph:
             if graph is None:
-                return []
+                return None
             store, index = graph
-            found = ask(store, query.text, groups=groups, max_hops=kb.settings.graph.max_hops, max_paths=k,
-                        index=index, suggest=False)
-        if not found.supported:
-            return []
-        out: dict[str, float] = {}
+            return ask(store, question, groups=groups, max_hops=kb.settings.graph.max_hops, max_paths=k,
+                       index=index, suggest=False)
+
+    @staticmethod
+    def chunks(kb: KnowledgeBase, found: Any, groups: list[str] | None,
+               filters: dict[str, Any] | None) -> dict[str, tuple[str, float]]:
+        """Each cited fact's source -> (the chunk behind it, score), for the sources that lead to a
+        chunk the caller may read (see the class docstring)."""
+        from lingxi.text import tokenize
+
+        out: dict[str, tuple[str, float]] = {}
         documents = None
         for rank, citation in enumerate(found.citations):
             score = float(citation["score"]) - 1e-3 * rank
             source = str(citation["source"])
+            if source in out:
+                continue
             if kb.store.visible([source], groups, filters):
-                out.setdefault(source, score)
+                out[source] = (source, score)
                 continue
             if documents is None:
                 documents = kb.document_sources()
             path, _, anchor = source.partition("#")
             targets = [abs_ for abs_, shown in documents.items()
                        if path and (path in (shown, abs_) or shown.endswith("/" + path))]
-            if not targets:
-                continue
             wanted = [t for t in targets if filters is None or "source" not in filters
                       or t in _as_list(filters["source"])]
             if not wanted:
                 continue
             scoped = {**(filters or {}), "source": wanted}
             best = kb.store.search_bm25(tokenize(f"{citation['text']} {anchor}"), 1, groups, scoped)
-            for cid, _ in best:
-                out.setdefault(cid, score)
-        return sorted(out.items(), key=lambda x: -x[1])[:k]
+            if best:
+                out[source] = (best[0][0], score)
+        return out
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from lingxi.meaning import Signature, signature
-from lingxi.text import CJK, has_cjk, jieba_knows, language_of, pos_words, split_sentences, stopwords_en, tokenize
+from lingxi.text import (CJK, has_cjk, jieba_knows, language_of, pos_words, split_sentences, stopwords_en, tokenize,
+                         yes_no)
 
 __all__ = ["Verdict", "check", "focus", "topics", "repetitive", "content_units", "answers_question", "adds_to", "counts_topic",
            "COVERAGE", "FOCUS"]
@@ -282,8 +283,6 @@ def _contradiction(sentence: str, span: str) -> str | None:
 
 
 _EN_ASKS = re.compile(r"^\W*(?:(how)\s+(many|much|long|old|far|often)|(when)|(who|whom|whose)|(why))\b", re.I)
-_YES_NO = re.compile(r"^\W*(?:is|are|was|were|do|does|did|can|could|should|will|would|may|must|has|have|had)\b|"
-                     r"吗\W*$|是否|是不是|有没有|能不能|可不可以|会不会", re.I)
 
 
 def asked_for(question: str) -> set[str]:
@@ -312,11 +311,6 @@ _EN_WHERE_ANY = re.compile(r"^\W*where\b", re.I)
 _EN_PLACE = re.compile(r"\b(?:in|at|on|under|inside|within|into|from|near|below|beneath|beside|behind|above|over|"
                        r"outside|across|along|between|opposite|around|beyond|through)\s+(?:the\s+|a\s+|an\s+|your\s+|its\s+)?"
                        r"[\w/~.$<]|(?:^|\s)[~.]?/\w|\b\w+://", re.I)
-
-
-def yes_no(question: str) -> bool:
-    """Whether the question asks yes or no ("Is reading a union field safe?", 居住权可以继承吗？)."""
-    return bool(_YES_NO.search(question))
 
 
 def repeats_numbers(question: str, sentence: str) -> bool:
@@ -417,9 +411,9 @@ _EN_ROLE = re.compile(r"\b(?:[a-z]+ )?(?:manager|supervisor|director|officer|adm
 #: (多少人口, 几条件), and not 日元 or 年级. English is left out: its numbers are too often words
 #: ("thirty days"), scales ("2.1 million people") or spans ("from 1939 to 1945") to demand a form.
 _ZH_UNITS = "年(?!级|龄|代)|个月|月(?!份)|周岁|周|星期|天|日(?!元|本|期)|小时|分钟|岁|万元|亿元|元|倍|公里|千米|平方米|米|公顷|吨|公斤|千克"
-#: "When does it start to …" asks when: 开始 (or 起) after the question word is no topic, and the
-#: rule says it by a date (本办法自二〇二四年一月一日起施行), seldom with 开始.
-_ZH_WHEN_ON = re.compile(r"(什么时候|何时|哪天|哪一天|哪年|几时)(?:开始|起)")
+#: "When does it start to …" asks when: 开始 after the question word is no topic, and the rule
+#: says it by a date (本办法自二〇二四年一月一日起施行), seldom with 开始. (起 is left: 起飞, 起诉.)
+_ZH_WHEN_ON = re.compile(r"(什么时候|何时|哪天|哪一天|哪年|几时)开始")
 _ZH_ASKED_UNIT = re.compile(rf"(?:多少|(?<!哪)几)(?:个)?({_ZH_UNITS})")
 _ZH_DAYS = "(?:个?(?:工作|自然)?[天日])"  # 三天, 三日, 三个工作日, 十个自然日
 _ZH_UNIT_FORMS = {"个月": "个?月", "月": "个?月", "岁": "周?岁", "周岁": "周?岁", "天": _ZH_DAYS, "日": _ZH_DAYS,
@@ -472,13 +466,17 @@ def counts_topic(question: str, topic: str, sentence: str) -> bool:
 
 def dates_topic(question: str, topic: str, sentence: str) -> bool:
     """For a Chinese question asking when (本办法什么时候施行), whether ``sentence`` dates the topic:
-    a date or an event with 起 or 开始 before the topic (自二〇二四年一月一日起施行, 自公布之日起施行,
-    自然人从出生时起 … 享有民事权利). A date beside another word does not (提前三天申请年假 dates no
-    年假), nor one after the topic."""
+    a date or an event with 起 or 开始, then the topic in the same clause (自二〇二四年一月一日起施行,
+    自公布之日起施行), or a span from one event to another that heads the sentence and so dates
+    all of it (自然人从出生时起到死亡时止，具有民事权利能力，依法享有民事权利). Not a date beside another
+    word (提前三天申请年假 dates no 年假), nor one across a comma (…起施行，原办法同时废止 does not say
+    when this rule is repealed)."""
     if not topic or topic.isascii() or "time" not in asked_for(question):
         return False
-    dated = rf"(?:[年月日号时]|之日|以后|以前)\s*(?:起|开始)[^。；;！？]*?{re.escape(topic)}"
-    return re.search(dated, sentence) is not None
+    t = re.escape(topic)
+    since = r"(?:[年月日号时]|之日|以后|以前)\s*(?:起|开始)"
+    dated = rf"{since}[^，,。；;！？]*?{t}|^[^，,。；;！？]*?{since}(?:到|至)[^，,。；;！？]*?止[，,][^。；;！？]*?{t}"
+    return re.search(dated, _STRUCTURE.sub(" ", sentence).strip()) is not None
 
 
 def _en_count(question: str) -> str | None:
@@ -508,7 +506,7 @@ def adds_to(question: str, sentence: str) -> bool:
     sq, ss = signature(question), _signature(sentence)
     if ss.numbers - sq.numbers or ss.dates - sq.dates or any(e not in sq.text for e in ss.entities):
         return True
-    return bool(_YES_NO.search(question)) and (ss.negations != sq.negations or bool(_LEADING_YES_NO.match(sentence)))
+    return yes_no(question) and (ss.negations != sq.negations or bool(_LEADING_YES_NO.match(sentence)))
 
 
 def check(question: str, sentence: str, cited: str | Sequence[str], *,
