@@ -97,6 +97,11 @@ def _tree(tmp_path, text, name="code.md"):
     return {n.id: n for n in build_tree(doc, 7, chunk_document(doc, 7, chunk_tokens=64))}
 
 
+def _paragraphs(tmp_path, text, name):
+    """The texts of the plain (non-heading) blocks the loader reads from ``text`` saved as ``name``."""
+    return [b.text for b in load_file(_write(tmp_path / "docs", name, text), max_bytes=2**20)[0].blocks if not b.level]
+
+
 def test_a_pdfs_wrapped_lines_become_paragraphs_and_its_clauses_tree_nodes(tmp_path):
     # a PDF's text is one line per printed line: a sentence wrapped across lines was quoted cut at the
     # line's end, and the numbered clauses inside a page opened no tree nodes
@@ -334,8 +339,7 @@ def test_a_markdown_policys_numbered_sections_written_as_list_items_keep_their_n
     md = ("# Travel Policy\n\n1. Purpose\n\n1.1 This policy sets the rules for travel.\n\n2. Booking\n\n"
           "2.1 Flights are booked early.\n\n2.2 Trips need approval:\n\n1. by the manager\n2. by finance\n\n"
           "Notes follow.\n\n- kept with the paragraph before\n- as before\n")
-    doc = load_file(_write(tmp_path / "docs", "travel.md", md), max_bytes=2**20)[0]
-    assert [b.text for b in doc.blocks if not b.level] == [
+    assert _paragraphs(tmp_path, md, "travel.md") == [
         "1. Purpose", "1.1 This policy sets the rules for travel.", "2. Booking", "2.1 Flights are booked early.",
         "2.2 Trips need approval:\n1. by the manager\n2. by finance",  # a list after its introduction: one block
         "Notes follow.\nkept with the paragraph before\nas before"]
@@ -348,8 +352,7 @@ def test_a_markdown_policys_numbered_sections_written_as_list_items_keep_their_n
     steps = ("# Setup\n\nDownload the archive first.\n\n1. Unzip the archive\n2. Run the installer\n\n"
              "Then configure it.\n\n1. Open settings\n\n2. Enter the licence key\n\nThe key is on the invoice.\n\n"
              "1. - nested first\n2.\n\nAfter the lists.\n")
-    doc = load_file(_write(tmp_path / "docs", "setup.md", steps), max_bytes=2**20)[0]
-    assert [b.text for b in doc.blocks if not b.level] == [
+    assert _paragraphs(tmp_path, steps, "setup.md") == [
         "Download the archive first.", "1. Unzip the archive\n2. Run the installer", "Then configure it.",
         "1. Open settings", "2. Enter the licence key", "The key is on the invoice.", "1. nested first",
         "After the lists."]
@@ -388,8 +391,7 @@ def test_an_html_table_row_is_one_paragraph(tmp_path):
     html = ("<html><body><h1>Casts</h1><p>Numeric casts:</p><table><thead><tr><th>From</th><th>To</th>"
             "<th>Lossless</th></tr></thead><tbody><tr><td>u8</td><td>u16</td><td>true</td></tr>"
             "<tr><td>f64</td><td>i32</td><td><code>false</code></td></tr></tbody></table></body></html>")
-    doc = load_file(_write(tmp_path / "docs", "casts.html", html), max_bytes=2**20)[0]
-    assert [b.text for b in doc.blocks if not b.level] == [
+    assert _paragraphs(tmp_path, html, "casts.html") == [
         "Numeric casts:", "From | To | Lossless", "u8 | u16 | true", "f64 | i32 | false"]
 
 
