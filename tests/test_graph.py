@@ -206,10 +206,15 @@ def test_an_interaction_check_meets_at_the_enzyme_only_for_readers_of_the_fact(s
     assert clinical.answers == ["CYP2C9"]
     assert clinical.paths == [["华法林", "METABOLIZED_BY", "CYP2C9", "INHIBITS", "氟康唑"]]
     public = ask(reader, "Do warfarin and fluconazole interact?", groups=[])
-    # the public reader is told that nothing it may read joins them, in its own words: fluconazole's
-    # node (its only fact is the clinical group's) is not named, nor is the hidden inhibition cited
+    # to the public reader fluconazole's node (its only fact is the clinical group's) is no node: it
+    # is told what it would be told of a drug the graph lacks, in its own words, and nothing is cited
     assert (public.supported, public.paths, public.citations) == (False, [], [])
-    assert "joins warfarin and fluconazole" in public.answer and public.entities == ["华法林"]
+    unknown = ask(reader, "Do warfarin and fluconazolum interact?", groups=[])
+    assert public.answer == unknown.answer.replace("fluconazolum", "fluconazole") and public.entities == ["华法林"]
+    hidden, lacking = ask(reader, "What does fluconazole inhibit?", groups=[]), ask(reader, "What does X inhibit?", groups=[])
+    assert hidden.answer == lacking.answer == "I don't know: the question names no entity of this graph."
+    # a full-width name, as a Chinese input method types it, is the name
+    assert ask(reader, "Ｗａｒｆａｒｉｎ由哪种酶代谢？").answers == ["CYP2C9"]
 
 
 def test_two_named_entities_that_nothing_joins_are_not_answered_one_by_one(store_factory, tmp_path):
@@ -311,13 +316,14 @@ def test_a_yes_or_no_question_on_something_the_graph_does_not_know_is_not_answer
     store = store_factory()
     load(store, tmp_path, FACTS + [{"label": "TREATS", "words": ["治疗"]}])
     reader = store_factory(read_only=True)
-    for question, unknown in (("Does aspirin treat fever?", "“fever”"), ("阿司匹林能治疗发热吗？", "“发热”")):
+    for question, unknown in (("Does aspirin treat fever?", "“fever”"), ("阿司匹林能治疗发热吗？", "“发热”"),
+                              ("Does warfarin interact with fluconazol?", "“fluconazol”")):  # a slip: no name
         answer = ask(reader, question)
         assert not answer.supported and "no fact in this graph" in answer.answer and unknown in answer.answer
     # what the graph does know is still answered: the relation alone (whatever qualifies it), a
     # second name, a "which"
-    for question in ("Is warfarin metabolized?", "Is warfarin actually metabolized in the body?", "华法林在体内代谢吗？",
-                     "Is warfarin metabolized by an enzyme?"):
+    for question in ("Is warfarin metabolized?", "Is warfarin actually metabolized in the body?", "华法林会被代谢吗？",
+                     "Is warfarin extensively metabolized by an enzyme?"):
         assert ask(reader, question).answers == ["CYP2C9"], question
     assert ask(reader, "Does aspirin treat headaches?").supported
     assert ask(reader, "Which enzyme metabolizes warfarin?").answers == ["CYP2C9"]

@@ -125,6 +125,19 @@ class GraphIndex:
         self._fuzzy: tuple[list[str], list[str]] | None = None  # near()'s Latin and Chinese names
         self.types = {key[0] for keys in self.names.values() for key in keys}
 
+    def label_spans(self, question: str) -> list[tuple[int, int]]:
+        """Where the words of a relation or a type stand in the folded question (哪个**数据中心**):
+        no name is suggested for them (深圳数据中心 is no misspelling of the type asked for)."""
+        q = fold(question)
+        out = []
+        for label in set(self.words) | self.types:
+            for word in set(self.words.get(label, ())) | _label_words(label):
+                at = _find_word(q, word) if word else -1
+                while at >= 0:
+                    out.append((at, at + len(word)))
+                    at = q.find(word, at + 1)
+        return out
+
     def link(self, question: str) -> list[NodeKey]:
         """Nodes named in ``question``: longest matches first, none inside another."""
         return list(dict.fromkeys(key for _, _, key in self.spans(question)))
@@ -259,37 +272,36 @@ def _whole(q: str, i: int, j: int) -> bool:
 
 def _unlinked(index: GraphIndex, question: str, spans: Sequence[tuple[int, int, NodeKey]],
               relations: set[str]) -> list[str]:
-    """For a yes-or-no question, what it asks about after the relation that no node of the graph
-    is named by and no type speaks of: "headaches" in "Does omeprazole treat headaches?", 头痛 in
-    阿司匹林能治疗头痛吗？. [] for any other question, or when no relation's words are found (then
-    nothing says where the thing asked about is). Such a question asks whether its entity has to do
-    with something the graph does not know, and the entity's own facts do not say."""
+    """For a yes-or-no question, the words it asks about that name no node the caller may see
+    and no relation or type: "headaches" in "Does omeprazole treat headaches?", 法务部 in
+    张伟在法务部工作吗？, "fluconazole" in "Do warfarin and fluconazole interact?" when no fact
+    the caller may read names fluconazole. [] for any other question. Function words, asking
+    words and (in English) a phrase of place, time or condition ("in the body") do not count.
+    Such a question asks whether its entity has to do with something the graph does not show,
+    and the entity's own facts do not say."""
     if not yes_no(question):
         return []
     q = fold(question)
     for i, j, _ in spans:
         q = q[:i] + " " * (j - i) + q[j:]
-    after = -1  # where the last relation word ends: its object follows
-    for labels, last in ((relations, True), (set(index.types), False)):
-        for label in labels:
-            for word in set(index.words.get(label, ())) | _label_words(label):
-                while word and (at := _find_word(q, word)) >= 0:
-                    end = at + len(word)
-                    while word.isascii() and end < len(q) and _ASCII_WORD.match(q[end]):
-                        end += 1  # the rest of the word a label's stem starts ("metaboliz" + "ed")
-                    q = q[:at] + " " * (end - at) + q[end:]
-                    after = max(after, end) if last else after
-    if after < 0:
-        return []
+    for label in relations | index.types:
+        for word in set(index.words.get(label, ())) | _label_words(label):
+            while word and (at := _find_word(q, word)) >= 0:
+                end = at + len(word)
+                while word.isascii() and end < len(q) and _ASCII_WORD.match(q[end]):
+                    end += 1  # the rest of the word a label's stem starts ("metaboliz" + "ed")
+                q = q[:at] + " " * (end - at) + q[end:]
     left = []
-    asked = _QUALIFIER.split(q[after:], maxsplit=1)[0]  # "metabolized in the body": where, not what
+    asked = _QUALIFIER.split(q, maxsplit=1)[0]  # "metabolized in the body": where, not what
     for word in re.findall(r"[^\W\d_]+", asked):
         for part in (tokenize(word) if re.search(f"[{CJK}]", word) else [word]):
-            if len(part) > 1 and not set(tokenize(part)) <= _asking_words():
+            if len(part) > 1 and not set(tokenize(part)) <= _asking_words() and not _ADVERB.fullmatch(part):
                 left.append(part)
     return list(dict.fromkeys(left))
 
 
+#: An English adverb qualifies what is asked ("extensively metabolized"); it names nothing.
+_ADVERB = re.compile(r"[a-z]{3,}ly")
 #: Where a yes-or-no question's object ends and a phrase of place, time or condition begins.
 _QUALIFIER = re.compile(r"\b(?:in|at|on|during|within|inside|after|before|when|while|if|over|under|for)\b")
 
@@ -302,7 +314,8 @@ def _asking_words() -> frozenset[str]:
                "had any anything anyone some something all every everything really actually also ever still even "
                "just only usually normally commonly often always sometimes quickly slowly well much many more most "
                "used use together")
-    chinese = "能 能否 可以 会 应该 需要 是否 是不是 有没有 能不能 可不可以 会不会 吗 用来 一起 同时 真的 确实 也 还 都 任何 什么 哪些 吗"
+    chinese = ("能 能否 可以 会 应该 需要 是否 是不是 有没有 能不能 可不可以 会不会 吗 用来 一起 同时 真的 确实 也 还 都 任何 "
+               "什么 哪些 被 由 经 经过 通过")
     words = set(stopwords_en()) | set(english.split()) | set(STOPWORDS_ZH) | set(chinese.split())
     return frozenset(t for w in words for t in tokenize(w))
 
@@ -374,17 +387,21 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
         raise UsageError("the question is empty")
     index = index or GraphIndex(store.nodes())
     spans = index.spans(question)
+    paths = find_paths(store, list(dict.fromkeys(key for _, _, key in spans)), groups, max_hops) if spans else []
+    readable = {p.start for p in paths}
+    if groups is not None:
+        # a node with no fact the caller may read is, to that caller, no node at all: no message
+        # below may tell a hidden name (赵敏, in hr's facts only) from one the graph lacks (赵六)
+        spans = [span for span in spans if span[2] in readable]
     linked = list(dict.fromkeys(key for _, _, key in spans))
-    close = _visible_near(store, index, question, groups, [(i, j) for i, j, _ in spans], linked) if suggest else []
+    taken = [(i, j) for i, j, _ in spans] + index.label_spans(question)
+    close = _visible_near(store, index, question, groups, taken, linked) if suggest else []
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     if not linked:
         return GraphAnswer(f"I don't know: the question names no entity of this graph.{hint}", False, "unknown",
                            suggestions=close)
-    paths = find_paths(store, linked, groups, max_hops)
-    # the names a caller with groups is shown are those of nodes with a fact it may read; the
-    # messages below use the question's own words (an alias must not reveal a hidden node's name)
-    readable = {p.start for p in paths}
-    entities = [k[1] for k in linked if groups is None or k in readable]
+    # the messages below use the question's own words (an alias must not reveal a hidden node's name)
+    entities = [k[1] for k in linked]
     said = _and(list(dict.fromkeys(fold(question)[i:j] for i, j, _ in sorted(spans))))
     if not paths:
         return GraphAnswer(f"I don't know: nothing in this graph that you may read leads from {said}.{hint}",

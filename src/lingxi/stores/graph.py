@@ -13,6 +13,7 @@ What this module does *not* do: parse files (:mod:`lingxi.graph.triples`) or ans
 
 from __future__ import annotations
 
+import unicodedata
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,8 +86,10 @@ class WriteReport:
 
 
 def fold(text: str) -> str:
-    """The form names are compared in when linking and merging aliases: case-folded."""
-    return text.casefold()
+    """The form names are compared in when linking and merging aliases: NFKC-normalised (names
+    are stored so, and a Chinese input method types full-width letters: ＳＡＰ is SAP) and
+    case-folded."""
+    return unicodedata.normalize("NFKC", text).casefold()
 
 
 def visible(groups: tuple[str, ...] | list[str], caller: list[str] | None) -> bool:
