@@ -329,6 +329,45 @@ def test_a_yes_or_no_question_on_something_the_graph_does_not_know_is_not_answer
     assert ask(reader, "Which enzyme metabolizes warfarin?").answers == ["CYP2C9"]
 
 
+ORG = [
+    {"head": "张伟", "head_type": "Person", "head_aliases": ["Zhang Wei"], "relation": "REPORTS_TO", "tail": "李娜",
+     "tail_type": "Person", "tail_aliases": ["Li Na"], "source": "roster.md"},
+    {"head": "张伟", "head_type": "Person", "relation": "WORKS_IN", "tail": "财务部", "tail_type": "Department",
+     "tail_aliases": ["Finance Department"], "source": "roster.md"},
+    {"head": "李娜", "head_type": "Person", "relation": "WORKS_IN", "tail": "信息技术部", "tail_type": "Department",
+     "tail_aliases": ["IT Department"], "source": "roster.md"},
+    {"head": "李娜", "head_type": "Person", "relation": "MANAGES", "tail": "ERP升级项目", "tail_type": "Project",
+     "tail_aliases": ["ERP upgrade"], "source": "pmo.md"},
+    {"label": "REPORTS_TO", "words": ["汇报", "上级", "reports to", "report to", "manager"]},
+    {"label": "WORKS_IN", "words": ["工作", "works in", "work in"]},
+    {"label": "MANAGES", "words": ["负责", "manages"]},
+    {"label": "Person", "words": ["谁", "who"]},
+]
+
+
+def test_who_is_asked_for_follows_the_facts_direction(store_factory, tmp_path):
+    # 张伟 reports to 李娜: "Who reports to Zhang Wei?" had been answered 李娜, the one he reports to
+    store = store_factory()
+    load(store, tmp_path, ORG)
+    reader = store_factory(read_only=True)
+    answers = {q: ask(reader, q).answers for q in (
+        "Who reports to Zhang Wei?", "谁向张伟汇报？", "Who reports to Li Na?", "谁向李娜汇报？",
+        "Who does Zhang Wei report to?", "张伟向谁汇报？", "谁是张伟的上级？", "Who is the manager of Zhang Wei?",
+        "Who manages the ERP upgrade?", "谁负责ERP升级项目？", "What does Li Na manage?")}
+    assert answers == {
+        "Who reports to Zhang Wei?": [], "谁向张伟汇报？": [], "Who reports to Li Na?": ["张伟"], "谁向李娜汇报？": ["张伟"],
+        "Who does Zhang Wei report to?": ["李娜"], "张伟向谁汇报？": ["李娜"], "谁是张伟的上级？": ["李娜"],
+        "Who is the manager of Zhang Wei?": ["李娜"],  # "who" asks for a person: not the project 李娜 manages
+        "Who manages the ERP upgrade?": ["李娜"], "谁负责ERP升级项目？": ["李娜"], "What does Li Na manage?": ["ERP升级项目"]}
+    # a yes needs the fact itself: 李娜, whom he reports to, works in IT; 张伟 does not
+    for question in ("Does Zhang Wei work in the IT Department?", "张伟在信息技术部工作吗？"):
+        answer = ask(reader, question)
+        assert not answer.supported and "Zhang Wei" in answer.answer or "张伟" in answer.answer
+    assert ask(reader, "Does Zhang Wei work in the Finance Department?").paths == [["张伟", "WORKS_IN", "财务部"]]
+    # and an answer uses the relation asked about: what Li Na manages is not whom she reports to
+    assert not ask(reader, "Who does Li Na report to?").supported
+
+
 def test_unknown_entities_and_empty_questions(store_factory, tmp_path):
     store = store_factory()
     load(store, tmp_path)

@@ -235,7 +235,8 @@ class GraphIndex:
             for word in set(self.words.get(label, ())) | _label_words(label):
                 at = _find_word(q, word) if word else -1
                 if at >= 0:
-                    asked = bool(_WH.search(q[max(0, at - 12):at]))
+                    # "Which enzyme", 哪种酶; or the type's word is the question word itself ("who", 谁)
+                    asked = bool(_WH.search(q[max(0, at - 12):at])) or word in _WH_TYPE_WORDS
                     places.append((at, asked, label))
         if not places:
             return None, False
@@ -246,6 +247,7 @@ class GraphIndex:
         return (rest[0][1] if rest else None), False
 
 
+_WH_TYPE_WORDS = {"who", "whom", "谁"}
 _WH = re.compile(r"(which|what|哪种|哪个|哪些|哪一|什么|何种)\s*$")
 
 
@@ -284,20 +286,74 @@ def _unlinked(index: GraphIndex, question: str, spans: Sequence[tuple[int, int, 
     q = fold(question)
     for i, j, _ in spans:
         q = q[:i] + " " * (j - i) + q[j:]
-    for label in relations | index.types:
-        for word in set(index.words.get(label, ())) | _label_words(label):
-            while word and (at := _find_word(q, word)) >= 0:
-                end = at + len(word)
-                while word.isascii() and end < len(q) and _ASCII_WORD.match(q[end]):
-                    end += 1  # the rest of the word a label's stem starts ("metaboliz" + "ed")
-                q = q[:at] + " " * (end - at) + q[end:]
+    words = {w for label in relations | index.types for w in set(index.words.get(label, ())) | _label_words(label)}
+    for word in sorted(words, key=len, reverse=True):  # "work in" before "work": the phrase is masked whole
+        while word and (at := _find_word(q, word)) >= 0:
+            end = at + len(word)
+            while word.isascii() and end < len(q) and _ASCII_WORD.match(q[end]):
+                end += 1  # the rest of the word a label's stem starts ("metaboliz" + "ed")
+            q = q[:at] + " " * (end - at) + q[end:]
     left = []
     asked = _QUALIFIER.split(q, maxsplit=1)[0]  # "metabolized in the body": where, not what
-    for word in re.findall(r"[^\W\d_]+", asked):
-        for part in (tokenize(word) if re.search(f"[{CJK}]", word) else [word]):
-            if len(part) > 1 and not set(tokenize(part)) <= _asking_words() and not _ADVERB.fullmatch(part):
+    written = _as_written(question)
+    for m in re.finditer(r"[^\W\d_]+", asked):
+        word = m.group()
+        for part in (tokenize(word) if re.search(f"[{CJK}]", word) else [written[m.start():m.end()]]):
+            if len(part) > 1 and not set(tokenize(part)) <= _asking_words() and not _ADVERB.fullmatch(part.lower()):
                 left.append(part)
     return list(dict.fromkeys(left))
+
+
+def _asked_direction(index: GraphIndex, question: str, spans: Sequence[tuple[int, int, NodeKey]],
+                     asked: set[str]) -> tuple[str, bool] | None:
+    """For a question that asks for the subject of its one relation, ("the relation", whether the
+    named entity must be the fact's tail): "Who reports to Zhang Wei?" and 谁向张伟汇报？ ask for a
+    head whose fact points at 张伟 (not for the one 张伟 reports to); "Which enzyme metabolizes
+    warfarin?" asks for the tail of METABOLIZED_BY, a label in the passive; "Which drug is
+    metabolized by CYP2C9?", in the passive itself, for its head. None where the question does
+    not show it: the entity stands before the relation's words ("Who does Zhang Wei report to?",
+    张伟向谁汇报？), the question word is followed by a copula and a role noun ("Who is the
+    manager of …", 谁是张伟的上级), or the question speaks of more than one relation."""
+    if len(asked) != 1 or not spans:
+        return None
+    relation = next(iter(asked))
+    if _SYMMETRIC.search(relation):
+        return None  # "Which drug interacts with warfarin?": either end of INTERACTS_WITH answers
+    q = fold(question)
+    entity = min(i for i, _, _ in spans)
+    places = [(at, at + len(w)) for w in set(index.words.get(relation, ())) | _label_words(relation)
+              if w and 0 <= (at := _find_word(q, w))]
+    if not places:
+        return None
+    at, end = min(places)
+    zh, en = _WH_ZH.match(q), _WH_EN.match(q)
+    if zh:  # 谁向张伟汇报: the question word first; 谁是张伟的上级 asks for a role, 张伟向谁汇报 for the object
+        if entity < zh.end() or "是" in q[:entity]:
+            return None
+        passive = bool(re.search("[被由]", q[:entity]))
+    elif en and at < entity:
+        passive = q[end:].lstrip().startswith("by ")  # "is metabolized by": an agent, so the passive
+        if not passive and re.search(r"\b(?:is|are|was|were)\b", q[en.end():at]):
+            return None  # "Who is the manager of Zhang Wei?" (a role noun), "… is located in" (the label's own voice)
+    elif en and re.fullmatch(r"\s*(?:\w+\s+)?(?:do|does|did|can|could|will|would|should|may|might|must)\s+",
+                             q[en.end():entity]):
+        # "Who does Li Na report to?", "What does aspirin treat?": the named entity is the subject
+        # (Chinese leaves this to the default reading: 华法林经哪种酶代谢 names the one acted on first)
+        passive = q[end:].lstrip().startswith("by ")
+        label_passive = bool(re.search(r"(?:_|[a-z])(?:BY|By)$", relation))
+        return relation, passive != label_passive  # the entity the active subject: the head of an active label
+    else:
+        return None
+    label_passive = bool(re.search(r"(?:_|[a-z])(?:BY|By)$", relation))
+    unknown_is_head = (not passive) != label_passive  # an active label's head is its verb's subject
+    return relation, unknown_is_head
+
+
+#: Labels that read the same both ways: their facts answer from either end.
+_SYMMETRIC = re.compile(r"WITH$|_AND_|RELATED|SIMILAR|ADJACENT|CONNECTED|MARRIED|SIBLING|PARTNER|NEIGHBO|INTERACT|"
+                        r"PEER|EQUIVALENT|SAME_AS|CONFLICT|COMPATIBLE", re.I)
+_WH_EN = re.compile(r"^\W*(?:who|whom|what|which)\b", re.I)
+_WH_ZH = re.compile(r"^\W*(?:谁|哪|什么)")
 
 
 #: An English adverb qualifies what is asked ("extensively metabolized"); it names nothing.
@@ -402,7 +458,8 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
                            suggestions=close)
     # the messages below use the question's own words (an alias must not reveal a hidden node's name)
     entities = [k[1] for k in linked]
-    said = _and(list(dict.fromkeys(fold(question)[i:j] for i, j, _ in sorted(spans))))
+    written = _as_written(question)
+    said = _and(list(dict.fromkeys(written[i:j] for i, j, _ in sorted(spans))))
     if not paths:
         return GraphAnswer(f"I don't know: nothing in this graph that you may read leads from {said}.{hint}",
                            False, "unknown", entities=entities, suggestions=close)
@@ -415,11 +472,19 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
         words = _and([f"“{w}”" for w in unknown])
         return GraphAnswer(f"I don't know: no fact in this graph that you may read links {said} to {words}.{hint}",
                            False, "unknown", entities=entities, suggestions=close)
+    direction = _asked_direction(index, question, spans, asked) if len(linked) == 1 else None
     scored = []
     for path in paths:
         nodes = path.nodes()
         on_path = [n for n in nodes if n in linked]
         joins = len(on_path) >= 2
+        if asked and not joins and not asked & {e.relation for e in path.edges}:
+            continue  # "Who reports to Wang Fang?" is not answered by what Wang Fang manages
+        if joins and asked and yes_no(question) and not (len(path.edges) == 1 and path.edges[0].relation in asked):
+            continue  # "Does Zhang Wei work in IT?" is no yes for whoever Zhang Wei reports to who does
+        if direction is not None and path.edges[0].relation == direction[0] and (
+                (path.edges[0].tail_key == path.start) != direction[1]):
+            continue  # "Who reports to Zhang Wei?" is not answered by whom Zhang Wei reports to
         if not joins and any(n[0] == path.start[0] and n not in linked and e.relation not in asked
                              for e, n in zip(path.edges, nodes[1:])):
             continue  # another entity of the named one's kind: a change of subject (see above)
@@ -496,6 +561,13 @@ def _visible_near(store: GraphStore, index: GraphIndex, question: str, groups: l
             if shown not in out:
                 out.append(shown)
     return out[:limit]
+
+
+def _as_written(question: str) -> str:
+    """The question as the user wrote it where folding kept every position (the messages quote
+    "Zhang Wei", not "zhang wei"), else folded: spans are positions in the folded question."""
+    folded = fold(question)
+    return question if len(folded) == len(question) else folded
 
 
 def _and(names: Sequence[str]) -> str:
