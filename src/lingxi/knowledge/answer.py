@@ -356,7 +356,7 @@ def extract(question: str, candidates: Sequence[Candidate], hits: list[Hit] | No
         before = next((t for t in reversed(sentences[max(0, start - 3):start]) if t.rstrip().endswith(_SENTENCE_END)), None)
         if before is not None:
             quote.insert(0, before)
-    lang = language(best.hit.text)
+    lang = language(" ".join(quote))  # the quotation's own: a chunk may hold an English heading over Chinese text
     text = ("" if lang == "zh" else " ").join(q.strip() for q in quote)
     for item in items:  # an item without punctuation of its own goes on a line of its own
         text += ("\n" if not item.endswith(_PUNCTUATION) else "" if lang == "zh" else " ") + item
