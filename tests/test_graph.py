@@ -520,6 +520,10 @@ def test_cli_import_query_ask(tmp_path, capsys, monkeypatch):
     assert half.stdout.startswith("CYP2C9") and "Did you mean: 华法林? (not linked" in half.stdout
     bad = run_cli("graph", "query", "med", "MATCH (n) DELETE n", **kw)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    alias = write_jsonl(tmp_path / "alias.jsonl", [{"head": "Aspirin", "head_type": "Drug", "relation": "TREATS",
+                                                   "tail": "发热", "tail_type": "Symptom"}])
+    merged = run_cli("graph", "import", "med", str(alias), **kw)  # the text output says where the facts went
+    assert "'Aspirin' is an alias of '阿司匹林'" in merged.stdout and "now 9 nodes" in merged.stdout
     missing = run_cli("graph", "ask", "meds", "What does aspirin treat?", **kw)
     assert missing.returncode == 2 and missing.stderr.strip() == (
         "error: no graph 'meds'; existing: med; import facts into it with `lingxi graph import meds FILE…`")

@@ -288,6 +288,8 @@ def test_graph_retriever_returns_the_chunks_behind_the_path(kb, settings, tmp_pa
         assert [c.source for c in answer.citations] == ["restricted/clinical.md"] and answer.to_dict()["paths"] == [
             ["fluconazole", "INHIBITS", "CYP2C9"]]
         assert not base.answer(question, groups=["sales"], retrieval="graph", mode="extract").supported
+        fused = base.answer(question, groups=["clinical"], retrieval="fuse:bm25+dense+graph", mode="extract")
+        assert fused.mode == "graph" and fused.paths == answer.paths  # a fusion with the graph answers alike
     # a public edge whose chunk is restricted: the path is found, the chunk is not shown
     _graph(settings, tmp_path, [{"head": "warfarin", "head_type": "Drug", "relation": "INTERACTS_WITH",
                                  "tail": "fluconazole", "tail_type": "Drug", "source": "clinical.md"}])

@@ -37,6 +37,8 @@ def import_(name: str, files: tuple[str, ...], store: str | None, as_json: bool)
         click.echo(f"graph '{name}': {report['nodes_added']} nodes and {report['edges_added']} edges added, "
                    f"{report['edges_updated']} edges updated, {report['edges_unchanged']} unchanged{words}; "
                    f"now {report['nodes']} nodes, {report['edges']} edges")
+        for written, name_ in report["merged"].items():  # an alias that names a node already there
+            click.echo(f"  '{written}' is an alias of '{name_}': its facts went to that node")
 
 
 @graph.command("query")

@@ -31,7 +31,7 @@ from lingxi.stores.embeddings import EmbeddingCache, embedder_key
 from lingxi.knowledge.fusion import FusionStats, fuse
 from lingxi.graph.reader import GraphReader
 from lingxi.knowledge.loaders import READER_VERSION, LoadError, iter_files, load_file
-from lingxi.knowledge.retrievers import Query, bm25_tokens
+from lingxi.knowledge.retrievers import FUSE_PREFIX, Query, bm25_tokens
 from lingxi.knowledge.tree import introduces_list, marker
 from lingxi.stores.knowledge import KnowledgeStore, open_knowledge_store
 from lingxi.text import cjk_ratio, language_of
@@ -768,7 +768,7 @@ class KnowledgeBase:
                 result = quoted
             if result.mode != "generated":
                 yield "\n\n"
-        if chosen.mode == "graph" and not result.supported:
+        if not result.supported and _uses_graph(chosen.mode):
             result = self._graph_answer(question, groups, hits, k) or result
         if result.mode != "generated":
             yield result.answer
@@ -900,6 +900,11 @@ def _file_hash(path: Path, groups: list[str]) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _uses_graph(mode: str) -> bool:
+    """The retriever ``mode`` reads the graph: ``graph`` itself or a fusion with it (``fuse:bm25+dense+graph``)."""
+    return mode == "graph" or (mode.startswith(FUSE_PREFIX) and "graph" in mode[len(FUSE_PREFIX):].split("+"))
 
 
 def _with_its_list(node: Any, index: Any) -> str:
