@@ -63,7 +63,8 @@ def ingest(name: str, paths: tuple[str, ...], groups: str, as_json: bool, quiet:
         click.echo(f"{len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged, "
                    f"{len(report.errors)} failed; chunks +{report.chunks_added} -{report.chunks_removed} "
                    f"({report.chunks_embedded} embedded, {report.chunks_reused} reused of "
-                   f"{report.chunks_embedded + report.chunks_reused}) in {report.seconds:.1f}s")
+                   f"{report.chunks_embedded + report.chunks_reused}); {report.summaries_made} tree summaries made "
+                   f"in {report.seconds:.1f}s")
     if report.flagged:
         files = sorted({sources.get(cid.split(".")[0], "?") for cid in report.flagged})
         click.echo(f"warning: {len(report.flagged)} chunk(s) of {', '.join(files[:5])} read as prompt injection (ids "
