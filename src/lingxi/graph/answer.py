@@ -125,25 +125,12 @@ class GraphIndex:
         self._fuzzy: tuple[list[str], list[str]] | None = None  # near()'s Latin and Chinese names
         self.types = {key[0] for keys in self.names.values() for key in keys}
 
-    def label_spans(self, question: str) -> list[tuple[int, int]]:
-        """Where the words of a relation or a type stand in the folded question (哪个**数据中心**):
-        no name is suggested for them (深圳数据中心 is no misspelling of the type asked for)."""
-        q = fold(question)
-        out = []
-        for label in set(self.words) | self.types:
-            for word in set(self.words.get(label, ())) | _label_words(label):
-                at = _find_word(q, word) if word else -1
-                while at >= 0:
-                    out.append((at, at + len(word)))
-                    at = q.find(word, at + 1)
-        return out
-
     def link(self, question: str) -> list[NodeKey]:
         """Nodes named in ``question``: longest matches first, none inside another."""
         return list(dict.fromkeys(key for _, _, key in self.spans(question)))
 
-    def spans(self, question: str) -> list[tuple[int, int, NodeKey]]:
-        """Where :meth:`link` finds each node: ``(start, end, key)`` in the folded question."""
+    def matches(self, question: str) -> list[tuple[int, int, NodeKey]]:
+        """Every place a name or alias stands in the folded question, overlapping ones included."""
         q = fold(question)
         found: list[tuple[int, int, NodeKey]] = []
         for i in range(len(q)):
@@ -152,6 +139,13 @@ class GraphIndex:
                 if not keys or not _whole(q, i, j):
                     continue
                 found += [(i, j, k) for k in sorted(keys)]
+        return found
+
+    def spans(self, question: str, allowed: set[NodeKey] | None = None) -> list[tuple[int, int, NodeKey]]:
+        """Where :meth:`link` finds each node: ``(start, end, key)`` in the folded question, the
+        longest first and none inside another; only nodes in ``allowed`` when it is given (a
+        hidden "Alibaba Holdings" must not swallow the "Alibaba" a caller may see)."""
+        found = [m for m in self.matches(question) if allowed is None or m[2] in allowed]
         found.sort(key=lambda m: (-(m[1] - m[0]), m[0]))
         taken: list[tuple[int, int, NodeKey]] = []
         for i, j, key in found:
@@ -213,16 +207,35 @@ class GraphIndex:
                 out.append((name, keys))
         return out[:limit]
 
-    def mentioned(self, question: str, labels: set[str]) -> set[str]:
-        """The labels (relations, types) the question speaks of."""
+    def places(self, question: str, labels: set[str]) -> list[tuple[int, int, str]]:
+        """Where the words of ``labels`` (relations, types) stand in the folded question:
+        ``(start, end, label)``, the longest word first and none overlapping another, so "manager"
+        (a word given for REPORTS_TO) is not also MANAGES's stem "manag". A word given in an
+        import's label rows must end where an English word ends (an inflection aside: "who" is not
+        in "whole"); a stem a label spells itself ("metaboliz") runs to the end of its word."""
         q = fold(question)
-        out = set()
+        found = []
         for label in labels:
-            words = set(self.words.get(label, ())) | _label_words(label)
-            if any(_find_word(q, w) >= 0 for w in words if w):
-                out.add(label)
-        return out
+            given = set(self.words.get(label, ()))
+            for word in given | _label_words(label):
+                start = q.find(word) if word else -1
+                while start >= 0:
+                    end = _word_end(q, start, word, stem=word not in given)
+                    if end is not None:
+                        found.append((len(word), start, end, label, word in given))
+                    start = q.find(word, start + 1)
+        out: list[tuple[int, int, str, bool]] = []
+        claimed: dict[tuple[int, int], int] = {}  # span -> the length of the word that claimed it
+        for size, start, end, label, given in sorted(found, key=lambda f: (-f[0], f[1], f[3])):
+            if claimed.get((start, end)) == size or all(end <= a or b <= start for a, b in claimed):
+                # a word two labels share ("treat": TREATS, TREATED_WITH) names both
+                claimed.setdefault((start, end), size)
+                out.append((start, end, label, given))
+        return sorted(out)
 
+    def mentioned(self, question: str, labels: set[str]) -> set[str]:
+        """The labels (relations, types) the question speaks of (see :meth:`places`)."""
+        return {label for _, _, label, _ in self.places(question, labels)}
 
     def focus(self, question: str, named: set[str]) -> tuple[str | None, bool]:
         """The type the question asks for and whether a question word asks for it: the one named
@@ -230,14 +243,8 @@ class GraphIndex:
         type it mentions that is not the type of an entity it names (False); None when it
         mentions no type."""
         q = fold(question)
-        places: list[tuple[int, bool, str]] = []
-        for label in self.types:
-            for word in set(self.words.get(label, ())) | _label_words(label):
-                at = _find_word(q, word) if word else -1
-                if at >= 0:
-                    # "Which enzyme", 哪种酶; or the type's word is the question word itself ("who", 谁)
-                    asked = bool(_WH.search(q[max(0, at - 12):at])) or word in _WH_TYPE_WORDS
-                    places.append((at, asked, label))
+        places = [(at, bool(_WH.search(q[max(0, at - 12):at])), label)
+                  for at, end, label, _ in self.places(question, self.types) if q[at:end] not in _WH_WORDS]
         if not places:
             return None, False
         asked_for = sorted((at, label) for at, asked, label in places if asked)
@@ -247,8 +254,30 @@ class GraphIndex:
         return (rest[0][1] if rest else None), False
 
 
-_WH_TYPE_WORDS = {"who", "whom", "谁"}
+def _word_end(q: str, start: int, word: str, stem: bool) -> int | None:
+    """Where the match of ``word`` at ``start`` ends, or None where it is no word of the question:
+    a Latin word must start a word, and end one (a stem runs on to its word's end; a whole word
+    may take an inflection: s, es, d, ed, ing). Chinese has no word boundaries to check."""
+    end = start + len(word)
+    if not _ASCII_WORD.match(word[0]):
+        return end
+    if start > 0 and _ASCII_WORD.match(q[start - 1]):
+        return None
+    if not _ASCII_WORD.match(word[-1]) or end == len(q) or not _ASCII_WORD.match(q[end]):
+        return end
+    if stem:
+        while end < len(q) and _ASCII_WORD.match(q[end]):
+            end += 1
+        return end
+    for ending in ("s", "es", "d", "ed", "ing"):
+        if q.startswith(ending, end) and (end + len(ending) == len(q) or not _ASCII_WORD.match(q[end + len(ending)])):
+            return end + len(ending)
+    return None
+
+
 _WH = re.compile(r"(which|what|哪种|哪个|哪些|哪一|什么|何种)\s*$")
+#: A type's word that is the question word itself ("who", 谁) asks for no type: companies are "who" too.
+_WH_WORDS = {"who", "whom", "谁"}
 
 
 def _find_word(q: str, word: str) -> int:
@@ -286,78 +315,147 @@ def _unlinked(index: GraphIndex, question: str, spans: Sequence[tuple[int, int, 
     q = fold(question)
     for i, j, _ in spans:
         q = q[:i] + " " * (j - i) + q[j:]
-    words = {w for label in relations | index.types for w in set(index.words.get(label, ())) | _label_words(label)}
-    for word in sorted(words, key=len, reverse=True):  # "work in" before "work": the phrase is masked whole
-        while word and (at := _find_word(q, word)) >= 0:
-            end = at + len(word)
-            while word.isascii() and end < len(q) and _ASCII_WORD.match(q[end]):
-                end += 1  # the rest of the word a label's stem starts ("metaboliz" + "ed")
-            q = q[:at] + " " * (end - at) + q[end:]
+    for i, j, _, _ in index.places(q, relations | index.types):
+        q = q[:i] + " " * (j - i) + q[j:]
     left = []
     asked = _QUALIFIER.split(q, maxsplit=1)[0]  # "metabolized in the body": where, not what
     written = _as_written(question)
     for m in re.finditer(r"[^\W\d_]+", asked):
         word = m.group()
         for part in (tokenize(word) if re.search(f"[{CJK}]", word) else [written[m.start():m.end()]]):
-            if len(part) > 1 and not set(tokenize(part)) <= _asking_words() and not _ADVERB.fullmatch(part.lower()):
+            if len(part) > 1 and not set(tokenize(part)) <= _asking_words():
                 left.append(part)
     return list(dict.fromkeys(left))
 
 
+def _masked(question: str, spans: Sequence[tuple[int, int, NodeKey]]) -> str:
+    """The folded question with the linked names blanked out (a relation's word inside a name —
+    "treat" in "Migraine Treatment Center" — is no mention of the relation)."""
+    q = fold(question)
+    for i, j, _ in spans:
+        q = q[:i] + " " * (j - i) + q[j:]
+    return q
+
+
 def _asked_direction(index: GraphIndex, question: str, spans: Sequence[tuple[int, int, NodeKey]],
                      asked: set[str]) -> tuple[str, bool] | None:
-    """For a question that asks for the subject of its one relation, ("the relation", whether the
-    named entity must be the fact's tail): "Who reports to Zhang Wei?" and 谁向张伟汇报？ ask for a
-    head whose fact points at 张伟 (not for the one 张伟 reports to); "Which enzyme metabolizes
-    warfarin?" asks for the tail of METABOLIZED_BY, a label in the passive; "Which drug is
-    metabolized by CYP2C9?", in the passive itself, for its head. None where the question does
-    not show it: the entity stands before the relation's words ("Who does Zhang Wei report to?",
-    张伟向谁汇报？), the question word is followed by a copula and a role noun ("Who is the
-    manager of …", 谁是张伟的上级), or the question speaks of more than one relation."""
+    """For a question on one named entity and one relation: ("the relation", whether the entity
+    must be the fact's tail), read from the question's shape; None where it does not show.
+
+    Who is the clause's subject: the one asked for when the question word comes first and the
+    relation's words before the name ("Who reports to Zhang Wei?", "Which drug is metabolized by
+    CYP2C9?", 谁向张伟汇报？); the named entity when it comes first ("Who does Li Na report to?",
+    "What is flu caused by?", 张伟向谁汇报？, 华法林由哪种酶代谢？). The subject is the fact's
+    head when the clause speaks in the label's voice — both active (REPORTS_TO, "reports to"),
+    or both passive (METABOLIZED_BY, "is metabolized by", 被/由/经 in Chinese) — and its tail
+    otherwise ("Which enzyme metabolizes warfarin?": METABOLIZED_BY's tail).
+
+    None for a copula and a role noun given in an import's words ("Who is the manager of …",
+    谁是张伟的上级: which end a role names is not in the label; a copula with the label's own
+    words, "is part of", "is located in", reads as the label), a label that reads both ways
+    (INTERACTS_WITH), or two relations.
+    """
     if len(asked) != 1 or not spans:
         return None
     relation = next(iter(asked))
     if _SYMMETRIC.search(relation):
         return None  # "Which drug interacts with warfarin?": either end of INTERACTS_WITH answers
-    q = fold(question)
-    entity = min(i for i, _, _ in spans)
-    places = [(at, at + len(w)) for w in set(index.words.get(relation, ())) | _label_words(relation)
-              if w and 0 <= (at := _find_word(q, w))]
+    q = _masked(question, spans)
+    places = [(i, j, given) for i, j, label, given in index.places(q, asked) if label == relation]
     if not places:
         return None
-    at, end = min(places)
+    at, end, given = places[0]
+    entity = min(i for i, _, _ in spans)
     zh, en = _WH_ZH.match(q), _WH_EN.match(q)
-    if zh:  # 谁向张伟汇报: the question word first; 谁是张伟的上级 asks for a role, 张伟向谁汇报 for the object
-        if entity < zh.end() or "是" in q[:entity]:
+    if zh and zh.end() <= entity:  # 谁向张伟汇报, 哪些药被CYP2C9代谢
+        if "是" in q[:entity]:
             return None
-        passive = bool(re.search("[被由]", q[:entity]))
-    elif en and at < entity:
-        passive = q[end:].lstrip().startswith("by ")  # "is metabolized by": an agent, so the passive
-        if not passive and re.search(r"\b(?:is|are|was|were)\b", q[en.end():at]):
-            return None  # "Who is the manager of Zhang Wei?" (a role noun), "… is located in" (the label's own voice)
-    elif en and re.fullmatch(r"\s*(?:\w+\s+)?(?:do|does|did|can|could|will|would|should|may|might|must)\s+",
-                             q[en.end():entity]):
-        # "Who does Li Na report to?", "What does aspirin treat?": the named entity is the subject
-        # (Chinese leaves this to the default reading: 华法林经哪种酶代谢 names the one acted on first)
-        passive = q[end:].lstrip().startswith("by ")
-        label_passive = bool(re.search(r"(?:_|[a-z])(?:BY|By)$", relation))
-        return relation, passive != label_passive  # the entity the active subject: the head of an active label
+        subject_asked, marked = True, bool(re.search("[被由]", q[:entity]))
+    elif _CJK_RUN.search(q) and (wh := _WH_ZH_ANY.search(q, entity)):  # 张伟向谁汇报, 华法林由哪种酶代谢
+        between = re.sub("是(?=[被由])", "", q[entity:wh.start()])  # 流感是由什么引起的
+        if "是" in between or "的" in between:
+            return None  # 张伟的上级是谁: a role
+        subject_asked, marked = False, bool(_ZH_PASSIVE.search(between))
+    elif en and at < entity:  # "Who reports to Zhang Wei?"
+        by = bool(re.match(r"\s*by\b", q[end:]))
+        if given and not by and re.search(r"\b(?:is|are|was|were)\b", q[en.end():at]):
+            return None  # "Who is the manager of Zhang Wei?": a role
+        subject_asked, marked = True, None
+    elif en and entity < at:  # "Who does Li Na report to?", "What is flu caused by?"
+        before = q[en.end():entity]
+        by = bool(re.match(r"\s*by\b", q[end:]))
+        if not (re.fullmatch(rf"\s*(?:\w+\s+)?(?:do|does|did|can|could|will|would|should|may|might|must){_ARTICLE}",
+                             before) or re.fullmatch(rf"\s*(?:\w+\s+)?(?:is|are|was|were){_ARTICLE}", before)
+                and (by or not given)):
+            return None
+        subject_asked, marked = False, None
     else:
         return None
-    label_passive = bool(re.search(r"(?:_|[a-z])(?:BY|By)$", relation))
-    unknown_is_head = (not passive) != label_passive  # an active label's head is its verb's subject
-    return relation, unknown_is_head
+    voice = _same_voice(relation, q[at:end], q[end:], marked)
+    if voice is None:
+        return None
+    # the clause's subject is the fact's head when the clause speaks in the label's voice
+    return relation, voice if subject_asked else not voice
+
+
+def _same_voice(relation: str, word: str, after: str, marked: bool | None) -> bool | None:
+    """Whether the question's verb speaks in the label's voice: both active ("reports to",
+    REPORTS_TO) or both a participle ("is metabolized by", METABOLIZED_BY; "located in",
+    LOCATED_IN). English shows it in the word ("treats" is not TREATED_WITH's voice, "managed by"
+    not MANAGES'). Chinese (``marked``: 被/由/经 present) shows only the passive: an unmarked verb
+    is taken as active (代谢, 引起, 汇报), which is the voice of an active label and of one in
+    the passive with an agent (METABOLIZED_BY, CAUSED_BY); for another participle (LOCATED_IN:
+    位于 is itself "is located in") None, the voice unknown."""
+    label_participle = _participle_label(relation)
+    if marked is None:
+        participle = bool(re.search(r"(?:ed|en)$", word)) or bool(re.match(r"\s*by\b", after))
+        return participle == label_participle
+    if marked:
+        return label_participle
+    if not label_participle:
+        return True
+    return False if re.search(r"(?:_|[a-z])(?:BY|By)$", relation) else None
+
+
+def _participle_label(relation: str) -> bool:
+    """METABOLIZED_BY, TREATED_WITH, LOCATED_IN, CAUSED_BY: a label that is a participle."""
+    first = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", relation.replace("_", " "))
+    return bool(re.search(r"(?:_|[a-z])(?:BY|By)$", relation)) or bool(first and re.search(r"(?:ED|EN|ed|en)$", first[0]))
+
+
+def _pair_direction(index: GraphIndex, question: str, spans: Sequence[tuple[int, int, NodeKey]],
+                    relation: str) -> NodeKey | None:
+    """For a yes-or-no question on two named entities, the one that must be the head of its
+    ``relation`` fact: the first named is the clause's subject ("Does Zhang Wei report to Wang
+    Fang?", 李娜向张伟汇报吗？, "Is flu caused by pneumonia?"), the head in the label's voice (see
+    :func:`_same_voice`: "Does pneumonia cause flu?" asks for flu's CAUSED_BY fact). None for a
+    label that reads both ways, or where the question shows no word of the relation or no voice."""
+    if _SYMMETRIC.search(relation):
+        return None
+    q = _masked(question, spans)
+    places = [(i, j) for i, j, label, _ in index.places(q, {relation}) if label == relation]
+    if not places:
+        return None
+    ordered = sorted(spans)
+    first, second = ordered[0], ordered[-1]
+    at, end = places[0]
+    marked = bool(_ZH_PASSIVE.search(q[first[1]:second[0]])) if _CJK_RUN.search(q) else None
+    voice = _same_voice(relation, q[at:end], q[end:], marked)
+    if voice is None:
+        return None
+    return first[2] if voice else second[2]
 
 
 #: Labels that read the same both ways: their facts answer from either end.
-_SYMMETRIC = re.compile(r"WITH$|_AND_|RELATED|SIMILAR|ADJACENT|CONNECTED|MARRIED|SIBLING|PARTNER|NEIGHBO|INTERACT|"
-                        r"PEER|EQUIVALENT|SAME_AS|CONFLICT|COMPATIBLE", re.I)
+_SYMMETRIC = re.compile(r"INTERACT|ASSOCIAT|COLLABORAT|RELATED|SIMILAR|ADJACENT|CONNECTED|MARRIED|SIBLING|PARTNER|"
+                        r"NEIGHBO|PEER|EQUIVALENT|SAME_AS|CONFLICT|COMPATIBLE|_AND_", re.I)
 _WH_EN = re.compile(r"^\W*(?:who|whom|what|which)\b", re.I)
 _WH_ZH = re.compile(r"^\W*(?:谁|哪|什么)")
+_WH_ZH_ANY = re.compile(r"谁|哪|什么")
+_ZH_PASSIVE = re.compile(r"被|由|经|通过|叫|让")
+_ARTICLE = r"(?:\s+(?:the|a|an))?\s+"
 
 
-#: An English adverb qualifies what is asked ("extensively metabolized"); it names nothing.
-_ADVERB = re.compile(r"[a-z]{3,}ly")
 #: Where a yes-or-no question's object ends and a phrase of place, time or condition begins.
 _QUALIFIER = re.compile(r"\b(?:in|at|on|during|within|inside|after|before|when|while|if|over|under|for)\b")
 
@@ -386,7 +484,8 @@ def _label_words(label: str) -> set[str]:
         if word.isascii():
             if len(word) <= 3:  # by, of, has: too common to mean anything
                 continue
-            word = word[:-1] if word.endswith("s") and len(word) > 4 else word
+            word = word[:-1] if word.endswith("s") and len(word) > 3 else word  # OWNS: "own", "owned"
+            word = word[:-2] if word.endswith("ed") and len(word) > 5 else word  # CAUSED_BY: "cause", "causes"
             word = word[:-1] if word.endswith("e") and len(word) > 4 else word
             word = word[:8]
         out.add(word)
@@ -442,37 +541,41 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
     if not question or not question.strip():
         raise UsageError("the question is empty")
     index = index or GraphIndex(store.nodes())
-    spans = index.spans(question)
-    paths = find_paths(store, list(dict.fromkeys(key for _, _, key in spans)), groups, max_hops) if spans else []
-    readable = {p.start for p in paths}
+    allowed = None
     if groups is not None:
         # a node with no fact the caller may read is, to that caller, no node at all: no message
-        # below may tell a hidden name (赵敏, in hr's facts only) from one the graph lacks (赵六)
-        spans = [span for span in spans if span[2] in readable]
+        # below may tell a hidden name (赵敏, in hr's facts only) from one the graph lacks (赵六),
+        # and a hidden longer name must not swallow a visible one inside it
+        named = list(dict.fromkeys(key for _, _, key in index.matches(question)))
+        allowed = {k for e in store.neighbors(named, groups) for k in (e.head_key, e.tail_key)} if named else set()
+    spans = index.spans(question, allowed)
     linked = list(dict.fromkeys(key for _, _, key in spans))
-    taken = [(i, j) for i, j, _ in spans] + index.label_spans(question)
-    close = _visible_near(store, index, question, groups, taken, linked) if suggest else []
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    close = _visible_near(store, index, question, groups, [(i, j) for i, j, _ in spans], linked) if suggest else []
+    hint = f" Did you mean: {', '.join(name for name, _ in close)}?" if close else ""
+    suggestions = [name for name, _ in close]
     if not linked:
         return GraphAnswer(f"I don't know: the question names no entity of this graph.{hint}", False, "unknown",
-                           suggestions=close)
+                           suggestions=suggestions)
+    paths = find_paths(store, linked, groups, max_hops)
     # the messages below use the question's own words (an alias must not reveal a hidden node's name)
     entities = [k[1] for k in linked]
     written = _as_written(question)
     said = _and(list(dict.fromkeys(written[i:j] for i, j, _ in sorted(spans))))
     if not paths:
         return GraphAnswer(f"I don't know: nothing in this graph that you may read leads from {said}.{hint}",
-                           False, "unknown", entities=entities, suggestions=close)
+                           False, "unknown", entities=entities, suggestions=suggestions)
     relations = {e.relation for p in paths for e in p.edges}
-    asked = index.mentioned(question, relations)
-    focus, wh_asked = index.focus(question, {k[0] for k in linked})
+    masked = _masked(question, spans)  # "treat" in "Migraine Treatment Center" mentions no relation
+    asked = index.mentioned(masked, relations)
+    focus, wh_asked = index.focus(masked, {k[0] for k in linked})
     if len(linked) == 1 and (unknown := _unlinked(index, question, spans, relations)):
         # "Does omeprazole treat headaches?" where the graph knows no headaches: what omeprazole
         # treats (胃溃疡) would read as an answer to a question nobody asked
         words = _and([f"“{w}”" for w in unknown])
         return GraphAnswer(f"I don't know: no fact in this graph that you may read links {said} to {words}.{hint}",
-                           False, "unknown", entities=entities, suggestions=close)
+                           False, "unknown", entities=entities, suggestions=suggestions)
     direction = _asked_direction(index, question, spans, asked) if len(linked) == 1 else None
+    turned = False  # a fact of the relation asked about stood the other way round
     scored = []
     for path in paths:
         nodes = path.nodes()
@@ -480,10 +583,16 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
         joins = len(on_path) >= 2
         if asked and not joins and not asked & {e.relation for e in path.edges}:
             continue  # "Who reports to Wang Fang?" is not answered by what Wang Fang manages
-        if joins and asked and yes_no(question) and not (len(path.edges) == 1 and path.edges[0].relation in asked):
-            continue  # "Does Zhang Wei work in IT?" is no yes for whoever Zhang Wei reports to who does
+        if joins and asked and yes_no(question):
+            fact = path.edges[0]
+            if not (len(path.edges) == 1 and fact.relation in asked):
+                continue  # "Does Zhang Wei work in IT?" is no yes for whoever Zhang Wei reports to who does
+            head = _pair_direction(index, question, spans, fact.relation)
+            if head is not None and fact.head_key != head:
+                continue  # "Does Zhang Wei report to Wang Fang?" is no yes for 王芳 -REPORTS_TO-> 张伟
         if direction is not None and path.edges[0].relation == direction[0] and (
                 (path.edges[0].tail_key == path.start) != direction[1]):
+            turned = True
             continue  # "Who reports to Zhang Wei?" is not answered by whom Zhang Wei reports to
         if not joins and any(n[0] == path.start[0] and n not in linked and e.relation not in asked
                              for e, n in zip(path.edges, nodes[1:])):
@@ -511,12 +620,15 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
         # each one's own neighbours are no answer to it (nor is no path a sign that none exists)
         return GraphAnswer(f"I don't know: no fact in this graph that you may read joins {said} "
                            f"(within {max_hops} hops).{hint}", False, "unknown", entities=entities,
-                           suggestions=close)
+                           suggestions=suggestions)
     if not scored:
-        why = (f"no fact leads from {said} to the {focus} asked for" if focus and wh_asked
+        why = (f"no {direction[0]} fact that you may read has {said} at that end; those there run the other way"
+               if turned and direction is not None
+               else f"no fact leads from {said} to the {focus} asked for" if focus and wh_asked
                else "the paths from the named entities lead only back to them or on to other entities of "
                     "their kind")
-        return GraphAnswer(f"I don't know: {why}.{hint}", False, "unknown", entities=entities, suggestions=close)
+        return GraphAnswer(f"I don't know: {why}.{hint}", False, "unknown", entities=entities,
+                           suggestions=suggestions)
     scored.sort(key=lambda s: (-s[0], len(s[1].edges), s[1].as_list()))
     best = scored[0][0]
     top, seen_facts = [], set()
@@ -537,37 +649,42 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
         text = f"{'、'.join(answers)} ({'; '.join(_arrowed(p) for _, p, _ in top)})"
     else:  # facts named whole, each in its own direction
         text = "; ".join(f"{e.head} -{e.relation}-> {e.tail}" for _, p, _ in top for e in p.edges)
+    on_paths = {n for _, p, _ in top for n in p.nodes()}  # a name the answer gives is no slip to point out
+    suggestions = [name for name, keys in close if not set(keys) & on_paths]
     return GraphAnswer(text, True, "graph", entities=entities, paths=[p.as_list() for _, p, _ in top],
-                       citations=citations, answers=answers, suggestions=close)
+                       citations=citations, answers=answers, suggestions=suggestions)
 
 
 def _visible_near(store: GraphStore, index: GraphIndex, question: str, groups: list[str] | None,
-                  taken: Sequence[tuple[int, int]], linked: Sequence[NodeKey], limit: int = 3) -> list[str]:
+                  taken: Sequence[tuple[int, int]], linked: Sequence[NodeKey],
+                  limit: int = 3) -> list[tuple[str, list[NodeKey]]]:
     """What to offer of :meth:`GraphIndex.near`'s names outside the ``taken`` spans, for nodes
-    not ``linked`` already: only nodes with a fact the caller may read, and for a caller with
-    groups the node's own name (which that fact shows) rather than the alias that matched —
-    aliases are not kept per group, so one that a restricted fact brought must not be spelled
-    out to a near-miss guess. A trusted caller (no groups) sees the name or alias as written."""
+    not ``linked`` already, as ``(shown name, its readable nodes)``: only nodes with a fact the
+    caller may read, and for a caller with groups the node's own name (which that fact shows)
+    rather than the alias that matched — aliases are not kept per group, so one that a restricted
+    fact brought must not be spelled out to a near-miss guess. A trusted caller (no groups) sees
+    the name or alias as written."""
     close = [(name, keys) for name, keys in index.near(question, limit=4 * limit, taken=taken)
              if not set(keys) & set(linked)]
     if not close:
         return []
     seen = {k for e in store.neighbors([k for _, keys in close for k in keys], groups) for k in (e.head_key, e.tail_key)}
-    out: list[str] = []
+    out: list[tuple[str, list[NodeKey]]] = []
     for name, keys in close:
         readable = [k for k in keys if k in seen]
         if readable:
             shown = index.spelled[name] if groups is None else readable[0][1]
-            if shown not in out:
-                out.append(shown)
+            if all(shown != s for s, _ in out):
+                out.append((shown, readable))
     return out[:limit]
 
 
 def _as_written(question: str) -> str:
-    """The question as the user wrote it where folding kept every position (the messages quote
-    "Zhang Wei", not "zhang wei"), else folded: spans are positions in the folded question."""
+    """The question as the user wrote it, where folding it character by character gives the folded
+    question (the messages quote "Zhang Wei", not "zhang wei"; spans are positions in the folded
+    question), else the folded question: a character that folds to two (ß, ﬁ) shifts them."""
     folded = fold(question)
-    return question if len(folded) == len(question) else folded
+    return question if all(len(fold(ch)) == 1 for ch in question) and len(folded) == len(question) else folded
 
 
 def _and(names: Sequence[str]) -> str:
