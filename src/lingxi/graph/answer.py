@@ -141,11 +141,13 @@ class GraphIndex:
                 found += [(i, j, k) for k in sorted(keys)]
         return found
 
-    def spans(self, question: str, allowed: set[NodeKey] | None = None) -> list[tuple[int, int, NodeKey]]:
+    def spans(self, question: str, allowed: set[NodeKey] | None = None,
+              found: list[tuple[int, int, NodeKey]] | None = None) -> list[tuple[int, int, NodeKey]]:
         """Where :meth:`link` finds each node: ``(start, end, key)`` in the folded question, the
         longest first and none inside another; only nodes in ``allowed`` when it is given (a
-        hidden "Alibaba Holdings" must not swallow the "Alibaba" a caller may see)."""
-        found = [m for m in self.matches(question) if allowed is None or m[2] in allowed]
+        hidden "Alibaba Holdings" must not swallow the "Alibaba" a caller may see). ``found``:
+        :meth:`matches` of the question, when already made."""
+        found = [m for m in (self.matches(question) if found is None else found) if allowed is None or m[2] in allowed]
         found.sort(key=lambda m: (-(m[1] - m[0]), m[0]))
         taken: list[tuple[int, int, NodeKey]] = []
         for i, j, key in found:
@@ -541,22 +543,26 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
     if not question or not question.strip():
         raise UsageError("the question is empty")
     index = index or GraphIndex(store.nodes())
-    allowed = None
-    if groups is not None:
+    found = index.matches(question)
+    spans = index.spans(question, found=found)
+    linked = list(dict.fromkeys(key for _, _, key in spans))
+    paths = find_paths(store, linked, groups, max_hops) if linked else []
+    if groups is not None and any(k not in {p.start for p in paths} for k in linked):
         # a node with no fact the caller may read is, to that caller, no node at all: no message
         # below may tell a hidden name (赵敏, in hr's facts only) from one the graph lacks (赵六),
         # and a hidden longer name must not swallow a visible one inside it
-        named = list(dict.fromkeys(key for _, _, key in index.matches(question)))
-        allowed = {k for e in store.neighbors(named, groups) for k in (e.head_key, e.tail_key)} if named else set()
-    spans = index.spans(question, allowed)
-    linked = list(dict.fromkeys(key for _, _, key in spans))
+        named = list(dict.fromkeys(key for _, _, key in found))
+        allowed = {k for e in store.neighbors(named, groups) for k in (e.head_key, e.tail_key)}
+        visible = index.spans(question, allowed, found=found)
+        if visible != spans:
+            spans, linked = visible, list(dict.fromkeys(key for _, _, key in visible))
+            paths = find_paths(store, linked, groups, max_hops) if linked else []
     close = _visible_near(store, index, question, groups, [(i, j) for i, j, _ in spans], linked) if suggest else []
     hint = f" Did you mean: {', '.join(name for name, _ in close)}?" if close else ""
     suggestions = [name for name, _ in close]
     if not linked:
         return GraphAnswer(f"I don't know: the question names no entity of this graph.{hint}", False, "unknown",
                            suggestions=suggestions)
-    paths = find_paths(store, linked, groups, max_hops)
     # the messages below use the question's own words (an alias must not reveal a hidden node's name)
     entities = [k[1] for k in linked]
     written = _as_written(question)
