@@ -447,7 +447,8 @@ def test_gateway_serves_the_retrieval_mode_with_citations(tmp_path, docs):
 
     from lingxi.engines.fake import FakeEngine
 
-    settings = gateway_settings(tmp_path / "home")
+    # the answer cache on: a repeated question is replayed with all it said (citations, mode, paths)
+    settings = gateway_settings(tmp_path / "home", cache={"enabled": True, "backend": "memory", "semantic": False})
     base = create_kb("med", settings)
     base.ingest([docs], progress=False)
     base.close()
@@ -490,6 +491,9 @@ def test_gateway_serves_the_retrieval_mode_with_citations(tmp_path, docs):
         assert graph_answer.model_extra["paths"] == [["warfarin", "INTERACTS_WITH", "fluconazole"]]
         streamed = list(c.chat.completions.create(model="kb:med", messages=fact, stream=True, extra_body=extra))
         assert streamed[-1].choices[0].delta.model_extra["paths"] == [["warfarin", "INTERACTS_WITH", "fluconazole"]]
+        again = c.chat.completions.with_raw_response.create(model="kb:med", messages=fact, extra_body=extra)
+        assert again.headers["x-lingxi-cache"] == "exact" and again.parse().model_extra["paths"] == [
+            ["warfarin", "INTERACTS_WITH", "fluconazole"]]
     with open_kb("med", settings) as kb:
         kb.set_retrieval("graph")  # the knowledge base's own default
     with running(settings, engines={"fake": FakeEngine("fake")}) as srv:

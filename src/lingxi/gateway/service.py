@@ -786,6 +786,7 @@ class Gateway:
             run.supported = bool(body["supported"])
         run.answer_mode = body.get("answer_mode")
         run.retrieval_mode = body.get("retrieval_mode")
+        run.paths = body.get("paths")
         run.excluded = body.get("excluded_sources", [])
         return _chunks_of(message.get("content") or "", body["choices"][0]["finish_reason"] or "stop",
                           Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)))
