@@ -573,6 +573,7 @@ def test_a_policys_own_wording_answers_who_when_and_which_case():
     assert answers_question("How often are risks reviewed?", "The audit committee reviews these risks every quarter.")
     assert not answers_question("How often are risks reviewed?", "The audit committee reviews these risks.")
     assert answers_question("风险多久评估一次？", "审计委员会每季度评估一次风险。")
+    assert answers_question("登录密码多少天更换一次？", "登录密码应当每九十天更换一次。")  # 多少天…一次 asks how often
     assert not answers_question("How many days of leave?", "Leave is granted every year.")
     # a sentence that restates the question's number sets out the case asked about
     approval = _hit("第三条 员工出差须经部门经理批准后方可出差。出差时间超过五天的，还须报分管副总经理批准。")

@@ -23,8 +23,8 @@ def kb() -> None:
 @click.option("--embedder", default=None,
               help="Embedder name (default: chosen at first ingest, e5-small for Chinese text).")
 @click.option("--retrieval", default=None,
-              help="Its retriever for answers (kb ask, kb: models): hybrid, bm25, dense, graph, fuse:A+B…, auto "
-                   "(default: knowledge.retrieval).")
+              help="Its retriever for answers (kb ask, kb: models): hybrid, bm25, dense, graph, navigate, fuse:A+B…, "
+                   "auto (default: knowledge.retrieval).")
 def create(name: str, store: str | None, embedder: str | None, retrieval: str | None) -> None:
     """Create an empty knowledge base NAME."""
     from lingxi.knowledge import create_kb

@@ -335,7 +335,7 @@ def answers_question(question: str, sentence: str) -> bool:
         asked -= {"quantity", "time"}  # "every quarter", 每季度: how often, with or without a number
     if "quantity" in asked and not numbers:
         return False
-    unit = _count_in_unit(question)
+    unit = _count_in_unit(question) if "quantity" in asked else None  # 每九十天 answers 多少天…一次 (how often)
     if unit is not None and has_cjk(plain) and not unit.search(plain):
         return False  # (an English source's "fifteen days" is read by the cross-language path)
     if "time" in asked and not (_signature(_NOT_WHEN.sub(" ", plain)).numbers - q.numbers or said.dates - q.dates
@@ -367,7 +367,8 @@ _NOT_WHEN = re.compile(r"\d+(?:\.\d+)?\s*(?:%|percent\b|per\s+cent\b)|百分之[
                        r"\b(?:of|for|lasts?|lasting)\s+(?:\d+(?:\.\d+)?|[a-z]+)(?:-|\s+)(?:minute|hour|day|week|month|year)s?\b",
                        re.I)
 #: "How often" and its answers: a frequency said with or without a number.
-_OFTEN_ASKED = re.compile(r"\bhow\s+often\b|多(?:久|长时间)[\u4e00-\u9fff]{0,6}?一次|隔多久|频率", re.I)
+_OFTEN_ASKED = re.compile(r"\bhow\s+often\b|多(?:久|长时间)[\u4e00-\u9fff]{0,6}?一次|"
+                          r"(?:多少|几)个?(?:天|日|周|星期|月|季度|年|小时|分钟)[\u4e00-\u9fff]{0,6}?一次|隔多久|频率", re.I)
 _FREQUENCY = re.compile(
     r"\b(?:every|each)\s+(?:other\s+|\w+\s+)?(?:day|week|fortnight|month|quarter|year|hour|minute|morning|evening|"
     r"night|shift|semester|term)s?\b|\b(?:daily|nightly|weekly|fortnightly|monthly|quarterly|annually|yearly|hourly|"
