@@ -172,7 +172,8 @@ class _Run:
 
     __slots__ = ("req", "out", "start", "include_usage", "read_cache", "write_cache", "scope", "reserved",
                  "admitted", "holding", "first", "pieces", "usage", "finish", "final_text", "citations",
-                 "supported", "answer_mode", "retrieval_mode", "paths", "excluded", "charge", "completed", "settled",
+                 "supported", "answer_mode", "retrieval_mode", "retrieval_reason", "paths", "excluded", "charge",
+                 "completed", "settled",
                  "reported", "text")
 
     def __init__(self, req: PipelineRequest, out: Outcome, *, include_usage: bool = False,
@@ -194,6 +195,7 @@ class _Run:
         self.supported: bool | None = None
         self.answer_mode: str | None = None  # kb: asked for, then what the answer turned out to be
         self.retrieval_mode: str | None = None  # kb: asked for (None: the knowledge base's), then what ran
+        self.retrieval_reason: str | None = None  # kb, retrieval_mode "auto": why it chose what ran
         self.paths: list[list[str]] | None = None  # graph: answers: the paths they followed
         self.excluded: list[dict[str, str]] = []  # kb: passages left out before answering (a guard's check)
         self.charge = True  # False for cache replays: nothing was generated
@@ -725,6 +727,7 @@ class Gateway:
                 if isinstance(item, Answer):
                     run.citations, run.supported, run.answer_mode = list(item.citations), item.supported, item.mode
                     run.retrieval_mode, run.excluded, run.paths = item.retrieval_mode, item.excluded, item.paths
+                    run.retrieval_reason = item.retrieval_reason
                     req.sources = [Citation(h.id, h.source, h.text, h.score) for h in item.hits] or list(item.citations)
                     if not req.stream:
                         yield Chunk(text=item.answer)
@@ -787,6 +790,7 @@ class Gateway:
         run.answer_mode = body.get("answer_mode")
         run.retrieval_mode = body.get("retrieval_mode")
         run.paths = body.get("paths")
+        run.retrieval_reason = body.get("retrieval_reason")
         run.excluded = body.get("excluded_sources", [])
         return _chunks_of(message.get("content") or "", body["choices"][0]["finish_reason"] or "stop",
                           Usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)))
@@ -832,6 +836,8 @@ class Gateway:
             body["answer_mode"] = run.answer_mode
         if run.retrieval_mode is not None and run.req.kind == "kb":
             body["retrieval_mode"] = run.retrieval_mode
+        if run.retrieval_reason is not None:
+            body["retrieval_reason"] = run.retrieval_reason
         if run.paths is not None:
             body["paths"] = run.paths
         if run.excluded:
@@ -872,6 +878,8 @@ class Gateway:
                 last["answer_mode"] = run.answer_mode
             if run.retrieval_mode is not None and req.kind == "kb":
                 last["retrieval_mode"] = run.retrieval_mode
+            if run.retrieval_reason is not None:
+                last["retrieval_reason"] = run.retrieval_reason
             if run.paths is not None:
                 last["paths"] = run.paths
             if run.excluded:
