@@ -369,6 +369,9 @@ def test_auto_rules(kb, settings, tmp_path):
         assert choose(base, "What breaks down warfarin in the liver?").mode == "graph"  # a label's words
         assert choose(base, "What else acts on the enzyme that warfarin needs?").mode == "graph"  # a chain
         assert choose(base, "Tell me about warfarin").mode == "hybrid"  # an entity, nothing asked about it
+        # two entities: how they meet is the graph's to say, where the caller may read both
+        assert choose(base, "Do warfarin and fluconazole interact?", ["clinical"]).mode == "graph"
+        assert choose(base, "Do warfarin and fluconazole interact?", ["sales"]).mode == "hybrid"
         assert choose(base, "How do I reset my password?").mode == "hybrid"
         # the relation must be one the caller may read
         assert choose(base, "What does fluconazole inhibit?", ["clinical"]).mode == "graph"

@@ -330,6 +330,13 @@ def _unlinked(index: GraphIndex, question: str, spans: Sequence[tuple[int, int, 
     return list(dict.fromkeys(left))
 
 
+def asked_relations(index: GraphIndex, question: str, relations: set[str],
+                    spans: Sequence[tuple[int, int, NodeKey]] | None = None) -> set[str]:
+    """The ``relations`` the question speaks of, outside the names it links (``spans``, else
+    :meth:`GraphIndex.spans`): "treat" in "Migraine Treatment Center" is no mention of TREATS."""
+    return index.mentioned(_masked(question, index.spans(question) if spans is None else spans), relations)
+
+
 def _masked(question: str, spans: Sequence[tuple[int, int, NodeKey]]) -> str:
     """The folded question with the linked names blanked out (a relation's word inside a name —
     "treat" in "Migraine Treatment Center" — is no mention of the relation)."""
@@ -571,9 +578,8 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
         return GraphAnswer(f"I don't know: nothing in this graph that you may read leads from {said}.{hint}",
                            False, "unknown", entities=entities, suggestions=suggestions)
     relations = {e.relation for p in paths for e in p.edges}
-    masked = _masked(question, spans)  # "treat" in "Migraine Treatment Center" mentions no relation
-    asked = index.mentioned(masked, relations)
-    focus, wh_asked = index.focus(masked, {k[0] for k in linked})
+    asked = asked_relations(index, question, relations, spans)
+    focus, wh_asked = index.focus(_masked(question, spans), {k[0] for k in linked})
     if len(linked) == 1 and (unknown := _unlinked(index, question, spans, relations)):
         # "Does omeprazole treat headaches?" where the graph knows no headaches: what omeprazole
         # treats (胃溃疡) would read as an answer to a question nobody asked
@@ -706,4 +712,4 @@ def _arrowed(path: Path) -> str:
     return " ".join(out)
 
 
-__all__ = ["GraphAnswer", "GraphIndex", "LABEL_TYPE", "Path", "ask", "fact_text", "find_paths"]
+__all__ = ["GraphAnswer", "GraphIndex", "LABEL_TYPE", "Path", "ask", "asked_relations", "fact_text", "find_paths"]

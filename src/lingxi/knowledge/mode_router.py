@@ -4,8 +4,10 @@ The rules, in order (the first that holds decides):
 
 1. **graph** — the knowledge base has a graph (the one with its name) and the question names at
    least one of its entities (:meth:`lingxi.graph.answer.GraphIndex.link`) and either speaks of a
-   relation those entities have in edges the caller may read ("treats", "代谢", a label's words),
-   or is phrased as a chain ("the drug that treats …", "…的…的…", "whose …").
+   relation those entities have in edges the caller may read ("treats", "代谢", a label's words;
+   a word inside a name does not count), or is phrased as a chain ("the drug that treats …",
+   "…的…的…", "whose …"), or names two entities with facts the caller may read (华法林和氟康唑有
+   相互作用吗？: how they meet is the graph's to say).
 2. **navigate** — a ``navigate`` retriever is registered and the knowledge base holds a long
    structured document: one with at least ``LONG_SECTIONS`` sections (headings or numbered
    clauses in its document tree, as a PDF or a DOCX typed without heading styles has them too)
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lingxi.errors import UsageError
+from lingxi.graph.answer import asked_relations
 
 if TYPE_CHECKING:
     from lingxi.knowledge.kb import KnowledgeBase
@@ -79,9 +82,11 @@ def _graph_choice(kb: KnowledgeBase, question: str, groups: list[str] | None) ->
         # caller typed must not reveal the name of a node that only other groups' facts hold)
         readable = {k for e in edges for k in (e.head_key, e.tail_key)}
         names = ", ".join(key[1] for key in linked if key in readable)
-        asked = sorted(index.mentioned(question, relations))
+        asked = sorted(asked_relations(index, question, relations))
         if asked:
             return Choice("graph", f"names {names} and asks about {', '.join(asked)}")
         if _CHAIN.search(question.casefold()) and relations:
             return Choice("graph", f"names {names} and asks along a chain of facts")
+        if len([key for key in linked if key in readable]) >= 2:
+            return Choice("graph", f"names {names}: how they meet")
     return None
