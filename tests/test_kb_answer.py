@@ -14,7 +14,7 @@ from lingxi.engines.base import GenerationParams, ModelInfo
 from lingxi.engines.fake import FakeEngine
 from lingxi.errors import UsageError
 from lingxi.knowledge import create_kb
-from lingxi.knowledge.answer import answerable, extract, rank_sentences, too_small, verify
+from lingxi.knowledge.answer import answerable, extract, quote_clause, rank_sentences, too_small, verify
 from lingxi.knowledge.answer_eval import answer_matches, build_pairs, evaluate_support, read_jsonl
 from lingxi.knowledge.support import answers_question, check, repetitive, topics
 from lingxi.knowledge.types import Hit
@@ -198,6 +198,21 @@ def test_a_sentence_about_the_subject_but_not_what_is_asked_of_it_does_not_answe
                   title="The Amazing Mrs Pritchard")
     question = "Who wrote The Amazing Mrs Pritchard?"
     assert not answerable(question, rank_sentences(question, [series]))
+
+
+def test_a_clause_asked_for_by_its_number_is_quoted_whole():
+    # "第十条是怎么规定的？" names no topic of its own: every sentence of the article answers it
+    chunk = _hit("第九条 员工应当妥善保管账户。\n第十条 业主大会决定下列事项：\n（一）制定议事规则；\n（二）选聘物业服务企业。\n"
+                 "第十一条 本条例自公布之日起施行。")
+    for question in ("第十条是怎么规定的？", "第十条的内容是什么？", "第十条规定了什么"):
+        answer = quote_clause(question, [chunk])
+        assert answer.supported and answer.answer == (
+            "文档原文：「第十条 业主大会决定下列事项：\n（一）制定议事规则；\n（二）选聘物业服务企业。」 [1.0.1.0]"), question
+    english = _hit("Article 5 Records are kept for five years.\nArticle 50 Backups are kept for a month.")
+    assert "five years" in quote_clause("What does Article 5 say?", [english]).answer
+    assert "a month" in quote_clause("What does article 50 say?", [english]).answer
+    assert quote_clause("第十二条是怎么规定的？", [chunk]) is None  # not held: answered (or refused) as any question
+    assert quote_clause("业主大会决定哪些事项？", [chunk]) is None
 
 
 def test_a_clause_number_is_not_the_quantity_asked_for():

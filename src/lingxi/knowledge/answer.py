@@ -249,6 +249,40 @@ def _lines_sentences(text: str) -> list[tuple[str, int]]:
     return out or [(text, 0)]
 
 
+#: A clause asked for by its number ("第十条是怎么规定的？", "What does Article 5 say?").
+_ZH_NUMERAL = "\\d零〇一二两三四五六七八九十百千"
+_CLAUSE_ASKED = re.compile(
+    rf"(第[{_ZH_NUMERAL}]+条(?:之[{_ZH_NUMERAL}]+)?)\s*(?:是|的)?\s*(?:怎么|如何|怎样)?\s*(?:规定|说|写|讲|内容)|"
+    r"\bwhat\s+(?:does|do)\s+((?:article|section|clause|rule|§)\s*\d+(?:\.\d+)*)\s+(?:say|state|provide|require)",
+    re.I)
+
+
+def quote_clause(question: str, hits: Sequence[Hit]) -> Answer | None:
+    """For a question that asks what a clause says by its number, the clause quoted whole — its
+    line and the items after it, up to the next clause — from the first hit that holds it, cited;
+    None for any other question or when no hit holds the clause. Every sentence of it answers,
+    so no sentence is picked: 第十条是怎么规定的？ had been refused for want of a topic."""
+    m = _CLAUSE_ASKED.search(question)
+    if m is None:
+        return None
+    wanted = " ".join((m.group(1) or m.group(2)).casefold().split())
+    for h in hits:
+        lines = [line.strip() for line in h.text.splitlines() if line.strip()]
+        for i, line in enumerate(lines):
+            head = " ".join(line.casefold().split())
+            if not head.startswith(wanted) or re.match(r"[\d.之]", head[len(wanted):len(wanted) + 1]):
+                continue  # Article 5 is not Article 50, nor 第十条 第十条之一
+            quote = [line]
+            for more in lines[i + 1:i + 13]:
+                if opens_clause(more) or more.startswith("#"):
+                    break
+                quote.append(more)
+            lang = language(" ".join(quote))
+            body = QUOTED[lang].format(text="\n".join(quote))
+            return Answer(f"{body} [{h.id}]", [citation(h)], True, [], list(hits), mode="extracted")
+    return None
+
+
 def answerable(question: str, candidates: Sequence[Candidate]) -> bool:
     """Whether the best candidate is good enough evidence to answer from: it gives what is asked
     and reaches :data:`MIN_FOCUS` (across languages: :data:`MIN_SIMILARITY`, leading the next

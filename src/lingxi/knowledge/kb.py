@@ -741,13 +741,16 @@ class KnowledgeBase:
             hits = [h for h, bad in zip(hits, flags) if not bad]
         similarity = None
         candidates = A.rank_sentences(question, hits)
-        if not A.answerable(question, candidates):
+        clause = A.quote_clause(question, hits)  # "第十条是怎么规定的？": the article itself, whole
+        if clause is None and not A.answerable(question, candidates):
             # Only when the question's own language gives no answer are the chunks in another
             # language compared through the embedder (it embeds their sentences: slower).
             similarity = self._similarity(question, hits)
             if similarity is not None:
                 candidates = A.rank_sentences(question, hits, similarity)
-        if not A.answerable(question, candidates):
+        if clause is not None:
+            result = clause
+        elif not A.answerable(question, candidates):
             result = A.no_answer(question, hits)
         elif mode == "extract" or (mode == "auto" and (engine is None or A.too_small(engine))):
             result = A.extract(question, candidates, hits)
