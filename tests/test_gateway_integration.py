@@ -171,6 +171,20 @@ def test_kb_model_answers_with_citations(kb_settings):
             c.chat.completions.create(model="kb:nope", messages=q)
 
 
+def test_a_quoted_kb_answer_takes_a_question_longer_than_the_models_window(kb_settings):
+    # no model reads the question when the answer is quoted: its length is the retrievers' business
+    settings, _ = kb_settings
+    fake = FakeEngine("fake", context_length=64)
+    question = "How many days of paid annual leave do employees get? " + "Please answer precisely. " * 40
+    with running(settings, engines={"fake": fake}) as srv:
+        url = srv.url + "/v1/chat/completions"
+        body = {"model": "kb:docs", "messages": [{"role": "user", "content": question}]}
+        quoted = httpx.post(url, json=body | {"answer_mode": "extract"})
+        assert quoted.status_code == 200 and "25 days" in quoted.json()["choices"][0]["message"]["content"]
+        written = httpx.post(url, json=body | {"answer_mode": "generate"})
+        assert written.status_code == 400 and written.json()["error"]["code"] == "context_length_exceeded"
+
+
 def test_kb_update_invalidates_cached_answers(kb_settings):
     settings, docs = kb_settings
     fake = FakeEngine("fake")

@@ -167,6 +167,15 @@ class _Target:
     graph: Any = None  # a GraphReader
 
 
+def _kb_model_writes(answer_mode: str, engines: list[Any]) -> bool:
+    """Whether a ``kb:`` answer in ``answer_mode`` is written by a model (and so must fit its
+    context): not when it is quoted — ``extract``, or ``auto`` with only models too small to be
+    trusted (:func:`lingxi.knowledge.answer.too_small`)."""
+    from lingxi.knowledge.answer import too_small
+
+    return answer_mode == "generate" or (answer_mode == "auto" and not all(too_small(e) for e in engines))
+
+
 class _Run:
     """One request on its way through the driver: what settling and ``after()`` need."""
 
@@ -668,6 +677,9 @@ class Gateway:
                   if r.engine is not None]
         if not limits or any(ctx is None for ctx, _ in limits):
             return
+        if req.kind == "kb" and not _kb_model_writes(run.answer_mode or self.settings.knowledge.answer_mode,
+                                                     [e for _, e in limits]):
+            return  # the answer is quoted: no model reads the question, whatever its length
         ctx, engine = max(limits, key=lambda pair: pair[0])
         # A token is at least one byte of UTF-8 (plus a few template tokens per message): a
         # prompt with fewer bytes than that cannot overflow, and needs no tokenizing at all.
