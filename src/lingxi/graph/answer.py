@@ -209,12 +209,14 @@ class GraphIndex:
                 out.append((name, keys))
         return out[:limit]
 
-    def places(self, question: str, labels: set[str]) -> list[tuple[int, int, str]]:
+    def places(self, question: str, labels: set[str]) -> list[tuple[int, int, str, bool]]:
         """Where the words of ``labels`` (relations, types) stand in the folded question:
-        ``(start, end, label)``, the longest word first and none overlapping another, so "manager"
-        (a word given for REPORTS_TO) is not also MANAGES's stem "manag". A word given in an
-        import's label rows must end where an English word ends (an inflection aside: "who" is not
-        in "whole"); a stem a label spells itself ("metaboliz") runs to the end of its word."""
+        ``(start, end, label, given)``, in order. The longest word claims its place first and no
+        place overlaps another, so "manager" (a word given for REPORTS_TO) is not also MANAGES's
+        stem "manag"; a word two labels share ("treat") names both. ``given``: the word was given
+        in an import's label rows, not spelled by the label itself. A given word must end where an
+        English word ends (an inflection aside: "who" is not in "whole"); a stem the label spells
+        ("metaboliz") runs to the end of its word."""
         q = fold(question)
         found = []
         for label in labels:
