@@ -284,15 +284,6 @@ _WH = re.compile(r"(which|what|哪种|哪个|哪些|哪一|什么|何种)\s*$")
 _WH_WORDS = {"who", "whom", "谁"}
 
 
-def _find_word(q: str, word: str) -> int:
-    start = q.find(word)
-    while start >= 0:
-        if not _ASCII_WORD.match(word[0]) or start == 0 or not _ASCII_WORD.match(q[start - 1]):
-            return start
-        start = q.find(word, start + 1)
-    return -1
-
-
 def _whole(q: str, i: int, j: int) -> bool:
     """A Latin-script match must not be part of a longer word, but for an English plural ending
     on a name of four letters or more (migraines, headaches)."""
@@ -316,11 +307,8 @@ def _unlinked(index: GraphIndex, question: str, spans: Sequence[tuple[int, int, 
     and the entity's own facts do not say."""
     if not yes_no(question):
         return []
-    q = fold(question)
-    for i, j, _ in spans:
-        q = q[:i] + " " * (j - i) + q[j:]
-    for i, j, _, _ in index.places(q, relations | index.types):
-        q = q[:i] + " " * (j - i) + q[j:]
+    q = _masked(question, spans)
+    q = _blank(q, [(i, j) for i, j, _, _ in index.places(q, relations | index.types)])
     left = []
     asked = _QUALIFIER.split(q, maxsplit=1)[0]  # "metabolized in the body": where, not what
     written = _as_written(question)
@@ -342,8 +330,12 @@ def asked_relations(index: GraphIndex, question: str, relations: set[str],
 def _masked(question: str, spans: Sequence[tuple[int, int, NodeKey]]) -> str:
     """The folded question with the linked names blanked out (a relation's word inside a name —
     "treat" in "Migraine Treatment Center" — is no mention of the relation)."""
-    q = fold(question)
-    for i, j, _ in spans:
+    return _blank(fold(question), [(i, j) for i, j, _ in spans])
+
+
+def _blank(q: str, ranges: Sequence[tuple[int, int]]) -> str:
+    """``q`` with spaces over ``ranges``: positions stay where they were."""
+    for i, j in ranges:
         q = q[:i] + " " * (j - i) + q[j:]
     return q
 
@@ -371,12 +363,12 @@ def _asked_direction(index: GraphIndex, question: str, spans: Sequence[tuple[int
     relation = next(iter(asked))
     if _SYMMETRIC.search(relation):
         return None  # "Which drug interacts with warfarin?": either end of INTERACTS_WITH answers
-    q = _masked(question, spans)
-    places = [(i, j, given) for i, j, label, given in index.places(q, asked) if label == relation]
-    if not places:
+    word = _relation_word(index, question, spans, relation)
+    if word is None:
         return None
-    at, end, given = places[0]
+    q, at, end, given = word
     entity = min(i for i, _, _ in spans)
+    by = bool(_BY.match(q, end))
     zh, en = _WH_ZH.match(q), _WH_EN.match(q)
     if zh and zh.end() <= entity:  # 谁向张伟汇报, 哪些药被CYP2C9代谢
         if "是" in q[:entity]:
@@ -388,13 +380,11 @@ def _asked_direction(index: GraphIndex, question: str, spans: Sequence[tuple[int
             return None  # 张伟的上级是谁: a role
         subject_asked, marked = False, bool(_ZH_PASSIVE.search(between))
     elif en and at < entity:  # "Who reports to Zhang Wei?"
-        by = bool(re.match(r"\s*by\b", q[end:]))
         if given and not by and re.search(r"\b(?:is|are|was|were)\b", q[en.end():at]):
             return None  # "Who is the manager of Zhang Wei?": a role
         subject_asked, marked = True, None
     elif en and entity < at:  # "Who does Li Na report to?", "What is flu caused by?"
         before = q[en.end():entity]
-        by = bool(re.match(r"\s*by\b", q[end:]))
         if not (re.fullmatch(rf"\s*(?:\w+\s+)?(?:do|does|did|can|could|will|would|should|may|might|must){_ARTICLE}",
                              before) or re.fullmatch(rf"\s*(?:\w+\s+)?(?:is|are|was|were){_ARTICLE}", before)
                 and (by or not given)):
@@ -402,14 +392,24 @@ def _asked_direction(index: GraphIndex, question: str, spans: Sequence[tuple[int
         subject_asked, marked = False, None
     else:
         return None
-    voice = _same_voice(relation, q[at:end], q[end:], marked)
+    voice = _same_voice(relation, q[at:end], by, marked)
     if voice is None:
         return None
     # the clause's subject is the fact's head when the clause speaks in the label's voice
     return relation, voice if subject_asked else not voice
 
 
-def _same_voice(relation: str, word: str, after: str, marked: bool | None) -> bool | None:
+def _relation_word(index: GraphIndex, question: str, spans: Sequence[tuple[int, int, NodeKey]],
+                   relation: str) -> tuple[str, int, int, bool] | None:
+    """The question masked of its names (:func:`_masked`), and where the first word of
+    ``relation`` stands in it: ``(q, start, end, given)`` (see :meth:`GraphIndex.places`); None
+    when the question has none."""
+    q = _masked(question, spans)
+    places = [(i, j, given) for i, j, label, given in index.places(q, {relation}) if label == relation]
+    return (q, *places[0]) if places else None
+
+
+def _same_voice(relation: str, word: str, by: bool, marked: bool | None) -> bool | None:
     """Whether the question's verb speaks in the label's voice: both active ("reports to",
     REPORTS_TO) or both a participle ("is metabolized by", METABOLIZED_BY; "located in",
     LOCATED_IN). English shows it in the word ("treats" is not TREATED_WITH's voice, "managed by"
@@ -419,19 +419,19 @@ def _same_voice(relation: str, word: str, after: str, marked: bool | None) -> bo
     位于 is itself "is located in") None, the voice unknown."""
     label_participle = _participle_label(relation)
     if marked is None:
-        participle = bool(re.search(r"(?:ed|en)$", word)) or bool(re.match(r"\s*by\b", after))
+        participle = bool(re.search(r"(?:ed|en)$", word)) or by
         return participle == label_participle
     if marked:
         return label_participle
     if not label_participle:
         return True
-    return False if re.search(r"(?:_|[a-z])(?:BY|By)$", relation) else None
+    return False if _AGENT_LABEL.search(relation) else None
 
 
 def _participle_label(relation: str) -> bool:
     """METABOLIZED_BY, TREATED_WITH, LOCATED_IN, CAUSED_BY: a label that is a participle."""
     first = re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", relation.replace("_", " "))
-    return bool(re.search(r"(?:_|[a-z])(?:BY|By)$", relation)) or bool(first and re.search(r"(?:ED|EN|ed|en)$", first[0]))
+    return bool(_AGENT_LABEL.search(relation)) or bool(first and re.search(r"(?:ED|EN|ed|en)$", first[0]))
 
 
 def _pair_direction(index: GraphIndex, question: str, spans: Sequence[tuple[int, int, NodeKey]],
@@ -443,15 +443,14 @@ def _pair_direction(index: GraphIndex, question: str, spans: Sequence[tuple[int,
     label that reads both ways, or where the question shows no word of the relation or no voice."""
     if _SYMMETRIC.search(relation):
         return None
-    q = _masked(question, spans)
-    places = [(i, j) for i, j, label, _ in index.places(q, {relation}) if label == relation]
-    if not places:
+    word = _relation_word(index, question, spans, relation)
+    if word is None:
         return None
+    q, at, end, _ = word
     ordered = sorted(spans)
     first, second = ordered[0], ordered[-1]
-    at, end = places[0]
     marked = bool(_ZH_PASSIVE.search(q[first[1]:second[0]])) if _CJK_RUN.search(q) else None
-    voice = _same_voice(relation, q[at:end], q[end:], marked)
+    voice = _same_voice(relation, q[at:end], bool(_BY.match(q, end)), marked)
     if voice is None:
         return None
     return first[2] if voice else second[2]
@@ -465,6 +464,10 @@ _WH_ZH = re.compile(r"^\W*(?:谁|哪|什么)")
 _WH_ZH_ANY = re.compile(r"谁|哪|什么")
 _ZH_PASSIVE = re.compile(r"被|由|经|通过|叫|让")
 _ARTICLE = r"(?:\s+(?:the|a|an))?\s+"
+#: "… metabolized by": an agent after the relation's word, so the passive.
+_BY = re.compile(r"\s*by\b")
+#: A label in the passive with its agent: METABOLIZED_BY, CausedBy.
+_AGENT_LABEL = re.compile(r"(?:_|[a-z])(?:BY|By)$")
 
 
 #: Where a yes-or-no question's object ends and a phrase of place, time or condition begins.
@@ -556,7 +559,7 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
     spans = index.spans(question, found=found)
     linked = list(dict.fromkeys(key for _, _, key in spans))
     paths = find_paths(store, linked, groups, max_hops) if linked else []
-    if groups is not None and any(k not in {p.start for p in paths} for k in linked):
+    if groups is not None and not set(linked) <= {p.start for p in paths}:
         # a node with no fact the caller may read is, to that caller, no node at all: no message
         # below may tell a hidden name (赵敏, in hr's facts only) from one the graph lacks (赵六),
         # and a hidden longer name must not swallow a visible one inside it
@@ -580,8 +583,9 @@ def ask(store: GraphStore, question: str, *, groups: list[str] | None = None, ma
         return GraphAnswer(f"I don't know: nothing in this graph that you may read leads from {said}.{hint}",
                            False, "unknown", entities=entities, suggestions=suggestions)
     relations = {e.relation for p in paths for e in p.edges}
-    asked = asked_relations(index, question, relations, spans)
-    focus, wh_asked = index.focus(_masked(question, spans), {k[0] for k in linked})
+    masked = _masked(question, spans)  # "treat" in "Migraine Treatment Center" mentions no relation
+    asked = index.mentioned(masked, relations)
+    focus, wh_asked = index.focus(masked, {k[0] for k in linked})
     if len(linked) == 1 and (unknown := _unlinked(index, question, spans, relations)):
         # "Does omeprazole treat headaches?" where the graph knows no headaches: what omeprazole
         # treats (胃溃疡) would read as an answer to a question nobody asked

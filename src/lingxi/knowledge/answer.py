@@ -30,8 +30,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lingxi.knowledge.support import (adds_to, answers_question, asked_for, check, content_units, counts_topic,
-                                     dates_topic, focus, focus_beyond, repeats_numbers, topics, yes_no)
+from lingxi.knowledge.support import (ZH_NUMERALS, adds_to, answers_question, asked_for, check, content_units,
+                                     counts_topic, dates_topic, focus, focus_beyond, repeats_numbers, topics, yes_no)
 from lingxi.knowledge.tree import introduces_list, marker, opens_clause
 from lingxi.knowledge.types import Answer, Citation, Hit
 from lingxi.text import language_of, split_sentences
@@ -250,9 +250,8 @@ def _lines_sentences(text: str) -> list[tuple[str, int]]:
 
 
 #: A clause asked for by its number ("第十条是怎么规定的？", "What does Article 5 say?").
-_ZH_NUMERAL = "\\d零〇一二两三四五六七八九十百千"
 _CLAUSE_ASKED = re.compile(
-    rf"(第[{_ZH_NUMERAL}]+条(?:之[{_ZH_NUMERAL}]+)?)\s*(?:是|的)?\s*(?:怎么|如何|怎样)?\s*(?:规定|说|写|讲|内容)|"
+    rf"(第[{ZH_NUMERALS}]+条(?:之[{ZH_NUMERALS}]+)?)\s*(?:是|的)?\s*(?:怎么|如何|怎样)?\s*(?:规定|说|写|讲|内容)|"
     r"\bwhat\s+(?:does|do)\s+((?:article|section|clause|rule|§)\s*\d+(?:\.\d+)*)\s+(?:say|state|provide|require)",
     re.I)
 

@@ -740,8 +740,8 @@ class KnowledgeBase:
             excluded = [h for h, bad in zip(hits, flags) if bad]
             hits = [h for h, bad in zip(hits, flags) if not bad]
         similarity = None
-        candidates = A.rank_sentences(question, hits)
         clause = A.quote_clause(question, hits)  # "第十条是怎么规定的？": the article itself, whole
+        candidates = A.rank_sentences(question, hits) if clause is None else []
         if clause is None and not A.answerable(question, candidates):
             # Only when the question's own language gives no answer are the chunks in another
             # language compared through the embedder (it embeds their sentences: slower).

@@ -358,8 +358,9 @@ def answers_question(question: str, sentence: str) -> bool:
     return True
 
 
-_ZH_NUM = r"\d零〇一二两三四五六七八九十百千"
-_STRUCTURE = re.compile(rf"第[{_ZH_NUM}]+(?:之[{_ZH_NUM}]+)?[编章节条款项目]|^\s*[（(][{_ZH_NUM}]+[）)]|^\s*[{_ZH_NUM}]+、|"
+#: The digits a Chinese number is written with (第十条, 第1216条), as a character class's contents.
+ZH_NUMERALS = r"\d零〇一二两三四五六七八九十百千"
+_STRUCTURE = re.compile(rf"第[{ZH_NUMERALS}]+(?:之[{ZH_NUMERALS}]+)?[编章节条款项目]|^\s*[（(][{ZH_NUMERALS}]+[）)]|^\s*[{ZH_NUMERALS}]+、|"
                         r"^\s*\d+(?:\.\d+)+\.?\s+(?=[A-Z])|^\s*\d+\.\s+(?=[A-Z])|\b(?:Article|Section|Clause|Rule|Part|Chapter|§)\s*\d+(?:\.\d+)*")
 #: Numbers that say no "when": a share (80%, 百分之八十) or a length ("a probation period of three
 #: months", "for six weeks"); "within 30 days" and "after three years" still do.
@@ -430,7 +431,7 @@ def _count_in_unit(question: str) -> re.Pattern[str] | None:
         return None
     unit = _ZH_UNIT_FORMS.get(m.group(1), re.escape(m.group(1)))
     # 每三天 is how often, not how many
-    return re.compile(rf"(?<![每{_ZH_NUM}万多余几半])[{_ZH_NUM}万多余几半]+\s*(?:多|余)?{unit}")
+    return re.compile(rf"(?<![每{ZH_NUMERALS}万多余几半])[{ZH_NUMERALS}万多余几半]+\s*(?:多|余)?{unit}")
 
 
 def counts_topic(question: str, topic: str, sentence: str) -> bool:
